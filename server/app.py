@@ -1,0 +1,109 @@
+"""The composition root: `create_app(settings) -> ASGI app`, its routes and its lifespan.
+
+The only module that imports every layer. The lifespan starts the aggregator
+(restore, connector, clock, persistence) and the hub, and stops them in the
+reverse order. `create_app()` with no argument reads Settings from the
+environment (uvicorn --factory).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from server.handlers import api, pages, ws
+from server.settings import Settings
+from server.streams.aggregator import Aggregator
+from server.streams.hub import Hub, HubLimits
+from server.streams.state import State
+from server.streams.widgets import WIDGETS, ViewLimits, Widget
+
+log = logging.getLogger("jobpulse")
+
+
+class RawSend:
+    """Outermost ASGI layer: keep the server's own `send` in the websocket scope.
+
+    Starlette wraps `send` on its way to an endpoint; the hub wants the
+    server's original one to learn whether a socket can take data now (see
+    handlers/ws.py, StarlettePeer).
+    """
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+
+    @property
+    def state(self) -> object:
+        return self.app.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            scope[ws.RAW_SEND] = send
+        await self.app(scope, receive, send)
+
+
+def _projector(widget: Widget, state: State, limits: ViewLimits) -> Callable[[], dict[str, Any]]:
+    return lambda: widget.project(state, limits)
+
+
+def create_app(settings: Settings | None = None) -> ASGIApp:
+    """Build the jobpulse ASGI application."""
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        aggregator = Aggregator(settings)
+        view_limits = settings.view_limits()
+        state = aggregator.state
+        hub = Hub(
+            [(w.name, w.aspects, _projector(w, state, view_limits)) for w in WIDGETS],
+            HubLimits(
+                tick=settings.tick_ms / 1000,
+                beat=settings.beat_s,
+                patch_ring=settings.patch_ring,
+                client_queue=settings.client_queue,
+                client_queue_bytes=settings.client_queue_bytes,
+                stall_timeout=settings.stall_timeout_s,
+            ),
+            epoch=secrets.token_hex(4),
+        )
+        aggregator.hub = hub
+        app.state.settings = settings
+        app.state.aggregator = aggregator
+        app.state.hub = hub
+        app.state.counters = Counter()
+        hub.start()
+        await aggregator.start()
+        log.info(
+            "jobpulse %s: source %s at %s, prefix %r",
+            hub.epoch,
+            aggregator.connector.name,
+            settings.redis_url,
+            settings.prefix,
+        )
+        try:
+            yield
+        finally:
+            await hub.stop()
+            await aggregator.stop()
+
+    routes = [
+        Route("/", pages.home_page, name="home_page"),
+        Route("/admin/jobs", pages.dashboard_page, name="dashboard_page"),
+        Route("/api/widgets/{name}", api.widget_api, name="widget_api"),
+        Route("/api/jobs/health", api.health_api, name="health_api"),
+        Route("/healthz", api.healthz, name="healthz"),
+        Route("/readyz", api.readyz, name="readyz"),
+        WebSocketRoute("/ws", ws.live_ws, name="live_ws"),
+        Mount("/static", StaticFiles(directory=str(pages.WEB_DIR)), name="static"),
+    ]
+    return RawSend(Starlette(routes=routes, lifespan=lifespan))

@@ -1,0 +1,260 @@
+"""The `jobpulse` command: serve, demo, simulate, control.
+
+Shell layer: parses arguments, sets up logging, and starts processes. `demo`
+is the one-command start: a private Redis (unless REDIS_URL is set), the fleet
+simulator in a child process, and the web server, all stopped on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+from server import __version__
+from server.redis_server import RedisServer, free_port
+from server.settings import Settings, documented
+
+log = logging.getLogger("jobpulse.cli")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def _uvicorn_run(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        "server.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        ws="websockets-sansio",
+        ws_max_size=settings.ws_max_frame,
+        ws_per_message_deflate=settings.ws_deflate,
+        http="httptools",
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        log_level=settings.log_level,
+        proxy_headers=True,
+        access_log=False,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    _uvicorn_run(settings, args.host or settings.host, args.port or settings.port)
+    return 0
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    base = Settings.from_env()
+    host = args.host or base.host
+    port = args.port or base.port
+    if not _port_is_free(host, port):
+        taken, port = port, free_port(host)
+        print(f"jobpulse demo: port {taken} is taken, using {port}", flush=True)
+    redis_server: RedisServer | None = None
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        redis_server = RedisServer().start()
+        redis_url = redis_server.url
+        print(f"jobpulse demo: started a private redis-server ({redis_server.binary}) at {redis_url}", flush=True)
+    else:
+        print(f"jobpulse demo: using REDIS_URL={redis_url}", flush=True)
+    os.environ["REDIS_URL"] = redis_url
+    simulator_args = [
+        sys.executable, "-m", "server.cli", "simulate",
+        "--redis-url", redis_url, "--prefix", base.prefix,
+        "--runners", str(args.runners), "--rate", str(args.rate),
+    ]  # fmt: skip
+    if args.seed is not None:
+        simulator_args += ["--seed", str(args.seed)]
+    simulator = subprocess.Popen(simulator_args)
+    print(f"jobpulse demo: fleet simulator running (pid {simulator.pid}, {args.runners} runners, {args.rate} jobs/s)")
+    print(f"jobpulse demo: open http://{host}:{port}/admin/jobs   (Ctrl-C stops everything)", flush=True)
+    try:
+        _uvicorn_run(Settings.from_env(), host, port)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        simulator.terminate()
+        try:
+            simulator.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            simulator.kill()
+        if redis_server is not None:
+            redis_server.stop()
+        print("jobpulse demo: stopped", flush=True)
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from server.simulator import Fleet, config_from_args
+
+    redis_url = args.redis_url or Settings.from_env().redis_url
+    prefix = args.prefix or Settings.from_env().prefix
+    config = config_from_args(args, redis_url, prefix)
+    fleet = Fleet(config)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, fleet.stop)
+        if args.duration:
+            loop.call_later(args.duration, fleet.stop)
+        await fleet.run()
+
+    asyncio.run(main())
+    return 0
+
+
+def _parse_arg(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    import redis
+
+    settings = Settings.from_env()
+    redis_url = args.redis_url or settings.redis_url
+    prefix = args.prefix or settings.prefix
+    client = redis.Redis.from_url(redis_url)
+    pubsub = client.pubsub()
+    replies = f"{prefix}:replies"
+    pubsub.subscribe(replies)
+    pubsub.get_message(timeout=1.0)
+    command_id = args.id or f"cli-{uuid.uuid4().hex[:12]}"
+    message = {
+        "v": 1,
+        "type": "command",
+        "id": command_id,
+        "action": args.action,
+        "to": args.to,
+        "args": dict(args.arg or []),
+        "ts": time.time(),
+        "reply_to": replies,
+    }
+    client.publish(f"{prefix}:control", json.dumps(message))
+    expected = None if args.to == "*" else 1
+    got = 0
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline and (expected is None or got < expected):
+        reply = pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
+        if reply is None or reply["type"] != "message":
+            continue
+        try:
+            body = json.loads(reply["data"])
+        except ValueError:
+            continue
+        if body.get("id") == command_id:
+            got += 1
+            print(json.dumps(body))
+    pubsub.close()
+    client.close()
+    if got == 0:
+        print(f"no reply to {args.action} within {args.timeout} s", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    for env, default, doc in documented():
+        print(f"{env:32} {default:28} {doc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jobpulse",
+        description="A live operations console for async job systems on Redis. "
+        "Settings come from environment variables: `jobpulse settings` lists them.",
+    )
+    parser.add_argument("--version", action="version", version=f"jobpulse {__version__}")
+    parser.add_argument("--log-level", default=None, help="debug, info, warning, error (default JOBPULSE_LOG_LEVEL)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the web server against REDIS_URL")
+    serve.add_argument("--host", default=None, help="bind address (default HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default PORT or 8000)")
+    serve.set_defaults(func=cmd_serve)
+
+    demo = commands.add_parser(
+        "demo", help="start a private Redis (unless REDIS_URL is set), the fleet simulator and the web server"
+    )
+    demo.add_argument("--host", default=None)
+    demo.add_argument("--port", type=int, default=None)
+    demo.add_argument("--runners", type=int, default=12, help="simulated runners (default 12)")
+    demo.add_argument("--rate", type=float, default=20.0, help="jobs published per second (default 20)")
+    demo.add_argument("--seed", type=int, default=None, help="seed for a repeatable fleet")
+    demo.set_defaults(func=cmd_demo)
+
+    simulate = commands.add_parser("simulate", help="run a fleet of job runners that speaks the jobpulse protocol")
+    simulate.add_argument("--redis-url", default=None, help="default REDIS_URL")
+    simulate.add_argument("--prefix", default=None, help="default JOBPULSE_PREFIX")
+    from server.simulator import add_arguments
+
+    add_arguments(simulate)
+    simulate.set_defaults(func=cmd_simulate)
+
+    control = commands.add_parser("control", help="send a command to runners or the job system; print the replies")
+    control.add_argument("action", help="ping, drain, undrain, restart, shutdown, logs, run, purge, clear_stuck, ...")
+    control.add_argument("--to", default="*", help="* (every runner), runner:<id>, or system (default *)")
+    control.add_argument("--arg", action="append", type=_parse_arg, help="key=value (JSON values allowed)")
+    control.add_argument("--id", default=None, help="command id (default: a new one)")
+    control.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for replies (default 2)")
+    control.add_argument("--redis-url", default=None)
+    control.add_argument("--prefix", default=None)
+    control.set_defaults(func=cmd_control)
+
+    show = commands.add_parser("settings", help="list every setting: environment variable, default, meaning")
+    show.set_defaults(func=cmd_settings)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        level = args.log_level or Settings.from_env().log_level
+    except ValueError as exc:
+        parser.error(str(exc))
+    _setup_logging(level)
+    with contextlib.suppress(KeyboardInterrupt):
+        result: int = args.func(args)
+        return result
+    return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""JSON endpoints: widget snapshots, job service health, liveness and readiness.
+
+Shell layer (Starlette). Read-only views of the hub and the aggregator; the
+same data the websocket pushes, for scripts, load balancers and monitors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from server import __version__
+
+
+async def widget_api(request: Request) -> Response:
+    """GET /api/widgets/{name}: the widget's current seq and data."""
+    hub = request.app.state.hub
+    name = request.path_params["name"]
+    if name not in hub.feeds:
+        return JSONResponse({"error": f"unknown widget {name!r}", "widgets": list(hub.feeds)}, status_code=404)
+    seq, data = hub.view(name)
+    return JSONResponse({"widget": name, "epoch": hub.epoch, "seq": seq, "data": data})
+
+
+async def health_api(request: Request) -> Response:
+    """GET /api/jobs/health: the job service's health (broker, runners) as the Service Health card shows it."""
+    state = request.app.state.aggregator.state
+    _, health = request.app.state.hub.view("health")
+    _, runners = request.app.state.hub.view("runners")
+    body: dict[str, Any] = {
+        "source": request.app.state.aggregator.connector.name,
+        "broker": health,
+        "runners": runners["counts"],
+        "channels": {
+            name: {"queued": c.queued, "inflight": c.inflight, "scheduled": c.scheduled, "paused": c.paused}
+            for name, c in sorted(state.channels.items())
+        },
+    }
+    return JSONResponse(body)
+
+
+async def healthz(request: Request) -> Response:
+    """Liveness: the process serves requests."""
+    return JSONResponse({"ok": True, "version": __version__})
+
+
+async def readyz(request: Request) -> Response:
+    """Readiness: the source is connected and durable state was restored; 503 otherwise."""
+    aggregator = request.app.state.aggregator
+    ready = aggregator.ready
+    body = {
+        "ready": ready,
+        "source_connected": aggregator.connector.connected,
+        "restored": aggregator.restored,
+        "crashes": aggregator.crashes,
+    }
+    return JSONResponse(body, status_code=200 if ready else 503)

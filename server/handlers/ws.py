@@ -1,0 +1,151 @@
+"""The websocket endpoint `/ws`: accept, welcome, read client frames, hand the socket to the hub.
+
+Shell layer (Starlette). Decodes client frames with `server.protocol`, answers
+bad ones with error frames (never a crash), counts them, and closes a client
+that keeps sending them. Sending is the hub's job; everything this module
+sends goes through the hub so it stays in order with the client's batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from server import protocol
+from server.protocol import CloseCode, ErrorCode, ProtocolError
+from server.streams.hub import Client, Hub
+
+log = logging.getLogger("jobpulse.ws")
+
+RAW_SEND = "jobpulse.raw_send"
+BAD_FRAME_WINDOW = 10.0  # s
+
+
+class StarlettePeer:
+    """A Starlette websocket as the hub's `Peer`.
+
+    When the ASGI server is uvicorn with the websockets-sansio or wsproto
+    protocol, the raw `send` is a bound method of the protocol object, whose
+    `writable` event and transport let the hub send inline without waiting and
+    cut off a client that reads nothing. Elsewhere `ready()` is False and every
+    message goes through the client's writer task, which is always correct.
+    """
+
+    def __init__(self, websocket: WebSocket, raw_send: Any) -> None:
+        self.websocket = websocket
+        proto = getattr(raw_send, "__self__", None)
+        writable = getattr(proto, "writable", None)
+        transport = getattr(proto, "transport", None)
+        # Duck-typed: uvloop's transports are not asyncio.Transport subclasses.
+        if isinstance(writable, asyncio.Event) and hasattr(transport, "abort") and hasattr(transport, "is_closing"):
+            self._writable: asyncio.Event | None = writable
+            self._transport: asyncio.Transport | None = transport
+        else:
+            self._writable = None
+            self._transport = None
+
+    def ready(self) -> bool:
+        return self._writable is not None and self._writable.is_set() and not self._transport_closing()
+
+    def _transport_closing(self) -> bool:
+        return self._transport is None or self._transport.is_closing()
+
+    async def send(self, message: str) -> None:
+        await self.websocket.send_text(message)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.websocket.close(code, reason)
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+
+async def live_ws(websocket: WebSocket) -> None:
+    """The live feed: one connection per page."""
+    app_state = websocket.app.state
+    hub: Hub = app_state.hub
+    settings = app_state.settings
+    if len(hub.clients) >= settings.max_clients:
+        await websocket.accept()
+        await websocket.close(CloseCode.TRY_AGAIN_LATER, "server full")
+        return
+    await websocket.accept()
+    client = hub.attach(StarlettePeer(websocket, websocket.scope.get(RAW_SEND)))
+    hub.send(
+        client,
+        protocol.welcome(
+            hub.epoch,
+            hub.clock(),
+            settings.tick_ms,
+            settings.beat_s,
+            tuple(hub.feeds),
+            app_state.aggregator.connector.name,
+        ),
+    )
+    bad: deque[float] = deque()
+    try:
+        while not client.closed:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            try:
+                _handle(hub, client, message, settings.ws_max_frame)
+            except ProtocolError as exc:
+                app_state.counters["bad_frames"] += 1
+                hub.send(client, protocol.error(exc.code, exc.message, exc.ref))
+                if exc.code is ErrorCode.BAD_VERSION:
+                    await websocket.close(CloseCode.UNSUPPORTED_VERSION, "unsupported protocol version")
+                    break
+                now = time.monotonic()
+                bad.append(now)
+                while bad and bad[0] < now - BAD_FRAME_WINDOW:
+                    bad.popleft()
+                if len(bad) > settings.ws_bad_frames:
+                    hub.send(client, protocol.error(ErrorCode.RATE, "too many bad frames"))
+                    await asyncio.sleep(0)  # let the error frame go out before the close frame
+                    await websocket.close(CloseCode.POLICY_VIOLATION, "too many bad frames")
+                    break
+    except WebSocketDisconnect:
+        pass
+    finally:
+        await hub.detach(client)
+
+
+def _handle(hub: Hub, client: Client, message: Mapping[str, Any], max_frame: int) -> None:
+    text = message.get("text")
+    if text is None:
+        raise ProtocolError(ErrorCode.BINARY, "binary frames are not accepted; send JSON text frames")
+    if len(text) > max_frame:
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"frame of {len(text)} bytes exceeds {max_frame}")
+    frame = protocol.decode_client(text)
+    if isinstance(frame, protocol.Hello):
+        if frame.v != protocol.PROTOCOL_VERSION:
+            raise ProtocolError(ErrorCode.BAD_VERSION, f"protocol version {frame.v} is not supported; this server: 1")
+        _subscribe(hub, client, frame.widgets, frame.epoch, frame.resume)
+    elif isinstance(frame, protocol.Sub):
+        _subscribe(hub, client, frame.widgets, hub.epoch, frame.resume)
+    elif isinstance(frame, protocol.Unsub):
+        hub.unsubscribe(client, frame.widgets)
+    elif isinstance(frame, protocol.Ping):
+        hub.send(client, protocol.pong(frame.t, hub.clock()))
+    else:
+        raise ProtocolError(
+            ErrorCode.UNAVAILABLE,
+            f"commands ({frame.action}) are not available in this version of jobpulse",
+            frame.id,
+        )
+
+
+def _subscribe(hub: Hub, client: Client, widgets: list[str], epoch: str | None, resume: dict[str, int]) -> None:
+    known = [w for w in dict.fromkeys(widgets) if w in hub.feeds]
+    hub.subscribe(client, known, epoch, resume)
+    unknown = [w for w in widgets if w not in hub.feeds]
+    if unknown:
+        raise ProtocolError(ErrorCode.UNKNOWN_WIDGET, f"unknown widgets: {', '.join(unknown)[:200]}")

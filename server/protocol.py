@@ -1,0 +1,177 @@
+"""The websocket protocol between jobpulse and browsers (docs/protocol.md section 3), in one place.
+
+Pure layer: standard library and msgspec only. Holds the version, the close
+codes, every client frame type with its decoder, and the encoders of server
+frames. Server frames are built from pre-encoded parts so that a widget's patch
+is encoded once per tick and the same bytes go into every client's batch.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta, Struct
+
+PROTOCOL_VERSION = 1
+
+WidgetName = Annotated[str, Meta(min_length=1, max_length=64)]
+WidgetList = Annotated[list[WidgetName], Meta(max_length=64)]
+
+
+class CloseCode(enum.IntEnum):
+    """Websocket close codes jobpulse uses (values match starlette.status.WS_10xx where standard)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013
+    UNSUPPORTED_VERSION = 4400
+    TOO_SLOW = 4408
+
+
+class ErrorCode(enum.StrEnum):
+    """The `code` of an `error` frame."""
+
+    BAD_JSON = "bad_json"
+    BAD_FRAME = "bad_frame"
+    BAD_VERSION = "bad_version"
+    UNKNOWN_WIDGET = "unknown_widget"
+    BINARY = "binary"
+    UNAVAILABLE = "unavailable"
+    RATE = "rate"
+
+
+class ProtocolError(Exception):
+    """A client frame that cannot be accepted; becomes an `error` frame."""
+
+    def __init__(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+
+# -- client to server ---------------------------------------------------------------------------
+
+
+class Hello(Struct, frozen=True, forbid_unknown_fields=True, tag="hello", tag_field="type"):
+    """First frame: protocol version, widgets wanted, and the epoch and seqs the client already holds."""
+
+    v: int
+    widgets: WidgetList = []
+    epoch: Annotated[str, Meta(max_length=64)] | None = None
+    resume: Annotated[dict[WidgetName, Annotated[int, Meta(ge=0)]], Meta(max_length=64)] = {}
+
+
+class Sub(Struct, frozen=True, forbid_unknown_fields=True, tag="sub", tag_field="type"):
+    """Add widgets; `resume` as in `hello`."""
+
+    widgets: WidgetList
+    resume: Annotated[dict[WidgetName, Annotated[int, Meta(ge=0)]], Meta(max_length=64)] = {}
+
+
+class Unsub(Struct, frozen=True, forbid_unknown_fields=True, tag="unsub", tag_field="type"):
+    """Stop receiving these widgets."""
+
+    widgets: WidgetList
+
+
+class Ping(Struct, frozen=True, forbid_unknown_fields=True, tag="ping", tag_field="type"):
+    """Ask for a `pong` carrying the same `t`."""
+
+    t: float | int = 0
+
+
+class Cmd(Struct, frozen=True, tag="cmd", tag_field="type"):
+    """An operator command. Answered `unavailable` in protocol version 1's first release."""
+
+    id: Annotated[str, Meta(min_length=1, max_length=100)]
+    action: Annotated[str, Meta(min_length=1, max_length=64)]
+    args: dict[str, Any] = {}
+
+
+ClientFrame = Hello | Sub | Unsub | Ping | Cmd
+CLIENT_TYPES = frozenset({"hello", "sub", "unsub", "ping", "cmd"})
+
+_client = msgspec.json.Decoder(ClientFrame)
+_any = msgspec.json.Decoder()
+
+
+def decode_client(text: str | bytes) -> ClientFrame:
+    """Decode one client frame.
+
+    Raises:
+        ProtocolError: `bad_json` when it is not JSON, `bad_frame` (naming the problem) when it is not a valid frame.
+    """
+    try:
+        frame: ClientFrame = _client.decode(text)
+        return frame
+    except msgspec.ValidationError as exc:
+        error = exc
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(ErrorCode.BAD_JSON, f"frame is not JSON: {exc}") from None
+    try:
+        obj = _any.decode(text)
+    except msgspec.DecodeError as exc:  # pragma: no cover - the typed decode would have said so
+        raise ProtocolError(ErrorCode.BAD_JSON, f"frame is not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(ErrorCode.BAD_FRAME, "frame is not a JSON object")
+    ref = obj.get("id") if isinstance(obj.get("id"), str) else None
+    kind = obj.get("type")
+    if kind not in CLIENT_TYPES:
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"unknown frame type {str(kind)[:40]!r}", ref)
+    raise ProtocolError(ErrorCode.BAD_FRAME, f"{kind}: {error}", ref)
+
+
+# -- server to client ---------------------------------------------------------------------------
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(value: Any) -> bytes:
+    """Compact JSON of a value."""
+    return _encoder.encode(value)
+
+
+def welcome(epoch: str, now: float, tick_ms: int, beat_s: float, widgets: tuple[str, ...], source: str) -> bytes:
+    from server import __version__
+
+    return encode(
+        {
+            "type": "welcome",
+            "v": PROTOCOL_VERSION,
+            "epoch": epoch,
+            "now": now,
+            "tick_ms": tick_ms,
+            "beat_s": beat_s,
+            "widgets": list(widgets),
+            "server": f"jobpulse/{__version__}",
+            "source": source,
+        }
+    )
+
+
+def widget_frame(kind: str, widget: str, seq: int, data: bytes) -> bytes:
+    """A `snapshot` or `patch` frame around already-encoded `data`."""
+    return b'{"type":"%s","w":"%s","seq":%d,"data":%s}' % (kind.encode(), widget.encode(), seq, data)
+
+
+def batch(now: float, frames: list[bytes]) -> bytes:
+    """One websocket message carrying several widget frames."""
+    return b'{"type":"batch","now":%s,"frames":[%s]}' % (encode(now), b",".join(frames))
+
+
+def beat(now: float) -> bytes:
+    return b'{"type":"beat","now":%s}' % encode(now)
+
+
+def pong(t: float | int, now: float) -> bytes:
+    return encode({"type": "pong", "t": t, "now": now})
+
+
+def error(code: ErrorCode, message: str, ref: str | None = None) -> bytes:
+    return encode({"type": "error", "code": code.value, "message": message, "ref": ref})

@@ -1,0 +1,150 @@
+"""Settings from environment variables (12-factor): the only module that reads os.environ.
+
+Every setting has an environment variable, a default and a one-line doc; the
+README's configuration table lists them all (a test keeps the two in step).
+Every cap on memory jobpulse keeps is a setting here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.streams.state import Limits
+from server.streams.widgets import ViewLimits
+
+
+def _setting(env: str, default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All of jobpulse's configuration. Build with `Settings.from_env()`."""
+
+    redis_url: str = _setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis of the job system (the source)")
+    store_url: str = _setting("JOBPULSE_STORE_URL", "", "Redis for jobpulse's own durable state; empty = REDIS_URL")
+    prefix: str = _setting("JOBPULSE_PREFIX", "jobpulse", "key and channel prefix of the native protocol")
+    source: str = _setting("JOBPULSE_SOURCE", "native", "job system: native (celery, mojo: not yet available)")
+    host: str = _setting("HOST", "127.0.0.1", "address the web server binds")
+    port: int = _setting("PORT", 8000, "port the web server listens on")
+    log_level: str = _setting("JOBPULSE_LOG_LEVEL", "info", "debug, info, warning or error")
+    tick_ms: int = _setting("JOBPULSE_TICK_MS", 25, "coalescing tick: widget patches go out at most this often")
+    beat_s: float = _setting("JOBPULSE_BEAT_S", 2.0, "a quiet client gets a beat this often (its stale detector)")
+    clock_ms: int = _setting("JOBPULSE_CLOCK_MS", 1000, "clock tick into the fold (staleness, minute roll-over)")
+    reconcile_s: float = _setting("JOBPULSE_RECONCILE_S", 5.0, "re-read the authoritative keys this often")
+    persist_s: float = _setting("JOBPULSE_PERSIST_S", 5.0, "write series, runners and failures to the store this often")
+    replay_max: int = _setting("JOBPULSE_REPLAY_MAX", 50_000, "most P:stream entries replayed after a gap or at start")
+    message_max: int = _setting("JOBPULSE_MESSAGE_MAX", 1_048_576, "largest accepted pub/sub message, bytes")
+    log_rejects_per_min: int = _setting("JOBPULSE_LOG_REJECTS_PER_MIN", 20, "log at most this many rejections a minute")
+    max_jobs: int = _setting("JOBPULSE_MAX_JOBS", 20_000, "jobs kept in memory (finished ones are evicted first)")
+    max_runners: int = _setting("JOBPULSE_MAX_RUNNERS", 2_000, "runners kept (the one offline longest goes first)")
+    max_channels: int = _setting("JOBPULSE_MAX_CHANNELS", 1_000, "channels kept")
+    max_sources: int = _setting("JOBPULSE_MAX_SOURCES", 10_000, "publishers whose seq is tracked")
+    failures_cap: int = _setting("JOBPULSE_FAILURES_CAP", 500, "recent failures kept (memory and store)")
+    dedupe_window: int = _setting("JOBPULSE_DEDUPE_WINDOW", 100_000, "event ids remembered to drop redeliveries")
+    series_minutes: int = _setting("JOBPULSE_SERIES_MINUTES", 2_880, "per-minute series retention (48 h)")
+    payload_cap: int = _setting("JOBPULSE_PAYLOAD_CAP", 4_096, "bytes of a job's payload kept")
+    traceback_cap: int = _setting("JOBPULSE_TRACEBACK_CAP", 8_192, "characters of a traceback kept (the tail)")
+    stale_factor: float = _setting("JOBPULSE_STALE_FACTOR", 2.5, "a runner is stale after this many intervals silent")
+    offline_factor: float = _setting("JOBPULSE_OFFLINE_FACTOR", 6.0, "... and offline after this many")
+    spark_minutes: int = _setting("JOBPULSE_SPARK_MINUTES", 60, "minutes in the Jobs Published sparkline")
+    patch_ring: int = _setting("JOBPULSE_PATCH_RING", 256, "patches kept per widget for resume after reconnect")
+    client_queue: int = _setting("JOBPULSE_CLIENT_QUEUE", 64, "messages queued per slow client before a resync")
+    client_queue_bytes: int = _setting("JOBPULSE_CLIENT_QUEUE_BYTES", 1_048_576, "bytes queued per slow client")
+    stall_timeout_s: float = _setting("JOBPULSE_STALL_TIMEOUT_S", 15.0, "close a client that reads nothing this long")
+    max_clients: int = _setting("JOBPULSE_MAX_CLIENTS", 10_000, "websocket clients per process")
+    ws_max_frame: int = _setting("JOBPULSE_WS_MAX_FRAME", 65_536, "largest accepted client frame, bytes")
+    ws_bad_frames: int = _setting("JOBPULSE_WS_BAD_FRAMES", 20, "bad frames a client may send in 10 s before 1008")
+    ws_deflate: bool = _setting("JOBPULSE_WS_DEFLATE", False, "permessage-deflate (costs CPU and ~300 KiB a client)")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every setting from `environ` (default os.environ); `overrides` win.
+
+        Raises:
+            ValueError: naming the variable, when a value does not parse.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = f.metadata["env"]
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(name, raw, type(f.default))
+        values.update(overrides)
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Raise ValueError for values that cannot work."""
+        if self.source != "native":
+            raise ValueError(
+                f"JOBPULSE_SOURCE={self.source!r}: only 'native' is available in this version "
+                "(the celery and mojo connectors are not yet available)"
+            )
+        positive = ("tick_ms", "clock_ms", "max_jobs", "max_runners", "failures_cap", "dedupe_window", "patch_ring")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{self.env_name(name)} must be > 0")
+        if self.offline_factor <= self.stale_factor:
+            raise ValueError("JOBPULSE_OFFLINE_FACTOR must be larger than JOBPULSE_STALE_FACTOR")
+        if not self.prefix or any(c.isspace() for c in self.prefix):
+            raise ValueError("JOBPULSE_PREFIX must be non-empty and without spaces")
+
+    @classmethod
+    def env_name(cls, attribute: str) -> str:
+        for f in dataclasses.fields(cls):
+            if f.name == attribute:
+                return str(f.metadata["env"])
+        raise KeyError(attribute)
+
+    @property
+    def store(self) -> str:
+        return self.store_url or self.redis_url
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_jobs=self.max_jobs,
+            max_runners=self.max_runners,
+            max_channels=self.max_channels,
+            max_sources=self.max_sources,
+            failures_cap=self.failures_cap,
+            dedupe_window=self.dedupe_window,
+            series_minutes=self.series_minutes,
+            payload_cap=self.payload_cap,
+            traceback_cap=self.traceback_cap,
+            stale_factor=self.stale_factor,
+            offline_factor=self.offline_factor,
+        )
+
+    def view_limits(self) -> ViewLimits:
+        return ViewLimits(spark_minutes=self.spark_minutes)
+
+
+def _parse(name: str, raw: str, kind: type) -> Any:
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind is int:
+            return int(raw.replace("_", ""))
+        if kind is float:
+            return float(raw)
+        return raw
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+
+
+def documented() -> list[tuple[str, str, str]]:
+    """(environment variable, default, doc) of every setting, for the README."""
+    return [(f.metadata["env"], repr(f.default), f.metadata["doc"]) for f in dataclasses.fields(Settings)]

@@ -1,0 +1,137 @@
+"""The aggregator: owns the live state, feeds it events from the connector, ticks the clock, persists.
+
+Shell layer. Everything that changes the state goes through `feed` (which calls
+the pure `fold`); after each chunk of input, the changed aspects are handed to
+the hub once. Background work (connector, clock, persistence) runs in
+supervised tasks: a crash is logged loudly and the task restarted, and
+readiness reports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import redis.asyncio as aredis
+
+from server.settings import Settings
+from server.streams.events import Event, Tick
+from server.streams.hub import Hub
+from server.streams.native import NativeConnector
+from server.streams.reducer import ALL, GAP, fold, initial_state
+from server.streams.store import Store
+
+log = logging.getLogger("jobpulse.aggregator")
+
+
+class Aggregator:
+    """State, intake and persistence of one jobpulse process."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.state = initial_state(settings.limits())
+        self.hub: Hub | None = None
+        self.connector = NativeConnector(settings, self, clock)
+        self.store_client = aredis.Redis.from_url(settings.store, socket_timeout=5.0, socket_connect_timeout=5.0)
+        self.store = Store(self.store_client, settings.prefix, settings.series_minutes, settings.failures_cap)
+        self.restored = False
+        self.crashes = 0
+        self._pending = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- intake (called by the connector) -------------------------------------------------------
+
+    def feed(self, event: Event, at: float, replay: bool = False) -> None:
+        self._pending |= fold(self.state, event, at, replay)
+
+    def chunk_end(self) -> None:
+        pending, self._pending = self._pending, 0
+        if pending & GAP:
+            self.connector.request_catch_up()
+        if self.hub is not None and pending & ALL:
+            self.hub.mark(pending & ALL)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Restore durable state (briefly; it is retried later if the store is down) and start the tasks."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(3.0):
+                await self._restore()
+        self._tasks = [
+            asyncio.create_task(self._supervise("connector", self.connector.run), name="connector"),
+            asyncio.create_task(self._supervise("clock", self._clock_loop), name="clock"),
+            asyncio.create_task(self._supervise("persist", self._persist_loop), name="persist"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.restored:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2.0):
+                    await self.store.save(self.state)
+        await self.connector.close()
+        await self.store_client.aclose()
+
+    @property
+    def ready(self) -> bool:
+        """Serving the truth: the source is connected and the durable state was restored."""
+        return self.connector.connected and self.restored
+
+    async def _restore(self) -> None:
+        try:
+            restored = await self.store.load(self.clock())
+        except (aredis.RedisError, OSError) as exc:
+            log.warning("store not readable yet (%s); will retry before the first save", exc)
+            return
+        self.feed(restored, self.clock())
+        self.restored = True
+        self.chunk_end()
+        log.info(
+            "restored %d series minutes, %d runners, %d failures",
+            len(restored.series),
+            len(restored.runners),
+            len(restored.failures),
+        )
+
+    async def _supervise(self, name: str, body: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                await body()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.crashes += 1
+                log.exception("%s task crashed; restarting in %.1f s", name, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def _clock_loop(self) -> None:
+        interval = self.settings.clock_ms / 1000
+        while True:
+            now = self.clock()
+            self.feed(Tick(now=now, connected=self.connector.connected), now)
+            self.chunk_end()
+            await asyncio.sleep(interval)
+
+    async def _persist_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.persist_s)
+            try:
+                if not self.restored:
+                    await self._restore()  # never write before reading, or history would be overwritten
+                    continue
+                await self.store.save(self.state)
+            except (aredis.RedisError, OSError) as exc:
+                log.warning("could not write to the store: %s", exc)

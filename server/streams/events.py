@@ -1,0 +1,262 @@
+"""Domain events: what a source says (native protocol messages) and what the shell says (ticks, reconcile).
+
+Pure layer: standard library and msgspec only; no I/O, no clock, no randomness.
+`parse_message(data)` turns one pub/sub payload (an object or a batch array, see
+docs/protocol.md section 1.1) into typed events plus one rejection per object
+that fails the schema. The shell adds receive times; the reducer folds.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+PROTOCOL_VERSION = 1
+MAX_BATCH = 1000
+
+Id = Annotated[str, Meta(min_length=1, max_length=200)]
+ChannelName = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+FnName = Annotated[str, Meta(min_length=1, max_length=300)]
+Count = Annotated[int, Meta(ge=0)]
+Seconds = Annotated[float, Meta(ge=0)]
+Version = Literal[1]
+RunnerState = Literal["running", "draining", "drained", "paused"]
+JobEventName = Literal["queued", "scheduled", "started", "retried", "completed", "failed", "canceled", "expired"]
+
+
+class ActiveJob(Struct, frozen=True):
+    """A job a runner is running now, as listed in its heartbeat."""
+
+    job: Id
+    channel: ChannelName
+    fn: FnName
+    started: float
+
+
+class Heartbeat(Struct, frozen=True, tag="heartbeat", tag_field="type"):
+    """A runner's periodic beat (docs/protocol.md, `heartbeat`). `src` is the runner id."""
+
+    v: Version
+    src: Id
+    seq: Count
+    ts: float
+    boot: float
+    interval: Annotated[float, Meta(gt=0, le=3600)]
+    host: Annotated[str, Meta(max_length=200)] = ""
+    region: Annotated[str, Meta(max_length=100)] = ""
+    pid: int = 0
+    version: Annotated[str, Meta(max_length=100)] = ""
+    state: RunnerState = "running"
+    channels: Annotated[list[ChannelName], Meta(max_length=1000)] = []
+    concurrency: Annotated[int, Meta(ge=1, le=100_000)] = 1
+    active: Annotated[list[ActiveJob], Meta(max_length=100)] = []
+    processed: Count = 0
+    failed: Count = 0
+    id: Id | None = None
+
+
+class RunnerStopped(Struct, frozen=True, tag="runner.stopped", tag_field="type"):
+    """A runner stopped cleanly (docs/protocol.md, `runner.stopped`)."""
+
+    v: Version
+    src: Id
+    seq: Count
+    ts: float
+    reason: Annotated[str, Meta(max_length=200)] = ""
+    id: Id | None = None
+
+
+class JobEvent(Struct, frozen=True, tag="job", tag_field="type"):
+    """One lifecycle event of one job (docs/protocol.md, `job`)."""
+
+    v: Version
+    id: Id
+    src: Id
+    seq: Count
+    ts: float
+    event: JobEventName
+    job: Id
+    channel: ChannelName
+    fn: FnName
+    attempt: Count = 1
+    cid: Annotated[str, Meta(max_length=200)] | None = None
+    runner: Id | None = None
+    max_attempts: Annotated[int, Meta(ge=1)] | None = None
+    queued_at: float | None = None
+    run_at: float | None = None
+    started_at: float | None = None
+    duration: Seconds | None = None
+    payload: msgspec.Raw | None = None
+    error: str | None = None
+    traceback: str | None = None
+    reason: Annotated[str, Meta(max_length=200)] | None = None
+
+
+class ChannelDepth(Struct, frozen=True):
+    """The depth of one channel at one moment."""
+
+    queued: Count = 0
+    inflight: Count = 0
+    scheduled: Count = 0
+    oldest: float | None = None
+    paused: bool = False
+    ts: float | None = None
+
+
+class Depth(Struct, frozen=True, tag="depth", tag_field="type"):
+    """A depth report for one or more channels (docs/protocol.md, `depth`)."""
+
+    v: Version
+    src: Id
+    seq: Count
+    ts: float
+    channels: Annotated[dict[ChannelName, ChannelDepth], Meta(max_length=10_000)]
+    id: Id | None = None
+
+
+SourceMessage = Heartbeat | RunnerStopped | JobEvent | Depth
+SOURCE_TYPES = frozenset({"heartbeat", "runner.stopped", "job", "depth"})
+
+
+# Events the shell makes. They carry their own time, so the reducer never reads a clock.
+
+
+class Tick(Struct, frozen=True):
+    """The clock advanced to `now` (jobpulse's clock); `connected` says whether the source is reachable."""
+
+    now: float
+    connected: bool = True
+
+
+class SourceStatus(Struct, frozen=True):
+    """The connection to the source went up or down at `at`."""
+
+    connected: bool
+    at: float
+    error: str = ""
+
+
+class Rejected(Struct, frozen=True):
+    """An object from the source failed validation; `reason` is one of REJECT_REASONS."""
+
+    reason: str
+    detail: str = ""
+
+
+class Reconciled(Struct, frozen=True):
+    """What the authoritative keys said at `at` (docs/protocol.md section 1.3)."""
+
+    at: float
+    registered: tuple[str, ...]
+    heartbeats: tuple[Heartbeat, ...]
+    depth: dict[str, ChannelDepth]
+    rtt: float | None = None
+
+
+class RunnerRecord(Struct, frozen=True):
+    """A runner as jobpulse last knew it: what `P:jp:runners` keeps across restarts."""
+
+    beat: Heartbeat
+    last_recv: float | None
+    stopped: bool = False
+    stop_reason: str = ""
+    first_seen: float | None = None
+
+
+class FailureRecord(Struct, frozen=True):
+    """One failure in the recent-failures ring: what `P:jp:failures` keeps across restarts."""
+
+    event: str
+    job: str
+    fn: str
+    channel: str
+    error: str
+    at: float
+    runner: str | None = None
+    attempt: int = 0
+    traceback: str | None = None
+
+
+class Restored(Struct, frozen=True):
+    """jobpulse's own durable state, read back from the store at start."""
+
+    series: dict[int, tuple[int, ...]]
+    runners: tuple[RunnerRecord, ...]
+    failures: tuple[FailureRecord, ...]
+    counted_until: float = float("-inf")  # the receive time of the last event the series counted
+
+
+Event = SourceMessage | Tick | SourceStatus | Rejected | Reconciled | Restored
+
+REJECT_REASONS = ("too_large", "json", "schema", "version", "unknown_type", "batch")
+
+_typed = msgspec.json.Decoder(SourceMessage)
+_typed_batch = msgspec.json.Decoder(list[SourceMessage])
+_raw_batch = msgspec.json.Decoder(list[msgspec.Raw])
+_untyped = msgspec.json.Decoder()
+
+
+def parse_message(data: bytes, max_bytes: int) -> tuple[list[SourceMessage], list[Rejected]]:
+    """Parse one pub/sub payload from `P:events` into messages and rejections.
+
+    Valid payloads take one typed decode. Only a payload that fails it is taken
+    apart object by object, so that one bad object in a batch costs only itself
+    and each rejection names its reason.
+    """
+    if len(data) > max_bytes:
+        return [], [Rejected("too_large", f"{len(data)} bytes > {max_bytes}")]
+    first = data.lstrip()[:1]
+    try:
+        if first == b"[":
+            messages = _typed_batch.decode(data)
+            if len(messages) > MAX_BATCH:
+                return [], [Rejected("batch", f"{len(messages)} objects > {MAX_BATCH}")]
+            return messages, []
+        return [_typed.decode(data)], []
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        pass
+    if first != b"[":
+        rejection = _judge(data)
+        return [], [rejection]
+    try:
+        parts = _raw_batch.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        return [], [Rejected("json", str(exc)[:200])]
+    if len(parts) > MAX_BATCH:
+        return [], [Rejected("batch", f"{len(parts)} objects > {MAX_BATCH}")]
+    good: list[SourceMessage] = []
+    bad: list[Rejected] = []
+    for part in parts:
+        try:
+            good.append(_typed.decode(part))
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            bad.append(_judge(bytes(part)))
+    return good, bad
+
+
+def _judge(data: bytes) -> Rejected:
+    """Say why one object failed the typed decode: not JSON, a newer version, an unknown type, or the schema."""
+    try:
+        obj: Any = _untyped.decode(data)
+    except msgspec.DecodeError as exc:
+        return Rejected("json", str(exc)[:200])
+    if not isinstance(obj, dict):
+        return Rejected("schema", f"expected an object, got {type(obj).__name__}")
+    version = obj.get("v")
+    if isinstance(version, int) and not isinstance(version, bool) and version > PROTOCOL_VERSION:
+        return Rejected("version", f"v={version}")
+    kind = obj.get("type")
+    if kind not in SOURCE_TYPES:
+        return Rejected("unknown_type", f"type={str(kind)[:50]}")
+    try:
+        _typed.decode(data)
+    except msgspec.ValidationError as exc:
+        return Rejected("schema", f"{kind}: {exc}"[:300])
+    return Rejected("schema", str(kind))  # pragma: no cover - the typed decode failed above
+
+
+def encode(message: Struct) -> bytes:
+    """Encode a message as compact JSON (used by the simulator, tests and benchmarks)."""
+    return msgspec.json.encode(message)

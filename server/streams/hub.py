@@ -1,0 +1,392 @@
+"""The hub: per-widget seqs, coalescing tick, encode-once fan-out, resume, and the slow-client policy.
+
+Shell layer (asyncio). Imports the pure layer (projections, merge patch,
+protocol framing) but no Redis and no web framework: clients are `Peer`s.
+
+Rules:
+- A widget's patch is computed and encoded once per tick; clients with the same
+  subscriptions get the very same message bytes.
+- A snapshot is encoded once per widget version, however many clients need it.
+- Changes are coalesced: a flush happens at most once per tick, and at once when
+  the hub was idle (so a lone event is not held back a whole tick).
+- A client that can take a message now gets it inline; otherwise it goes to the
+  client's bounded outbox, drained by its own writer task. An outbox that
+  overflows is dropped and replaced by one snapshot per widget. A client whose
+  socket accepts nothing for `stall_timeout` is closed with 4408 (and cut off).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from server import protocol
+from server.streams import mergepatch
+
+log = logging.getLogger("jobpulse.hub")
+
+
+class Peer(Protocol):
+    """The hub's view of one websocket connection."""
+
+    def ready(self) -> bool:
+        """True when a send would complete without waiting (the socket's buffer has room)."""
+
+    async def send(self, message: str) -> None:
+        """Send one text message."""
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the websocket with a close frame."""
+
+    def abort(self) -> None:
+        """Cut the connection off without waiting (for a peer that reads nothing)."""
+
+
+@dataclass(frozen=True)
+class HubLimits:
+    tick: float = 0.025
+    beat: float = 2.0
+    patch_ring: int = 256
+    client_queue: int = 64
+    client_queue_bytes: int = 1_048_576
+    stall_timeout: float = 15.0
+
+
+@dataclass
+class HubStats:
+    flushes: int = 0
+    patches: int = 0
+    messages: int = 0
+    inline_sends: int = 0
+    queued_sends: int = 0
+    resyncs: int = 0
+    snapshots_encoded: int = 0
+    stalled_closed: int = 0
+    flush_seconds: float = 0.0
+
+
+class _Feed:
+    """One widget: its projection, last view, seq, recent patches and snapshot cache."""
+
+    __slots__ = ("aspects", "name", "project", "ring", "seq", "snapshot", "view")
+
+    def __init__(self, name: str, aspects: int, project: Callable[[], dict[str, Any]], ring: int) -> None:
+        self.name = name
+        self.aspects = aspects
+        self.project = project
+        self.seq = 0
+        self.view: dict[str, Any] | None = None
+        self.ring: deque[tuple[int, bytes]] = deque(maxlen=ring)  # (seq, encoded patch frame)
+        self.snapshot: tuple[int, bytes] | None = None  # (seq, encoded snapshot frame)
+
+
+class Client:
+    """One connected browser: what it holds, and its outbox."""
+
+    __slots__ = (
+        "busy_since",
+        "closed",
+        "last_sent",
+        "outbox",
+        "outbox_bytes",
+        "peer",
+        "resync",
+        "seqs",
+        "wake",
+        "writer",
+    )
+
+    def __init__(self, peer: Peer) -> None:
+        self.peer = peer
+        self.seqs: dict[str, int] = {}  # subscribed widget -> seq the client holds (after its queued messages)
+        self.outbox: deque[str] = deque()
+        self.outbox_bytes = 0
+        self.resync = False
+        self.busy_since: float | None = None  # monotonic time a send started and has not finished
+        self.last_sent = time.monotonic()
+        self.closed = False
+        self.wake = asyncio.Event()
+        self.writer: asyncio.Task[None] | None = None
+
+
+class Hub:
+    """Fan-out of widget projections to websocket clients."""
+
+    def __init__(
+        self,
+        widgets: Iterable[tuple[str, int, Callable[[], dict[str, Any]]]],
+        limits: HubLimits,
+        epoch: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.limits = limits
+        self.epoch = epoch
+        self.clock = clock
+        self.feeds = {name: _Feed(name, aspects, project, limits.patch_ring) for name, aspects, project in widgets}
+        self.clients: set[Client] = set()
+        self.stats = HubStats()
+        self._dirty = 0
+        self._dirty_event = asyncio.Event()
+        self._last_flush = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+        for feed in self.feeds.values():
+            self._refresh(feed)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._flush_loop(), name="hub-flush"),
+            asyncio.create_task(self._housekeeping_loop(), name="hub-housekeeping"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for client in list(self.clients):
+            await self.close_client(client, protocol.CloseCode.GOING_AWAY, "server shutting down")
+
+    # -- widget state ---------------------------------------------------------------------------
+
+    def mark(self, aspects: int) -> None:
+        """Note that the reducer changed `aspects`; a flush follows within one tick."""
+        if aspects:
+            self._dirty |= aspects
+            self._dirty_event.set()
+
+    def _refresh(self, feed: _Feed) -> bytes | None:
+        """Recompute a widget's view; if it changed, bump its seq and return the encoded patch frame."""
+        view = feed.project()
+        if feed.view is None:
+            feed.view = view
+            return None
+        patch = mergepatch.diff(feed.view, view)
+        if patch is None:
+            return None
+        feed.view = view
+        feed.seq += 1
+        frame = protocol.widget_frame("patch", feed.name, feed.seq, protocol.encode(patch))
+        feed.ring.append((feed.seq, frame))
+        self.stats.patches += 1
+        return frame
+
+    def snapshot_frame(self, name: str) -> bytes:
+        """The widget's snapshot frame at its current seq, encoded once per version."""
+        feed = self.feeds[name]
+        cached = feed.snapshot
+        if cached is not None and cached[0] == feed.seq:
+            return cached[1]
+        assert feed.view is not None
+        frame = protocol.widget_frame("snapshot", name, feed.seq, protocol.encode(feed.view))
+        feed.snapshot = (feed.seq, frame)
+        self.stats.snapshots_encoded += 1
+        return frame
+
+    def view(self, name: str) -> tuple[int, dict[str, Any]]:
+        """The widget's current seq and data (for JSON endpoints and tests)."""
+        feed = self.feeds[name]
+        assert feed.view is not None
+        return feed.seq, feed.view
+
+    def flush(self) -> int:
+        """Recompute dirty widgets and send their patches; return how many widgets changed."""
+        started = time.perf_counter()
+        dirty, self._dirty = self._dirty, 0
+        self._dirty_event.clear()
+        frames: dict[str, bytes] = {}
+        for feed in self.feeds.values():
+            if feed.aspects & dirty:
+                frame = self._refresh(feed)
+                if frame is not None:
+                    frames[feed.name] = frame
+        if frames:
+            self._fan_out(frames)
+        self.stats.flushes += 1
+        self.stats.flush_seconds += time.perf_counter() - started
+        return len(frames)
+
+    def _fan_out(self, frames: dict[str, bytes]) -> None:
+        now = self.clock()
+        built: dict[tuple[str, ...], str] = {}
+        for client in list(self.clients):
+            if client.closed or client.resync:
+                continue  # a resyncing client will get snapshots at the current seqs anyway
+            key = tuple(name for name in frames if name in client.seqs)
+            if not key:
+                continue
+            message = built.get(key)
+            if message is None:
+                message = protocol.batch(now, [frames[name] for name in key]).decode()
+                built[key] = message
+                self.stats.messages += 1
+            for name in key:
+                client.seqs[name] = self.feeds[name].seq
+            self._deliver(client, message)
+
+    # -- clients --------------------------------------------------------------------------------
+
+    def attach(self, peer: Peer) -> Client:
+        client = Client(peer)
+        client.writer = asyncio.create_task(self._writer(client), name="hub-writer")
+        self.clients.add(client)
+        return client
+
+    async def detach(self, client: Client) -> None:
+        client.closed = True
+        self.clients.discard(client)
+        writer = client.writer
+        if writer is not None and writer is not asyncio.current_task():
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    def subscribe(self, client: Client, widgets: Iterable[str], epoch: str | None, resume: dict[str, int]) -> None:
+        """Add widgets to a client and send what it lacks: nothing, the missed patches, or a snapshot."""
+        frames: list[bytes] = []
+        for name in widgets:
+            feed = self.feeds[name]
+            held = resume.get(name) if epoch == self.epoch else None
+            frames.extend(self._catch_up(feed, held))
+            client.seqs[name] = feed.seq
+        if frames and not client.resync:
+            self._deliver(client, protocol.batch(self.clock(), frames).decode())
+
+    def _catch_up(self, feed: _Feed, held: int | None) -> list[bytes]:
+        if held is not None:
+            if held == feed.seq:
+                return []
+            ring = feed.ring
+            if ring and held < feed.seq and ring[0][0] <= held + 1:
+                return [frame for seq, frame in ring if seq > held]
+        return [self.snapshot_frame(feed.name)]
+
+    def unsubscribe(self, client: Client, widgets: Iterable[str]) -> None:
+        for name in widgets:
+            client.seqs.pop(name, None)
+
+    def send(self, client: Client, message: bytes) -> None:
+        """Send a control frame (welcome, pong, error, beat) to one client, in order with its batches."""
+        self._deliver(client, message.decode())
+
+    def _deliver(self, client: Client, message: str) -> None:
+        if client.closed:
+            return
+        if not client.outbox and client.busy_since is None and not client.resync and client.peer.ready():
+            self._send_inline(client, message)
+            return
+        if len(client.outbox) >= self.limits.client_queue or client.outbox_bytes >= self.limits.client_queue_bytes:
+            # Conflate: what it missed is replaced by one snapshot per widget when it catches up.
+            client.outbox.clear()
+            client.outbox_bytes = 0
+            client.resync = True
+            self.stats.resyncs += 1
+        else:
+            client.outbox.append(message)
+            client.outbox_bytes += len(message)
+            self.stats.queued_sends += 1
+        client.wake.set()
+
+    def _send_inline(self, client: Client, message: str) -> None:
+        # The peer said it has room, so this coroutine finishes without suspending; drive it here rather
+        # than waking a task per client per tick. Should it suspend after all, hand it to a task.
+        coro = client.peer.send(message)
+        try:
+            coro.send(None)
+        except StopIteration:
+            client.last_sent = time.monotonic()
+            self.stats.inline_sends += 1
+            return
+        except Exception as exc:
+            log.debug("send failed, dropping client: %r", exc)
+            client.closed = True
+            client.wake.set()
+            return
+        coro.close()
+        client.outbox.appendleft(message)
+        client.outbox_bytes += len(message)
+        client.wake.set()
+
+    async def _writer(self, client: Client) -> None:
+        try:
+            while not client.closed:
+                await client.wake.wait()
+                client.wake.clear()
+                while not client.closed and (client.outbox or client.resync):
+                    if client.resync:
+                        client.resync = False
+                        message = self._resync_message(client)
+                    else:
+                        message = client.outbox.popleft()
+                        client.outbox_bytes -= len(message)
+                    client.busy_since = time.monotonic()
+                    await client.peer.send(message)
+                    client.busy_since = None
+                    client.last_sent = time.monotonic()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("writer ended: %r", exc)
+        finally:
+            client.closed = True
+            client.busy_since = None
+
+    def _resync_message(self, client: Client) -> str:
+        frames = []
+        for name in client.seqs:
+            frames.append(self.snapshot_frame(name))
+            client.seqs[name] = self.feeds[name].seq
+        return protocol.batch(self.clock(), frames).decode()
+
+    async def close_client(self, client: Client, code: int, reason: str) -> None:
+        """Close a client with `code`; cut it off if the close frame cannot be written within a second."""
+        client.closed = True
+        try:
+            if client.peer.ready():
+                await asyncio.wait_for(client.peer.close(code, reason), timeout=1.0)
+            else:
+                client.peer.abort()
+        except Exception:
+            client.peer.abort()
+        await self.detach(client)
+
+    # -- loops ----------------------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        tick = self.limits.tick
+        while True:
+            await self._dirty_event.wait()
+            wait = self._last_flush + tick - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._last_flush = loop.time()
+            try:
+                self.flush()
+            except Exception:
+                log.exception("flush failed")
+
+    async def _housekeeping_loop(self) -> None:
+        interval = min(self.limits.beat / 2, 1.0)
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            beat: str | None = None
+            for client in list(self.clients):
+                if client.busy_since is not None and now - client.busy_since > self.limits.stall_timeout:
+                    self.stats.stalled_closed += 1
+                    log.info("closing a client that read nothing for %.0f s", now - client.busy_since)
+                    await self.close_client(client, protocol.CloseCode.TOO_SLOW, "too slow")
+                    continue
+                if client.seqs and now - client.last_sent >= self.limits.beat:
+                    if beat is None:
+                        beat = protocol.beat(self.clock()).decode()
+                    self._deliver(client, beat)

@@ -1,0 +1,242 @@
+"""The native connector: the jobpulse protocol (docs/protocol.md section 1) over Redis.
+
+Shell layer: it alone knows the native Redis layout. It subscribes to
+`P:events`, parses every message into events, reconciles from the
+authoritative keys (at connect, every `reconcile_s`, and at once after a seq
+gap), replays `P:stream` across gaps, and reconnects with jittered backoff.
+It never crashes on bad input: rejections become `Rejected` events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import msgspec
+import redis.asyncio as aredis
+
+from server.settings import Settings
+from server.streams.events import (
+    ChannelDepth,
+    Event,
+    Heartbeat,
+    Reconciled,
+    Rejected,
+    SourceStatus,
+    parse_message,
+)
+from server.streams.subscriber import Subscriber, SubscriberError
+
+log = logging.getLogger("jobpulse.native")
+
+_heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
+_depth_decoder = msgspec.json.Decoder(ChannelDepth)
+
+REPLAY_MARGIN = 2.0  # s replayed before the last message seen: the stream's and our clocks may differ a little
+MGET_CHUNK = 500
+XRANGE_CHUNK = 1000
+
+
+class Sink(Protocol):
+    """Where a connector delivers events (the aggregator)."""
+
+    def feed(self, event: Event, at: float, replay: bool = False) -> None: ...
+
+    def chunk_end(self) -> None: ...
+
+
+class NativeConnector:
+    """Reads a native-protocol source; delivers events to a sink."""
+
+    name = "native"
+
+    def __init__(self, settings: Settings, sink: Sink, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.clock = clock
+        prefix = settings.prefix
+        self.events_channel = f"{prefix}:events"
+        self.runners_key = f"{prefix}:runners"
+        self.runner_key = f"{prefix}:runner:"
+        self.depth_key = f"{prefix}:depth"
+        self.stream_key = f"{prefix}:stream"
+        self.redis = aredis.Redis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        self.connected = False
+        self.last_message_at: float | None = None  # our clock, the last message folded
+        self._chunk_started: float | None = None
+        self._catch_up_from: float | None = None
+        self._catch_up = asyncio.Event()
+        self._reject_log_window = 0
+        self._reject_logged = 0
+
+    # -- live path ------------------------------------------------------------------------------
+
+    def _on_message(self, channel: bytes, data: bytes) -> None:
+        at = self.clock()
+        if self._chunk_started is None:
+            self._chunk_started = self.last_message_at if self.last_message_at is not None else at
+        messages, rejects = parse_message(data, self.settings.message_max)
+        feed = self.sink.feed
+        for message in messages:
+            feed(message, at)
+        for rejected in rejects:
+            feed(rejected, at)
+            self._log_reject(rejected, data)
+        self.last_message_at = at
+
+    def _on_chunk_end(self) -> None:
+        self._chunk_started = None
+        self.sink.chunk_end()
+
+    def request_catch_up(self) -> None:
+        """Reconcile and replay soon: the fold saw a seq gap."""
+        start = self._chunk_started if self._chunk_started is not None else self.last_message_at
+        if start is not None and (self._catch_up_from is None or start < self._catch_up_from):
+            self._catch_up_from = start
+        self._catch_up.set()
+
+    def _log_reject(self, rejected: Rejected, data: bytes) -> None:
+        window = int(self.clock() // 60)
+        if window != self._reject_log_window:
+            self._reject_log_window, self._reject_logged = window, 0
+        if self._reject_logged < self.settings.log_rejects_per_min:
+            self._reject_logged += 1
+            log.warning("rejected a message (%s: %s): %r", rejected.reason, rejected.detail, data[:200])
+
+    # -- supervision ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Stay subscribed until cancelled: connect, catch up, follow; on loss, back off and reconnect."""
+        backoff = 0.1
+        first = True
+        while True:
+            try:
+                subscriber = await Subscriber.connect(
+                    self.settings.redis_url,
+                    [self.events_channel],
+                    on_message=self._on_message,
+                    on_chunk_end=self._on_chunk_end,
+                    client_name="jobpulse-native",
+                )
+            except SubscriberError as exc:
+                self._set_connected(False, str(exc))
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))  # full jitter, so processes spread out
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            self._set_connected(True)
+            log.info("subscribed to %s", self.events_channel)
+            follow = asyncio.create_task(self._follow(since=None if first else self.last_message_at))
+            first = False
+            try:
+                reason = await subscriber.wait_closed()
+            finally:
+                follow.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follow
+                subscriber.close()
+            self._set_connected(False, f"lost the subscription: {reason}")
+            log.warning("lost the subscription to %s: %s", self.events_channel, reason)
+
+    def _set_connected(self, connected: bool, error: str = "") -> None:
+        self.connected = connected
+        self.sink.feed(SourceStatus(connected=connected, at=self.clock(), error=error), self.clock())
+        self.sink.chunk_end()
+
+    async def _follow(self, since: float | None) -> None:
+        """While subscribed: catch up once now, then reconcile on a timer and catch up after gaps."""
+        try:
+            await self.reconcile()
+            await self.replay(since)
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.reconcile_s):
+                        await self._catch_up.wait()
+                if self._catch_up.is_set():
+                    self._catch_up.clear()
+                    start, self._catch_up_from = self._catch_up_from, None
+                    await self.reconcile()
+                    await self.replay(start)
+                    await asyncio.sleep(1.0)  # at most one catch-up a second, however many gaps
+                else:
+                    await self.reconcile()
+        except (aredis.RedisError, OSError) as exc:
+            # The subscription's own keepalive notices a dead Redis; here just stop following.
+            log.warning("reconcile failed: %s", exc)
+
+    # -- authoritative keys ---------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """Read `P:runners`, `P:runner:<id>` and `P:depth`, and fold what they say."""
+        started = time.perf_counter()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.smembers(self.runners_key)
+        pipe.hgetall(self.depth_key)
+        members, raw_depth = await pipe.execute()
+        rtt = time.perf_counter() - started
+        at = self.clock()
+        registered = sorted(m.decode(errors="replace") for m in members)[: self.settings.max_runners]
+        beats: list[Heartbeat] = []
+        for start in range(0, len(registered), MGET_CHUNK):
+            ids = registered[start : start + MGET_CHUNK]
+            for raw in await self.redis.mget([self.runner_key + i for i in ids]):
+                if raw is None:
+                    continue
+                try:
+                    beats.append(_heartbeat_decoder.decode(raw))
+                except msgspec.DecodeError as exc:
+                    self.sink.feed(Rejected("schema", f"runner key: {exc}"[:300]), at)
+        depth: dict[str, ChannelDepth] = {}
+        for name, raw in raw_depth.items():
+            try:
+                depth[name.decode()] = _depth_decoder.decode(raw)
+            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+                self.sink.feed(Rejected("schema", f"depth {name[:100]!r}: {exc}"[:300]), at)
+        self.sink.feed(
+            Reconciled(at=at, registered=tuple(registered), heartbeats=tuple(beats), depth=depth, rtt=rtt), at
+        )
+        self.sink.chunk_end()
+
+    async def replay(self, since: float | None) -> int:
+        """Fold `P:stream` entries newer than `since` (or the newest `replay_max` at start); return the count."""
+        limit = self.settings.replay_max
+        floor = "-" if since is None else f"{int((since - REPLAY_MARGIN) * 1000)}-0"
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = []
+        end = "+"
+        # Newest first, page by page, so a long outage replays its most recent part within the cap.
+        while len(entries) < limit:
+            page: list[tuple[bytes, dict[bytes, bytes]]] = await self.redis.xrevrange(  # type: ignore[assignment]
+                self.stream_key, max=end, min=floor, count=min(XRANGE_CHUNK, limit)
+            )
+            if not page:
+                break
+            entries.extend(page)
+            last_id = page[-1][0].decode()
+            ms, _, seq = last_id.partition("-")
+            end = f"({ms}-{seq}"
+            if len(page) < XRANGE_CHUNK:
+                break
+        entries = entries[:limit]
+        feed = self.sink.feed
+        for entry_id, fields in reversed(entries):
+            data = fields.get(b"m")
+            if data is None:
+                continue
+            at = int(entry_id.split(b"-", 1)[0]) / 1000
+            messages, rejects = parse_message(data, self.settings.message_max)
+            for message in messages:
+                feed(message, at, True)
+            for rejected in rejects:
+                feed(rejected, at, True)
+        if entries:
+            self.sink.chunk_end()
+            log.info("replayed %d stream entries", len(entries))
+        return len(entries)
+
+    async def close(self) -> None:
+        await self.redis.aclose()

@@ -1,0 +1,716 @@
+"""The fold: `fold(state, event, at) -> changed aspects`. Every state transition of jobpulse lives here.
+
+Rule 1: every change to `State` happens in this module, one event at a time.
+Rule 2: no I/O, no clock, no randomness. Time comes in: `at` is when the shell
+received the event (jobpulse's clock); `Tick` events move the clock on, so
+"silent runner" and day windows are testable without sleeping.
+Rule 3: redelivered and out-of-date events change nothing (event ids within a
+bounded window; per-job (attempt, phase, ts) order; per-runner boot and ts).
+
+The return value is a bit mask of ASPECTS that changed, which tells the hub
+which widget projections to recompute. The state is mutated in place (it is
+big and events are many); `fold` is deterministic, so folding the same events
+into two fresh states gives equal states.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+
+import msgspec
+
+from server.streams.events import (
+    ActiveJob,
+    ChannelDepth,
+    Depth,
+    Event,
+    Heartbeat,
+    JobEvent,
+    Reconciled,
+    Rejected,
+    Restored,
+    RunnerRecord,
+    RunnerStopped,
+    SourceStatus,
+    Tick,
+)
+from server.streams.state import (
+    BUCKET_WIDTH,
+    COMPLETED,
+    DAY_MINUTES,
+    FAILED,
+    PENDING,
+    PHASE,
+    PUBLISHED,
+    RETRIED,
+    TERMINAL,
+    Channel,
+    Failure,
+    Job,
+    Limits,
+    Runner,
+    State,
+)
+
+# Aspects: what a fold changed. Widgets declare which aspects they read.
+COUNTERS = 1 << 0
+SERIES = 1 << 1
+LIVE = 1 << 2
+FAILURES = 1 << 3
+SCHEDULED = 1 << 4
+RUNNERS = 1 << 5
+HEALTH = 1 << 6
+CHANNELS = 1 << 7
+JOBS = 1 << 8
+GAP = 1 << 15  # not a widget aspect: the source skipped seqs, so the shell should reconcile now
+ALL = (1 << 9) - 1
+
+_ACTIVE_GRACE = 0.5  # s: a job started this close before a beat may be missing from that beat's active list
+
+
+def initial_state(limits: Limits | None = None) -> State:
+    """A fresh, empty state."""
+    return State(limits or Limits())
+
+
+def fold(state: State, event: Event, at: float, replay: bool = False) -> int:
+    """Fold one event into `state`, received at `at`; return the aspects that changed.
+
+    `replay` marks an event read back from the replay stream: it is folded like any
+    other, but does not move its publisher's seq (which would look like a gap).
+
+    Raises:
+        TypeError: for an event type this reducer does not know (never silently ignored).
+    """
+    if type(event) is JobEvent:  # the hot path first
+        return _job(state, event, at, replay)
+    if isinstance(event, Heartbeat):
+        return _heartbeat(state, event, at, replay)
+    if isinstance(event, Depth):
+        return _depth(state, event, at, replay)
+    if isinstance(event, Tick):
+        return _tick(state, event)
+    if isinstance(event, RunnerStopped):
+        return _runner_stopped(state, event, at, replay)
+    if isinstance(event, Rejected):
+        rejected = state.health.rejected
+        rejected[event.reason] = rejected.get(event.reason, 0) + 1
+        return HEALTH
+    if isinstance(event, SourceStatus):
+        return _source_status(state, event)
+    if isinstance(event, Reconciled):
+        return _reconciled(state, event)
+    if isinstance(event, Restored):
+        return _restored(state, event)
+    raise TypeError(f"fold: unknown event type {type(event).__name__}")
+
+
+def fold_all(state: State, events: Iterable[tuple[Event, float]]) -> int:
+    """Fold events in order; return the union of the changed aspects."""
+    changed = 0
+    for event, at in events:
+        changed |= fold(state, event, at)
+    return changed
+
+
+# -- clock and series ---------------------------------------------------------------------------
+
+
+def _advance(state: State, at: float) -> int:
+    """Move the clock to `at` if it is later; roll the series window when the minute changes."""
+    if at <= state.now:
+        return 0
+    state.now = at
+    minute = int(at // 60)
+    if minute != state.minute:
+        _roll(state, minute)
+        return SERIES | COUNTERS
+    return 0
+
+
+def _roll(state: State, minute: int) -> None:
+    """Start a new current minute: drop buckets past retention and recompute the rolling sums."""
+    state.minute = minute
+    series = state.series
+    oldest = minute - state.limits.series_minutes + 1
+    for old in [m for m in series if m < oldest]:
+        del series[old]
+    _recompute_sums(state)
+
+
+def _recompute_sums(state: State) -> None:
+    day, before = [0] * BUCKET_WIDTH, [0] * BUCKET_WIDTH
+    minute = state.minute
+    state.watched_before = False
+    for m, bucket in state.series.items():
+        age = minute - m
+        if 0 <= age < DAY_MINUTES:
+            target = day
+        elif DAY_MINUTES <= age < 2 * DAY_MINUTES:
+            target = before
+            state.watched_before = True
+        else:
+            continue
+        for i in range(PENDING):
+            target[i] += bucket[i]
+    state.sums = (day, before)
+
+
+def _bucket(state: State, minute: int) -> list[int]:
+    """The series bucket of `minute`, created (as watched, gauges = now) if missing."""
+    bucket = state.series.get(minute)
+    if bucket is None:
+        bucket = [0] * BUCKET_WIDTH
+        bucket[PENDING:] = state.totals
+        state.series[minute] = bucket
+        if DAY_MINUTES <= state.minute - minute < 2 * DAY_MINUTES:
+            state.watched_before = True
+    state.dirty_minutes.add(minute)
+    return bucket
+
+
+def _count(state: State, column: int, at: float) -> None:
+    if at <= state.counted_until:
+        return  # a replayed event the restored series already counted
+    minute = int(at // 60)
+    _bucket(state, minute)[column] += 1
+    age = state.minute - minute
+    if 0 <= age < DAY_MINUTES:
+        state.sums[0][column] += 1
+    elif DAY_MINUTES <= age < 2 * DAY_MINUTES:
+        state.sums[1][column] += 1
+
+
+# -- sources and dedupe -------------------------------------------------------------------------
+
+
+def _track_seq(state: State, src: str, seq: int, replay: bool) -> int:
+    """Note `src`'s seq; a jump forward is a gap (messages lost), which asks for a reconcile."""
+    if replay:
+        return 0
+    sources = state.sources
+    last = sources.get(src)
+    sources[src] = seq
+    if last is None:
+        if len(sources) > state.limits.max_sources:
+            sources.popitem(last=False)
+        return 0
+    if seq > last + 1:
+        state.health.gaps += 1
+        state.health.missed += seq - last - 1
+        return GAP | HEALTH
+    # seq <= last: the publisher restarted (seq starts over) or a redelivery; both are fine.
+    return 0
+
+
+def _seen(state: State, event_id: str) -> bool:
+    """True if `event_id` was folded before, within the dedupe window; else remember it."""
+    seen = state.seen
+    if event_id in seen:
+        return True
+    seen.add(event_id)
+    order = state.seen_order
+    order.append(event_id)
+    if len(order) > state.limits.dedupe_window:
+        seen.discard(order.popleft())
+    return False
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+
+
+def _job(state: State, ev: JobEvent, at: float, replay: bool) -> int:
+    health = state.health
+    if _seen(state, ev.id):
+        health.dupes += 1
+        return HEALTH
+    changed = _advance(state, at) | _track_seq(state, ev.src, ev.seq, replay) | HEALTH | JOBS
+    health.events += 1
+    health.last_event = at
+    name = ev.event
+    phase = PHASE[name]
+
+    job = state.jobs.get(ev.job)
+    if job is None:
+        job = _new_job(state, ev.job, ev.channel, ev.fn)
+    job.history.append((ev.ts, name, ev.attempt, ev.runner))
+
+    # Throughput counts every distinct event once, in the minute jobpulse received it.
+    if phase == 0:
+        if ev.attempt <= 1 and job.phase < 0:
+            _count(state, PUBLISHED, at)
+            changed |= SERIES | COUNTERS
+    elif name == "completed":
+        _count(state, COMPLETED, at)
+        changed |= SERIES | COUNTERS
+    elif name == "failed":
+        _count(state, FAILED, at)
+        changed |= SERIES | COUNTERS
+    elif name == "retried":
+        _count(state, RETRIED, at)
+        changed |= SERIES
+
+    # Order by (attempt, phase, source ts); an older event than the job shows changes nothing more.
+    if (ev.attempt, phase, ev.ts) < (job.attempt, job.phase, job.ts):
+        health.stale_events += 1
+        return changed
+
+    limits = state.limits
+    job.channel = ev.channel
+    job.fn = ev.fn
+    job.ts = ev.ts
+    job.updated = at
+    if ev.cid is not None:
+        job.cid = ev.cid
+    if ev.runner is not None:
+        job.runner = ev.runner
+    if ev.max_attempts is not None:
+        job.max_attempts = ev.max_attempts
+    if ev.queued_at is not None:
+        job.queued_at = ev.queued_at
+    if ev.payload is not None:
+        job.payload = _cap_payload(ev.payload, limits.payload_cap)
+    if ev.reason is not None:
+        job.reason = ev.reason
+
+    if phase == 0:
+        job.attempt, job.phase = ev.attempt, 0
+        if name == "queued":
+            if job.queued_at is None or ev.queued_at is None:
+                job.queued_at = ev.queued_at if ev.queued_at is not None else ev.ts
+            job.run_at = None
+            changed |= _move(state, job, "queued")
+        else:
+            job.run_at = ev.run_at if ev.run_at is not None else ev.ts
+            changed |= _move(state, job, "scheduled")
+    elif phase == 1:
+        job.attempt, job.phase = ev.attempt, 1
+        job.started_at = ev.started_at if ev.started_at is not None else ev.ts
+        job.duration = None
+        job.error = job.traceback = None
+        changed |= _move(state, job, "running")
+    elif phase == 2:  # retried: attempt n failed, the job waits for attempt n + 1
+        job.attempt, job.phase = ev.attempt + 1, 0
+        _set_error(job, ev, limits)
+        job.duration = ev.duration
+        if ev.run_at is not None:
+            job.run_at = ev.run_at
+            changed |= _move(state, job, "scheduled")
+        else:
+            job.queued_at = ev.ts
+            changed |= _move(state, job, "queued")
+    else:
+        job.attempt, job.phase = ev.attempt, 3
+        if ev.duration is not None:
+            job.duration = ev.duration
+        if name in ("failed", "expired"):
+            _set_error(job, ev, limits)
+        changed |= _move(state, job, name)
+        if name == "failed":
+            state.failures.appendleft(
+                Failure(
+                    ev.id,
+                    job.id,
+                    job.fn,
+                    job.channel,
+                    job.error or "",
+                    at,
+                    job.runner,
+                    ev.attempt,
+                    job.traceback,
+                )
+            )
+            state.failures_added += 1
+            changed |= FAILURES
+    return changed
+
+
+def _new_job(state: State, job_id: str, channel: str, fn: str) -> Job:
+    jobs = state.jobs
+    if len(jobs) >= state.limits.max_jobs:
+        _evict_job(state)
+    job = Job(job_id, channel, fn)
+    job.history = deque(maxlen=state.limits.job_history)
+    jobs[job_id] = job
+    return job
+
+
+def _evict_job(state: State) -> None:
+    """Make room for one job: finished jobs go first, then the oldest waiting, then the oldest running."""
+    for pool in (state.terminal, state.queued, state.scheduled, state.running):
+        if pool:
+            job_id, _ = pool.popitem(last=False)
+            job = state.jobs.pop(job_id)
+            if job.status == "running" and job.runner is not None:
+                _unindex_runner_job(state, job.runner, job_id)
+            state.health.evicted_jobs += 1
+            return
+
+
+def _move(state: State, job: Job, status: str) -> int:
+    """Set the job's status and keep the ordered status sets in step; return aspects touched."""
+    old = job.status
+    changed = 0
+    if old == status:
+        # Same status again (e.g. a second `queued` when a scheduled retry comes due): the row may change.
+        return LIVE if status in ("queued", "running") else (SCHEDULED if status == "scheduled" else 0)
+    pool = _pool(state, old)
+    if pool is not None:
+        pool.pop(job.id, None)
+        changed |= _aspect_of(old)
+        if old == "running" and job.runner is not None:
+            _unindex_runner_job(state, job.runner, job.id)
+    job.status = status
+    pool = _pool(state, status)
+    if pool is not None:
+        pool[job.id] = None
+        changed |= _aspect_of(status)
+        if status == "running" and job.runner is not None:
+            state.runner_jobs.setdefault(job.runner, set()).add(job.id)
+    return changed
+
+
+def _pool(state: State, status: str) -> OrderedDict[str, None] | None:
+    if status == "queued":
+        return state.queued
+    if status == "running":
+        return state.running
+    if status == "scheduled":
+        return state.scheduled
+    if status in TERMINAL or status == "unknown":
+        return state.terminal
+    return None
+
+
+def _aspect_of(status: str) -> int:
+    if status in ("queued", "running"):
+        return LIVE
+    if status == "scheduled":
+        return SCHEDULED
+    return 0
+
+
+def _unindex_runner_job(state: State, runner_id: str, job_id: str) -> None:
+    held = state.runner_jobs.get(runner_id)
+    if held is not None:
+        held.discard(job_id)
+        if not held:
+            del state.runner_jobs[runner_id]
+
+
+def _set_error(job: Job, ev: JobEvent, limits: Limits) -> None:
+    if ev.error is not None:
+        first = ev.error.strip().splitlines()[0] if ev.error.strip() else ""
+        job.error = first[: limits.error_cap]
+    if ev.traceback is not None:
+        tb = ev.traceback
+        # The end of a traceback (the exception) matters most; keep the tail.
+        job.traceback = tb if len(tb) <= limits.traceback_cap else "…" + tb[-(limits.traceback_cap - 1) :]
+
+
+_truncated = msgspec.json.Encoder()
+
+
+def _cap_payload(raw: msgspec.Raw, cap: int) -> bytes:
+    data = bytes(raw)
+    if len(data) <= cap:
+        return data
+    head = data[: max(cap - 64, 0)].decode("utf-8", errors="ignore")
+    return _truncated.encode({"truncated": True, "bytes": len(data), "head": head})
+
+
+# -- runners ------------------------------------------------------------------------------------
+
+
+def runner_status(runner: Runner, now: float, limits: Limits) -> str:
+    """A runner's status by the rules of docs/protocol.md (`heartbeat`)."""
+    if runner.stopped or runner.last_recv is None:
+        return "offline"
+    silent = now - runner.last_recv
+    if silent > limits.offline_factor * runner.interval:
+        return "offline"
+    if silent > limits.stale_factor * runner.interval:
+        return "stale"
+    if runner.state in ("draining", "drained"):
+        return "draining"
+    if len(runner.active) >= runner.concurrency:
+        return "busy"
+    return "online"
+
+
+def runner_record(runner: Runner) -> RunnerRecord:
+    """The runner as a durable record (its last beat plus what jobpulse observed)."""
+    beat = Heartbeat(
+        v=1,
+        src=runner.id,
+        seq=0,
+        ts=runner.last_ts if runner.last_ts is not None else 0.0,
+        boot=runner.boot,
+        interval=runner.interval,
+        host=runner.host,
+        region=runner.region,
+        pid=runner.pid,
+        version=runner.version,
+        state=runner.state,  # type: ignore[arg-type]
+        channels=list(runner.channels),
+        concurrency=runner.concurrency,
+        active=[ActiveJob(job, channel, fn, started) for job, channel, fn, started in runner.active],
+        processed=runner.processed,
+        failed=runner.failed,
+    )
+    return RunnerRecord(
+        beat=beat,
+        last_recv=runner.last_recv,
+        stopped=runner.stopped,
+        stop_reason=runner.stop_reason,
+        first_seen=runner.first_seen,
+    )
+
+
+def _runner(state: State, runner_id: str) -> Runner:
+    runner = state.runners.get(runner_id)
+    if runner is None:
+        if len(state.runners) >= state.limits.max_runners:
+            _evict_runner(state)
+        runner = Runner(runner_id, state.limits.latency_samples)
+        state.runners[runner_id] = runner
+    return runner
+
+
+def _evict_runner(state: State) -> None:
+    """Make room for one runner: the one silent longest goes (offline ones first, by status order)."""
+    victim = min(
+        state.runners.values(),
+        key=lambda r: (r.status != "offline", r.last_recv if r.last_recv is not None else float("-inf"), r.id),
+    )
+    del state.runners[victim.id]
+    state.dirty_runners.add(victim.id)
+
+
+def _apply_beat(runner: Runner, beat: Heartbeat) -> None:
+    runner.host = beat.host
+    runner.region = beat.region
+    runner.pid = beat.pid
+    runner.version = beat.version
+    runner.state = beat.state
+    runner.channels = tuple(beat.channels)
+    runner.concurrency = beat.concurrency
+    runner.active = tuple((a.job, a.channel, a.fn, a.started) for a in beat.active)
+    runner.processed = beat.processed
+    runner.failed = beat.failed
+    runner.boot = beat.boot
+    runner.interval = beat.interval
+    runner.last_ts = beat.ts
+    runner.stopped = False
+    runner.stop_reason = ""
+
+
+def _heartbeat(state: State, beat: Heartbeat, at: float, replay: bool) -> int:
+    changed = _advance(state, at) | _track_seq(state, beat.src, beat.seq, replay) | HEALTH
+    health = state.health
+    health.events += 1
+    health.last_event = at
+    runner = _runner(state, beat.src)
+    if runner.last_ts is not None and beat.boot == runner.boot and beat.ts <= runner.last_ts:
+        health.stale_events += 1  # an older beat of the same boot: a redelivery or out of order
+        return changed
+    previous = runner.last_recv
+    runner.latencies.append((at, at - beat.ts, None if previous is None else at - previous))
+    _apply_beat(runner, beat)
+    runner.last_recv = at
+    runner.skew = at - beat.ts
+    if runner.first_seen is None:
+        runner.first_seen = at
+    runner.status = runner_status(runner, state.now, state.limits)
+    state.dirty_runners.add(runner.id)
+    return changed | RUNNERS | _sync_active(state, runner, beat)
+
+
+def _sync_active(state: State, runner: Runner, beat: Heartbeat) -> int:
+    """Heal running jobs from the beat's `active` list when job events were missed."""
+    changed = 0
+    listed = set()
+    for active in beat.active:
+        listed.add(active.job)
+        job = state.jobs.get(active.job)
+        if job is None:
+            job = _new_job(state, active.job, active.channel, active.fn)
+        if job.status == "running" or (job.phase >= 1 and job.status != "unknown"):
+            continue  # running already, or finished: a beat may lag the job's own events
+        job.phase = 1
+        job.runner = runner.id
+        job.started_at = active.started
+        job.ts = max(job.ts, active.started)
+        changed |= _move(state, job, "running") | JOBS
+    held = state.runner_jobs.get(runner.id)
+    if held:
+        for job_id in [j for j in held if j not in listed]:
+            job = state.jobs[job_id]
+            started = job.started_at if job.started_at is not None else float("-inf")
+            if started < beat.ts - _ACTIVE_GRACE:
+                # The runner says it is not running this job and it started before the beat: its end was lost.
+                changed |= _move(state, job, "unknown") | JOBS
+    return changed
+
+
+def _runner_stopped(state: State, msg: RunnerStopped, at: float, replay: bool) -> int:
+    changed = _advance(state, at) | _track_seq(state, msg.src, msg.seq, replay) | HEALTH
+    state.health.events += 1
+    state.health.last_event = at
+    runner = _runner(state, msg.src)
+    if runner.last_ts is not None and msg.ts < runner.last_ts:
+        state.health.stale_events += 1
+        return changed
+    runner.stopped = True
+    runner.stop_reason = msg.reason
+    runner.last_ts = msg.ts
+    runner.active = ()
+    runner.status = "offline"
+    state.dirty_runners.add(runner.id)
+    return changed | RUNNERS
+
+
+# -- channels -----------------------------------------------------------------------------------
+
+
+def _depth(state: State, msg: Depth, at: float, replay: bool) -> int:
+    changed = _advance(state, at) | _track_seq(state, msg.src, msg.seq, replay) | HEALTH
+    state.health.events += 1
+    state.health.last_event = at
+    for name, depth in msg.channels.items():
+        changed |= _set_depth(state, name, depth, msg.ts if depth.ts is None else depth.ts)
+    if changed & CHANNELS:
+        changed |= _retotal(state, at)
+    return changed
+
+
+def _set_depth(state: State, name: str, depth: ChannelDepth, ts: float) -> int:
+    channel = state.channels.get(name)
+    if channel is None:
+        if len(state.channels) >= state.limits.max_channels:
+            return 0
+        channel = Channel(name)
+        state.channels[name] = channel
+    elif channel.ts is not None and ts < channel.ts:
+        return 0
+    channel.ts = ts
+    if (channel.queued, channel.inflight, channel.scheduled, channel.oldest, channel.paused) == (
+        depth.queued,
+        depth.inflight,
+        depth.scheduled,
+        depth.oldest,
+        depth.paused,
+    ):
+        return 0
+    channel.queued = depth.queued
+    channel.inflight = depth.inflight
+    channel.scheduled = depth.scheduled
+    channel.oldest = depth.oldest
+    channel.paused = depth.paused
+    return CHANNELS
+
+
+def _retotal(state: State, at: float) -> int:
+    totals = [0, 0, 0]
+    for channel in state.channels.values():
+        totals[0] += channel.queued
+        totals[1] += channel.inflight
+        totals[2] += channel.scheduled
+    if totals == state.totals:
+        return 0
+    state.totals = totals
+    if state.health.connected:
+        _bucket(state, int(at // 60))[PENDING:] = totals
+    return COUNTERS
+
+
+# -- shell events -------------------------------------------------------------------------------
+
+
+def _tick(state: State, tick: Tick) -> int:
+    changed = _advance(state, tick.now)
+    if tick.connected:
+        minute = int(state.now // 60)
+        if minute not in state.series:
+            _bucket(state, minute)
+            changed |= SERIES
+    limits = state.limits
+    for runner in state.runners.values():
+        status = runner_status(runner, state.now, limits)
+        if status != runner.status:
+            runner.status = status
+            state.dirty_runners.add(runner.id)
+            changed |= RUNNERS
+    return changed
+
+
+def _source_status(state: State, msg: SourceStatus) -> int:
+    health = state.health
+    if health.connected == msg.connected and health.error == msg.error:
+        return 0
+    if health.connected != msg.connected:
+        health.since = msg.at
+    health.connected = msg.connected
+    health.error = msg.error
+    return HEALTH
+
+
+def _reconciled(state: State, msg: Reconciled) -> int:
+    changed = _advance(state, msg.at) | HEALTH
+    state.health.reconciled = msg.at
+    if msg.rtt is not None:
+        state.health.rtt = msg.rtt
+    beating = set()
+    for beat in msg.heartbeats:
+        beating.add(beat.src)
+        runner = _runner(state, beat.src)
+        if runner.last_ts is not None and beat.boot == runner.boot and beat.ts <= runner.last_ts:
+            continue  # we already know this beat or a later one
+        _apply_beat(runner, beat)
+        # The key proves a beat at beat.ts (the source's clock); map it to ours by the last skew seen.
+        estimate = min(msg.at, beat.ts + runner.skew)
+        if runner.last_recv is None or estimate > runner.last_recv:
+            runner.last_recv = estimate
+        if runner.first_seen is None:
+            runner.first_seen = runner.last_recv
+        runner.status = runner_status(runner, state.now, state.limits)
+        state.dirty_runners.add(runner.id)
+        changed |= RUNNERS | _sync_active(state, runner, beat)
+    for runner_id in msg.registered:
+        if runner_id not in state.runners:
+            _runner(state, runner_id)  # registered but never seen beating: show it, offline
+            state.dirty_runners.add(runner_id)
+            changed |= RUNNERS
+    touched = 0
+    for name, depth in msg.depth.items():
+        touched |= _set_depth(state, name, depth, depth.ts if depth.ts is not None else msg.at)
+    if touched:
+        changed |= touched | _retotal(state, msg.at)
+    return changed
+
+
+def _restored(state: State, msg: Restored) -> int:
+    state.counted_until = max(state.counted_until, msg.counted_until)
+    for minute, values in msg.series.items():
+        if minute not in state.series and len(values) == BUCKET_WIDTH:
+            state.series[minute] = list(values)
+    _recompute_sums(state)
+    for record in msg.runners:
+        beat = record.beat
+        if beat.src in state.runners:
+            continue
+        runner = _runner(state, beat.src)
+        _apply_beat(runner, beat)
+        runner.last_recv = record.last_recv
+        runner.stopped = record.stopped
+        runner.stop_reason = record.stop_reason
+        runner.first_seen = record.first_seen
+        runner.status = runner_status(runner, state.now, state.limits)
+    known = {f.event for f in state.failures}
+    for f in reversed(msg.failures):  # newest first in the record, so append oldest first
+        if f.event not in known:
+            state.failures.appendleft(
+                Failure(f.event, f.job, f.fn, f.channel, f.error, f.at, f.runner, f.attempt, f.traceback)
+            )
+    return ALL

@@ -1,0 +1,294 @@
+"""The live state jobpulse folds events into: runners, channels, jobs, failures, series, health.
+
+Pure layer: standard library only. Plain classes with __slots__, owned and
+mutated only by `server.streams.reducer`; everyone else reads. Every collection
+has a cap from `Limits`, so memory is bounded whatever the source sends.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+# Indexes into a series bucket: [published, completed, failed, retried, pending, running, scheduled].
+PUBLISHED, COMPLETED, FAILED, RETRIED, PENDING, RUNNING, SCHEDULED = range(7)
+BUCKET_WIDTH = 7
+COUNTS = (PUBLISHED, COMPLETED, FAILED, RETRIED)
+GAUGES = (PENDING, RUNNING, SCHEDULED)
+DAY_MINUTES = 1440
+
+TERMINAL = frozenset({"completed", "failed", "canceled", "expired"})
+# Phase of a job event within one attempt; with the attempt it orders a job's events (docs/protocol.md 1.1).
+PHASE = {
+    "queued": 0,
+    "scheduled": 0,
+    "started": 1,
+    "retried": 2,
+    "completed": 3,
+    "failed": 3,
+    "canceled": 3,
+    "expired": 3,
+}
+RUNNER_STATUSES = ("offline", "stale", "draining", "busy", "online")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps and rules of the fold. Every bound on memory lives here (set from Settings)."""
+
+    max_jobs: int = 20_000
+    max_runners: int = 2_000
+    max_channels: int = 1_000
+    max_sources: int = 10_000
+    failures_cap: int = 500
+    dedupe_window: int = 100_000
+    series_minutes: int = 2 * DAY_MINUTES
+    payload_cap: int = 4_096
+    traceback_cap: int = 8_192
+    error_cap: int = 2_000
+    latency_samples: int = 60
+    job_history: int = 20
+    stale_factor: float = 2.5
+    offline_factor: float = 6.0
+
+
+class Runner:
+    """One runner (worker process) as the fleet view needs it."""
+
+    __slots__ = (
+        "active",
+        "boot",
+        "channels",
+        "concurrency",
+        "failed",
+        "first_seen",
+        "gaps",
+        "host",
+        "id",
+        "interval",
+        "last_recv",
+        "last_ts",
+        "latencies",
+        "pid",
+        "processed",
+        "region",
+        "skew",
+        "state",
+        "status",
+        "stop_reason",
+        "stopped",
+        "version",
+    )
+
+    def __init__(self, runner_id: str, latency_samples: int) -> None:
+        self.id = runner_id
+        self.host = ""
+        self.region = ""
+        self.pid = 0
+        self.version = ""
+        self.state = "running"
+        self.channels: tuple[str, ...] = ()
+        self.concurrency = 1
+        self.active: tuple[tuple[str, str, str, float], ...] = ()  # (job, channel, fn, started)
+        self.processed = 0
+        self.failed = 0
+        self.boot = 0.0
+        self.interval = 2.0
+        self.last_ts: float | None = None  # the runner's clock, last beat
+        self.last_recv: float | None = None  # jobpulse's clock, last beat received
+        self.skew = 0.0  # last (receive time - send time): latency plus clock offset
+        self.first_seen: float | None = None
+        self.stopped = False
+        self.stop_reason = ""
+        self.status = "offline"
+        # (received at, latency = recv - sent, gap since the previous beat) per beat.
+        self.latencies: deque[tuple[float, float, float | None]] = deque(maxlen=latency_samples)
+        self.gaps = 0
+
+
+class Channel:
+    """One channel (queue): its latest authoritative depth."""
+
+    __slots__ = ("inflight", "name", "oldest", "paused", "queued", "scheduled", "ts")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.queued = 0
+        self.inflight = 0
+        self.scheduled = 0
+        self.oldest: float | None = None
+        self.paused = False
+        self.ts: float | None = None
+
+
+class Job:
+    """One job as its events told it."""
+
+    __slots__ = (
+        "attempt",
+        "channel",
+        "cid",
+        "duration",
+        "error",
+        "fn",
+        "history",
+        "id",
+        "max_attempts",
+        "payload",
+        "phase",
+        "queued_at",
+        "reason",
+        "run_at",
+        "runner",
+        "started_at",
+        "status",
+        "traceback",
+        "ts",
+        "updated",
+    )
+
+    def __init__(self, job_id: str, channel: str, fn: str) -> None:
+        self.id = job_id
+        self.channel = channel
+        self.fn = fn
+        self.cid: str | None = None
+        self.status = "unknown"
+        self.runner: str | None = None
+        self.attempt = 0
+        self.phase = -1
+        self.ts = float("-inf")  # the source's time of the event that set the status
+        self.max_attempts: int | None = None
+        self.queued_at: float | None = None
+        self.run_at: float | None = None
+        self.started_at: float | None = None
+        self.duration: float | None = None
+        self.payload: bytes | None = None  # JSON, at most Limits.payload_cap bytes (else a truncation marker)
+        self.error: str | None = None
+        self.traceback: str | None = None
+        self.reason: str | None = None
+        self.updated = 0.0  # jobpulse's clock
+        self.history: deque[tuple[float, str, int, str | None]] = deque()  # (ts, event, attempt, runner)
+
+
+class Failure:
+    """One entry of the recent-failures ring."""
+
+    __slots__ = ("at", "attempt", "channel", "error", "event", "fn", "job", "runner", "traceback")
+
+    def __init__(
+        self,
+        event: str,
+        job: str,
+        fn: str,
+        channel: str,
+        error: str,
+        at: float,
+        runner: str | None,
+        attempt: int,
+        traceback: str | None,
+    ) -> None:
+        self.event = event
+        self.job = job
+        self.fn = fn
+        self.channel = channel
+        self.error = error
+        self.at = at
+        self.runner = runner
+        self.attempt = attempt
+        self.traceback = traceback
+
+
+class Health:
+    """What jobpulse knows about its own intake."""
+
+    __slots__ = (
+        "connected",
+        "dupes",
+        "error",
+        "events",
+        "evicted_jobs",
+        "gaps",
+        "last_event",
+        "missed",
+        "reconciled",
+        "rejected",
+        "rtt",
+        "since",
+        "stale_events",
+    )
+
+    def __init__(self) -> None:
+        self.connected = False
+        self.since: float | None = None
+        self.error = ""
+        self.events = 0
+        self.rejected: dict[str, int] = {}
+        self.dupes = 0
+        self.stale_events = 0  # events older than what the job already showed (out of order)
+        self.gaps = 0
+        self.missed = 0
+        self.evicted_jobs = 0
+        self.last_event: float | None = None
+        self.reconciled: float | None = None
+        self.rtt: float | None = None  # s, the source Redis' round trip at the last reconcile
+
+
+class State:
+    """Everything the widgets show. Created by `reducer.initial_state`."""
+
+    __slots__ = (
+        "channels",
+        "counted_until",
+        "dirty_minutes",
+        "dirty_runners",
+        "failures",
+        "failures_added",
+        "health",
+        "jobs",
+        "limits",
+        "minute",
+        "now",
+        "queued",
+        "runner_jobs",
+        "runners",
+        "running",
+        "scheduled",
+        "seen",
+        "seen_order",
+        "series",
+        "sources",
+        "sums",
+        "terminal",
+        "totals",
+        "watched_before",
+    )
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.now = 0.0
+        self.minute = 0
+        self.runners: dict[str, Runner] = {}
+        self.channels: dict[str, Channel] = {}
+        self.jobs: dict[str, Job] = {}
+        # Ordered sets of job ids by status; dict insertion order is arrival order.
+        # OrderedDict, not dict: taking the oldest is O(1) after many deletions.
+        self.running: OrderedDict[str, None] = OrderedDict()
+        self.queued: OrderedDict[str, None] = OrderedDict()
+        self.scheduled: OrderedDict[str, None] = OrderedDict()
+        self.runner_jobs: dict[str, set[str]] = {}  # runner id -> ids of the jobs it runs (from events)
+        self.terminal: OrderedDict[str, None] = OrderedDict()  # finished jobs, oldest first: evicted first
+        self.failures: deque[Failure] = deque(maxlen=limits.failures_cap)
+        self.failures_added = 0
+        self.series: dict[int, list[int]] = {}
+        # Rolling sums of the count columns: [this 24 h window, the 24 h before].
+        self.sums: tuple[list[int], list[int]] = ([0] * BUCKET_WIDTH, [0] * BUCKET_WIDTH)
+        self.watched_before = False  # some minute of the 24 h before the last 24 h has a bucket
+        # Events received at or before this time are already in the restored series (a replay must not recount).
+        self.counted_until = float("-inf")
+        self.totals = [0, 0, 0]  # pending, running, scheduled now (sums of channel depth)
+        self.seen: set[str] = set()
+        self.seen_order: deque[str] = deque()
+        self.sources: OrderedDict[str, int] = OrderedDict()  # src -> last seq
+        self.health = Health()
+        self.dirty_minutes: set[int] = set()
+        self.dirty_runners: set[str] = set()

@@ -1,0 +1,208 @@
+"""Widget projections: state -> the JSON data one widget shows (docs/protocol.md section 3.7).
+
+Pure layer: standard library only; no clock (time is `state.now`). Each widget
+declares the reducer aspects it reads, so the hub recomputes only widgets whose
+inputs changed. Views hold no None (merge patches could not say it): an unknown
+value is an absent key. Rows are objects keyed by id plus a small `order` list,
+so a patch touches only the rows that changed.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+from server.streams import reducer
+from server.streams.state import (
+    COMPLETED,
+    DAY_MINUTES,
+    FAILED,
+    PENDING,
+    PUBLISHED,
+    RUNNER_STATUSES,
+    RUNNING,
+    SCHEDULED,
+    Job,
+    State,
+)
+
+View = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ViewLimits:
+    """How much each widget shows (set from Settings)."""
+
+    live_rows: int = 10
+    failure_rows: int = 10
+    scheduled_rows: int = 10
+    runner_rows: int = 20
+    spark_minutes: int = 60
+    error_snippet: int = 160
+
+
+@dataclass(frozen=True)
+class Widget:
+    """A named projection and the reducer aspects it depends on."""
+
+    name: str
+    aspects: int
+    project: Callable[[State, ViewLimits], View]
+
+
+def counters(state: State, limits: ViewLimits) -> View:
+    """Pending, running, scheduled now and 24 h ago; completed and failed in the last 24 h and the 24 h before."""
+    day, before = state.sums
+    yesterday = state.series.get(state.minute - DAY_MINUTES)
+    view: View = {}
+    for name, column, value in (
+        ("pending", PENDING, state.totals[0]),
+        ("running", RUNNING, state.totals[1]),
+        ("scheduled", SCHEDULED, state.totals[2]),
+    ):
+        entry: dict[str, int] = {"v": value}
+        if yesterday is not None:
+            entry["prev"] = yesterday[column]
+        view[name] = entry
+    for name, column in (("completed", COMPLETED), ("failed", FAILED)):
+        entry = {"v": day[column]}
+        if state.watched_before:
+            entry["prev"] = before[column]
+        view[name] = entry
+    return view
+
+
+def published(state: State, limits: ViewLimits) -> View:
+    """Jobs published per minute over the last `spark_minutes`; a missing minute is a gap."""
+    last = state.minute
+    first = last - limits.spark_minutes + 1
+    series = state.series
+    buckets = {str(m): series[m][PUBLISHED] for m in range(first, last + 1) if m in series}
+    return {"step": 60, "from": first, "to": last, "buckets": buckets}
+
+
+def _job_row(job: Job) -> dict[str, Any]:
+    since = job.started_at if job.status == "running" else job.queued_at
+    row: dict[str, Any] = {
+        "job": job.id,
+        "channel": job.channel,
+        "fn": job.fn,
+        "status": job.status,
+        "attempt": job.attempt,
+    }
+    if since is not None:
+        row["since"] = since
+    if job.runner is not None and job.status == "running":
+        row["runner"] = job.runner
+    return row
+
+
+def live_jobs(state: State, limits: ViewLimits) -> View:
+    """Running jobs (longest running first), then queued ones (oldest first), at most `live_rows`."""
+    ids = list(islice(state.running, limits.live_rows))
+    if len(ids) < limits.live_rows:
+        ids.extend(islice(state.queued, limits.live_rows - len(ids)))
+    jobs = state.jobs
+    rows = {job_id: _job_row(jobs[job_id]) for job_id in ids}
+    return {"rows": rows, "order": ids, "running": len(state.running), "queued": len(state.queued)}
+
+
+def failures(state: State, limits: ViewLimits) -> View:
+    """The most recent failures, newest first."""
+    rows: dict[str, Any] = {}
+    order = []
+    for failure in islice(state.failures, limits.failure_rows):
+        if failure.event in rows:
+            continue
+        row: dict[str, Any] = {
+            "job": failure.job,
+            "fn": failure.fn,
+            "channel": failure.channel,
+            "error": failure.error[: limits.error_snippet],
+            "at": failure.at,
+            "attempt": failure.attempt,
+        }
+        if failure.runner is not None:
+            row["runner"] = failure.runner
+        rows[failure.event] = row
+        order.append(failure.event)
+    return {"rows": rows, "order": order}
+
+
+def scheduled(state: State, limits: ViewLimits) -> View:
+    """The next scheduled jobs by run_at."""
+    jobs = state.jobs
+    upcoming = heapq.nsmallest(
+        limits.scheduled_rows, state.scheduled, key=lambda job_id: (jobs[job_id].run_at or 0.0, job_id)
+    )
+    rows = {}
+    for job_id in upcoming:
+        job = jobs[job_id]
+        row = {"job": job.id, "fn": job.fn, "channel": job.channel, "run_at": job.run_at or 0.0, "attempt": job.attempt}
+        rows[job_id] = row
+    return {"rows": rows, "order": upcoming, "total": len(state.scheduled)}
+
+
+_STATUS_RANK = {status: rank for rank, status in enumerate(RUNNER_STATUSES)}
+
+
+def runners(state: State, limits: ViewLimits) -> View:
+    """Runners, problems first (offline, stale, draining, busy, online), then by id."""
+    counts = dict.fromkeys(RUNNER_STATUSES, 0)
+    for runner in state.runners.values():
+        counts[runner.status] += 1
+    top = heapq.nsmallest(
+        limits.runner_rows, state.runners.values(), key=lambda r: (_STATUS_RANK.get(r.status, 9), r.id)
+    )
+    rows = {}
+    for runner in top:
+        row: dict[str, Any] = {
+            "id": runner.id,
+            "status": runner.status,
+            "active": len(runner.active),
+            "concurrency": runner.concurrency,
+            "host": runner.host,
+            "region": runner.region,
+        }
+        if runner.last_recv is not None:
+            row["hb"] = runner.last_recv
+        rows[runner.id] = row
+    return {"rows": rows, "order": [r.id for r in top], "total": len(state.runners), "counts": counts}
+
+
+def health(state: State, limits: ViewLimits) -> View:
+    """jobpulse's own intake: connection, events, rejections, duplicates, gaps."""
+    h = state.health
+    view: View = {
+        "connected": h.connected,
+        "events": h.events,
+        "rejected": dict(h.rejected),
+        "dupes": h.dupes,
+        "stale": h.stale_events,
+        "gaps": h.gaps,
+        "missed": h.missed,
+        "evicted": h.evicted_jobs,
+    }
+    if h.error:
+        view["error"] = h.error
+    for key, value in (("since", h.since), ("last_event", h.last_event), ("reconciled", h.reconciled)):
+        if value is not None:
+            view[key] = value
+    if h.rtt is not None:
+        view["rtt_ms"] = round(h.rtt * 1000, 2)
+    return view
+
+
+WIDGETS: tuple[Widget, ...] = (
+    Widget("counters", reducer.COUNTERS | reducer.SERIES, counters),
+    Widget("published", reducer.SERIES, published),
+    Widget("live_jobs", reducer.LIVE, live_jobs),
+    Widget("failures", reducer.FAILURES, failures),
+    Widget("scheduled", reducer.SCHEDULED, scheduled),
+    Widget("runners", reducer.RUNNERS, runners),
+    Widget("health", reducer.HEALTH, health),
+)
+WIDGET_NAMES = tuple(w.name for w in WIDGETS)

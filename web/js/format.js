@@ -1,0 +1,34 @@
+// @ts-check
+/** Small formatting helpers shared by the widgets. */
+
+const integer = new Intl.NumberFormat("en-US");
+
+/** @param {number | undefined} n */
+export function count(n) {
+  return typeof n === "number" ? integer.format(n) : "–";
+}
+
+/** @param {string} tag @param {string} [className] @param {string} [text] */
+export function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+/** Set text only when it changed, so unchanged nodes are not touched. @param {Element} node @param {string} text */
+export function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+/** @param {number} ts epoch seconds */
+export function clockTime(ts) {
+  return new Date(ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+/** Briefly highlight a node that changed. @param {Element} node */
+export function flash(node) {
+  node.classList.remove("flash");
+  void (/** @type {HTMLElement} */ (node).offsetWidth);
+  node.classList.add("flash");
+}

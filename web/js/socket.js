@@ -1,0 +1,169 @@
+// @ts-check
+/**
+ * The live socket: subscribes to widgets, applies snapshots and patches in seq order, resumes after a
+ * reconnect (full-jitter backoff), pauses while the tab is hidden, and reports live / stale / reconnecting.
+ */
+import { syncClock } from "./clock.js";
+import { mergePatch } from "./patch.js";
+import { NO_RECONNECT, PROTOCOL_VERSION, RELOAD } from "./protocol.js";
+
+/** @typedef {"connecting" | "live" | "stale" | "reconnecting" | "paused" | "closed"} Status */
+
+export class LiveSocket extends EventTarget {
+  /** @param {string} url @param {string[]} widgets */
+  constructor(url, widgets) {
+    super();
+    this.url = url;
+    this.wanted = widgets;
+    /** @type {Map<string, {seq: number, data: any}>} */
+    this.held = new Map();
+    /** @type {string | null} */
+    this.epoch = null;
+    /** @type {WebSocket | null} */
+    this.ws = null;
+    this.attempt = 0;
+    this.beatMs = 2000;
+    this.lastMessage = 0;
+    this.paused = false; // by the operator (Live toggle)
+    this.hidden = document.hidden;
+    /** @type {Status} */
+    this.status = "connecting";
+    this.stopped = false;
+    document.addEventListener("visibilitychange", () => this.#visibility());
+    setInterval(() => this.#checkStale(), 1000);
+  }
+
+  connect() {
+    const ws = new WebSocket(this.url);
+    this.ws = ws;
+    ws.onmessage = (event) => this.#message(event.data);
+    ws.onclose = (event) => this.#closed(event.code, event.reason);
+    ws.onopen = () => {
+      this.attempt = 0;
+      this.lastMessage = Date.now();
+    };
+  }
+
+  /** Widgets the page should receive now: none while paused or hidden. */
+  get active() {
+    return this.paused || this.hidden ? [] : this.wanted;
+  }
+
+  /** @param {object} frame */
+  send(frame) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(frame));
+  }
+
+  /** Ask for fresh snapshots of every widget (the Resync button). */
+  resync() {
+    for (const name of this.active) this.held.delete(name);
+    this.send({ type: "sub", widgets: this.active, resume: {} });
+  }
+
+  /** @param {boolean} paused */
+  setPaused(paused) {
+    this.paused = paused;
+    this.#resubscribe();
+  }
+
+  #resume() {
+    /** @type {Record<string, number>} */
+    const resume = {};
+    for (const name of this.active) {
+      const held = this.held.get(name);
+      if (held) resume[name] = held.seq;
+    }
+    return resume;
+  }
+
+  #resubscribe() {
+    if (this.active.length) this.send({ type: "sub", widgets: this.active, resume: this.#resume() });
+    else this.send({ type: "unsub", widgets: this.wanted });
+    this.#setStatus(this.active.length ? "live" : "paused");
+  }
+
+  #visibility() {
+    const hidden = document.hidden;
+    if (hidden === this.hidden) return;
+    this.hidden = hidden;
+    this.#resubscribe();
+  }
+
+  /** @param {string} text */
+  #message(text) {
+    this.lastMessage = Date.now();
+    /** @type {import("./protocol.js").ServerMessage} */
+    const msg = JSON.parse(text);
+    switch (msg.type) {
+      case "welcome": {
+        syncClock(msg.now);
+        this.beatMs = msg.beat_s * 1000;
+        if (msg.v !== PROTOCOL_VERSION) return location.reload();
+        const resume = msg.epoch === this.epoch ? this.#resume() : {};
+        this.epoch = msg.epoch;
+        this.send({ type: "hello", v: PROTOCOL_VERSION, widgets: this.active, epoch: this.epoch, resume });
+        this.#setStatus(this.active.length ? "live" : "paused");
+        break;
+      }
+      case "batch":
+        syncClock(msg.now);
+        for (const frame of msg.frames) this.#frame(frame);
+        if (this.status === "stale") this.#setStatus("live");
+        break;
+      case "beat":
+      case "pong":
+        syncClock(msg.now);
+        if (this.status === "stale") this.#setStatus("live");
+        break;
+      case "error":
+        console.warn("jobpulse:", msg.code, msg.message);
+        break;
+    }
+  }
+
+  /** @param {import("./protocol.js").WidgetFrame} frame */
+  #frame(frame) {
+    const held = this.held.get(frame.w);
+    if (frame.type === "snapshot") {
+      this.held.set(frame.w, { seq: frame.seq, data: frame.data });
+    } else if (held && frame.seq === held.seq + 1) {
+      held.data = mergePatch(held.data, frame.data);
+      held.seq = frame.seq;
+    } else if (held && frame.seq <= held.seq) {
+      return; // already have it
+    } else {
+      // A gap: ask for what we miss; the server answers with the patches or a snapshot.
+      this.send({ type: "sub", widgets: [frame.w], resume: held ? { [frame.w]: held.seq } : {} });
+      return;
+    }
+    const current = this.held.get(frame.w);
+    this.dispatchEvent(new CustomEvent("widget", { detail: { name: frame.w, data: current?.data, kind: frame.type } }));
+  }
+
+  /** @param {number} code @param {string} reason */
+  #closed(code, reason) {
+    this.ws = null;
+    if (code === RELOAD) return location.reload();
+    if (NO_RECONNECT.has(code) || this.stopped) {
+      this.#setStatus("closed", reason || `closed (${code})`);
+      return;
+    }
+    this.#setStatus("reconnecting", reason);
+    // Full jitter: a wall of pages does not come back in lockstep after a restart.
+    const cap = Math.min(15000, 500 * 2 ** this.attempt);
+    this.attempt += 1;
+    setTimeout(() => this.connect(), Math.random() * cap);
+  }
+
+  #checkStale() {
+    if (this.status !== "live" || !this.ws) return;
+    if (Date.now() - this.lastMessage > this.beatMs * 2.5) this.#setStatus("stale");
+  }
+
+  /** @param {Status} status @param {string} [detail] */
+  #setStatus(status, detail = "") {
+    if (status === this.status && !detail) return;
+    this.status = status;
+    this.dispatchEvent(new CustomEvent("status", { detail: { status, detail } }));
+  }
+}

@@ -1,0 +1,42 @@
+// @ts-check
+/** Live Jobs: running (longest first) then queued (oldest first); ages tick in the browser. */
+import { count, el, setText } from "../format.js";
+import { syncRows } from "./rows.js";
+
+/** @param {HTMLElement} root @param {any} data */
+export function render(root, data) {
+  const tbody = /** @type {HTMLElement} */ (root.querySelector('[data-f="rows"]'));
+  syncRows(tbody, data, create, update);
+  setText(/** @type {HTMLElement} */ (root.querySelector('[data-f="running"]')), count(data.running));
+  setText(/** @type {HTMLElement} */ (root.querySelector('[data-f="queued"]')), count(data.queued));
+  /** @type {HTMLElement} */ (root.querySelector('[data-f="empty"]')).hidden = data.order.length > 0;
+}
+
+function create() {
+  const tr = /** @type {HTMLTableRowElement} */ (el("tr"));
+  const first = el("td");
+  const stack = el("div", "stack");
+  stack.append(el("span", "id"), el("span", "small"));
+  first.append(stack);
+  const status = el("td");
+  status.append(el("span", "badge"));
+  const age = el("td", "num");
+  age.append(el("span"));
+  tr.append(first, el("td"), status, age);
+  return tr;
+}
+
+/** @param {HTMLTableRowElement} tr @param {any} row */
+function update(tr, row) {
+  const [first, fn, status, age] = tr.cells;
+  setText(first.querySelector(".id"), row.job);
+  setText(first.querySelector(".small"), row.channel + (row.runner ? ` · ${row.runner}` : ""));
+  setText(fn, row.fn);
+  fn.title = row.fn;
+  const badge = status.firstElementChild;
+  setText(badge, row.attempt > 1 ? `${row.status} #${row.attempt}` : row.status);
+  badge.className = `badge ${row.status}`;
+  const span = /** @type {HTMLElement} */ (age.firstElementChild);
+  if (row.since !== undefined) span.dataset.since = String(row.since);
+  else delete span.dataset.since;
+}

@@ -1,0 +1,38 @@
+// @ts-check
+/** Scheduled Jobs: the next ten by run time, counting down in the browser. */
+import { clockTime, count, el, setText } from "../format.js";
+import { syncRows } from "./rows.js";
+
+/** @param {HTMLElement} root @param {any} data */
+export function render(root, data) {
+  syncRows(/** @type {HTMLElement} */ (root.querySelector('[data-f="rows"]')), data, create, update);
+  setText(/** @type {HTMLElement} */ (root.querySelector('[data-f="total"]')), count(data.total));
+  /** @type {HTMLElement} */ (root.querySelector('[data-f="empty"]')).hidden = data.order.length > 0;
+}
+
+function create() {
+  const tr = /** @type {HTMLTableRowElement} */ (el("tr"));
+  const when = el("td");
+  const stack = el("div", "stack");
+  stack.append(el("span"), el("span", "small"));
+  when.append(stack);
+  const job = el("td");
+  const jstack = el("div", "stack");
+  jstack.append(el("span", "id"), el("span", "small"));
+  job.append(jstack);
+  const channel = el("td");
+  channel.append(el("span", "chip"));
+  tr.append(when, job, channel);
+  return tr;
+}
+
+/** @param {HTMLTableRowElement} tr @param {any} row */
+function update(tr, row) {
+  const [when, job, channel] = tr.cells;
+  const countdown = /** @type {HTMLElement} */ (when.querySelector(".stack > span"));
+  countdown.dataset.until = String(row.run_at);
+  setText(when.querySelector(".small"), clockTime(row.run_at));
+  setText(job.querySelector(".id"), row.job);
+  setText(job.querySelector(".small"), row.attempt > 1 ? `${row.fn} · retry #${row.attempt}` : row.fn);
+  setText(channel.firstElementChild, row.channel);
+}
