@@ -150,7 +150,7 @@ def cmd_control(args: argparse.Namespace) -> int:
     redis_url = args.redis_url or settings.redis_url
     prefix = args.prefix or settings.prefix
     client = redis.Redis.from_url(redis_url)
-    pubsub = client.pubsub()
+    pubsub = client.pubsub()  # type: ignore[no-untyped-call]
     replies = f"{prefix}:replies"
     pubsub.subscribe(replies)
     pubsub.get_message(timeout=1.0)

@@ -9,6 +9,13 @@ demo without touching it.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -57,3 +64,75 @@ async def aredis_client(redis_url: str) -> AsyncIterator[aredis.Redis]:
     client = aredis.Redis.from_url(redis_url)
     yield client
     await client.aclose()
+
+
+class LiveServer:
+    """A real jobpulse (uvicorn) subprocess on a free port, reading the test's Redis and prefix."""
+
+    def __init__(self, redis_url: str, prefix: str, env: dict[str, str] | None = None) -> None:
+        from server.redis_server import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
+        self.prefix = prefix
+        self.redis_url = redis_url
+        self.env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "JOBPULSE_PREFIX": prefix,
+            "JOBPULSE_LOG_LEVEL": "warning",
+            **(env or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server; closed in stop()
+
+    def start(self, timeout: float = 15.0) -> LiveServer:
+        args = [
+            sys.executable, "-m", "uvicorn", "server.app:create_app", "--factory",
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--ws", "websockets-sansio", "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"jobpulse exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as response:
+                    if response.status == 200:
+                        return self
+            except (OSError, urllib.error.HTTPError):
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"jobpulse did not become ready within {timeout} s:\n{self.output()}")
+
+    def output(self) -> str:
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.process = None
+
+    def close(self) -> None:
+        self.stop()
+        self._log.close()
+
+
+@pytest.fixture
+def live_server(redis_url: str, prefix: str) -> Iterator[LiveServer]:
+    """A real jobpulse server (uvicorn subprocess) on a free port, on this test's Redis and prefix."""
+    server = LiveServer(redis_url, prefix).start()
+    yield server
+    server.stop()
+    output = server.output()
+    server.close()
+    assert "Traceback" not in output, f"the server logged a traceback:\n{output}"

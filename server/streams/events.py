@@ -88,7 +88,7 @@ class JobEvent(Struct, frozen=True, tag="job", tag_field="type"):
     run_at: float | None = None
     started_at: float | None = None
     duration: Seconds | None = None
-    payload: msgspec.Raw | None = None
+    payload: msgspec.Raw = msgspec.Raw()  # raw JSON, not parsed; empty when absent
     error: str | None = None
     traceback: str | None = None
     reason: Annotated[str, Meta(max_length=200)] | None = None

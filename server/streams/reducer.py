@@ -263,13 +263,18 @@ def _job(state: State, ev: JobEvent, at: float, replay: bool) -> int:
     job.updated = at
     if ev.cid is not None:
         job.cid = ev.cid
-    if ev.runner is not None:
+    if ev.runner is not None and ev.runner != job.runner:
+        if job.status == "running":
+            # Still running, but another runner says so now: move the job in the runner index too.
+            if job.runner is not None:
+                _unindex_runner_job(state, job.runner, job.id)
+            state.runner_jobs.setdefault(ev.runner, set()).add(job.id)
         job.runner = ev.runner
     if ev.max_attempts is not None:
         job.max_attempts = ev.max_attempts
     if ev.queued_at is not None:
         job.queued_at = ev.queued_at
-    if ev.payload is not None:
+    if ev.payload and bytes(ev.payload) != b"null":
         job.payload = _cap_payload(ev.payload, limits.payload_cap)
     if ev.reason is not None:
         job.reason = ev.reason

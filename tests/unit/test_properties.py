@@ -1,0 +1,231 @@
+"""Property tests of the pure core (Hypothesis): the invariants the live protocol rests on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from hypothesis import given, settings, strategies as st
+
+from server.streams import mergepatch, reducer, widgets
+from server.streams.events import (
+    ActiveJob,
+    ChannelDepth,
+    Depth,
+    Heartbeat,
+    JobEvent,
+    Rejected,
+    RunnerStopped,
+    SourceStatus,
+    Tick,
+)
+from server.streams.reducer import fold, initial_state
+from server.streams.state import Limits
+
+VL = widgets.ViewLimits(live_rows=4, failure_rows=4, scheduled_rows=4, runner_rows=3, spark_minutes=5)
+T0 = 1_800_000_000.0
+JOB_EVENTS = ("queued", "scheduled", "started", "retried", "completed", "failed", "canceled", "expired")
+JOBS = [f"j{i}" for i in range(6)]
+RUNNERS = ["r0", "r1", "r2"]
+CHANNELS = ["email", "reports"]
+
+
+@st.composite
+def job_events(draw: st.DrawFn) -> JobEvent:
+    event = draw(st.sampled_from(JOB_EVENTS))
+    runner = draw(st.sampled_from(RUNNERS)) if event not in ("queued", "scheduled") else None
+    return JobEvent(
+        v=1,
+        id=draw(st.text("abcdef0123", min_size=1, max_size=6)),
+        src=runner or "producer",
+        seq=draw(st.integers(0, 30)),
+        ts=T0 + draw(st.integers(0, 400)),
+        event=event,  # type: ignore[arg-type]
+        job=draw(st.sampled_from(JOBS)),
+        channel=draw(st.sampled_from(CHANNELS)),
+        fn=draw(st.sampled_from(["mail.send", "pdf.render"])),
+        attempt=draw(st.integers(1, 3)),
+        runner=runner,
+        run_at=T0 + draw(st.integers(0, 900)) if event in ("scheduled", "retried") and draw(st.booleans()) else None,
+        error=draw(st.sampled_from([None, "ValueError: x", "Timeout\nsecond line"])),
+        payload=msgspec.Raw(b'{"n":1}') if draw(st.booleans()) else msgspec.Raw(),
+    )
+
+
+@st.composite
+def heartbeats(draw: st.DrawFn) -> Heartbeat:
+    src = draw(st.sampled_from(RUNNERS))
+    active = draw(st.lists(st.sampled_from(JOBS), max_size=3, unique=True))
+    return Heartbeat(
+        v=1,
+        src=src,
+        seq=draw(st.integers(0, 30)),
+        ts=T0 + draw(st.integers(0, 400)),
+        boot=T0 - draw(st.sampled_from([100, 200])),
+        interval=draw(st.sampled_from([1.0, 2.0, 5.0])),
+        state=draw(st.sampled_from(["running", "draining"])),
+        concurrency=draw(st.integers(1, 3)),
+        active=[ActiveJob(j, "email", "mail.send", T0) for j in active],
+    )
+
+
+@st.composite
+def depths(draw: st.DrawFn) -> Depth:
+    channels = draw(st.dictionaries(st.sampled_from(CHANNELS), st.tuples(*[st.integers(0, 50)] * 3), min_size=1))
+    return Depth(
+        v=1,
+        src="broker",
+        seq=draw(st.integers(0, 30)),
+        ts=T0 + draw(st.integers(0, 400)),
+        channels={n: ChannelDepth(queued=q, inflight=i, scheduled=s) for n, (q, i, s) in channels.items()},
+    )
+
+
+def others(draw: st.DrawFn) -> Any:
+    kind = draw(st.sampled_from(["tick", "status", "stopped", "rejected"]))
+    if kind == "tick":
+        return Tick(now=T0 + draw(st.integers(0, 600)), connected=draw(st.booleans()))
+    if kind == "status":
+        return SourceStatus(connected=draw(st.booleans()), at=T0, error=draw(st.sampled_from(["", "down"])))
+    if kind == "stopped":
+        return RunnerStopped(v=1, src=draw(st.sampled_from(RUNNERS)), seq=1, ts=T0 + draw(st.integers(0, 400)))
+    return Rejected(draw(st.sampled_from(["json", "schema"])))
+
+
+@st.composite
+def streams(draw: st.DrawFn, min_size: int = 0, max_size: int = 60) -> list[tuple[Any, float]]:
+    """A list of (event, receive time); receive times never go back, as on the live path."""
+    n = draw(st.integers(min_size, max_size))
+    out = []
+    at = T0
+    for _ in range(n):
+        kind = draw(st.sampled_from(["job", "job", "job", "beat", "depth", "other"]))
+        event: Any
+        if kind == "job":
+            event = draw(job_events())
+        elif kind == "beat":
+            event = draw(heartbeats())
+        elif kind == "depth":
+            event = draw(depths())
+        else:
+            event = others(draw)
+        at += draw(st.sampled_from([0, 0, 0.5, 7, 61]))
+        out.append((event, at))
+    return out
+
+
+def views(state: Any) -> dict[str, dict[str, Any]]:
+    return {w.name: w.project(state, VL) for w in widgets.WIDGETS}
+
+
+SMALL = Limits(max_jobs=5, max_runners=2, failures_cap=3, dedupe_window=8, series_minutes=6, job_history=3)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=streams(), cut=st.integers(0, 60), data=st.data())
+def test_snapshot_plus_patches_equals_a_fresh_snapshot(events, cut, data):
+    """A client that took a snapshot at any point and applied every patch since holds the same data as a fresh one."""
+    state = initial_state()
+    cut = min(cut, len(events))
+    for event, at in events[:cut]:
+        fold(state, event, at)
+    held = views(state)  # the client's snapshot
+    last = dict(held)
+    rest = events[cut:]
+    # Fold the rest in ticks of random size; the hub sends one merge patch per changed widget per tick.
+    while rest:
+        size = data.draw(st.integers(1, max(1, len(rest))))
+        chunk, rest = rest[:size], rest[size:]
+        for event, at in chunk:
+            fold(state, event, at)
+        now = views(state)
+        for name, view in now.items():
+            patch = mergepatch.diff(last[name], view)
+            if patch is not None:
+                held[name] = mergepatch.apply(held[name], msgspec.json.decode(msgspec.json.encode(patch)))
+        last = now
+    assert held == views(state)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=streams(min_size=1), pick=st.integers(0, 1000))
+def test_a_redelivered_job_event_changes_nothing(events, pick):
+    """Folding an already-folded job event again changes no widget except the duplicate count."""
+    state = initial_state()
+    for event, at in events:
+        fold(state, event, at)
+    jobs = [(e, at) for e, at in events if isinstance(e, JobEvent)]
+    if not jobs:
+        return
+    event, at = jobs[pick % len(jobs)]
+    before = views(state)
+    dupes = state.health.dupes
+    changed = fold(state, event, at + 1)
+    after = views(state)
+    assert changed == reducer.HEALTH
+    assert state.health.dupes == dupes + 1
+    before.pop("health")
+    after.pop("health")
+    assert before == after
+
+
+@settings(max_examples=100, deadline=None)
+@given(events=streams())
+def test_the_fold_is_deterministic_and_views_hold_no_null(events):
+    """Two fresh states folding the same events show the same views, and no view holds a null."""
+    a, b = initial_state(), initial_state()
+    for event, at in events:
+        fold(a, event, at)
+        fold(b, event, at)
+    va, vb = views(a), views(b)
+    assert va == vb
+    assert not mergepatch.has_null(va)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=streams(max_size=80))
+def test_memory_stays_within_every_cap(events):
+    """Whatever arrives, jobs, runners, failures, dedupe ids and series stay within their caps."""
+    state = initial_state(SMALL)
+    for event, at in events:
+        fold(state, event, at)
+        assert len(state.jobs) <= SMALL.max_jobs
+        assert len(state.runners) <= SMALL.max_runners
+        assert len(state.failures) <= SMALL.failures_cap
+        assert len(state.seen) <= SMALL.dedupe_window and len(state.seen_order) <= SMALL.dedupe_window
+        assert len(state.series) <= SMALL.series_minutes + 1
+        assert all(len(j.history) <= SMALL.job_history for j in state.jobs.values())
+        assert set(state.running) | set(state.queued) | set(state.scheduled) | set(state.terminal) <= set(state.jobs)
+        for runner_id, held in state.runner_jobs.items():
+            assert all(state.jobs[j].status == "running" and state.jobs[j].runner == runner_id for j in held)
+        for job_id in state.running:
+            runner = state.jobs[job_id].runner
+            assert runner is None or job_id in state.runner_jobs[runner]
+
+
+LIFECYCLES = [
+    [("queued", 1), ("started", 1), ("completed", 1)],
+    [("scheduled", 1), ("queued", 1), ("started", 1), ("retried", 1), ("queued", 2), ("started", 2), ("failed", 2)],
+    [("queued", 1), ("started", 1), ("retried", 1), ("started", 2), ("completed", 2)],
+    [("queued", 1), ("canceled", 1)],
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(lifecycle=st.sampled_from(LIFECYCLES), order=st.permutations(range(7)))
+def test_a_jobs_events_in_any_order_end_in_the_same_status(lifecycle, order):
+    """Pub/sub may reorder a job's events across publishers; the job ends in the same status and attempt anyway."""
+    events = [
+        JobEvent(v=1, id=f"e{i}", src="p", seq=i, ts=T0 + i, event=name, job="j", channel="email", fn="f",
+                 attempt=attempt, runner="r1" if name not in ("queued", "scheduled") else None,
+                 run_at=T0 + 100 if name == "scheduled" else None)
+        for i, (name, attempt) in enumerate(lifecycle)
+    ]  # fmt: skip
+    in_order = initial_state()
+    for event in events:
+        fold(in_order, event, T0 + 10)
+    shuffled = initial_state()
+    for index in [i for i in order if i < len(events)]:
+        fold(shuffled, events[index], T0 + 10)
+    a, b = in_order.jobs["j"], shuffled.jobs["j"]
+    assert (a.status, a.attempt) == (b.status, b.attempt)

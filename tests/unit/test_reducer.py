@@ -1,0 +1,301 @@
+"""Example tests of the fold, one event at a time (h11 test_state style)."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from server.streams import reducer, widgets
+from server.streams.events import (
+    ChannelDepth,
+    FailureRecord,
+    Reconciled,
+    Rejected,
+    Restored,
+    SourceStatus,
+    Tick,
+)
+from server.streams.reducer import fold, initial_state, runner_record
+from server.streams.state import COMPLETED, FAILED, PUBLISHED, Limits
+from tests.unit.factories import beat, depth, job, stopped
+
+VL = widgets.ViewLimits()
+T0 = 1_800_000_000.0  # a minute boundary is not needed; minutes are computed from here
+
+
+def fresh(**limits: object):
+    state = initial_state(Limits(**limits))  # type: ignore[arg-type]
+    fold(state, SourceStatus(connected=True, at=T0), T0)
+    fold(state, Tick(now=T0), T0)
+    return state
+
+
+def test_queued_job_shows_as_live_and_counts_as_published():
+    """A queued job becomes a live row and counts once in the published series."""
+    state = fresh()
+    changed = fold(state, job("queued", "j1", ts=T0), T0 + 0.1)
+    assert changed & reducer.LIVE and changed & reducer.SERIES
+    view = widgets.live_jobs(state, VL)
+    assert view["order"] == ["j1"]
+    assert view["rows"]["j1"]["status"] == "queued"
+    assert view["rows"]["j1"]["since"] == T0
+    assert state.series[int((T0 + 0.1) // 60)][PUBLISHED] == 1
+
+
+def test_job_lifecycle_moves_between_live_sets():
+    """queued -> started -> completed moves a job from queued to running to finished, counting completion once."""
+    state = fresh()
+    fold(state, job("queued", "j1", ts=T0), T0)
+    fold(state, job("started", "j1", ts=T0 + 1, runner="r1", started_at=T0 + 1), T0 + 1)
+    assert list(state.running) == ["j1"] and not state.queued
+    assert state.runner_jobs == {"r1": {"j1"}}
+    assert widgets.live_jobs(state, VL)["rows"]["j1"]["runner"] == "r1"
+    fold(state, job("completed", "j1", ts=T0 + 2, runner="r1", duration=1.0), T0 + 2)
+    assert not state.running and "j1" in state.terminal
+    assert state.runner_jobs == {}
+    assert state.jobs["j1"].status == "completed"
+    assert state.sums[0][COMPLETED] == 1
+    assert widgets.live_jobs(state, VL)["order"] == []
+
+
+def test_failed_job_enters_recent_failures_with_first_error_line():
+    """A failed event lands in recent failures, newest first, with the error's first line and a capped traceback."""
+    state = fresh(traceback_cap=50)
+    traceback = "Traceback (most recent call last):\n" + "  frame\n" * 40 + "ValueError: boom"
+    fold(state, job("failed", "j1", ts=T0, runner="r1", error="ValueError: boom\nmore", traceback=traceback), T0)
+    fold(state, job("failed", "j2", ts=T0 + 1, runner="r1", error="KeyError: 'x'"), T0 + 1)
+    view = widgets.failures(state, VL)
+    assert [view["rows"][k]["job"] for k in view["order"]] == ["j2", "j1"]
+    first = view["rows"][view["order"][1]]
+    assert first["error"] == "ValueError: boom"
+    tb = state.jobs["j1"].traceback
+    assert tb is not None and len(tb) == 50 and tb.endswith("ValueError: boom") and tb.startswith("…")
+    assert state.sums[0][FAILED] == 2
+
+
+def test_retry_with_run_at_schedules_the_next_attempt():
+    """A retried event with run_at moves the job to scheduled at the next attempt; without run_at it is queued."""
+    state = fresh()
+    fold(state, job("started", "j1", ts=T0, runner="r1"), T0)
+    fold(state, job("retried", "j1", ts=T0 + 1, runner="r1", run_at=T0 + 60, error="Timeout"), T0 + 1)
+    assert state.jobs["j1"].status == "scheduled" and state.jobs["j1"].attempt == 2
+    view = widgets.scheduled(state, VL)
+    assert view["order"] == ["j1"] and view["rows"]["j1"]["run_at"] == T0 + 60
+    fold(state, job("queued", "j1", ts=T0 + 60, attempt=2), T0 + 60)
+    assert state.jobs["j1"].status == "queued" and not state.scheduled
+    fold(state, job("started", "j1", ts=T0 + 61, attempt=2, runner="r2"), T0 + 61)
+    fold(state, job("retried", "j1", ts=T0 + 62, attempt=2, runner="r2"), T0 + 62)
+    assert state.jobs["j1"].status == "queued" and state.jobs["j1"].attempt == 3
+
+
+def test_late_event_does_not_undo_a_newer_one():
+    """A started event that arrives after completed (pub/sub across publishers) changes nothing but history."""
+    state = fresh()
+    fold(state, job("completed", "j1", ts=T0 + 2, runner="r1"), T0 + 2)
+    changed = fold(state, job("started", "j1", ts=T0 + 1, runner="r1"), T0 + 3)
+    assert state.jobs["j1"].status == "completed"
+    assert not changed & reducer.LIVE
+    assert state.health.stale_events == 1
+    assert [h[1] for h in state.jobs["j1"].history] == ["completed", "started"]
+
+
+def test_redelivered_event_changes_nothing():
+    """The same event id folded twice is counted as a duplicate and changes no widget but health."""
+    state = fresh()
+    event = job("queued", "j1", ts=T0)
+    fold(state, event, T0)
+    before = {w.name: w.project(state, VL) for w in widgets.WIDGETS if w.name != "health"}
+    changed = fold(state, event, T0 + 1)
+    assert changed == reducer.HEALTH
+    assert state.health.dupes == 1
+    assert before == {w.name: w.project(state, VL) for w in widgets.WIDGETS if w.name != "health"}
+
+
+def test_seq_gap_asks_for_a_catch_up_and_is_counted():
+    """A jump in a publisher's seq is a gap: counted, with the missed count, and flagged for reconcile."""
+    state = fresh()
+    fold(state, job("queued", "j1", ts=T0, src="p", seq=1), T0)
+    changed = fold(state, job("queued", "j2", ts=T0, src="p", seq=5), T0)
+    assert changed & reducer.GAP
+    assert (state.health.gaps, state.health.missed) == (1, 3)
+    # A restart starts over at 0: not a gap.
+    assert not fold(state, job("queued", "j3", ts=T0, src="p", seq=0), T0) & reducer.GAP
+
+
+def test_replayed_events_do_not_move_seqs():
+    """Events read back from the replay stream fold normally but leave the publisher's seq alone."""
+    state = fresh()
+    fold(state, job("queued", "j1", ts=T0, src="p", seq=10), T0)
+    fold(state, job("queued", "j0", ts=T0 - 5, src="p", seq=3), T0 - 5, replay=True)
+    assert "j0" in state.jobs
+    assert not fold(state, job("queued", "j2", ts=T0, src="p", seq=11), T0) & reducer.GAP
+
+
+def test_heartbeat_makes_a_runner_online_then_busy_then_stale_then_offline():
+    """Runner status follows its beats and the clock: online, busy when full, stale, then offline."""
+    state = fresh()
+    fold(state, beat("r1", ts=T0, concurrency=2), T0)
+    assert state.runners["r1"].status == "online"
+    fold(state, beat("r1", ts=T0 + 2, concurrency=2, active=[("a", "email", "f", T0), ("b", "email", "f", T0)]), T0 + 2)
+    assert state.runners["r1"].status == "busy"
+    fold(state, Tick(now=T0 + 2 + 2 * 2.5 + 0.1), T0 + 7.1)
+    assert state.runners["r1"].status == "stale"
+    fold(state, Tick(now=T0 + 2 + 2 * 6 + 0.1), T0 + 14.1)
+    assert state.runners["r1"].status == "offline"
+    view = widgets.runners(state, VL)
+    assert view["counts"]["offline"] == 1 and view["rows"]["r1"]["hb"] == T0 + 2
+
+
+def test_draining_and_stopped_runner():
+    """A draining beat shows draining; runner.stopped shows offline at once and the runner stays listed."""
+    state = fresh()
+    fold(state, beat("r1", ts=T0, state="draining"), T0)
+    assert state.runners["r1"].status == "draining"
+    fold(state, stopped("r1", ts=T0 + 1), T0 + 1)
+    assert state.runners["r1"].status == "offline" and state.runners["r1"].stop_reason == "shutdown"
+    assert widgets.runners(state, VL)["total"] == 1
+
+
+def test_old_beat_is_ignored_but_a_restart_is_not():
+    """A beat older than the last one of the same boot is ignored; a beat with a new boot is a restart."""
+    state = fresh()
+    fold(state, beat("r1", ts=T0 + 5, concurrency=3), T0 + 5)
+    fold(state, beat("r1", ts=T0 + 3, concurrency=9), T0 + 6)
+    assert state.runners["r1"].concurrency == 3
+    fold(state, beat("r1", ts=T0 + 1, boot=T0, concurrency=7), T0 + 7)
+    assert state.runners["r1"].concurrency == 7 and state.runners["r1"].boot == T0
+
+
+def test_heartbeat_active_list_heals_missed_job_events():
+    """A job listed active by a runner shows running even if its started event was lost; one it dropped is unknown."""
+    state = fresh()
+    fold(state, job("started", "old", ts=T0, runner="r1", started_at=T0), T0)
+    fold(state, beat("r1", ts=T0 + 5, active=[("new", "email", "mail.send", T0 + 4)]), T0 + 5)
+    assert state.jobs["new"].status == "running" and state.jobs["new"].runner == "r1"
+    assert state.jobs["old"].status == "unknown"
+    assert list(state.running) == ["new"]
+
+
+def test_depth_sets_the_counters_and_ignores_older_reports():
+    """Depth reports set pending/running/scheduled; an older report for a channel is ignored."""
+    state = fresh()
+    fold(state, depth(ts=T0 + 2, email=(5, 2, 1), reports=(10, 1, 0)), T0 + 2)
+    view = widgets.counters(state, VL)
+    assert (view["pending"]["v"], view["running"]["v"], view["scheduled"]["v"]) == (15, 3, 1)
+    fold(state, depth(ts=T0 + 1, email=(99, 99, 99)), T0 + 3)
+    assert widgets.counters(state, VL)["pending"]["v"] == 15
+
+
+def test_minutes_without_a_connection_are_gaps():
+    """Ticks while the source is down create no bucket, so the sparkline shows a gap, not zero."""
+    state = fresh()
+    fold(state, SourceStatus(connected=False, at=T0 + 60), T0 + 60)
+    fold(state, Tick(now=T0 + 60, connected=False), T0 + 60)
+    fold(state, Tick(now=T0 + 120, connected=True), T0 + 120)
+    minute = int(T0 // 60)
+    buckets = widgets.published(state, VL)["buckets"]
+    assert str(minute) in buckets and str(minute + 1) not in buckets and str(minute + 2) in buckets
+
+
+def test_counters_compare_with_the_day_before():
+    """Completed counts of the last 24 h are compared with the 24 h before, once that day was watched."""
+    state = fresh()
+    fold(state, job("completed", "a", ts=T0), T0)
+    assert "prev" not in widgets.counters(state, VL)["completed"]
+    day = 24 * 3600
+    fold(state, Tick(now=T0 + day), T0 + day)
+    fold(state, job("completed", "b", ts=T0 + day), T0 + day)
+    fold(state, job("completed", "c", ts=T0 + day), T0 + day)
+    view = widgets.counters(state, VL)["completed"]
+    assert view == {"v": 2, "prev": 1}
+
+
+def test_series_keeps_only_its_retention():
+    """Buckets older than series_minutes are dropped when the minute rolls."""
+    state = fresh(series_minutes=10)
+    fold(state, job("queued", "a", ts=T0), T0)
+    fold(state, Tick(now=T0 + 11 * 60), T0 + 11 * 60)
+    assert min(state.series) > int(T0 // 60)
+
+
+def test_job_cap_evicts_finished_jobs_first():
+    """At max_jobs, the oldest finished job is evicted before any live one."""
+    state = fresh(max_jobs=3)
+    fold(state, job("completed", "done", ts=T0), T0)
+    fold(state, job("queued", "q1", ts=T0), T0)
+    fold(state, job("queued", "q2", ts=T0), T0)
+    fold(state, job("queued", "q3", ts=T0), T0)
+    assert set(state.jobs) == {"q1", "q2", "q3"}
+    fold(state, job("queued", "q4", ts=T0), T0)
+    assert set(state.jobs) == {"q2", "q3", "q4"}
+    assert state.health.evicted_jobs == 2
+
+
+def test_runner_cap_evicts_the_longest_offline():
+    """At max_runners, the runner silent longest (offline first) makes room."""
+    state = fresh(max_runners=2)
+    fold(state, beat("a", ts=T0), T0)
+    fold(state, stopped("a", ts=T0 + 1), T0 + 1)
+    fold(state, beat("b", ts=T0 + 2), T0 + 2)
+    fold(state, beat("c", ts=T0 + 3), T0 + 3)
+    assert set(state.runners) == {"b", "c"}
+
+
+def test_payload_is_capped_and_marked_truncated():
+    """A payload over payload_cap is replaced by a valid JSON marker holding its head and size."""
+    state = fresh(payload_cap=100)
+    fold(state, job("queued", "j1", ts=T0, payload={"blob": "x" * 500}), T0)
+    kept = msgspec.json.decode(state.jobs["j1"].payload or b"")
+    assert kept["truncated"] is True and kept["bytes"] > 500 and kept["head"].startswith('{"blob":')
+
+
+def test_reconciled_keys_rebuild_the_fleet_and_depth():
+    """A reconcile brings back runners from their keys, lists registered ones without keys, and sets depth."""
+    state = fresh()
+    event = Reconciled(
+        at=T0 + 10,
+        registered=("r1", "r2"),
+        heartbeats=(beat("r1", ts=T0 + 9),),
+        depth={"email": ChannelDepth(queued=3, inflight=1, scheduled=0, ts=T0 + 9)},
+        rtt=0.002,
+    )
+    fold(state, event, T0 + 10)
+    assert state.runners["r1"].status == "online"
+    assert state.runners["r2"].status == "offline" and state.runners["r2"].last_recv is None
+    assert state.totals == [3, 1, 0]
+    assert widgets.health(state, VL)["rtt_ms"] == 2.0
+
+
+def test_restored_state_is_not_counted_twice():
+    """After a restore, replayed events received before counted_until add nothing to the series."""
+    state = initial_state()
+    minute = int(T0 // 60)
+    record = runner_record(_runner_with_beat())
+    failure = FailureRecord("e9", "j9", "f", "email", "Boom", T0 - 5)
+    fold(state, Restored(series={minute: (7, 3, 1, 0, 0, 0, 0)}, runners=(record,), failures=(failure,),
+                         counted_until=T0), T0)  # fmt: skip
+    fold(state, job("queued", "jx", ts=T0 - 1), T0 - 1, replay=True)
+    assert state.series[minute][PUBLISHED] == 7
+    assert "r1" in state.runners and state.failures[0].job == "j9"
+    fold(state, job("queued", "jy", ts=T0 + 1), T0 + 1)
+    assert state.series[int((T0 + 1) // 60)][PUBLISHED] >= 1
+
+
+def _runner_with_beat():
+    state = initial_state()
+    fold(state, beat("r1", ts=T0 - 10), T0 - 10)
+    return state.runners["r1"]
+
+
+def test_rejections_are_counted_by_reason():
+    """A Rejected event counts under its reason in health and changes nothing else."""
+    state = fresh()
+    assert fold(state, Rejected("json", "bad"), T0) == reducer.HEALTH
+    fold(state, Rejected("json", "bad"), T0)
+    assert widgets.health(state, VL)["rejected"] == {"json": 2}
+
+
+def test_unknown_event_type_raises():
+    """The fold refuses an event type it does not know instead of ignoring it."""
+    with pytest.raises(TypeError):
+        fold(initial_state(), object(), T0)  # type: ignore[arg-type]
