@@ -101,6 +101,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         Route("/admin/jobs", pages.dashboard_page, name="dashboard_page"),
         Route("/api/widgets/{name}", api.widget_api, name="widget_api"),
         Route("/api/jobs/health", api.health_api, name="health_api"),
+        Route("/api/stats", api.stats_api, name="stats_api"),
         Route("/healthz", api.healthz, name="healthz"),
         Route("/readyz", api.readyz, name="readyz"),
         WebSocketRoute("/ws", ws.live_ws, name="live_ws"),

@@ -41,6 +41,7 @@ class ErrorCode(enum.StrEnum):
     BAD_VERSION = "bad_version"
     UNKNOWN_WIDGET = "unknown_widget"
     BINARY = "binary"
+    TOO_LARGE = "too_large"
     UNAVAILABLE = "unavailable"
     RATE = "rate"
 

@@ -91,7 +91,8 @@ class LiveServer:
         args = [
             sys.executable, "-m", "uvicorn", "server.app:create_app", "--factory",
             "--host", "127.0.0.1", "--port", str(self.port),
-            "--ws", "websockets-sansio", "--no-access-log", "--log-level", "warning",
+            "--ws", "websockets-sansio", "--ws-per-message-deflate", "false",
+            "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip
         self.process = subprocess.Popen(args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

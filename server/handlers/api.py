@@ -6,6 +6,7 @@ same data the websocket pushes, for scripts, load balancers and monitors.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from starlette.requests import Request
@@ -57,3 +58,32 @@ async def readyz(request: Request) -> Response:
         "crashes": aggregator.crashes,
     }
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+async def stats_api(request: Request) -> Response:
+    """GET /api/stats: jobpulse's own counters (clients, fan-out, intake); Prometheus metrics arrive with issue #6."""
+    hub = request.app.state.hub
+    aggregator = request.app.state.aggregator
+    health = aggregator.state.health
+    body = {
+        "epoch": hub.epoch,
+        "clients": len(hub.clients),
+        "hub": dataclasses.asdict(hub.stats),
+        "intake": {
+            "events": health.events,
+            "rejected": dict(health.rejected),
+            "dupes": health.dupes,
+            "gaps": health.gaps,
+            "missed": health.missed,
+            "evicted_jobs": health.evicted_jobs,
+        },
+        "state": {
+            "jobs": len(aggregator.state.jobs),
+            "runners": len(aggregator.state.runners),
+            "channels": len(aggregator.state.channels),
+            "series_minutes": len(aggregator.state.series),
+        },
+        "ws": dict(request.app.state.counters),
+        "crashes": aggregator.crashes,
+    }
+    return JSONResponse(body)

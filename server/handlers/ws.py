@@ -103,6 +103,10 @@ async def live_ws(websocket: WebSocket) -> None:
                 if exc.code is ErrorCode.BAD_VERSION:
                     await websocket.close(CloseCode.UNSUPPORTED_VERSION, "unsupported protocol version")
                     break
+                if exc.code is ErrorCode.TOO_LARGE:
+                    await asyncio.sleep(0)  # let the error frame go out before the close frame
+                    await websocket.close(CloseCode.MESSAGE_TOO_BIG, "frame too large")
+                    break
                 now = time.monotonic()
                 bad.append(now)
                 while bad and bad[0] < now - BAD_FRAME_WINDOW:
@@ -123,7 +127,7 @@ def _handle(hub: Hub, client: Client, message: Mapping[str, Any], max_frame: int
     if text is None:
         raise ProtocolError(ErrorCode.BINARY, "binary frames are not accepted; send JSON text frames")
     if len(text) > max_frame:
-        raise ProtocolError(ErrorCode.BAD_FRAME, f"frame of {len(text)} bytes exceeds {max_frame}")
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"frame of {len(text)} characters exceeds {max_frame}")
     frame = protocol.decode_client(text)
     if isinstance(frame, protocol.Hello):
         if frame.v != protocol.PROTOCOL_VERSION:

@@ -190,7 +190,7 @@ class Restored(Struct, frozen=True):
 
 Event = SourceMessage | Tick | SourceStatus | Rejected | Reconciled | Restored
 
-REJECT_REASONS = ("too_large", "json", "schema", "version", "unknown_type", "batch")
+REJECT_REASONS = ("too_large", "json", "schema", "version", "unknown_type", "batch", "error")
 
 _typed = msgspec.json.Decoder(SourceMessage)
 _typed_batch = msgspec.json.Decoder(list[SourceMessage])
@@ -217,6 +217,8 @@ def parse_message(data: bytes, max_bytes: int) -> tuple[list[SourceMessage], lis
         return [_typed.decode(data)], []
     except (msgspec.ValidationError, msgspec.DecodeError):
         pass
+    except RecursionError:
+        return [], [Rejected("json", "nested too deeply")]
     if first != b"[":
         rejection = _judge(data)
         return [], [rejection]
@@ -224,6 +226,8 @@ def parse_message(data: bytes, max_bytes: int) -> tuple[list[SourceMessage], lis
         parts = _raw_batch.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         return [], [Rejected("json", str(exc)[:200])]
+    except RecursionError:
+        return [], [Rejected("json", "nested too deeply")]
     if len(parts) > MAX_BATCH:
         return [], [Rejected("batch", f"{len(parts)} objects > {MAX_BATCH}")]
     good: list[SourceMessage] = []
@@ -231,7 +235,7 @@ def parse_message(data: bytes, max_bytes: int) -> tuple[list[SourceMessage], lis
     for part in parts:
         try:
             good.append(_typed.decode(part))
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
             bad.append(_judge(bytes(part)))
     return good, bad
 
@@ -242,6 +246,8 @@ def _judge(data: bytes) -> Rejected:
         obj: Any = _untyped.decode(data)
     except msgspec.DecodeError as exc:
         return Rejected("json", str(exc)[:200])
+    except RecursionError:
+        return Rejected("json", "nested too deeply")
     if not isinstance(obj, dict):
         return Rejected("schema", f"expected an object, got {type(obj).__name__}")
     version = obj.get("v")
@@ -254,6 +260,8 @@ def _judge(data: bytes) -> Rejected:
         _typed.decode(data)
     except msgspec.ValidationError as exc:
         return Rejected("schema", f"{kind}: {exc}"[:300])
+    except RecursionError:
+        return Rejected("schema", f"{kind}: nested too deeply")
     return Rejected("schema", str(kind))  # pragma: no cover - the typed decode failed above
 
 

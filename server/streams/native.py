@@ -80,13 +80,19 @@ class NativeConnector:
         at = self.clock()
         if self._chunk_started is None:
             self._chunk_started = self.last_message_at if self.last_message_at is not None else at
-        messages, rejects = parse_message(data, self.settings.message_max)
-        feed = self.sink.feed
-        for message in messages:
-            feed(message, at)
-        for rejected in rejects:
-            feed(rejected, at)
-            self._log_reject(rejected, data)
+        try:
+            messages, rejects = parse_message(data, self.settings.message_max)
+            feed = self.sink.feed
+            for message in messages:
+                feed(message, at)
+            for rejected in rejects:
+                feed(rejected, at)
+                self._log_reject(rejected, data)
+        except Exception as exc:
+            # A bug must not cost the subscription: count the message, log it (rate limited) and go on.
+            rejected = Rejected("error", f"{type(exc).__name__}: {exc}"[:300])
+            self.sink.feed(rejected, at)
+            self._log_reject(rejected, data, exc_info=True)
         self.last_message_at = at
 
     def _on_chunk_end(self) -> None:
@@ -100,13 +106,15 @@ class NativeConnector:
             self._catch_up_from = start
         self._catch_up.set()
 
-    def _log_reject(self, rejected: Rejected, data: bytes) -> None:
+    def _log_reject(self, rejected: Rejected, data: bytes, exc_info: bool = False) -> None:
         window = int(self.clock() // 60)
         if window != self._reject_log_window:
             self._reject_log_window, self._reject_logged = window, 0
         if self._reject_logged < self.settings.log_rejects_per_min:
             self._reject_logged += 1
-            log.warning("rejected a message (%s: %s): %r", rejected.reason, rejected.detail, data[:200])
+            log.warning(
+                "rejected a message (%s: %s): %r", rejected.reason, rejected.detail, data[:200], exc_info=exc_info
+            )
 
     # -- supervision ----------------------------------------------------------------------------
 

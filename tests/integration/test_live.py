@@ -1,0 +1,282 @@
+"""End to end over real parts: events published to a real Redis reach a real websocket client as the right patches."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import websockets
+
+from server.redis_server import RedisServer
+from tests.conftest import LiveServer
+from tests.integration.helpers import LiveClient, Publisher
+
+pytestmark = pytest.mark.integration
+
+ALL = ["counters", "published", "live_jobs", "failures", "scheduled", "runners", "health"]
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body: dict = json.loads(response.read())
+        return body
+
+
+async def close_code(ws: websockets.ClientConnection) -> int | None:
+    """Read until the server closes; return its close code."""
+    try:
+        while True:
+            await ws.recv()
+    except websockets.ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd is not None else None
+
+
+async def test_job_events_come_out_as_the_right_patches(live_server, aredis_client):
+    """A job's lifecycle, a runner's beat and a depth report published to Redis show up in the client's widgets."""
+    pub = Publisher(aredis_client, live_server.prefix)
+    client = await LiveClient.connect(live_server.ws_url, ALL)
+    await client.wait_for(lambda c: set(c.data) == set(ALL))
+
+    await pub.publish(pub.beat("r1", concurrency=2), pub.job("queued", "j1", cid="order-1"),
+                      pub.depth(email=(1, 0, 0)))  # fmt: skip
+    await client.wait_for(lambda c: c.data["live_jobs"]["rows"]["j1"]["status"] == "queued"
+                          and c.data["runners"]["rows"]["r1"]["status"] == "online"
+                          and c.data["counters"]["pending"]["v"] == 1)  # fmt: skip
+    await pub.publish(pub.job("started", "j1", runner="r1"), pub.depth(email=(0, 1, 0)))
+    await client.wait_for(lambda c: c.data["live_jobs"]["rows"]["j1"]["status"] == "running"
+                          and c.data["counters"]["running"]["v"] == 1)  # fmt: skip
+    await pub.publish(pub.job("failed", "j1", runner="r1", error="ValueError: bad input\nsecond line",
+                              traceback="Traceback...\nValueError: bad input"), pub.depth(email=(0, 0, 0)))  # fmt: skip
+    await client.wait_for(lambda c: "j1" not in c.data["live_jobs"]["rows"] and c.data["failures"]["order"]
+                          and c.data["counters"]["failed"]["v"] == 1)  # fmt: skip
+    failure = client.data["failures"]["rows"][client.data["failures"]["order"][0]]
+    assert failure["error"] == "ValueError: bad input"
+    assert client.gaps == 0
+    # What the client assembled from snapshot + patches equals what the server holds now.
+    for name in ALL:
+        if name == "health":
+            continue
+        assert client.data[name] == get_json(f"{live_server.url}/api/widgets/{name}")["data"], name
+    await client.close()
+
+
+async def test_a_batch_message_folds_every_object(live_server, aredis_client):
+    """A JSON-array batch on the events channel folds all its objects."""
+    pub = Publisher(aredis_client, live_server.prefix)
+    client = await LiveClient.connect(live_server.ws_url, ["live_jobs"])
+    await pub.publish(json.dumps([pub.job("queued", f"b{i}") for i in range(5)]).encode())
+    await client.wait_for(lambda c: c.data["live_jobs"]["queued"] == 5)
+    await client.close()
+
+
+async def test_malformed_redis_messages_are_counted_and_harmless(live_server, aredis_client):
+    """Garbage, wrong schemas and newer versions are counted by reason; good messages keep flowing."""
+    pub = Publisher(aredis_client, live_server.prefix)
+    client = await LiveClient.connect(live_server.ws_url, ["health", "live_jobs"])
+    newer = json.dumps({**pub.job("queued", "x"), "v": 9}).encode()
+    mystery = b'{"v":1,"type":"mystery","src":"a","seq":1,"ts":1}'
+    await pub.publish(b"\x00\xffgarbage", b'{"v":1,"type":"job"}', newer, mystery, b"[" * 100_000)
+    await pub.publish(pub.job("queued", "good"))
+    await client.wait_for(lambda c: "good" in c.data["live_jobs"]["rows"]
+                          and sum(c.data["health"]["rejected"].values()) == 5)  # fmt: skip
+    assert set(client.data["health"]["rejected"]) == {"json", "schema", "version", "unknown_type"}
+    assert get_json(f"{live_server.url}/readyz")["ready"] is True
+    await client.close()
+
+
+async def test_bad_websocket_frames_get_error_frames(live_server):
+    """Bad client frames are answered with error frames naming the problem; the connection stays usable."""
+    client = await LiveClient.connect(live_server.ws_url, ["counters", "nope"])
+    await client.wait_for(lambda c: c.errors and "counters" in c.data)
+    assert client.errors[0]["code"] == "unknown_widget"
+    for frame in ["{", "[]", '{"type":"dance"}', '{"type":"sub","widgets":7}',
+                  '{"type":"cmd","id":"c1","action":"purge","args":{}}']:  # fmt: skip
+        await client.send(frame)
+    await client.ws.send(b"\x01\x02")
+    await client.wait_for(lambda c: len(c.errors) >= 7)
+    codes = [e["code"] for e in client.errors[1:]]
+    assert codes == ["bad_json", "bad_frame", "bad_frame", "bad_frame", "unavailable", "binary"]
+    assert client.errors[5]["ref"] == "c1"
+    await client.send({"type": "ping", "t": 42})
+    await client.wait_for(lambda c: c.pongs)
+    assert client.pongs[0]["t"] == 42
+    await client.close()
+
+
+async def test_oversized_frames_and_floods_of_bad_frames_close_the_connection(live_server):
+    """A frame over the size limit closes with 1009; a flood of bad frames closes with 1008."""
+    async with websockets.connect(live_server.ws_url) as ws:
+        await ws.recv()
+        await ws.send("x" * 100_000)
+        assert await close_code(ws) == 1009
+    async with websockets.connect(live_server.ws_url) as ws:
+        await ws.recv()
+        for _ in range(25):
+            await ws.send("not json")
+        assert await close_code(ws) == 1008
+
+
+async def test_unsupported_protocol_version_closes_with_4400(live_server):
+    """A hello with another protocol version gets an error and close code 4400 (the page reloads)."""
+    async with websockets.connect(live_server.ws_url) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "hello", "v": 2, "widgets": []}))
+        error = json.loads(await ws.recv())
+        assert error["code"] == "bad_version"
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            await ws.recv()
+        assert info.value.rcvd is not None and info.value.rcvd.code == 4400
+
+
+async def test_resume_after_reconnect_sends_only_missed_patches(live_server, aredis_client):
+    """A client that reconnects with its epoch and seqs gets the patches it missed, not snapshots."""
+    pub = Publisher(aredis_client, live_server.prefix)
+    first = await LiveClient.connect(live_server.ws_url, ["counters"])
+    await first.wait_for(lambda c: "counters" in c.data)
+    await first.close()
+    for i in range(3):
+        await pub.publish(pub.depth(email=(i + 1, 0, 0)))
+        await asyncio.sleep(0.1)
+    epoch = first.welcome["epoch"]
+    second = await LiveClient.connect(live_server.ws_url, ["counters"], epoch=epoch, resume=first.seqs, previous=first)
+    await second.wait_for(lambda c: c.data["counters"]["pending"]["v"] == 3)
+    assert second.frames and all(f["type"] == "patch" for f in second.frames)
+    assert second.gaps == 0
+    await second.close()
+
+
+async def test_restart_rebuilds_the_fleet_from_keys_and_keeps_history(redis_url, prefix, aredis_client):
+    """After a restart, runners come back from their keys and the durable series and failures are intact."""
+    pub = Publisher(aredis_client, prefix)
+    beat = pub.beat("keyed-runner", interval=2.0)
+    await aredis_client.sadd(f"{prefix}:runners", "keyed-runner", "ghost-runner")
+    await aredis_client.set(f"{prefix}:runner:keyed-runner", json.dumps(beat), ex=30)
+    await aredis_client.hset(f"{prefix}:depth", "email", json.dumps({"queued": 7, "inflight": 2, "scheduled": 1}))
+    server = LiveServer(redis_url, prefix, env={"JOBPULSE_PERSIST_S": "0.3"}).start()
+    try:
+        client = await LiveClient.connect(server.ws_url, ["runners", "counters", "failures"])
+        await client.wait_for(lambda c: c.data["runners"]["rows"]["keyed-runner"]["status"] == "online"
+                              and c.data["runners"]["rows"]["ghost-runner"]["status"] == "offline"
+                              and c.data["counters"]["pending"]["v"] == 7)  # fmt: skip
+        await pub.publish(pub.job("completed", "done-1", runner="keyed-runner"),
+                          pub.job("failed", "bad-1", runner="keyed-runner", error="Boom"))  # fmt: skip
+        await client.wait_for(lambda c: c.data["counters"]["completed"]["v"] == 1 and c.data["failures"]["order"])
+        await client.close()
+        await asyncio.sleep(0.8)  # let a persist pass run
+        server.stop()
+        server.start()
+        client = await LiveClient.connect(server.ws_url, ["runners", "counters", "failures"])
+        await client.wait_for(lambda c: c.data["counters"]["completed"]["v"] == 1
+                              and c.data["counters"]["failed"]["v"] == 1 and len(c.data["failures"]["order"]) == 1
+                              and "keyed-runner" in c.data["runners"]["rows"])  # fmt: skip
+        await client.close()
+    finally:
+        server.stop()
+        output = server.output()
+        server.close()
+    assert "Traceback" not in output
+
+
+async def test_a_seq_gap_is_healed_from_the_replay_stream(live_server, aredis_client):
+    """Events lost from pub/sub but kept in the stream are replayed once a later event reveals the gap."""
+    pub = Publisher(aredis_client, live_server.prefix)
+    client = await LiveClient.connect(live_server.ws_url, ["live_jobs", "health"])
+    await pub.publish(pub.job("queued", "seen-1", src="app"), stream=True)
+    await client.wait_for(lambda c: "seen-1" in c.data["live_jobs"]["rows"])
+    await pub.stream_only(*[pub.job("queued", f"lost-{i}", src="app") for i in range(3)])
+    await pub.publish(pub.job("queued", "seen-2", src="app"), stream=True)
+    await client.wait_for(lambda c: all(f"lost-{i}" in c.data["live_jobs"]["rows"] for i in range(3)))
+    assert client.data["health"]["gaps"] == 1
+    assert client.data["health"]["missed"] == 3
+    await client.close()
+
+
+async def test_events_while_jobpulse_was_down_are_replayed_at_start(redis_url, prefix, aredis_client):
+    """A source that keeps the replay stream loses no job history across a jobpulse restart."""
+    pub = Publisher(aredis_client, prefix)
+    await pub.stream_only(pub.job("scheduled", "nightly", src="app", run_at=time.time() + 3600, fn="reports.nightly"))
+    server = LiveServer(redis_url, prefix).start()
+    try:
+        client = await LiveClient.connect(server.ws_url, ["scheduled"])
+        await client.wait_for(lambda c: "nightly" in c.data["scheduled"]["rows"])
+        await client.close()
+    finally:
+        server.close()
+
+
+async def test_redis_outage_is_reported_and_healed(prefix):
+    """When the source Redis dies, health says so and /readyz fails; when it returns, jobpulse reconnects."""
+    with RedisServer() as redis_server:
+        server = LiveServer(redis_server.url, prefix).start()
+        try:
+            client = await LiveClient.connect(server.ws_url, ["health"])
+            await client.wait_for(lambda c: c.data["health"]["connected"] is True)
+            port = redis_server.port
+            redis_server.stop()
+            await client.wait_for(lambda c: c.data["health"]["connected"] is False, within=3)
+            assert client.data["health"]["error"]
+            with pytest.raises(urllib.error.HTTPError) as info:
+                get_json(f"{server.url}/readyz")
+            assert info.value.code == 503
+            info.value.close()
+            restarted = RedisServer(port=port).start()
+            try:
+                await client.wait_for(lambda c: c.data["health"]["connected"] is True, within=10)
+                assert get_json(f"{server.url}/readyz")["ready"] is True
+            finally:
+                restarted.stop()
+            await client.close()
+        finally:
+            server.close()
+
+
+async def test_a_client_that_never_reads_is_closed_and_others_keep_going(redis_url, prefix, aredis_client):
+    """A socket that stops reading is cut off after the stall timeout; a healthy client is not held up."""
+    env = {"JOBPULSE_STALL_TIMEOUT_S": "1", "JOBPULSE_CLIENT_QUEUE": "4"}
+    server = LiveServer(redis_url, prefix, env=env).start()
+    pub = Publisher(aredis_client, prefix)
+    # A raw websocket client with a tiny receive buffer that sends hello and then never reads.
+    sock = socket.socket()
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")  # fmt: skip
+        assert b"101" in sock.recv(4096)
+        hello = json.dumps({"type": "hello", "v": 1, "widgets": ["failures", "live_jobs"]}).encode()
+        sock.sendall(bytes([0x81, 0x80 | 126]) + len(hello).to_bytes(2, "big") + b"\x00" * 4 + hello)
+        healthy = await LiveClient.connect(server.ws_url, ["failures", "live_jobs"])
+        # Every round replaces all ten rows of both widgets with long ids, so each tick's patch is large.
+        long = "x" * 180
+        deadline = time.monotonic() + 40
+        n = 0
+        stats = {}
+        while time.monotonic() < deadline:
+            batch = [pub.job("failed", f"f{n}-{i}-{long}", runner="r", fn=f"fn.{long}{i}", error="E" * 150)
+                     for i in range(10)]  # fmt: skip
+            batch += [pub.job("started", f"s{n}-{i}-{long}", runner="r", fn=f"fn.{long}{i}") for i in range(10)]
+            batch += [pub.job("completed", f"s{n - 1}-{i}-{long}", runner="r") for i in range(10)]
+            await pub.publish(*batch)
+            n += 1
+            await asyncio.sleep(0.03)
+            if n % 10 == 0:
+                stats = get_json(f"{server.url}/api/stats")
+                if stats["hub"]["stalled_closed"] >= 1:
+                    break
+        assert stats["hub"]["stalled_closed"] == 1, stats
+        assert stats["clients"] == 1
+        last = f"f{n - 1}-9-{long}"
+        await healthy.wait_for(lambda c: last in [r["job"] for r in c.data["failures"]["rows"].values()])
+        assert healthy.gaps == 0
+        await healthy.close()
+    finally:
+        sock.close()
+        server.stop()
+        output = server.output()
+        server.close()
+    assert "Traceback" not in output

@@ -1,0 +1,239 @@
+"""The hub's policies, with in-memory peers: seqs, encode-once fan-out, resume, conflation, stalls, beats."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from typing import Any
+
+from server.streams import widgets
+from server.streams.events import SourceStatus, Tick
+from server.streams.hub import Hub, HubLimits
+from server.streams.reducer import ALL, fold, initial_state
+from tests.unit.factories import beat, depth, job
+
+T0 = 1_800_000_000.0
+
+
+class MemoryPeer:
+    """A peer that keeps what it is sent; it can be made slow (not ready) or stalled (sends never finish)."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        self.is_ready = True
+        self.stalled = False
+        self.closed_with: int | None = None
+        self.aborted = False
+
+    def ready(self) -> bool:
+        return self.is_ready and not self.stalled
+
+    async def send(self, message: str) -> None:
+        if self.stalled:
+            await asyncio.Event().wait()
+        self.messages.append(message)
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed_with = code
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def frames(self) -> list[dict[str, Any]]:
+        out = []
+        for message in self.messages:
+            body = json.loads(message)
+            if body["type"] == "batch":
+                out.extend(body["frames"])
+        return out
+
+
+class Rig:
+    """A state, a hub with the real widget projections, and helpers to fold and flush."""
+
+    def __init__(self, **limits: Any) -> None:
+        self.state = initial_state()
+        fold(self.state, SourceStatus(connected=True, at=T0), T0)
+        fold(self.state, Tick(now=T0), T0)
+        vl = widgets.ViewLimits()
+        state = self.state
+        self.hub = Hub(
+            [(w.name, w.aspects, functools.partial(w.project, state, vl)) for w in widgets.WIDGETS],
+            HubLimits(**{"tick": 0.01, "beat": 0.2, **limits}),
+            epoch="ep1",
+            clock=lambda: T0,
+        )
+
+    def fold(self, *events: Any, at: float = T0) -> None:
+        changed = 0
+        for event in events:
+            changed |= fold(self.state, event, at)
+        self.hub.mark(changed & ALL)
+
+    def client(self, names: list[str], epoch: str | None = None, resume: dict[str, int] | None = None):
+        peer = MemoryPeer()
+        client = self.hub.attach(peer)
+        self.hub.subscribe(client, names, epoch, resume or {})
+        return peer, client
+
+
+async def test_patches_carry_strictly_increasing_seqs_per_widget():
+    """Each widget's frames reach a client with seq growing by exactly one."""
+    rig = Rig()
+    peer, _ = rig.client(["live_jobs", "counters", "health"])
+    for i in range(20):
+        rig.fold(job("queued", f"j{i}", ts=T0 + i), depth(ts=T0 + i, email=(i, 0, 0)))
+        rig.hub.flush()
+    seqs: dict[str, list[int]] = {}
+    for frame in peer.frames():
+        seqs.setdefault(frame["w"], []).append(frame["seq"])
+    for name, values in seqs.items():
+        assert values == list(range(values[0], values[0] + len(values))), name
+        assert len(values) > 5
+
+
+async def test_clients_with_the_same_widgets_get_the_same_bytes():
+    """A tick's message is built once per subscription set and shared by every client holding that set."""
+    rig = Rig()
+    peers = [rig.client(["counters", "live_jobs"])[0] for _ in range(50)]
+    other = rig.client(["counters"])[0]
+    built = rig.hub.stats.messages
+    rig.fold(job("queued", "j1", ts=T0), depth(ts=T0, email=(1, 0, 0)))
+    rig.hub.flush()
+    assert rig.hub.stats.messages - built == 2
+    last = [p.messages[-1] for p in peers]
+    assert all(m is last[0] for m in last)
+    assert json.loads(other.messages[-1])["frames"][0]["w"] == "counters"
+
+
+async def test_snapshots_are_encoded_once_per_widget_version():
+    """A thousand subscribers of the same widget version cost one snapshot encode."""
+    rig = Rig()
+    before = rig.hub.stats.snapshots_encoded
+    for _ in range(1000):
+        rig.client(["counters", "runners"])
+    assert rig.hub.stats.snapshots_encoded - before == 2
+
+
+async def test_resume_sends_missed_patches_or_a_snapshot():
+    """A client that reconnects with its epoch and seqs gets only what it missed; a stranger gets snapshots."""
+    rig = Rig(patch_ring=5)
+    first, _ = rig.client(["counters"])
+    seq0 = first.frames()[-1]["seq"]
+    for i in range(3):
+        rig.fold(depth(ts=T0 + i, email=(i + 1, 0, 0)))
+        rig.hub.flush()
+    resumed, _ = rig.client(["counters"], epoch="ep1", resume={"counters": seq0})
+    assert [(f["type"], f["seq"]) for f in resumed.frames()] == [("patch", seq0 + 1), ("patch", seq0 + 2),
+                                                                  ("patch", seq0 + 3)]  # fmt: skip
+    current, _ = rig.client(["counters"], epoch="ep1", resume={"counters": seq0 + 3})
+    assert current.messages == []
+    stranger, _ = rig.client(["counters"], epoch="other", resume={"counters": seq0})
+    assert [f["type"] for f in stranger.frames()] == ["snapshot"]
+    for i in range(10):
+        rig.fold(depth(ts=T0 + 10 + i, email=(50 + i, 0, 0)))
+        rig.hub.flush()
+    too_old, _ = rig.client(["counters"], epoch="ep1", resume={"counters": seq0})
+    assert [f["type"] for f in too_old.frames()] == ["snapshot"]
+
+
+async def test_a_slow_client_gets_one_snapshot_instead_of_a_backlog():
+    """When a client's outbox overflows, its backlog is dropped and it later receives one snapshot per widget."""
+    rig = Rig(client_queue=4)
+    slow, client = rig.client(["counters", "live_jobs"])
+    slow.is_ready = False
+    healthy, _ = rig.client(["counters", "live_jobs"])
+    for i in range(30):
+        rig.fold(job("queued", f"j{i}", ts=T0 + i), depth(ts=T0 + i, email=(i + 1, 0, 0)))
+        rig.hub.flush()
+    assert client.resync and len(client.outbox) <= 4
+    slow.is_ready = True
+    client.wake.set()
+    for _ in range(50):
+        await asyncio.sleep(0)
+    last = json.loads(slow.messages[-1])["frames"]
+    assert sorted(f["type"] for f in last) == ["snapshot", "snapshot"]
+    assert {f["w"]: f["data"] for f in last} == {"counters": rig.hub.view("counters")[1],
+                                                "live_jobs": rig.hub.view("live_jobs")[1]}  # fmt: skip
+    assert len(healthy.frames()) > 40
+    rig.fold(depth(ts=T0 + 99, email=(999, 0, 0)))
+    rig.hub.flush()
+    patch = json.loads(slow.messages[-1])["frames"][0]
+    assert patch["type"] == "patch" and patch["seq"] == rig.hub.view("counters")[0]
+
+
+async def test_a_stalled_client_is_cut_off_and_others_are_not_held_up():
+    """A client whose sends never finish is closed after stall_timeout; healthy clients keep getting patches."""
+    rig = Rig(stall_timeout=0.3, beat=0.1)
+    rig.hub.start()
+    try:
+        stuck, stuck_client = rig.client(["counters"])
+        stuck.stalled = True
+        healthy, _ = rig.client(["counters"])
+        rig.fold(depth(ts=T0, email=(1, 0, 0)))
+        await asyncio.sleep(0.05)
+        rig.fold(depth(ts=T0 + 1, email=(2, 0, 0)))
+        await asyncio.sleep(1.2)
+        assert stuck.aborted
+        assert stuck_client not in rig.hub.clients
+        assert rig.hub.stats.stalled_closed == 1
+        assert json.loads(healthy.messages[-1])["type"] in ("batch", "beat")
+        assert rig.hub.view("counters")[1]["pending"]["v"] == 2
+    finally:
+        await rig.hub.stop()
+
+
+async def test_changes_are_coalesced_on_the_tick_and_idle_ones_go_at_once():
+    """A lone change is flushed at once; a burst within one tick goes out as one batch."""
+    rig = Rig(tick=0.2)
+    rig.hub.start()
+    try:
+        peer, _ = rig.client(["counters"])
+        await asyncio.sleep(0.3)
+        start = len(peer.messages)
+        loop = asyncio.get_running_loop()
+        t = loop.time()
+        rig.fold(depth(ts=T0 + 1, email=(1, 0, 0)))
+        while len(peer.messages) == start:  # noqa: ASYNC110 - polling a plain list the hub appends to
+            await asyncio.sleep(0.005)
+        assert loop.time() - t < 0.1  # leading edge: no wait for the tick
+        for i in range(20):
+            rig.fold(depth(ts=T0 + 2 + i, email=(10 + i, 0, 0)))
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.5)
+        assert len(peer.messages) - start <= 4
+        assert rig.hub.view("counters")[1]["pending"]["v"] == 29
+    finally:
+        await rig.hub.stop()
+
+
+async def test_a_quiet_client_gets_beats():
+    """With nothing to send, a subscribed client still hears a beat every beat interval."""
+    rig = Rig(beat=0.1)
+    rig.hub.start()
+    try:
+        peer, _ = rig.client(["counters"])
+        await asyncio.sleep(0.5)
+        assert any(json.loads(m)["type"] == "beat" for m in peer.messages)
+    finally:
+        await rig.hub.stop()
+
+
+async def test_a_ticks_patch_is_a_small_fraction_of_the_snapshot():
+    """On a busy board, one runner's beat and one job's start cost under 5% of the full snapshot's bytes."""
+    rig = Rig()
+    events: list[Any] = [beat(f"runner-{i:02d}", ts=T0, concurrency=4) for i in range(20)]
+    events += [job("queued", f"job-{i:03d}", ts=T0 + i, channel="email") for i in range(40)]
+    events += [job("failed", f"bad-{i}", ts=T0, runner="runner-01", error="ValueError: nope " * 4) for i in range(10)]
+    events += [job("scheduled", f"later-{i}", ts=T0, run_at=T0 + 600 + i) for i in range(10)]
+    events += [depth(ts=T0, email=(40, 5, 10), reports=(300, 1, 0))]
+    rig.fold(*events)
+    rig.hub.flush()
+    peer, _ = rig.client([w.name for w in widgets.WIDGETS])
+    snapshot_bytes = len(peer.messages[-1])
+    rig.fold(beat("runner-03", ts=T0 + 2, concurrency=4), job("started", "job-000", ts=T0 + 2, runner="runner-03"),
+             at=T0 + 2)  # fmt: skip
+    rig.hub.flush()
+    patch_bytes = len(peer.messages[-1])
+    assert patch_bytes / snapshot_bytes < 0.05, (patch_bytes, snapshot_bytes)
