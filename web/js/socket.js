@@ -19,6 +19,8 @@ export class LiveSocket extends EventTarget {
     this.held = new Map();
     /** @type {string | null} */
     this.epoch = null;
+    /** @type {Set<string>} widgets waiting for the server to fill a seq gap */
+    this.catchingUp = new Set();
     /** @type {WebSocket | null} */
     this.ws = null;
     this.attempt = 0;
@@ -39,7 +41,6 @@ export class LiveSocket extends EventTarget {
     ws.onmessage = (event) => this.#message(event.data);
     ws.onclose = (event) => this.#closed(event.code, event.reason);
     ws.onopen = () => {
-      this.attempt = 0;
       this.lastMessage = Date.now();
     };
   }
@@ -96,6 +97,8 @@ export class LiveSocket extends EventTarget {
     const msg = JSON.parse(text);
     switch (msg.type) {
       case "welcome": {
+        // Reset the backoff only once the server has welcomed us: a full server accepts, then closes with 1013.
+        this.attempt = 0;
         syncClock(msg.now);
         this.beatMs = msg.beat_s * 1000;
         if (msg.v !== PROTOCOL_VERSION) return location.reload();
@@ -126,14 +129,19 @@ export class LiveSocket extends EventTarget {
     const held = this.held.get(frame.w);
     if (frame.type === "snapshot") {
       this.held.set(frame.w, { seq: frame.seq, data: frame.data });
+      this.catchingUp.delete(frame.w);
     } else if (held && frame.seq === held.seq + 1) {
       held.data = mergePatch(held.data, frame.data);
       held.seq = frame.seq;
+      this.catchingUp.delete(frame.w);
     } else if (held && frame.seq <= held.seq) {
       return; // already have it
     } else {
-      // A gap: ask for what we miss; the server answers with the patches or a snapshot.
-      this.send({ type: "sub", widgets: [frame.w], resume: held ? { [frame.w]: held.seq } : {} });
+      // A gap: ask once for what we miss; the server answers with the patches or a snapshot.
+      if (!this.catchingUp.has(frame.w)) {
+        this.catchingUp.add(frame.w);
+        this.send({ type: "sub", widgets: [frame.w], resume: held ? { [frame.w]: held.seq } : {} });
+      }
       return;
     }
     const current = this.held.get(frame.w);
@@ -149,10 +157,13 @@ export class LiveSocket extends EventTarget {
       return;
     }
     this.#setStatus("reconnecting", reason);
-    // Full jitter: a wall of pages does not come back in lockstep after a restart.
+    this.catchingUp.clear();
+    // Full jitter: a wall of pages does not come back in lockstep after a restart. A full server (1013)
+    // gets at least a second between tries.
     const cap = Math.min(15000, 500 * 2 ** this.attempt);
     this.attempt += 1;
-    setTimeout(() => this.connect(), Math.random() * cap);
+    const floor = code === 1013 ? 1000 : 0;
+    setTimeout(() => this.connect(), floor + Math.random() * cap);
   }
 
   #checkStale() {

@@ -1,0 +1,478 @@
+"""The Compact Jobs Dashboard in a real Chromium, against a real server and a real Redis.
+
+Each test publishes native-protocol messages (docs/protocol.md section 1.1) to
+its own `P:events` and watches the page change. Deadlines are generous and
+functional (`expect(...)` polls until true); nothing sleeps to assert.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from tests.conftest import LiveServer
+
+try:
+    from playwright.sync_api import ElementHandle, Locator, Page, WebSocket, expect
+except ImportError:  # pragma: no cover - the test extra installs playwright
+    if os.environ.get("JOBPULSE_REQUIRE_BROWSER") == "1":
+        raise
+    pytest.skip("the playwright package is missing: pip install -e '.[test]'", allow_module_level=True)
+
+pytestmark = pytest.mark.e2e
+
+DASHBOARD = "/admin/jobs"
+COUNTERS = ("pending", "running", "scheduled", "completed", "failed")
+FIRST_LOAD_BUDGET = 150 * 1024  # bytes: HTML + JS + CSS + the first second of websocket data
+
+# Notes when the page's websockets last received a message (performance.now()), so a test can tell a
+# change the browser made on its own (a ticking age) from one a server message caused.
+WS_PROBE = """
+(() => {
+  const Native = window.WebSocket;
+  window.__e2eWs = { messages: 0, last: -1e9 };
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("message", () => {
+        window.__e2eWs.messages += 1;
+        window.__e2eWs.last = performance.now();
+      });
+    }
+  };
+})();
+"""
+
+
+class Source:
+    """A tiny native-protocol source: publishes to `P:events` and keeps the authoritative keys as a real one does."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.seqs: dict[str, int] = {}
+
+    def envelope(self, kind: str, src: str) -> dict[str, Any]:
+        seq = self.seqs.get(src, 0) + 1
+        self.seqs[src] = seq
+        return {"v": 1, "type": kind, "src": src, "seq": seq, "ts": time.time()}
+
+    def publish(self, message: Any) -> None:
+        """Publish one object, a batch (a list) or raw bytes on `P:events`."""
+        data = message if isinstance(message, bytes) else json.dumps(message).encode()
+        receivers = self.client.publish(f"{self.prefix}:events", data)
+        assert receivers, "nobody is subscribed to P:events: is the server up?"
+
+    def depth_message(self, src: str = "broker", **channels: dict[str, Any]) -> dict[str, Any]:
+        message = self.envelope("depth", src)
+        message["channels"] = {
+            name: {"queued": 0, "inflight": 0, "scheduled": 0, "oldest": None, "paused": False, **fields}
+            for name, fields in channels.items()
+        }
+        return message
+
+    def depth(self, src: str = "broker", **channels: dict[str, Any]) -> dict[str, Any]:
+        """Report channel depths, e.g. `depth(email={"queued": 7})`: write `P:depth`, then publish."""
+        message = self.depth_message(src, **channels)
+        entries = {name: json.dumps({**entry, "ts": message["ts"]}) for name, entry in message["channels"].items()}
+        self.client.hset(f"{self.prefix}:depth", mapping=entries)
+        self.publish(message)
+        return message
+
+    def heartbeat(self, runner: str, **fields: Any) -> dict[str, Any]:
+        """A runner's beat (interval 10 s unless given, so it stays online through a test): key, set, publish."""
+        message = self.envelope("heartbeat", runner)
+        message.update(
+            boot=message["ts"] - 60,
+            interval=10.0,
+            host=f"{runner}-host",
+            region="eu-west",
+            pid=4242,
+            version="e2e/1",
+            state="running",
+            channels=["default"],
+            concurrency=4,
+            active=[],
+            processed=0,
+            failed=0,
+        )
+        message.update(fields)
+        self.client.sadd(f"{self.prefix}:runners", runner)
+        self.client.set(f"{self.prefix}:runner:{runner}", json.dumps(message), ex=int(3 * message["interval"]) + 1)
+        self.publish(message)
+        return message
+
+    def job_message(self, event: str, job: str, src: str = "producer", **fields: Any) -> dict[str, Any]:
+        message = self.envelope("job", src)
+        message.update(id=f"{src}:{message['seq']}", event=event, job=job, channel="default", fn="demo.task")
+        message.update(fields)
+        return message
+
+    def job(self, event: str, job: str, src: str = "producer", **fields: Any) -> dict[str, Any]:
+        """One job lifecycle event, e.g. `job("failed", "j1", src="r1", runner="r1", error="...")`."""
+        message = self.job_message(event, job, src, **fields)
+        self.publish(message)
+        return message
+
+
+@pytest.fixture
+def source(redis_url: str, prefix: str) -> Iterator[Source]:
+    """Publishes native-protocol messages on this test's prefix."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield Source(client, prefix)
+    finally:
+        client.close()
+
+
+def open_dashboard(page: Page, server: LiveServer) -> Page:
+    """Load the dashboard; return once its socket is live and the first snapshots are drawn."""
+    page.add_init_script(WS_PROBE)
+    page.goto(server.url + DASHBOARD)
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=10_000)
+    # The snapshots follow the welcome in one batch; drawn, the footer's event count is a number, not "–".
+    expect(page.locator("[data-widget=health] [data-f=events]")).to_have_text(re.compile(r"^\d"), timeout=10_000)
+    return page
+
+
+@pytest.fixture
+def dashboard(page: Page, live_server: LiveServer) -> Page:
+    """The dashboard of this test's live server, loaded and live."""
+    return open_dashboard(page, live_server)
+
+
+def counter(page: Page, key: str) -> Locator:
+    return page.locator(f'[data-widget=counters] [data-key="{key}"] [data-f=v]')
+
+
+def row(page: Page, widget: str, key: str) -> Locator:
+    return page.locator(f'[data-widget={widget}] tbody[data-f=rows] tr[data-key="{key}"]')
+
+
+def tag(handle: ElementHandle, name: str) -> None:
+    """Mark a DOM node with a JS property: only the very same node still carries it later."""
+    handle.evaluate("(node, name) => { node.__e2eTag = name; }", name)
+
+
+def still_tagged(page: Page, selector: str, name: str) -> bool:
+    """True when the node now at `selector` is the node tagged `name` (it survived, it was not re-created)."""
+    return bool(
+        page.evaluate(
+            "([selector, name]) => { const n = document.querySelector(selector); return !!n && n.__e2eTag === name; }",
+            [selector, name],
+        )
+    )
+
+
+def observe(page: Page, selector: str, ignore: str = "") -> None:
+    """Record the mutations under `selector` in `window.__e2eMutations`, except inside nodes matching `ignore`."""
+    page.evaluate(
+        """([selector, ignore]) => {
+            window.__e2eMutations = [];
+            const root = document.querySelector(selector);
+            new MutationObserver((records) => {
+                for (const r of records) {
+                    const node = r.target.nodeType === Node.ELEMENT_NODE ? r.target : r.target.parentElement;
+                    if (ignore && node && node.closest(ignore)) continue;
+                    window.__e2eMutations.push(`${r.type} on ${node ? node.outerHTML.slice(0, 120) : "?"}`);
+                }
+            }).observe(root, {subtree: true, childList: true, attributes: true, characterData: true});
+        }""",
+        [selector, ignore],
+    )
+
+
+def mutations(page: Page) -> list[str]:
+    return list(page.evaluate("() => window.__e2eMutations"))
+
+
+def wait_for_quiet_tick(page: Page, selector: str, quiet_ms: int = 300, timeout: float = 5_000) -> None:
+    """Wait until the text at `selector` changes while no websocket message arrived for `quiet_ms`.
+
+    A render after a message also refreshes every age, so only a change in a quiet moment proves
+    that the browser ticks the time by itself.
+    """
+    page.evaluate(
+        """([selector, quietMs]) => {
+            window.__e2eQuietTicks = [];
+            const node = document.querySelector(selector);
+            let text = node.textContent;
+            new MutationObserver(() => {
+                if (node.textContent === text) return;
+                const quiet = performance.now() - window.__e2eWs.last;
+                window.__e2eQuietTicks.push({ from: text, to: node.textContent, quiet, ok: quiet >= quietMs });
+                text = node.textContent;
+            }).observe(node, { subtree: true, childList: true, characterData: true });
+        }""",
+        [selector, quiet_ms],
+    )
+    try:
+        page.wait_for_function("() => window.__e2eQuietTicks.some((t) => t.ok)", timeout=timeout)
+    except Exception as exc:
+        changes = page.evaluate("() => window.__e2eQuietTicks")
+        raise AssertionError(f"{selector} did not tick on its own between messages; changes: {changes}") from exc
+
+
+def test_dashboard_renders(dashboard: Page) -> None:
+    """The dashboard renders its title, the seven widgets and five counters, and the indicator reaches live."""
+    page = dashboard
+    expect(page).to_have_title(re.compile(r"^Jobs Dashboard · jobpulse$"))
+    expect(page.locator("h1")).to_have_text("Jobs Dashboard")
+    for widget in ("counters", "published", "live_jobs", "failures", "scheduled", "runners", "health"):
+        expect(page.locator(f"[data-widget={widget}]")).to_have_count(1)
+    cards = page.locator("[data-widget=counters] [data-key]")
+    expect(cards).to_have_count(5)
+    assert [cards.nth(i).get_attribute("data-key") for i in range(5)] == list(COUNTERS)
+    for key in COUNTERS:
+        expect(counter(page, key)).to_have_text("0")  # a fresh source: the snapshot says 0, not "–"
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    expect(page.locator("#conn .conn-label")).to_have_text("live")
+    expect(page.locator("#banner")).to_be_hidden()
+
+
+def test_counter_changes_in_place(dashboard: Page, source: Source) -> None:
+    """A depth report changes the Pending counter's text in place: the same DOM node, no re-render."""
+    page = dashboard
+    value = counter(page, "pending")
+    expect(value).to_have_text("0")
+    handle = value.element_handle()
+    tag(handle, "pending-value")
+    # Elements added or removed under the counters would mean a re-render; text changes are expected.
+    page.evaluate(
+        """() => {
+            window.__e2eStructural = 0;
+            new MutationObserver((records) => {
+                for (const r of records) {
+                    for (const n of [...r.addedNodes, ...r.removedNodes]) {
+                        if (n.nodeType === Node.ELEMENT_NODE) window.__e2eStructural += 1;
+                    }
+                }
+            }).observe(document.querySelector("[data-widget=counters]"), {subtree: true, childList: true});
+        }"""
+    )
+
+    source.depth(email={"queued": 7, "inflight": 2}, reports={"queued": 5, "scheduled": 3})
+    expect(value).to_have_text("12")
+    expect(counter(page, "running")).to_have_text("2")
+    expect(counter(page, "scheduled")).to_have_text("3")
+    source.depth(email={"queued": 1234, "inflight": 2})
+    expect(value).to_have_text("1,239")
+
+    assert handle.evaluate("(node) => node.isConnected && node.__e2eTag === 'pending-value'")
+    assert still_tagged(page, "[data-widget=counters] [data-key=pending] [data-f=v]", "pending-value")
+    assert page.evaluate("() => window.__e2eStructural") == 0
+
+
+def test_runner_rows_and_ticking_heartbeat(dashboard: Page, source: Source) -> None:
+    """A runner appears online, its heartbeat age ticks in the browser, and a second runner leaves its row untouched."""
+    page = dashboard
+    source.heartbeat("e2e-runner-a", concurrency=4)
+    first = row(page, "runners", "e2e-runner-a")
+    expect(first.locator(".badge")).to_have_text("online")
+    expect(first.locator(".id")).to_have_text("e2e-runner-a")
+    expect(first.locator("td").nth(3)).to_have_text("0/4")
+    expect(page.locator("[data-widget=runners] [data-f=empty]")).to_be_hidden()
+
+    # The age is the browser's doing: nothing is published while it goes from "0s ago" onwards.
+    age = first.locator("[data-since]")
+    expect(age).to_have_text(re.compile(r"^\d+s ago$"))
+    before = int(age.inner_text().split("s")[0])
+    wait_for_quiet_tick(page, '[data-widget=runners] tr[data-key="e2e-runner-a"] [data-since]')
+    expect(age).to_have_text(re.compile(r"^\d+s ago$"))
+    assert int(age.inner_text().split("s")[0]) > before
+
+    tag(first.element_handle(), "runner-a")
+    observe(page, '[data-widget=runners] tr[data-key="e2e-runner-a"]', ignore="[data-since]")
+    source.heartbeat("e2e-runner-b", concurrency=2, active=[])
+    second = row(page, "runners", "e2e-runner-b")
+    expect(second.locator(".badge")).to_have_text("online")
+    expect(page.locator("[data-widget=runners] tbody[data-f=rows] tr")).to_have_count(2)
+    expect(page.locator("[data-widget=runners] [data-f=counts]")).to_have_text("2 online")
+    assert still_tagged(page, '[data-widget=runners] tr[data-key="e2e-runner-a"]', "runner-a")
+    assert mutations(page) == [], "the first runner's row changed although its data did not"
+
+
+def test_job_tables(dashboard: Page, source: Source) -> None:
+    """Failures show their error line; a queued job turns running in its same Live Jobs row; schedules count down."""
+    page = dashboard
+
+    failed = source.job(
+        "failed",
+        "j-fail",
+        src="e2e-worker",
+        runner="e2e-worker",
+        fn="mail.send_welcome",
+        channel="email",
+        attempt=3,
+        max_attempts=3,
+        started_at=time.time() - 1.3,
+        duration=1.3,
+        error="SMTPServerDisconnected: Connection unexpectedly closed\nwhile sending to 77812",
+        traceback='Traceback (most recent call last):\n  File "mail.py", line 88',
+    )
+    failure = row(page, "failures", failed["id"])
+    expect(failure.locator(".err")).to_have_text("SMTPServerDisconnected: Connection unexpectedly closed")
+    expect(failure.locator(".id")).to_have_text("j-fail")
+    expect(failure.locator(".small")).to_have_text("mail.send_welcome · attempt 3")
+    expect(failure.locator(".chip")).to_have_text("email")
+    expect(failure.locator("[data-since]")).to_have_text(re.compile(r"^\d+s ago$"))
+    expect(counter(page, "failed")).to_have_text("1")
+
+    source.job("queued", "j-live", fn="reports.build", queued_at=time.time())
+    live = row(page, "live_jobs", "j-live")
+    badge = live.locator(".badge")
+    expect(badge).to_have_text("queued")
+    expect(page.locator("[data-widget=live_jobs] [data-f=queued]")).to_have_text("1")
+    tag(live.element_handle(), "j-live")
+    tag(badge.element_handle(), "j-live-badge")
+    # The runner of this job never beats, so no heartbeat's `active` list can overrule the job events.
+    source.job("started", "j-live", src="e2e-quiet-runner", runner="e2e-quiet-runner", fn="reports.build")
+    expect(badge).to_have_text("running")
+    expect(badge).to_have_class("badge running")
+    expect(live.locator(".small")).to_have_text("default · e2e-quiet-runner")
+    expect(page.locator("[data-widget=live_jobs] [data-f=running]")).to_have_text("1")
+    expect(page.locator("[data-widget=live_jobs] [data-f=queued]")).to_have_text("0")
+    assert still_tagged(page, '[data-widget=live_jobs] tr[data-key="j-live"]', "j-live")
+    assert still_tagged(page, '[data-widget=live_jobs] tr[data-key="j-live"] .badge', "j-live-badge")
+
+    source.job("scheduled", "j-later", fn="reports.nightly", channel="reports", run_at=time.time() + 125)
+    later = row(page, "scheduled", "j-later")
+    expect(later.locator("[data-until]")).to_have_text(re.compile(r"^in 2m \d+s$"))
+    expect(later.locator(".id")).to_have_text("j-later")
+    expect(later.locator(".chip")).to_have_text("reports")
+    expect(page.locator("[data-widget=scheduled] [data-f=total]")).to_have_text("1")
+    wait_for_quiet_tick(page, '[data-widget=scheduled] tr[data-key="j-later"] [data-until]')  # it counts down
+    expect(later.locator("[data-until]")).to_have_text(re.compile(r"^in [12]m \d+s$"))
+
+
+def test_reconnects_after_server_restart(dashboard: Page, live_server: LiveServer, source: Source) -> None:
+    """When the server goes away the page says reconnecting; it comes back by itself, live, with fresh state."""
+    page = dashboard
+    source.depth(email={"queued": 3})
+    expect(counter(page, "pending")).to_have_text("3")
+    page.evaluate("() => { window.__e2eSameDocument = true; }")  # gone, should the page reload itself
+
+    live_server.stop()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "reconnecting", timeout=10_000)
+    banner = page.locator("#banner")
+    expect(banner).to_be_visible()
+    expect(banner).to_contain_text("reconnecting")
+
+    live_server.start()
+    # The page backs off with full jitter (0.5 s, 1 s, 2 s, ... caps) while the server is down.
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=20_000)
+    expect(banner).to_be_hidden()
+    assert page.evaluate("() => window.__e2eSameDocument === true"), "the page reloaded instead of reconnecting"
+    expect(counter(page, "pending")).to_have_text("3")  # the new process reconciled P:depth
+    source.depth(email={"queued": 8})
+    expect(counter(page, "pending")).to_have_text("8")
+
+
+def test_malformed_messages_do_not_break_the_page(dashboard: Page, source: Source) -> None:
+    """Garbage, schema violations and a future version are counted as rejected; the counters keep updating."""
+    page = dashboard
+    rejected = page.locator("[data-widget=health] [data-f=rejected]")
+    expect(rejected).to_have_text("0")
+
+    source.publish(b"\x00\xff\xfe not json at all")  # json
+    source.publish({"v": 1, "type": "job", "src": "e2e-bad", "seq": 1, "ts": time.time()})  # schema
+    future = source.depth_message(email={"queued": 99})
+    future["v"] = 99
+    source.publish(future)  # version
+    source.publish({"v": 1, "type": "mystery", "src": "e2e-bad", "seq": 2, "ts": time.time()})  # unknown_type
+    good = source.depth_message(email={"queued": 4})
+    source.publish([good, {"v": 1, "type": "depth", "src": "e2e-bad", "seq": 3}])  # a batch: one good, one schema
+
+    expect(rejected).to_have_text("5")
+    expect(counter(page, "pending")).to_have_text("4")
+    source.depth(email={"queued": 6})
+    expect(counter(page, "pending")).to_have_text("6")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    reasons = json.loads(rejected.get_attribute("title") or "{}")
+    assert reasons == {"json": 1, "schema": 2, "version": 1, "unknown_type": 1}
+
+
+def test_live_toggle_pauses_and_catches_up(dashboard: Page, live_server: LiveServer, source: Source) -> None:
+    """The Live toggle pauses updates (indicator paused, counters frozen) and, pressed again, resumes and catches up."""
+    page = dashboard
+    value = counter(page, "pending")
+    source.depth(email={"queued": 2})
+    expect(value).to_have_text("2")
+
+    button = page.locator("#btn-live")
+    button.click()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "paused")
+    expect(button).to_have_attribute("aria-pressed", "false")
+    expect(button).to_have_text("Paused")
+    observe(page, "[data-widget=counters]")
+
+    source.depth(email={"queued": 9})
+    # Sync point: the server has folded the change (so a live page would have it within a tick)...
+    deadline = time.monotonic() + 5
+    while page.request.get(f"{live_server.url}/api/widgets/counters").json()["data"]["pending"]["v"] != 9:
+        assert time.monotonic() < deadline, "the server never saw the depth change"
+        time.sleep(0.05)
+    # ...and a live page would have drawn it well within half a second; the paused one must not.
+    page.wait_for_timeout(500)
+    expect(value).to_have_text("2")
+    assert mutations(page) == []
+
+    button.click()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    expect(button).to_have_attribute("aria-pressed", "true")
+    expect(value).to_have_text("9")
+    source.depth(email={"queued": 10})
+    expect(value).to_have_text("10")
+
+
+def test_first_load_weight(page: Page, live_server: LiveServer, source: Source) -> None:
+    """HTML, JS, CSS and the first second of websocket data of a busy dashboard weigh under 150 KB."""
+    # A busy source: full tables everywhere, so the first snapshots are as large as they get.
+    for i in range(25):
+        source.heartbeat(f"e2e-runner-{i:02d}", active=[])
+    now = time.time()
+    batch = []
+    for i in range(15):
+        batch.append(source.job_message("queued", f"j-q{i:02d}", fn="reports.build", queued_at=now))
+        batch.append(source.job_message("scheduled", f"j-s{i:02d}", fn="reports.nightly", run_at=now + 600 + i))
+        batch.append(
+            source.job_message(
+                "failed", f"j-f{i:02d}", src="e2e-worker", runner="e2e-worker", error="ValueError: " + "x" * 300
+            )
+        )
+    source.publish(batch)
+    source.depth(email={"queued": 15, "scheduled": 15})
+
+    responses: list[Any] = []
+    frames: list[str | bytes] = []
+    page.on("response", lambda response: responses.append(response))
+
+    def on_websocket(ws: WebSocket) -> None:
+        ws.on("framereceived", lambda payload: frames.append(payload))
+
+    page.on("websocket", on_websocket)
+    open_dashboard(page, live_server)
+    for widget, rows in (("runners", 20), ("failures", 10), ("live_jobs", 10), ("scheduled", 10)):
+        expect(page.locator(f"[data-widget={widget}] tbody[data-f=rows] tr")).to_have_count(rows)
+    page.wait_for_timeout(1_000)  # the rest of the first second of websocket data
+
+    sizes: dict[str, int] = {}
+    for response in responses:
+        if response.request.resource_type == "websocket" or response.status == 101:
+            continue
+        sizes[response.url] = len(response.body())
+    ws_bytes = sum(len(f.encode() if isinstance(f, str) else f) for f in frames)
+    kinds = {url.rsplit(".", 1)[-1] for url in sizes}
+    assert {"js", "css"} <= kinds, f"expected the page's scripts and styles among {sorted(sizes)}"
+    assert any(url.endswith(DASHBOARD) for url in sizes), sorted(sizes)
+    assert frames, "no websocket data arrived"
+    total = sum(sizes.values()) + ws_bytes
+    report = "\n".join(f"{size:>8} {url}" for url, size in sorted(sizes.items(), key=lambda kv: -kv[1]))
+    assert total < FIRST_LOAD_BUDGET, f"first load is {total} bytes (websocket {ws_bytes}):\n{report}"
