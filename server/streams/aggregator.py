@@ -24,6 +24,7 @@ from server.streams.hub import Hub
 from server.streams.native import NativeConnector
 from server.streams.reducer import ALL, GAP, fold, initial_state
 from server.streams.store import Store
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger("jobpulse.aggregator")
 
@@ -70,11 +71,7 @@ class Aggregator:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         if self.restored:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2.0):

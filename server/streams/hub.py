@@ -18,7 +18,6 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -28,6 +27,7 @@ from typing import Any, Protocol
 
 from server import protocol
 from server.streams import mergepatch
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger("jobpulse.hub")
 
@@ -147,11 +147,7 @@ class Hub:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         for client in list(self.clients):
             await self.close_client(client, protocol.CloseCode.GOING_AWAY, "server shutting down")
 
@@ -245,9 +241,7 @@ class Hub:
         self.clients.discard(client)
         writer = client.writer
         if writer is not None and writer is not asyncio.current_task():
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            await cancel_and_wait([writer])
 
     def subscribe(self, client: Client, widgets: Iterable[str], epoch: str | None, resume: dict[str, int]) -> None:
         """Add widgets to a client and send what it lacks: nothing, the missed patches, or a snapshot."""

@@ -31,6 +31,7 @@ from server.streams.events import (
     parse_message,
 )
 from server.streams.subscriber import Subscriber, SubscriberError
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger("jobpulse.native")
 
@@ -144,9 +145,7 @@ class NativeConnector:
             try:
                 reason = await subscriber.wait_closed()
             finally:
-                follow.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await follow
+                await cancel_and_wait([follow])
                 subscriber.close()
             self._set_connected(False, f"lost the subscription: {reason}")
             log.warning("lost the subscription to %s: %s", self.events_channel, reason)
