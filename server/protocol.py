@@ -166,6 +166,19 @@ def batch(now: float, frames: list[bytes]) -> bytes:
     return b'{"type":"batch","now":%s,"frames":[%s]}' % (encode(now), b",".join(frames))
 
 
+def text_frame(payload: bytes) -> bytes:
+    """The whole RFC 6455 frame of a server-to-client text message (FIN, unmasked, no extensions).
+
+    Built once per message so the same bytes can be written to every client's socket.
+    """
+    n = len(payload)
+    if n < 126:
+        return b"\x81" + bytes((n,)) + payload
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
+
+
 def beat(now: float) -> bytes:
     return b'{"type":"beat","now":%s}' % encode(now)
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.protocol import Protocol as WebSocketsProtocol, State as WebSocketsState
 
 from server import protocol
 from server.protocol import CloseCode, ErrorCode, ProtocolError
@@ -33,8 +34,11 @@ class StarlettePeer:
     When the ASGI server is uvicorn with the websockets-sansio or wsproto
     protocol, the raw `send` is a bound method of the protocol object, whose
     `writable` event and transport let the hub send inline without waiting and
-    cut off a client that reads nothing. Elsewhere `ready()` is False and every
-    message goes through the client's writer task, which is always correct.
+    cut off a client that reads nothing. With websockets-sansio and no
+    permessage-deflate, the hub may also write a frame it built once for all
+    clients straight to the transport (`write`), which skips the per-client
+    ASGI round and framing. Elsewhere `ready()` is False and every message goes
+    through the client's writer task, which is always correct.
     """
 
     def __init__(self, websocket: WebSocket, raw_send: Any) -> None:
@@ -49,9 +53,22 @@ class StarlettePeer:
         else:
             self._writable = None
             self._transport = None
+        conn = getattr(proto, "conn", None)
+        # Raw frames only where nothing transforms them per connection (no negotiated extensions).
+        self._conn: WebSocketsProtocol | None = (
+            conn if isinstance(conn, WebSocketsProtocol) and not conn.extensions and self._writable else None
+        )
 
     def ready(self) -> bool:
         return self._writable is not None and self._writable.is_set() and not self._transport_closing()
+
+    def write(self, frame: bytes) -> bool:
+        conn = self._conn
+        if conn is None or conn.state is not WebSocketsState.OPEN or not self.ready():
+            return False
+        assert self._transport is not None
+        self._transport.write(frame)
+        return True
 
     def _transport_closing(self) -> bool:
         return self._transport is None or self._transport.is_closing()

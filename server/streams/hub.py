@@ -9,8 +9,10 @@ Rules:
 - A snapshot is encoded once per widget version, however many clients need it.
 - Changes are coalesced: a flush happens at most once per tick, and at once when
   the hub was idle (so a lone event is not held back a whole tick).
-- A client that can take a message now gets it inline; otherwise it goes to the
-  client's bounded outbox, drained by its own writer task. An outbox that
+- A client that can take a message now gets it inline: where the server allows,
+  the websocket frame itself is built once and the same bytes are written to
+  every such socket. Otherwise the message goes to the client's bounded outbox,
+  drained by its own writer task. An outbox that
   overflows is dropped and replaced by one snapshot per widget. A client whose
   socket accepts nothing for `stall_timeout` is closed with 4408 (and cut off).
 """
@@ -38,6 +40,9 @@ class Peer(Protocol):
     def ready(self) -> bool:
         """True when a send would complete without waiting (the socket's buffer has room)."""
 
+    def write(self, frame: bytes) -> bool:
+        """Write a complete pre-built websocket frame now, if this peer can; False means use `send`."""
+
     async def send(self, message: str) -> None:
         """Send one text message."""
 
@@ -64,11 +69,38 @@ class HubStats:
     patches: int = 0
     messages: int = 0
     inline_sends: int = 0
+    frame_writes: int = 0
     queued_sends: int = 0
     resyncs: int = 0
     snapshots_encoded: int = 0
     stalled_closed: int = 0
     flush_seconds: float = 0.0
+
+
+class Outgoing:
+    """One server message, shared by every client it goes to: its JSON, its text and its frame, each made once."""
+
+    __slots__ = ("_frame", "_text", "payload")
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self._frame: bytes | None = None
+        self._text: str | None = None
+
+    @property
+    def frame(self) -> bytes:
+        if self._frame is None:
+            self._frame = protocol.text_frame(self.payload)
+        return self._frame
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = self.payload.decode()
+        return self._text
+
+    def __len__(self) -> int:
+        return len(self.payload)
 
 
 class _Feed:
@@ -105,7 +137,7 @@ class Client:
     def __init__(self, peer: Peer) -> None:
         self.peer = peer
         self.seqs: dict[str, int] = {}  # subscribed widget -> seq the client holds (after its queued messages)
-        self.outbox: deque[str] = deque()
+        self.outbox: deque[Outgoing] = deque()
         self.outbox_bytes = 0
         self.resync = False
         self.busy_since: float | None = None  # monotonic time a send started and has not finished
@@ -212,7 +244,7 @@ class Hub:
 
     def _fan_out(self, frames: dict[str, bytes]) -> None:
         now = self.clock()
-        built: dict[tuple[str, ...], str] = {}
+        built: dict[tuple[str, ...], Outgoing] = {}
         for client in list(self.clients):
             if client.closed or client.resync:
                 continue  # a resyncing client will get snapshots at the current seqs anyway
@@ -221,7 +253,7 @@ class Hub:
                 continue
             message = built.get(key)
             if message is None:
-                message = protocol.batch(now, [frames[name] for name in key]).decode()
+                message = Outgoing(protocol.batch(now, [frames[name] for name in key]))
                 built[key] = message
                 self.stats.messages += 1
             for name in key:
@@ -252,7 +284,7 @@ class Hub:
             frames.extend(self._catch_up(feed, held))
             client.seqs[name] = feed.seq
         if frames and not client.resync:
-            self._deliver(client, protocol.batch(self.clock(), frames).decode())
+            self._deliver(client, Outgoing(protocol.batch(self.clock(), frames)))
 
     def _catch_up(self, feed: _Feed, held: int | None) -> list[bytes]:
         if held is not None:
@@ -269,14 +301,20 @@ class Hub:
 
     def send(self, client: Client, message: bytes) -> None:
         """Send a control frame (welcome, pong, error, beat) to one client, in order with its batches."""
-        self._deliver(client, message.decode())
+        self._deliver(client, Outgoing(message))
 
-    def _deliver(self, client: Client, message: str) -> None:
+    def _deliver(self, client: Client, message: Outgoing) -> None:
         if client.closed:
             return
-        if not client.outbox and client.busy_since is None and not client.resync and client.peer.ready():
-            self._send_inline(client, message)
-            return
+        if not client.outbox and client.busy_since is None and not client.resync:
+            peer = client.peer
+            if peer.write(message.frame):
+                client.last_sent = time.monotonic()
+                self.stats.frame_writes += 1
+                return
+            if peer.ready():
+                self._send_inline(client, message)
+                return
         if len(client.outbox) >= self.limits.client_queue or client.outbox_bytes >= self.limits.client_queue_bytes:
             # Conflate: what it missed is replaced by one snapshot per widget when it catches up.
             client.outbox.clear()
@@ -289,10 +327,10 @@ class Hub:
             self.stats.queued_sends += 1
         client.wake.set()
 
-    def _send_inline(self, client: Client, message: str) -> None:
+    def _send_inline(self, client: Client, message: Outgoing) -> None:
         # The peer said it has room, so this coroutine finishes without suspending; drive it here rather
         # than waking a task per client per tick. Should it suspend after all, hand it to a task.
-        coro = client.peer.send(message)
+        coro = client.peer.send(message.text)
         try:
             coro.send(None)
         except StopIteration:
@@ -322,7 +360,7 @@ class Hub:
                         message = client.outbox.popleft()
                         client.outbox_bytes -= len(message)
                     client.busy_since = time.monotonic()
-                    await client.peer.send(message)
+                    await client.peer.send(message.text)
                     client.busy_since = None
                     client.last_sent = time.monotonic()
         except asyncio.CancelledError:
@@ -333,12 +371,12 @@ class Hub:
             client.closed = True
             client.busy_since = None
 
-    def _resync_message(self, client: Client) -> str:
+    def _resync_message(self, client: Client) -> Outgoing:
         frames = []
         for name in client.seqs:
             frames.append(self.snapshot_frame(name))
             client.seqs[name] = self.feeds[name].seq
-        return protocol.batch(self.clock(), frames).decode()
+        return Outgoing(protocol.batch(self.clock(), frames))
 
     async def close_client(self, client: Client, code: int, reason: str) -> None:
         """Close a client with `code`; cut it off if the close frame cannot be written within a second."""
@@ -373,7 +411,7 @@ class Hub:
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
-            beat: str | None = None
+            beat: Outgoing | None = None
             for client in list(self.clients):
                 if client.busy_since is not None and now - client.busy_since > self.limits.stall_timeout:
                     self.stats.stalled_closed += 1
@@ -382,5 +420,5 @@ class Hub:
                     continue
                 if client.seqs and now - client.last_sent >= self.limits.beat:
                     if beat is None:
-                        beat = protocol.beat(self.clock()).decode()
+                        beat = Outgoing(protocol.beat(self.clock()))
                     self._deliver(client, beat)

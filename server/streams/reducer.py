@@ -8,7 +8,9 @@ Rule 3: redelivered and out-of-date events change nothing (event ids within a
 bounded window; per-job (attempt, phase, ts) order; per-runner boot and ts).
 
 The return value is a bit mask of ASPECTS that changed, which tells the hub
-which widget projections to recompute. The state is mutated in place (it is
+which widget projections to recompute. The intake counters of `health`
+(events, duplicates, out-of-order, evictions) are flagged by the clock tick,
+at most once a tick, not by every event. The state is mutated in place (it is
 big and events are many); `fold` is deterministic, so folding the same events
 into two fresh states gives equal states.
 """
@@ -224,8 +226,8 @@ def _job(state: State, ev: JobEvent, at: float, replay: bool) -> int:
     health = state.health
     if _seen(state, ev.id):
         health.dupes += 1
-        return HEALTH
-    changed = _advance(state, at) | _track_seq(state, ev.src, ev.seq, replay) | HEALTH | JOBS
+        return 0  # shown with the next clock tick, like the other counters
+    changed = _advance(state, at) | _track_seq(state, ev.src, ev.seq, replay) | JOBS
     health.events += 1
     health.last_event = at
     name = ev.event
@@ -512,7 +514,7 @@ def _apply_beat(runner: Runner, beat: Heartbeat) -> None:
 
 
 def _heartbeat(state: State, beat: Heartbeat, at: float, replay: bool) -> int:
-    changed = _advance(state, at) | _track_seq(state, beat.src, beat.seq, replay) | HEALTH
+    changed = _advance(state, at) | _track_seq(state, beat.src, beat.seq, replay)
     health = state.health
     health.events += 1
     health.last_event = at
@@ -560,7 +562,7 @@ def _sync_active(state: State, runner: Runner, beat: Heartbeat) -> int:
 
 
 def _runner_stopped(state: State, msg: RunnerStopped, at: float, replay: bool) -> int:
-    changed = _advance(state, at) | _track_seq(state, msg.src, msg.seq, replay) | HEALTH
+    changed = _advance(state, at) | _track_seq(state, msg.src, msg.seq, replay)
     state.health.events += 1
     state.health.last_event = at
     runner = _runner(state, msg.src)
@@ -580,7 +582,7 @@ def _runner_stopped(state: State, msg: RunnerStopped, at: float, replay: bool) -
 
 
 def _depth(state: State, msg: Depth, at: float, replay: bool) -> int:
-    changed = _advance(state, at) | _track_seq(state, msg.src, msg.seq, replay) | HEALTH
+    changed = _advance(state, at) | _track_seq(state, msg.src, msg.seq, replay)
     state.health.events += 1
     state.health.last_event = at
     for name, depth in msg.channels.items():
@@ -635,6 +637,13 @@ def _retotal(state: State, at: float) -> int:
 
 def _tick(state: State, tick: Tick) -> int:
     changed = _advance(state, tick.now)
+    # Intake counters (events, duplicates, out-of-order) change with nearly every event; they are shown
+    # once a tick rather than patched into every batch.
+    health = state.health
+    counters = (health.events, health.dupes, health.stale_events, health.evicted_jobs)
+    if counters != health.shown:
+        health.shown = counters
+        changed |= HEALTH
     if tick.connected:
         minute = int(state.now // 60)
         if minute not in state.series:

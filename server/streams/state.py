@@ -213,6 +213,7 @@ class Health:
         "reconciled",
         "rejected",
         "rtt",
+        "shown",
         "since",
         "stale_events",
     )
@@ -231,6 +232,7 @@ class Health:
         self.last_event: float | None = None
         self.reconciled: float | None = None
         self.rtt: float | None = None  # s, the source Redis' round trip at the last reconcile
+        self.shown: tuple[int, ...] = ()  # the intake counters as of the last tick that flagged them
 
 
 class State:

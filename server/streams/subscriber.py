@@ -62,6 +62,10 @@ def command(*args: bytes | str) -> bytes:
 
 OnMessage = Callable[[bytes, bytes], None]
 
+# A backlog in the socket must not hold the event loop: after this much work in one loop turn, reading
+# pauses until the next turn, so ticks, websocket writes and pings get their share.
+TURN_BUDGET = 0.008  # s
+
 
 class _Protocol(asyncio.Protocol):
     def __init__(self, on_message: OnMessage, on_chunk_end: Callable[[], None]) -> None:
@@ -74,13 +78,20 @@ class _Protocol(asyncio.Protocol):
         self.replies: asyncio.Queue[object] = asyncio.Queue()  # non-message replies (AUTH, subscribe, pong)
         self.last_data = loop.time()
         self.subscribed = False
+        self._turn_started: float | None = None
+        self.paused_turns = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses; they have the same methods.
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        self.last_data = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self.last_data = now
+        if self._turn_started is None:
+            self._turn_started = now
+            loop.call_soon(self._end_turn)
         reader = self.reader
         reader.feed(data)
         on_message = self.on_message
@@ -100,6 +111,17 @@ class _Protocol(asyncio.Protocol):
             return
         finally:
             self.on_chunk_end()
+        if loop.time() - self._turn_started > TURN_BUDGET and self.transport is not None:
+            self.transport.pause_reading()
+            self.paused_turns += 1
+            loop.call_soon(self._resume)
+
+    def _end_turn(self) -> None:
+        self._turn_started = None
+
+    def _resume(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():

@@ -29,6 +29,9 @@ class MemoryPeer:
     def ready(self) -> bool:
         return self.is_ready and not self.stalled
 
+    def write(self, frame: bytes) -> bool:
+        return False  # exercise the send path; RawPeer below takes frames
+
     async def send(self, message: str) -> None:
         if self.stalled:
             await asyncio.Event().wait()
@@ -47,6 +50,28 @@ class MemoryPeer:
             if body["type"] == "batch":
                 out.extend(body["frames"])
         return out
+
+
+class RawPeer(MemoryPeer):
+    """A peer that takes pre-built frames, as uvicorn's websockets-sansio sockets do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames_written: list[bytes] = []
+
+    def write(self, frame: bytes) -> bool:
+        if not self.ready():
+            return False
+        self.frames_written.append(frame)
+        self.messages.append(_unframe(frame))
+        return True
+
+
+def _unframe(frame: bytes) -> str:
+    assert frame[0] == 0x81
+    n = frame[1]
+    start = 2 if n < 126 else (4 if n == 126 else 10)
+    return frame[start:].decode()
 
 
 class Rig:
@@ -71,8 +96,8 @@ class Rig:
             changed |= fold(self.state, event, at)
         self.hub.mark(changed & ALL)
 
-    def client(self, names: list[str], epoch: str | None = None, resume: dict[str, int] | None = None):
-        peer = MemoryPeer()
+    def client(self, names: list[str], epoch: str | None = None, resume: dict[str, int] | None = None, raw=False):
+        peer = RawPeer() if raw else MemoryPeer()
         client = self.hub.attach(peer)
         self.hub.subscribe(client, names, epoch, resume or {})
         return peer, client
@@ -81,7 +106,7 @@ class Rig:
 async def test_patches_carry_strictly_increasing_seqs_per_widget():
     """Each widget's frames reach a client with seq growing by exactly one."""
     rig = Rig()
-    peer, _ = rig.client(["live_jobs", "counters", "health"])
+    peer, _ = rig.client(["live_jobs", "counters"])
     for i in range(20):
         rig.fold(job("queued", f"j{i}", ts=T0 + i), depth(ts=T0 + i, email=(i, 0, 0)))
         rig.hub.flush()
@@ -105,6 +130,22 @@ async def test_clients_with_the_same_widgets_get_the_same_bytes():
     last = [p.messages[-1] for p in peers]
     assert all(m is last[0] for m in last)
     assert json.loads(other.messages[-1])["frames"][0]["w"] == "counters"
+
+
+async def test_frames_are_built_once_and_written_to_every_raw_socket():
+    """Where sockets take pre-built frames, every client of a subscription set gets the very same frame bytes."""
+    rig = Rig()
+    peers = [rig.client(["counters", "live_jobs"], raw=True)[0] for _ in range(20)]
+    slow = rig.client(["counters", "live_jobs"], raw=True)[0]
+    slow.is_ready = False
+    written = len(slow.frames_written)  # its snapshot
+    rig.fold(job("queued", "j1", ts=T0), depth(ts=T0, email=(1, 0, 0)))
+    rig.hub.flush()
+    last = [p.frames_written[-1] for p in peers]
+    assert all(frame is last[0] for frame in last)
+    assert json.loads(peers[0].messages[-1])["frames"][0]["w"] == "counters"
+    assert rig.hub.stats.frame_writes >= 20
+    assert len(slow.frames_written) == written  # not ready: queued for its writer, not written
 
 
 async def test_snapshots_are_encoded_once_per_widget_version():

@@ -72,3 +72,24 @@ def test_close_codes_match_starlette():
     assert CloseCode.POLICY_VIOLATION == status.WS_1008_POLICY_VIOLATION
     assert CloseCode.TRY_AGAIN_LATER == status.WS_1013_TRY_AGAIN_LATER
     assert CloseCode.MESSAGE_TOO_BIG == status.WS_1009_MESSAGE_TOO_BIG
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 200_000])
+def test_text_frames_parse_as_websocket_frames(size):
+    """text_frame() builds frames that a websocket client parser reads back as the same text message."""
+    from websockets.frames import Frame, Opcode
+    from websockets.streams import StreamReader
+
+    payload = b"x" * size
+    reader = StreamReader()
+    reader.feed_data(protocol.text_frame(payload))
+    parser = Frame.parse(reader.read_exact, mask=False)
+    try:
+        next(parser)
+    except StopIteration as done:
+        frame = done.value
+    else:  # pragma: no cover - the whole frame was fed
+        raise AssertionError("frame incomplete")
+    assert frame.opcode is Opcode.TEXT
+    assert frame.fin
+    assert frame.data == payload
