@@ -564,7 +564,8 @@ def run_server(children: common.Children, args: argparse.Namespace, kind: str) -
         )
         if stats0 and stats1:
             hub0, hub1 = stats0["hub"], stats1["hub"]
-            sends = (hub1["inline_sends"] + hub1["queued_sends"]) - (hub0["inline_sends"] + hub0["queued_sends"])
+            kinds = ("frame_writes", "inline_sends", "queued_sends")
+            sends = sum(hub1.get(k, 0) - hub0.get(k, 0) for k in kinds)
             flush_s = hub1["flush_seconds"] - hub0["flush_seconds"]
             result.update(
                 {
