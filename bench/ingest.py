@@ -278,18 +278,12 @@ async def consume_baseline(args: argparse.Namespace) -> None:
         await client.aclose()
 
 
-def _projector(widget: Any, state: Any, limits: Any) -> Any:
-    return lambda: widget.project(state, limits)
-
-
 async def consume_jobpulse(args: argparse.Namespace) -> None:
-    import secrets
-
+    from server.app import build_hub
     from server.settings import Settings
     from server.streams.aggregator import Aggregator
     from server.streams.events import Depth, Event, Heartbeat, JobEvent, RunnerStopped
-    from server.streams.hub import Hub, HubLimits
-    from server.streams.widgets import WIDGETS
+    from server.streams.hub import Hub
 
     rec = Recorder()
     source_types = (JobEvent, Heartbeat, Depth, RunnerStopped)
@@ -314,24 +308,9 @@ async def consume_jobpulse(args: argparse.Namespace) -> None:
     settings = Settings(redis_url=args.redis_url, prefix=args.prefix, log_level="warning")
     settings.check()
     aggregator = MeasuredAggregator(settings, clock)
-    view_limits = settings.view_limits()
-    state = aggregator.state
     hub: Hub | None = None
     if not args.no_hub:
-        # Built as server/app.py builds it.
-        hub = Hub(
-            [(w.name, w.aspects, _projector(w, state, view_limits)) for w in WIDGETS],
-            HubLimits(
-                tick=settings.tick_ms / 1000,
-                beat=settings.beat_s,
-                patch_ring=settings.patch_ring,
-                client_queue=settings.client_queue,
-                client_queue_bytes=settings.client_queue_bytes,
-                stall_timeout=settings.stall_timeout_s,
-            ),
-            epoch=secrets.token_hex(4),
-        )
-        aggregator.hub = hub
+        hub = build_hub(settings, aggregator)  # as server/app.py builds it
         hub.start()
     await aggregator.start()
     deadline = time.monotonic() + 15

@@ -56,6 +56,25 @@ def _projector(widget: Widget, state: State, limits: ViewLimits) -> Callable[[],
     return lambda: widget.project(state, limits)
 
 
+def build_hub(settings: Settings, aggregator: Aggregator) -> Hub:
+    """The hub of the dashboard's widgets over the aggregator's state, wired to receive its changes."""
+    view_limits = settings.view_limits()
+    hub = Hub(
+        [(w.name, w.aspects, _projector(w, aggregator.state, view_limits)) for w in WIDGETS],
+        HubLimits(
+            tick=settings.tick_ms / 1000,
+            beat=settings.beat_s,
+            patch_ring=settings.patch_ring,
+            client_queue=settings.client_queue,
+            client_queue_bytes=settings.client_queue_bytes,
+            stall_timeout=settings.stall_timeout_s,
+        ),
+        epoch=secrets.token_hex(4),
+    )
+    aggregator.hub = hub
+    return hub
+
+
 def create_app(settings: Settings | None = None) -> ASGIApp:
     """Build the jobpulse ASGI application."""
     settings = settings or Settings.from_env()
@@ -63,21 +82,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         aggregator = Aggregator(settings)
-        view_limits = settings.view_limits()
-        state = aggregator.state
-        hub = Hub(
-            [(w.name, w.aspects, _projector(w, state, view_limits)) for w in WIDGETS],
-            HubLimits(
-                tick=settings.tick_ms / 1000,
-                beat=settings.beat_s,
-                patch_ring=settings.patch_ring,
-                client_queue=settings.client_queue,
-                client_queue_bytes=settings.client_queue_bytes,
-                stall_timeout=settings.stall_timeout_s,
-            ),
-            epoch=secrets.token_hex(4),
-        )
-        aggregator.hub = hub
+        hub = build_hub(settings, aggregator)
         app.state.settings = settings
         app.state.aggregator = aggregator
         app.state.hub = hub

@@ -1,7 +1,7 @@
 // @ts-check
 /** Recent Failures: newest first, with the error's first line. */
-import { el, setText } from "../format.js";
-import { syncRows } from "./rows.js";
+import { setText } from "../format.js";
+import { ageCell, holderCell, newRow, stackCell, syncRows } from "./rows.js";
 
 /** @param {HTMLElement} root @param {any} data */
 export function render(root, data) {
@@ -10,21 +10,7 @@ export function render(root, data) {
 }
 
 function create() {
-  const tr = /** @type {HTMLTableRowElement} */ (el("tr"));
-  const first = el("td");
-  const stack = el("div", "stack");
-  stack.append(el("span", "id"), el("span", "small"));
-  first.append(stack);
-  const channel = el("td");
-  channel.append(el("span", "chip"));
-  const error = el("td");
-  error.append(el("span", "err"));
-  const when = el("td", "num");
-  const ago = el("span");
-  ago.setAttribute("data-ago", "");
-  when.append(ago);
-  tr.append(first, channel, error, when);
-  return tr;
+  return newRow(stackCell(), holderCell("chip"), holderCell("err"), ageCell(true));
 }
 
 /** @param {HTMLTableRowElement} tr @param {any} row */

@@ -1,7 +1,7 @@
 // @ts-check
 /** Live Jobs: running (longest first) then queued (oldest first); ages tick in the browser. */
 import { count, el, setText } from "../format.js";
-import { syncRows } from "./rows.js";
+import { ageCell, holderCell, newRow, stackCell, syncRows } from "./rows.js";
 
 /** @param {HTMLElement} root @param {any} data */
 export function render(root, data) {
@@ -13,17 +13,7 @@ export function render(root, data) {
 }
 
 function create() {
-  const tr = /** @type {HTMLTableRowElement} */ (el("tr"));
-  const first = el("td");
-  const stack = el("div", "stack");
-  stack.append(el("span", "id"), el("span", "small"));
-  first.append(stack);
-  const status = el("td");
-  status.append(el("span", "badge"));
-  const age = el("td", "num");
-  age.append(el("span"));
-  tr.append(first, el("td"), status, age);
-  return tr;
+  return newRow(stackCell(), el("td"), holderCell("badge"), ageCell());
 }
 
 /** @param {HTMLTableRowElement} tr @param {any} row */

@@ -3,7 +3,7 @@
  * Keyed table rows: the row of a key is created once and then reused, so a change to one
  * job or runner touches that row's cells only and every other row's DOM stays as it is.
  */
-import { flash } from "../format.js";
+import { el, flash } from "../format.js";
 
 /** @type {WeakMap<HTMLTableRowElement, string>} what each row was last filled from */
 const rendered = new WeakMap();
@@ -45,4 +45,36 @@ export function syncRows(tbody, data, create, update) {
     else cursor = cursor.nextElementSibling;
   }
   for (const tr of existing.values()) tr.remove();
+}
+
+/** A cell holding two stacked lines: the first with `firstClass` (an id, say), the second small. */
+export function stackCell(firstClass = "id") {
+  const td = el("td");
+  const stack = el("div", "stack");
+  stack.append(el("span", firstClass), el("span", "small"));
+  td.append(stack);
+  return td;
+}
+
+/** A cell holding one element of `tag` with `className` (a badge, a chip, an error line). */
+export function holderCell(className, tag = "span") {
+  const td = el("td");
+  td.append(el(tag, className));
+  return td;
+}
+
+/** A right-aligned cell whose span ticks an age; `ago` appends " ago". */
+export function ageCell(ago = false) {
+  const td = el("td", "num");
+  const span = el("span");
+  if (ago) span.setAttribute("data-ago", "");
+  td.append(span);
+  return td;
+}
+
+/** A new table row made of the given cells. @param {HTMLElement[]} cells */
+export function newRow(...cells) {
+  const tr = /** @type {HTMLTableRowElement} */ (el("tr"));
+  tr.append(...cells);
+  return tr;
 }

@@ -1,7 +1,7 @@
 // @ts-check
 /** Job Runners: status, heartbeat age (ticking in the browser) and active jobs per runner. */
 import { el, setText } from "../format.js";
-import { syncRows } from "./rows.js";
+import { ageCell, holderCell, newRow, stackCell, syncRows } from "./rows.js";
 
 const ORDER = ["online", "busy", "draining", "stale", "offline"];
 
@@ -15,19 +15,7 @@ export function render(root, data) {
 }
 
 function create() {
-  const tr = /** @type {HTMLTableRowElement} */ (el("tr"));
-  const first = el("td");
-  const stack = el("div", "stack");
-  stack.append(el("span", "id"), el("span", "small"));
-  first.append(stack);
-  const status = el("td");
-  status.append(el("span", "badge"));
-  const hb = el("td", "num");
-  const ago = el("span");
-  ago.setAttribute("data-ago", "");
-  hb.append(ago);
-  tr.append(first, status, hb, el("td", "num"));
-  return tr;
+  return newRow(stackCell(), holderCell("badge"), ageCell(true), el("td", "num"));
 }
 
 /** @param {HTMLTableRowElement} tr @param {any} row */

@@ -1,7 +1,7 @@
 // @ts-check
 /** Scheduled Jobs: the next ten by run time, counting down in the browser. */
-import { clockTime, count, el, setText } from "../format.js";
-import { syncRows } from "./rows.js";
+import { clockTime, count, setText } from "../format.js";
+import { holderCell, newRow, stackCell, syncRows } from "./rows.js";
 
 /** @param {HTMLElement} root @param {any} data */
 export function render(root, data) {
@@ -11,19 +11,7 @@ export function render(root, data) {
 }
 
 function create() {
-  const tr = /** @type {HTMLTableRowElement} */ (el("tr"));
-  const when = el("td");
-  const stack = el("div", "stack");
-  stack.append(el("span"), el("span", "small"));
-  when.append(stack);
-  const job = el("td");
-  const jstack = el("div", "stack");
-  jstack.append(el("span", "id"), el("span", "small"));
-  job.append(jstack);
-  const channel = el("td");
-  channel.append(el("span", "chip"));
-  tr.append(when, job, channel);
-  return tr;
+  return newRow(stackCell(""), stackCell(), holderCell("chip"));
 }
 
 /** @param {HTMLTableRowElement} tr @param {any} row */
