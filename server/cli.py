@@ -94,7 +94,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     if args.seed is not None:
         simulator_args += ["--seed", str(args.seed)]
-    simulator = subprocess.Popen(simulator_args)
+    # Own session: Ctrl-C reaches only this process, which then stops the fleet first (so it can clean up
+    # its keys) and Redis last.
+    simulator = subprocess.Popen(simulator_args, start_new_session=True)
     print(f"jobpulse demo: fleet simulator running (pid {simulator.pid}, {args.runners} runners, {args.rate} jobs/s)")
     print(f"jobpulse demo: open http://{host}:{port}/admin/jobs   (Ctrl-C stops everything)", flush=True)
     try:
