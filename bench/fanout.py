@@ -572,6 +572,10 @@ def run_server(children: common.Children, args: argparse.Namespace, kind: str) -
                     "hub_flush_pct": 100 * flush_s / d,
                     "hub_flushes_per_s": (hub1["flushes"] - hub0["flushes"]) / d,
                     "hub_us_per_send": 1e6 * flush_s / sends if sends else float("nan"),
+                    # Pre-built frames written straight to the socket (websockets-sansio, no deflate) vs the rest.
+                    "hub_frame_writes_pct": 100 * (hub1.get("frame_writes", 0) - hub0.get("frame_writes", 0)) / sends
+                    if sends
+                    else float("nan"),
                     "hub_queued_sends": hub1["queued_sends"] - hub0["queued_sends"],
                     "hub_resyncs": hub1["resyncs"] - hub0["resyncs"],
                     "intake_events_per_s": (stats1["intake"]["events"] - stats0["intake"]["events"]) / d,
@@ -636,7 +640,8 @@ def _print_result(r: dict[str, Any]) -> None:
     if "hub_flush_pct" in r:
         print(
             f"    hub: flush (project + diff + fan-out) {r['hub_flush_pct']:.0f}% of a core, "
-            f"{r['hub_flushes_per_s']:.1f} flushes/s, {r['hub_us_per_send']:.1f} µs per client send; "
+            f"{r['hub_flushes_per_s']:.1f} flushes/s, {r['hub_us_per_send']:.1f} µs per client send "
+            f"({r.get('hub_frame_writes_pct', float('nan')):.0f}% as pre-built frames); "
             f"{r['hub_queued_sends']} sends queued, {r['hub_resyncs']} resyncs; "
             f"intake {r['intake_events_per_s']:,.0f} events/s",
             flush=True,

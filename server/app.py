@@ -56,6 +56,16 @@ def _projector(widget: Widget, state: State, limits: ViewLimits) -> Callable[[],
     return lambda: widget.project(state, limits)
 
 
+def freeze_startup() -> None:
+    """Move everything made so far out of the collector's reach.
+
+    It lives as long as the process; left in, it makes each full collection stall the loop for tens of
+    milliseconds once the state is large.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def build_hub(settings: Settings, aggregator: Aggregator) -> Hub:
     """The hub of the dashboard's widgets over the aggregator's state, wired to receive its changes."""
     view_limits = settings.view_limits()
@@ -89,10 +99,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         app.state.counters = Counter()
         hub.start()
         await aggregator.start()
-        # Everything made so far lives as long as the process: keep it out of the collector's full passes,
-        # which otherwise stall the loop for tens of milliseconds once the state is large.
-        gc.collect()
-        gc.freeze()
+        freeze_startup()
         log.info(
             "jobpulse %s: source %s at %s, prefix %r",
             hub.epoch,

@@ -129,14 +129,16 @@ class Client:
         "outbox_bytes",
         "peer",
         "resync",
-        "seqs",
         "wake",
+        "widgets",
         "writer",
     )
 
     def __init__(self, peer: Peer) -> None:
         self.peer = peer
-        self.seqs: dict[str, int] = {}  # subscribed widget -> seq the client holds (after its queued messages)
+        # The widgets it subscribes to. It gets every patch of these in seq order (or, after an overflow, a
+        # snapshot), so the hub need not remember which seq each client holds.
+        self.widgets: frozenset[str] = frozenset()
         self.outbox: deque[Outgoing] = deque()
         self.outbox_bytes = 0
         self.resync = False
@@ -162,6 +164,8 @@ class Hub:
         self.clock = clock
         self.feeds = {name: _Feed(name, aspects, project, limits.patch_ring) for name, aspects, project in widgets}
         self.clients: set[Client] = set()
+        # Clients grouped by the exact set of widgets they take: a tick builds one message per group.
+        self.groups: dict[frozenset[str], set[Client]] = {}
         self.stats = HubStats()
         self._dirty = 0
         self._dirty_event = asyncio.Event()
@@ -245,10 +249,9 @@ class Hub:
     def _fan_out(self, frames: dict[str, bytes]) -> None:
         now = self.clock()
         built: dict[tuple[str, ...], Outgoing] = {}
-        for client in list(self.clients):
-            if client.closed or client.resync:
-                continue  # a resyncing client will get snapshots at the current seqs anyway
-            key = tuple(name for name in frames if name in client.seqs)
+        deliver = self._deliver
+        for group, members in self.groups.items():
+            key = tuple(name for name in frames if name in group)
             if not key:
                 continue
             message = built.get(key)
@@ -256,9 +259,9 @@ class Hub:
                 message = Outgoing(protocol.batch(now, [frames[name] for name in key]))
                 built[key] = message
                 self.stats.messages += 1
-            for name in key:
-                client.seqs[name] = self.feeds[name].seq
-            self._deliver(client, message)
+            for client in members:
+                if not client.resync:  # a resyncing client gets snapshots at the current seqs anyway
+                    deliver(client, message)
 
     # -- clients --------------------------------------------------------------------------------
 
@@ -271,6 +274,7 @@ class Hub:
     async def detach(self, client: Client) -> None:
         client.closed = True
         self.clients.discard(client)
+        self._regroup(client, frozenset())
         writer = client.writer
         if writer is not None and writer is not asyncio.current_task():
             await cancel_and_wait([writer])
@@ -278,11 +282,12 @@ class Hub:
     def subscribe(self, client: Client, widgets: Iterable[str], epoch: str | None, resume: dict[str, int]) -> None:
         """Add widgets to a client and send what it lacks: nothing, the missed patches, or a snapshot."""
         frames: list[bytes] = []
-        for name in widgets:
+        names = list(widgets)
+        for name in names:
             feed = self.feeds[name]
             held = resume.get(name) if epoch == self.epoch else None
             frames.extend(self._catch_up(feed, held))
-            client.seqs[name] = feed.seq
+        self._regroup(client, client.widgets | frozenset(names))
         if frames and not client.resync:
             self._deliver(client, Outgoing(protocol.batch(self.clock(), frames)))
 
@@ -296,8 +301,18 @@ class Hub:
         return [self.snapshot_frame(feed.name)]
 
     def unsubscribe(self, client: Client, widgets: Iterable[str]) -> None:
-        for name in widgets:
-            client.seqs.pop(name, None)
+        self._regroup(client, client.widgets - frozenset(widgets))
+
+    def _regroup(self, client: Client, widgets: frozenset[str]) -> None:
+        """Move a client to the group of clients that take exactly `widgets`."""
+        old = self.groups.get(client.widgets)
+        if old is not None:
+            old.discard(client)
+            if not old:
+                del self.groups[client.widgets]
+        client.widgets = widgets
+        if widgets and not client.closed:
+            self.groups.setdefault(widgets, set()).add(client)
 
     def send(self, client: Client, message: bytes) -> None:
         """Send a control frame (welcome, pong, error, beat) to one client, in order with its batches."""
@@ -372,10 +387,7 @@ class Hub:
             client.busy_since = None
 
     def _resync_message(self, client: Client) -> Outgoing:
-        frames = []
-        for name in client.seqs:
-            frames.append(self.snapshot_frame(name))
-            client.seqs[name] = self.feeds[name].seq
+        frames = [self.snapshot_frame(name) for name in sorted(client.widgets)]
         return Outgoing(protocol.batch(self.clock(), frames))
 
     async def close_client(self, client: Client, code: int, reason: str) -> None:
@@ -418,7 +430,7 @@ class Hub:
                     log.info("closing a client that read nothing for %.0f s", now - client.busy_since)
                     await self.close_client(client, protocol.CloseCode.TOO_SLOW, "too slow")
                     continue
-                if client.seqs and now - client.last_sent >= self.limits.beat:
+                if client.widgets and now - client.last_sent >= self.limits.beat:
                     if beat is None:
                         beat = Outgoing(protocol.beat(self.clock()))
                     self._deliver(client, beat)

@@ -259,19 +259,21 @@ def _job(state: State, ev: JobEvent, at: float, replay: bool) -> int:
         return changed
 
     limits = state.limits
-    job.channel = ev.channel
-    job.fn = ev.fn
+    index = state.index
+    if ev.channel != job.channel:
+        _reindex(index["channel"], job.id, job.channel, ev.channel)
+        job.channel = ev.channel
+    if ev.fn != job.fn:
+        _reindex(index["fn"], job.id, job.fn, ev.fn)
+        job.fn = ev.fn
     job.ts = ev.ts
     job.updated = at
-    if ev.cid is not None:
+    state.jobs.move_to_end(job.id)
+    if ev.cid is not None and ev.cid != job.cid:
+        _reindex(index["cid"], job.id, job.cid, ev.cid)
         job.cid = ev.cid
     if ev.runner is not None and ev.runner != job.runner:
-        if job.status == "running":
-            # Still running, but another runner says so now: move the job in the runner index too.
-            if job.runner is not None:
-                _unindex_runner_job(state, job.runner, job.id)
-            state.runner_jobs.setdefault(ev.runner, set()).add(job.id)
-        job.runner = ev.runner
+        _set_runner(state, job, ev.runner)
     if ev.max_attempts is not None:
         job.max_attempts = ev.max_attempts
     if ev.queued_at is not None:
@@ -340,7 +342,38 @@ def _new_job(state: State, job_id: str, channel: str, fn: str) -> Job:
     job = Job(job_id, channel, fn)
     job.history = deque(maxlen=state.limits.job_history)
     jobs[job_id] = job
+    index = state.index
+    _reindex(index["channel"], job_id, None, channel)
+    _reindex(index["fn"], job_id, None, fn)
+    _reindex(index["status"], job_id, None, job.status)
     return job
+
+
+def _reindex(index: dict[str, set[str]], job_id: str, old: str | None, new: str | None) -> None:
+    """Move a job in one search index from value `old` to value `new` (None: not indexed)."""
+    if old is not None:
+        ids = index.get(old)
+        if ids is not None:
+            ids.discard(job_id)
+            if not ids:
+                del index[old]
+    if new is not None:
+        ids = index.get(new)
+        if ids is None:
+            index[new] = {job_id}
+        else:
+            ids.add(job_id)
+
+
+def _set_runner(state: State, job: Job, runner_id: str) -> None:
+    """Give the job another runner, keeping the search index and (for a running job) the runner index in step."""
+    if job.status == "running":
+        # Still running, but another runner says so now: move the job in the runner index too.
+        if job.runner is not None:
+            _unindex_runner_job(state, job.runner, job.id)
+        state.runner_jobs.setdefault(runner_id, set()).add(job.id)
+    _reindex(state.index["runner"], job.id, job.runner, runner_id)
+    job.runner = runner_id
 
 
 def _evict_job(state: State) -> None:
@@ -351,6 +384,10 @@ def _evict_job(state: State) -> None:
             job = state.jobs.pop(job_id)
             if job.status == "running" and job.runner is not None:
                 _unindex_runner_job(state, job.runner, job_id)
+            index = state.index
+            for name, value in (("status", job.status), ("channel", job.channel), ("fn", job.fn),
+                                ("runner", job.runner), ("cid", job.cid)):  # fmt: skip
+                _reindex(index[name], job_id, value, None)
             state.health.evicted_jobs += 1
             return
 
@@ -368,6 +405,7 @@ def _move(state: State, job: Job, status: str) -> int:
         changed |= _aspect_of(old)
         if old == "running" and job.runner is not None:
             _unindex_runner_job(state, job.runner, job.id)
+    _reindex(state.index["status"], job.id, old, status)
     job.status = status
     pool = _pool(state, status)
     if pool is not None:
@@ -546,9 +584,13 @@ def _sync_active(state: State, runner: Runner, beat: Heartbeat) -> int:
         if job.status == "running" or (job.phase >= 1 and job.status != "unknown"):
             continue  # running already, or finished: a beat may lag the job's own events
         job.phase = 1
-        job.runner = runner.id
+        if job.runner != runner.id:
+            _reindex(state.index["runner"], job.id, job.runner, runner.id)
+            job.runner = runner.id
         job.started_at = active.started
         job.ts = max(job.ts, active.started)
+        job.updated = state.now
+        state.jobs.move_to_end(job.id)
         changed |= _move(state, job, "running") | JOBS
     held = state.runner_jobs.get(runner.id)
     if held:

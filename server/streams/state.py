@@ -30,6 +30,7 @@ PHASE = {
     "expired": 3,
 }
 RUNNER_STATUSES = ("offline", "stale", "draining", "busy", "online")
+INDEX_FIELDS = ("status", "channel", "fn", "runner", "cid")
 
 
 @dataclass(frozen=True)
@@ -246,6 +247,7 @@ class State:
         "failures",
         "failures_added",
         "health",
+        "index",
         "jobs",
         "limits",
         "minute",
@@ -271,7 +273,10 @@ class State:
         self.minute = 0
         self.runners: dict[str, Runner] = {}
         self.channels: dict[str, Channel] = {}
-        self.jobs: dict[str, Job] = {}
+        # Ordered by last update (moved to the end on each change), so "newest first" is a walk backwards.
+        self.jobs: OrderedDict[str, Job] = OrderedDict()
+        # Search indexes: field -> value -> ids of the jobs with that value (see server/streams/search.py).
+        self.index: dict[str, dict[str, set[str]]] = {name: {} for name in INDEX_FIELDS}
         # Ordered sets of job ids by status; dict insertion order is arrival order.
         # OrderedDict, not dict: taking the oldest is O(1) after many deletions.
         self.running: OrderedDict[str, None] = OrderedDict()

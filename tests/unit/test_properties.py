@@ -201,6 +201,18 @@ def test_memory_stays_within_every_cap(events):
         for job_id in state.running:
             runner = state.jobs[job_id].runner
             assert runner is None or job_id in state.runner_jobs[runner]
+        assert_indexes_match(state)
+
+
+def assert_indexes_match(state: Any) -> None:
+    """The search indexes hold exactly the jobs' current values."""
+    expected: dict[str, dict[str, set[str]]] = {name: {} for name in state.index}
+    for job in state.jobs.values():
+        for name, value in (("status", job.status), ("channel", job.channel), ("fn", job.fn),
+                            ("runner", job.runner), ("cid", job.cid)):  # fmt: skip
+            if value is not None:
+                expected[name].setdefault(value, set()).add(job.id)
+    assert state.index == expected
 
 
 LIFECYCLES = [

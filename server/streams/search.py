@@ -1,0 +1,254 @@
+"""Job search: a small query language, parsed and answered from the fold's in-memory indexes.
+
+Pure layer: standard library only. `parse_query("status:failed channel:email func:send_* boom")`
+gives a `Query`; `run_query(state, query, sort, offset, limit)` answers it from
+the indexes the reducer keeps (jobs by status, channel, function, runner), so a
+request never scans Redis and rarely scans every job.
+
+Grammar: whitespace-separated terms. `field:value` filters (fields below; `*`
+is a wildcard; `-field:value` excludes); `"quoted values"` may hold spaces; a
+bare word matches the job id, function or correlation id as a substring.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import heapq
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+from server.streams.state import Job, State
+
+FIELDS = {
+    "status": "status",
+    "state": "status",
+    "channel": "channel",
+    "ch": "channel",
+    "queue": "channel",
+    "func": "fn",
+    "fn": "fn",
+    "function": "fn",
+    "task": "fn",
+    "runner": "runner",
+    "worker": "runner",
+    "cid": "cid",
+    "id": "job",
+    "job": "job",
+    "error": "error",
+    "attempt": "attempt",
+}
+INDEXED = ("status", "channel", "fn", "runner")
+SORTS = ("updated", "-updated", "queued", "-queued", "started", "-started", "duration", "-duration", "attempt",
+         "-attempt", "id", "-id")  # fmt: skip
+MAX_TERMS = 12
+MAX_VALUE = 200
+COUNT_CAP = 10_000  # beyond this, a count that needs a scan is reported as "10,000+"
+
+_TERM = re.compile(r'(-?)(?:([A-Za-z_]+):)?(?:"([^"]*)"|(\S+))')
+
+
+class QueryError(ValueError):
+    """A query that cannot be run; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class Term:
+    field: str  # one of FIELDS' values, or "" for a bare word
+    value: str
+    negate: bool = False
+
+    @property
+    def wildcard(self) -> bool:
+        return "*" in self.value or "?" in self.value
+
+
+@dataclass(frozen=True)
+class Query:
+    terms: tuple[Term, ...] = ()
+    text: str = ""
+
+    def canonical(self) -> str:
+        """The query rewritten in a normal form (field names resolved, terms sorted)."""
+        parts = []
+        for term in sorted(self.terms, key=lambda t: (t.field, t.negate, t.value)):
+            value = f'"{term.value}"' if " " in term.value or not term.value else term.value
+            prefix = "-" if term.negate else ""
+            parts.append(f"{prefix}{term.field}:{value}" if term.field else f"{prefix}{value}")
+        return " ".join(parts)
+
+
+def parse_query(text: str) -> Query:
+    """Parse a search string.
+
+    Raises:
+        QueryError: an unknown field, too many terms, or a value too long.
+    """
+    text = text.strip()
+    terms = []
+    for match in _TERM.finditer(text):
+        negate, name, quoted, plain = match.groups()
+        value = quoted if quoted is not None else plain
+        if name is None and value is None:
+            continue
+        if len(value) > MAX_VALUE:
+            raise QueryError(f"a value is longer than {MAX_VALUE} characters")
+        if name is not None:
+            resolved = FIELDS.get(name.lower())
+            if resolved is None:
+                raise QueryError(f"unknown field {name!r}; fields: {', '.join(sorted(set(FIELDS)))}")
+            if resolved == "attempt" and not re.fullmatch(r"[<>]?=?\d{1,4}", value):
+                raise QueryError("attempt takes a number, optionally with <, >, <= or >=")
+            terms.append(Term(resolved, value, bool(negate)))
+        else:
+            terms.append(Term("", value, bool(negate)))
+    if len(terms) > MAX_TERMS:
+        raise QueryError(f"at most {MAX_TERMS} terms")
+    return Query(tuple(terms), text)
+
+
+@dataclass
+class Result:
+    """One page of matching jobs, and how many match in all."""
+
+    jobs: list[Job] = field(default_factory=list)
+    total: int = 0
+    exact: bool = True  # False when `total` stopped counting at COUNT_CAP
+
+
+def _index(state: State, name: str) -> dict[str, set[str]]:
+    return state.index[name]
+
+
+def _candidates(state: State, query: Query) -> set[str] | None:
+    """Job ids that can match, from the indexes; None when no indexed positive term narrows the search."""
+    best: set[str] | None = None
+    for term in query.terms:
+        if term.negate or term.field not in INDEXED:
+            continue
+        index = _index(state, term.field)
+        if term.wildcard:
+            keys = [k for k in index if fnmatch.fnmatchcase(k, term.value)]
+            ids: set[str] = set().union(*(index[k] for k in keys)) if keys else set()
+        else:
+            ids = index.get(term.value, set())
+        best = ids if best is None else best & ids
+        if not best:
+            return set()
+    return best
+
+
+def _attempt_test(value: str) -> Callable[[int], bool]:
+    op = re.match(r"[<>]?=?", value).group(0)  # type: ignore[union-attr]
+    n = int(value[len(op) :])
+    return {
+        "": lambda a: a == n,
+        "=": lambda a: a == n,
+        "<": lambda a: a < n,
+        ">": lambda a: a > n,
+        "<=": lambda a: a <= n,
+        ">=": lambda a: a >= n,
+    }[op]
+
+
+def _matcher(query: Query) -> Callable[[Job], bool]:
+    tests: list[Callable[[Job], bool]] = []
+    for term in query.terms:
+        test = _term_test(term)
+        tests.append((lambda t: lambda job: not t(job))(test) if term.negate else test)
+    if not tests:
+        return lambda job: True
+    return lambda job: all(t(job) for t in tests)
+
+
+def _term_test(term: Term) -> Callable[[Job], bool]:
+    value = term.value
+    if term.field == "attempt":
+        check = _attempt_test(value)
+        return lambda job: check(job.attempt)
+    if term.field == "":
+        needle = value.lower()
+        return lambda job: (
+            needle in job.id.lower() or needle in job.fn.lower() or (job.cid is not None and needle in job.cid.lower())
+        )
+    if term.field == "error":
+        needle = value.lower().strip("*")
+        return lambda job: job.error is not None and needle in job.error.lower()
+    getter: Callable[[Job], str | None] = {
+        "status": lambda job: job.status,
+        "channel": lambda job: job.channel,
+        "fn": lambda job: job.fn,
+        "runner": lambda job: job.runner,
+        "cid": lambda job: job.cid,
+        "job": lambda job: job.id,
+    }[term.field]
+    if term.wildcard:
+        return lambda job: (v := getter(job)) is not None and fnmatch.fnmatchcase(v, value)
+    return lambda job: getter(job) == value
+
+
+def _sort_key(sort: str) -> tuple[Callable[[Job], Any], bool]:
+    descending = sort.startswith("-")
+    name = sort.lstrip("-")
+    keys: dict[str, Callable[[Job], Any]] = {
+        "updated": lambda j: (j.updated, j.id),
+        "queued": lambda j: (j.queued_at if j.queued_at is not None else float("-inf"), j.id),
+        "started": lambda j: (j.started_at if j.started_at is not None else float("-inf"), j.id),
+        "duration": lambda j: (j.duration if j.duration is not None else -1.0, j.id),
+        "attempt": lambda j: (j.attempt, j.id),
+        "id": lambda j: j.id,
+    }
+    return keys[name], descending
+
+
+def run_query(state: State, query: Query, sort: str = "-updated", offset: int = 0, limit: int = 50) -> Result:
+    """Answer a query: the page [offset, offset + limit) in `sort` order, and the total count.
+
+    Raises:
+        QueryError: an unknown sort, or a page beyond what is kept.
+    """
+    if sort not in SORTS:
+        raise QueryError(f"unknown sort {sort!r}; sorts: {', '.join(SORTS)}")
+    if not 0 <= offset <= COUNT_CAP or not 1 <= limit <= 500:
+        raise QueryError(f"offset must be 0..{COUNT_CAP} and limit 1..500")
+    jobs = state.jobs
+    candidates = _candidates(state, query)
+    matches = _matcher(query)
+    want = offset + limit
+    if sort == "-updated" and candidates is None:
+        # The commonest view, everything newest first: jobs are kept in update order, so walk it backwards.
+        pool: Iterable[Job] = reversed(jobs.values())
+        page = list(islice((j for j in pool if matches(j)), offset, want))
+        total, exact = _count(jobs.values(), matches, query)
+        return Result(page, total, exact)
+    pool = jobs.values() if candidates is None else (jobs[i] for i in candidates if i in jobs)
+    key, descending = _sort_key(sort)
+    matched = [j for j in pool if matches(j)] if query.terms else list(pool)
+    top = (heapq.nlargest if descending else heapq.nsmallest)(want, matched, key=key)
+    return Result(top[offset:want], len(matched), True)
+
+
+def _count(pool: Iterable[Job], matches: Callable[[Job], bool], query: Query) -> tuple[int, bool]:
+    if not query.terms:
+        return sum(1 for _ in pool), True
+    n = 0
+    for job in pool:
+        if matches(job):
+            n += 1
+            if n >= COUNT_CAP:
+                return n, False
+    return n, True
+
+
+def find(state: State, needle: str, limit: int = 20) -> list[Job]:
+    """Job lookup: the job with id `needle` first, then the jobs whose correlation id is `needle`, newest first."""
+    jobs = state.jobs
+    out = []
+    job = jobs.get(needle)
+    if job is not None:
+        out.append(job)
+    related = [jobs[i] for i in state.index["cid"].get(needle, ()) if i != needle and i in jobs]
+    out.extend(heapq.nlargest(limit - len(out), related, key=lambda j: (j.updated, j.id)))
+    return out
