@@ -46,7 +46,7 @@ from server.streams.state import (
     PHASE,
     PUBLISHED,
     RETRIED,
-    TERMINAL,
+    SETTLED,
     Channel,
     Failure,
     Job,
@@ -343,26 +343,33 @@ def _new_job(state: State, job_id: str, channel: str, fn: str) -> Job:
     job.history = deque(maxlen=state.limits.job_history)
     jobs[job_id] = job
     index = state.index
-    _reindex(index["channel"], job_id, None, channel)
-    _reindex(index["fn"], job_id, None, fn)
-    _reindex(index["status"], job_id, None, job.status)
+    _index(index["channel"], job_id, channel)
+    _index(index["fn"], job_id, fn)
     return job
 
 
 def _reindex(index: dict[str, set[str]], job_id: str, old: str | None, new: str | None) -> None:
     """Move a job in one search index from value `old` to value `new` (None: not indexed)."""
     if old is not None:
-        ids = index.get(old)
-        if ids is not None:
-            ids.discard(job_id)
-            if not ids:
-                del index[old]
+        _unindex(index, job_id, old)
     if new is not None:
-        ids = index.get(new)
-        if ids is None:
-            index[new] = {job_id}
-        else:
-            ids.add(job_id)
+        _index(index, job_id, new)
+
+
+def _index(index: dict[str, set[str]], job_id: str, value: str) -> None:
+    ids = index.get(value)
+    if ids is None:
+        index[value] = {job_id}
+    else:
+        ids.add(job_id)
+
+
+def _unindex(index: dict[str, set[str]], job_id: str, value: str) -> None:
+    ids = index.get(value)
+    if ids is not None:
+        ids.discard(job_id)
+        if not ids:
+            del index[value]
 
 
 def _set_runner(state: State, job: Job, runner_id: str) -> None:
@@ -385,9 +392,14 @@ def _evict_job(state: State) -> None:
             if job.status == "running" and job.runner is not None:
                 _unindex_runner_job(state, job.runner, job_id)
             index = state.index
-            for name, value in (("status", job.status), ("channel", job.channel), ("fn", job.fn),
-                                ("runner", job.runner), ("cid", job.cid)):  # fmt: skip
-                _reindex(index[name], job_id, value, None)
+            _unindex(index["channel"], job_id, job.channel)
+            _unindex(index["fn"], job_id, job.fn)
+            if job.status in SETTLED:
+                _unindex(index["status"], job_id, job.status)
+            if job.runner is not None:
+                _unindex(index["runner"], job_id, job.runner)
+            if job.cid is not None:
+                _unindex(index["cid"], job_id, job.cid)
             state.health.evicted_jobs += 1
             return
 
@@ -405,7 +417,8 @@ def _move(state: State, job: Job, status: str) -> int:
         changed |= _aspect_of(old)
         if old == "running" and job.runner is not None:
             _unindex_runner_job(state, job.runner, job.id)
-    _reindex(state.index["status"], job.id, old, status)
+    if old in SETTLED or status in SETTLED:
+        _reindex(state.index["status"], job.id, old if old in SETTLED else None, status if status in SETTLED else None)
     job.status = status
     pool = _pool(state, status)
     if pool is not None:
@@ -423,7 +436,7 @@ def _pool(state: State, status: str) -> OrderedDict[str, None] | None:
         return state.running
     if status == "scheduled":
         return state.scheduled
-    if status in TERMINAL or status == "unknown":
+    if status in SETTLED:
         return state.terminal
     return None
 

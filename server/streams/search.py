@@ -15,7 +15,7 @@ from __future__ import annotations
 import fnmatch
 import heapq
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Set as AbstractSet
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -118,20 +118,25 @@ class Result:
     exact: bool = True  # False when `total` stopped counting at COUNT_CAP
 
 
-def _index(state: State, name: str) -> dict[str, set[str]]:
-    return state.index[name]
+def _index(state: State, name: str) -> Mapping[str, AbstractSet[str]]:
+    if name != "status":
+        return state.index[name]
+    # Live statuses are indexed by their ordered pools; settled ones by sets in state.index.
+    live = {"queued": state.queued.keys(), "running": state.running.keys(), "scheduled": state.scheduled.keys()}
+    return {**state.index["status"], **{k: v for k, v in live.items() if v}}
 
 
-def _candidates(state: State, query: Query) -> set[str] | None:
+def _candidates(state: State, query: Query) -> AbstractSet[str] | None:
     """Job ids that can match, from the indexes; None when no indexed positive term narrows the search."""
-    best: set[str] | None = None
+    best: AbstractSet[str] | None = None
     for term in query.terms:
         if term.negate or term.field not in INDEXED:
             continue
         index = _index(state, term.field)
+        ids: AbstractSet[str]
         if term.wildcard:
             keys = [k for k in index if fnmatch.fnmatchcase(k, term.value)]
-            ids: set[str] = set().union(*(index[k] for k in keys)) if keys else set()
+            ids = set().union(*(index[k] for k in keys)) if keys else set()
         else:
             ids = index.get(term.value, set())
         best = ids if best is None else best & ids

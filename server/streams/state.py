@@ -18,6 +18,9 @@ GAUGES = (PENDING, RUNNING, SCHEDULED)
 DAY_MINUTES = 1440
 
 TERMINAL = frozenset({"completed", "failed", "canceled", "expired"})
+# Statuses whose jobs wait in the `terminal` pool; the search index keeps a set per status for these
+# (queued, running and scheduled jobs have their own ordered pools, which serve as their index).
+SETTLED = TERMINAL | {"unknown"}
 # Phase of a job event within one attempt; with the attempt it orders a job's events (docs/protocol.md 1.1).
 PHASE = {
     "queued": 0,
@@ -153,7 +156,7 @@ class Job:
         self.channel = channel
         self.fn = fn
         self.cid: str | None = None
-        self.status = "unknown"
+        self.status = "new"  # only until its first event is folded, in the same fold
         self.runner: str | None = None
         self.attempt = 0
         self.phase = -1
@@ -276,6 +279,7 @@ class State:
         # Ordered by last update (moved to the end on each change), so "newest first" is a walk backwards.
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         # Search indexes: field -> value -> ids of the jobs with that value (see server/streams/search.py).
+        # "status" holds only SETTLED statuses; the live ones are the pools above.
         self.index: dict[str, dict[str, set[str]]] = {name: {} for name in INDEX_FIELDS}
         # Ordered sets of job ids by status; dict insertion order is arrival order.
         # OrderedDict, not dict: taking the oldest is O(1) after many deletions.

@@ -20,7 +20,7 @@ from server.streams.events import (
     Tick,
 )
 from server.streams.reducer import fold, initial_state
-from server.streams.state import Limits
+from server.streams.state import SETTLED, Limits
 
 VL = widgets.ViewLimits(live_rows=4, failure_rows=4, scheduled_rows=4, runner_rows=3, spark_minutes=5)
 T0 = 1_800_000_000.0
@@ -208,11 +208,17 @@ def assert_indexes_match(state: Any) -> None:
     """The search indexes hold exactly the jobs' current values."""
     expected: dict[str, dict[str, set[str]]] = {name: {} for name in state.index}
     for job in state.jobs.values():
-        for name, value in (("status", job.status), ("channel", job.channel), ("fn", job.fn),
+        settled = job.status if job.status in SETTLED else None
+        for name, value in (("status", settled), ("channel", job.channel), ("fn", job.fn),
                             ("runner", job.runner), ("cid", job.cid)):  # fmt: skip
             if value is not None:
                 expected[name].setdefault(value, set()).add(job.id)
     assert state.index == expected
+    pools = {"queued": state.queued, "running": state.running, "scheduled": state.scheduled}
+    for job in state.jobs.values():
+        assert job.status != "new"
+        if job.status in pools:
+            assert job.id in pools[job.status]
 
 
 LIFECYCLES = [
