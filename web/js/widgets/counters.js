@@ -1,18 +1,14 @@
 // @ts-check
 /** The five service counters: the value and its change against 24 h ago, updated in place. */
-import { count, flash, setText } from "../format.js";
+import { count, setText } from "../format.js";
 
 /** @param {HTMLElement} root @param {Record<string, {v: number, prev?: number}>} data */
 export function render(root, data) {
   for (const card of root.querySelectorAll("[data-key]")) {
     const entry = data[/** @type {HTMLElement} */ (card).dataset.key || ""];
     if (!entry) continue;
-    const value = /** @type {HTMLElement} */ (card.querySelector('[data-f="v"]'));
-    const text = count(entry.v);
-    if (value.textContent !== text) {
-      value.textContent = text;
-      flash(value);
-    }
+    // No flash here: on a busy system the counters change every tick, and a flashing wall says nothing.
+    setText(/** @type {HTMLElement} */ (card.querySelector('[data-f="v"]')), count(entry.v));
     const trend = /** @type {HTMLElement} */ (card.querySelector('[data-f="trend"]'));
     if (typeof entry.prev === "number") {
       const delta = entry.v - entry.prev;
