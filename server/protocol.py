@@ -9,14 +9,17 @@ is encoded once per tick and the same bytes go into every client's batch.
 from __future__ import annotations
 
 import enum
+import re
+from collections.abc import Mapping
 from typing import Annotated, Any
+from urllib.parse import quote, unquote
 
 import msgspec
 from msgspec import Meta, Struct
 
 PROTOCOL_VERSION = 1
 
-WidgetName = Annotated[str, Meta(min_length=1, max_length=64)]
+WidgetName = Annotated[str, Meta(min_length=1, max_length=400)]
 WidgetList = Annotated[list[WidgetName], Meta(max_length=64)]
 
 
@@ -54,6 +57,48 @@ class ProtocolError(Exception):
         self.code = code
         self.message = message
         self.ref = ref
+
+
+# -- widget keys ---------------------------------------------------------------------------------
+
+# A widget key names a widget and, for a parametrized view, its parameters: "fleet?region=eu-west&status=stale".
+# Parameters are sorted by name and each value encoded as JavaScript's encodeURIComponent does, so the page
+# and the server spell the same view the same way and every client of it shares one feed (web/js/views.js).
+MAX_KEY = 400
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_URI_SAFE = "-_.!~*'()"
+
+
+def view_key(name: str, params: Mapping[str, str] | None = None) -> str:
+    """The canonical key of widget `name` with `params` (empty values are left out)."""
+    items = sorted((k, v) for k, v in (params or {}).items() if v != "")
+    if not items:
+        return name
+    return name + "?" + "&".join(f"{k}={quote(v, safe=_URI_SAFE)}" for k, v in items)
+
+
+def parse_view_key(key: str) -> tuple[str, dict[str, str]]:
+    """Split a widget key into its name and parameters.
+
+    Raises:
+        ProtocolError: a key too long, a bad name, a repeated parameter, or a key not in canonical form.
+    """
+    if len(key) > MAX_KEY:
+        raise ProtocolError(ErrorCode.UNKNOWN_WIDGET, f"widget key longer than {MAX_KEY} characters")
+    name, _, query = key.partition("?")
+    if not _NAME.match(name):
+        raise ProtocolError(ErrorCode.UNKNOWN_WIDGET, f"bad widget name {name[:40]!r}")
+    params: dict[str, str] = {}
+    if query:
+        for part in query.split("&"):
+            pname, eq, raw = part.partition("=")
+            if not eq or not _NAME.match(pname) or pname in params:
+                raise ProtocolError(ErrorCode.UNKNOWN_WIDGET, f"bad parameter {part[:40]!r} in widget key")
+            params[pname] = unquote(raw)
+    canonical = view_key(name, params)
+    if canonical != key:
+        raise ProtocolError(ErrorCode.UNKNOWN_WIDGET, f"widget key is not canonical; write it as {canonical!r}")
+    return name, params
 
 
 # -- client to server ---------------------------------------------------------------------------

@@ -165,8 +165,5 @@ def _handle(hub: Hub, client: Client, message: Mapping[str, Any], max_frame: int
 
 
 def _subscribe(hub: Hub, client: Client, widgets: list[str], epoch: str | None, resume: dict[str, int]) -> None:
-    known = [w for w in dict.fromkeys(widgets) if w in hub.feeds]
-    hub.subscribe(client, known, epoch, resume)
-    unknown = [w for w in widgets if w not in hub.feeds]
-    if unknown:
-        raise ProtocolError(ErrorCode.UNKNOWN_WIDGET, f"unknown widgets: {', '.join(unknown)[:200]}")
+    for problem in hub.subscribe(client, list(dict.fromkeys(widgets)), epoch, resume):
+        hub.send(client, protocol.error(problem.code, problem.message, problem.ref))

@@ -61,6 +61,14 @@ class HubLimits:
     client_queue: int = 64
     client_queue_bytes: int = 1_048_576
     stall_timeout: float = 15.0
+    max_views: int = 1_000  # parametrized views open at once
+    view_ttl: float = 60.0  # s a view nobody watches is kept, so a reconnecting page can resume it
+
+
+Projector = Callable[[], dict[str, Any]]
+# Makes the feed of a parametrized widget key: (aspects, projector, min seconds between recomputes).
+# Raises protocol.ProtocolError for a key it cannot serve.
+Resolver = Callable[[str], tuple[int, Projector, float]]
 
 
 @dataclass
@@ -74,6 +82,8 @@ class HubStats:
     resyncs: int = 0
     snapshots_encoded: int = 0
     stalled_closed: int = 0
+    views_opened: int = 0
+    views_closed: int = 0
     flush_seconds: float = 0.0
 
 
@@ -104,11 +114,27 @@ class Outgoing:
 
 
 class _Feed:
-    """One widget: its projection, last view, seq, recent patches and snapshot cache."""
+    """One widget (or parametrized view): its projection, last view, seq, recent patches and snapshot cache."""
 
-    __slots__ = ("aspects", "name", "project", "ring", "seq", "snapshot", "view")
+    __slots__ = (
+        "aspects",
+        "dynamic",
+        "idle_since",
+        "last_refresh",
+        "min_interval",
+        "name",
+        "pending",
+        "project",
+        "ring",
+        "seq",
+        "snapshot",
+        "subscribers",
+        "view",
+    )
 
-    def __init__(self, name: str, aspects: int, project: Callable[[], dict[str, Any]], ring: int) -> None:
+    def __init__(
+        self, name: str, aspects: int, project: Projector, ring: int, dynamic: bool = False, min_interval: float = 0.0
+    ) -> None:
         self.name = name
         self.aspects = aspects
         self.project = project
@@ -116,6 +142,12 @@ class _Feed:
         self.view: dict[str, Any] | None = None
         self.ring: deque[tuple[int, bytes]] = deque(maxlen=ring)  # (seq, encoded patch frame)
         self.snapshot: tuple[int, bytes] | None = None  # (seq, encoded snapshot frame)
+        self.dynamic = dynamic  # made on demand for a parametrized key; dropped when nobody watches it
+        self.subscribers = 0
+        self.idle_since: float | None = time.monotonic() if dynamic else None
+        self.min_interval = min_interval  # an expensive view (a query) is recomputed at most this often
+        self.last_refresh = 0.0
+        self.pending = False  # its inputs changed while it had to wait for min_interval
 
 
 class Client:
@@ -154,15 +186,18 @@ class Hub:
 
     def __init__(
         self,
-        widgets: Iterable[tuple[str, int, Callable[[], dict[str, Any]]]],
+        widgets: Iterable[tuple[str, int, Projector]],
         limits: HubLimits,
         epoch: str,
         clock: Callable[[], float] = time.time,
+        resolver: Resolver | None = None,
     ) -> None:
         self.limits = limits
         self.epoch = epoch
         self.clock = clock
+        self.resolver = resolver
         self.feeds = {name: _Feed(name, aspects, project, limits.patch_ring) for name, aspects, project in widgets}
+        self.views = 0  # dynamic feeds open
         self.clients: set[Client] = set()
         # Clients grouped by the exact set of widgets they take: a tick builds one message per group.
         self.groups: dict[frozenset[str], set[Client]] = {}
@@ -235,11 +270,28 @@ class Hub:
         dirty, self._dirty = self._dirty, 0
         self._dirty_event.clear()
         frames: dict[str, bytes] = {}
+        now = time.monotonic()
+        waiting = 0.0
         for feed in self.feeds.values():
-            if feed.aspects & dirty:
-                frame = self._refresh(feed)
-                if frame is not None:
-                    frames[feed.name] = frame
+            if not (feed.aspects & dirty or feed.pending):
+                continue
+            if feed.min_interval:
+                wait = feed.last_refresh + feed.min_interval - now
+                if wait > 0:
+                    feed.pending = True
+                    waiting = max(waiting, wait)
+                    continue
+                feed.pending = False
+                feed.last_refresh = now
+            if feed.dynamic and not feed.subscribers:
+                feed.pending = True  # nobody watches: recompute when someone does
+                continue
+            frame = self._refresh(feed)
+            if frame is not None:
+                frames[feed.name] = frame
+        if waiting:
+            # Some views are throttled: come back when the first of them may be recomputed.
+            asyncio.get_running_loop().call_later(waiting, self._dirty_event.set)
         if frames:
             self._fan_out(frames)
         self.stats.flushes += 1
@@ -272,24 +324,66 @@ class Hub:
         return client
 
     async def detach(self, client: Client) -> None:
-        client.closed = True
         self.clients.discard(client)
         self._regroup(client, frozenset())
+        client.closed = True
         writer = client.writer
         if writer is not None and writer is not asyncio.current_task():
             await cancel_and_wait([writer])
 
-    def subscribe(self, client: Client, widgets: Iterable[str], epoch: str | None, resume: dict[str, int]) -> None:
-        """Add widgets to a client and send what it lacks: nothing, the missed patches, or a snapshot."""
+    def subscribe(
+        self, client: Client, widgets: Iterable[str], epoch: str | None, resume: dict[str, int]
+    ) -> list[protocol.ProtocolError]:
+        """Add widgets to a client and send what it lacks: nothing, the missed patches, or a snapshot.
+
+        Returns the problems with keys it could not serve (the others are served).
+        """
         frames: list[bytes] = []
-        names = list(widgets)
-        for name in names:
-            feed = self.feeds[name]
+        names = []
+        problems = []
+        for name in widgets:
+            try:
+                feed = self.feeds.get(name) or self._open(name)
+            except protocol.ProtocolError as exc:
+                problems.append(exc)
+                continue
+            if feed.pending:
+                feed.pending = False
+                self._refresh(feed)  # it was idle; bring it up to date before anyone reads it
             held = resume.get(name) if epoch == self.epoch else None
             frames.extend(self._catch_up(feed, held))
+            names.append(name)
         self._regroup(client, client.widgets | frozenset(names))
         if frames and not client.resync:
             self._deliver(client, Outgoing(protocol.batch(self.clock(), frames)))
+        return problems
+
+    def _open(self, key: str) -> _Feed:
+        """Make the feed of a parametrized widget key."""
+        if self.resolver is None or "?" not in key:
+            raise protocol.ProtocolError(protocol.ErrorCode.UNKNOWN_WIDGET, f"unknown widget {key[:80]!r}")
+        if self.views >= self.limits.max_views:
+            self._drop_idle(force=True)
+            if self.views >= self.limits.max_views:
+                raise protocol.ProtocolError(protocol.ErrorCode.RATE, "too many views open; try again later")
+        aspects, project, min_interval = self.resolver(key)
+        feed = _Feed(key, aspects, project, self.limits.patch_ring, dynamic=True, min_interval=min_interval)
+        feed.view = project()
+        feed.last_refresh = time.monotonic()
+        self.feeds[key] = feed
+        self.views += 1
+        self.stats.views_opened += 1
+        return feed
+
+    def _drop_idle(self, force: bool = False) -> None:
+        """Close views nobody has watched for view_ttl (or, when `force`, every view nobody watches)."""
+        now = time.monotonic()
+        for key in [k for k, f in self.feeds.items() if f.dynamic and f.subscribers == 0 and f.idle_since]:
+            feed = self.feeds[key]
+            if force or now - (feed.idle_since or now) >= self.limits.view_ttl:
+                del self.feeds[key]
+                self.views -= 1
+                self.stats.views_closed += 1
 
     def _catch_up(self, feed: _Feed, held: int | None) -> list[bytes]:
         if held is not None:
@@ -304,12 +398,25 @@ class Hub:
         self._regroup(client, client.widgets - frozenset(widgets))
 
     def _regroup(self, client: Client, widgets: frozenset[str]) -> None:
-        """Move a client to the group of clients that take exactly `widgets`."""
+        """Move a client to the group of clients that take exactly `widgets`; keep watcher counts."""
+        if client.closed:
+            widgets = frozenset()
         old = self.groups.get(client.widgets)
         if old is not None:
             old.discard(client)
             if not old:
                 del self.groups[client.widgets]
+        for name in widgets - client.widgets:
+            feed = self.feeds.get(name)
+            if feed is not None:
+                feed.subscribers += 1
+                feed.idle_since = None
+        for name in client.widgets - widgets:
+            feed = self.feeds.get(name)
+            if feed is not None:
+                feed.subscribers -= 1
+                if feed.subscribers == 0 and feed.dynamic:
+                    feed.idle_since = time.monotonic()
         client.widgets = widgets
         if widgets and not client.closed:
             self.groups.setdefault(widgets, set()).add(client)
@@ -423,6 +530,8 @@ class Hub:
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
+            if self.views:
+                self._drop_idle()
             beat: Outgoing | None = None
             for client in list(self.clients):
                 if client.busy_since is not None and now - client.busy_since > self.limits.stall_timeout:

@@ -278,3 +278,96 @@ async def test_a_ticks_patch_is_a_small_fraction_of_the_snapshot():
     rig.hub.flush()
     patch_bytes = len(peer.messages[-1])
     assert patch_bytes / snapshot_bytes < 0.05, (patch_bytes, snapshot_bytes)
+
+
+class ViewRig(Rig):
+    """A rig whose hub also serves parametrized `pending?channel=<name>` views."""
+
+    def __init__(self, min_interval: float = 0.0, **limits: Any) -> None:
+        super().__init__(**limits)
+        self.projections = 0
+        state = self.state
+
+        def resolve(key: str):
+            from server.protocol import ErrorCode, ProtocolError, parse_view_key
+
+            name, params = parse_view_key(key)
+            if name != "pending" or set(params) != {"channel"}:
+                raise ProtocolError(ErrorCode.UNKNOWN_WIDGET, f"no such view {key}")
+            channel = params["channel"]
+
+            def project() -> dict[str, Any]:
+                self.projections += 1
+                found = state.channels.get(channel)
+                return {"queued": found.queued if found else 0}
+
+            return (widgets.reducer.CHANNELS | widgets.reducer.COUNTERS, project, min_interval)
+
+        self.hub.resolver = resolve
+
+
+async def test_a_parametrized_view_is_shared_by_its_watchers():
+    """Two clients of the same view share one feed and one message; a client of another view gets its own."""
+    rig = ViewRig()
+    a, _ = rig.client(["pending?channel=email"])
+    b, _ = rig.client(["pending?channel=email"])
+    c, _ = rig.client(["pending?channel=reports"])
+    assert rig.hub.views == 2
+    rig.fold(depth(ts=T0, email=(5, 0, 0), reports=(7, 0, 0)))
+    rig.hub.flush()
+    assert a.messages[-1] is b.messages[-1]
+    assert json.loads(a.messages[-1])["frames"][0]["data"] == {"queued": 5}
+    assert json.loads(c.messages[-1])["frames"][0]["data"] == {"queued": 7}
+
+
+async def test_bad_view_keys_are_refused_and_the_rest_served():
+    """A subscription with a bad key serves the good keys and reports each bad one."""
+    rig = ViewRig()
+    _, client = rig.client([])
+    problems = rig.hub.subscribe(
+        client, ["counters", "pending?channel=a&x=1", "pending?zz=1&channel=a", "nope"], None, {}
+    )
+    assert [p.code.value for p in problems] == ["unknown_widget"] * 3
+    assert client.widgets == frozenset({"counters"})
+
+
+async def test_views_nobody_watches_are_closed_after_their_ttl():
+    """An unwatched view stays for view_ttl (so a reconnect resumes it), then is dropped."""
+    rig = ViewRig(view_ttl=0.05)
+    _, client = rig.client(["pending?channel=email"])
+    rig.hub.unsubscribe(client, ["pending?channel=email"])
+    rig.hub._drop_idle()
+    assert "pending?channel=email" in rig.hub.feeds
+    await asyncio.sleep(0.08)
+    rig.hub._drop_idle()
+    assert "pending?channel=email" not in rig.hub.feeds
+    assert rig.hub.views == 0
+
+
+async def test_the_number_of_views_is_capped():
+    """Past max_views, a new view is refused unless an unwatched one can make room."""
+    rig = ViewRig(max_views=2)
+    rig.client(["pending?channel=a"])
+    _, b = rig.client(["pending?channel=b"])
+    _, c = rig.client([])
+    problems = rig.hub.subscribe(c, ["pending?channel=c"], None, {})
+    assert [p.code.value for p in problems] == ["rate"]
+    rig.hub.unsubscribe(b, ["pending?channel=b"])
+    assert rig.hub.subscribe(c, ["pending?channel=c"], None, {}) == []
+
+
+async def test_throttled_views_are_recomputed_at_most_once_per_interval():
+    """A view with a minimum interval is recomputed at most that often, and still catches up."""
+    rig = ViewRig(min_interval=0.2)
+    peer, _ = rig.client(["pending?channel=email"])
+    rig.hub.start()
+    try:
+        before = rig.projections
+        for i in range(10):
+            rig.fold(depth(ts=T0 + i, email=(i + 1, 0, 0)))
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)
+        assert rig.projections - before <= 3
+        assert peer.frames()[-1]["data"] == {"queued": 10}
+    finally:
+        await rig.hub.stop()
