@@ -97,7 +97,7 @@ class Aggregator:
 
     async def _restore(self) -> None:
         try:
-            restored = await self.store.load(self.clock())
+            restored = await self.store.load(self.clock(), self.state.limits)
         except (aredis.RedisError, OSError) as exc:
             log.warning("store not readable yet (%s); will retry before the first save", exc)
             return

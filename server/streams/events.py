@@ -124,10 +124,30 @@ SOURCE_TYPES = frozenset({"heartbeat", "runner.stopped", "job", "depth"})
 
 
 class Tick(Struct, frozen=True):
-    """The clock advanced to `now` (jobpulse's clock); `connected` says whether the source is reachable."""
+    """The clock advanced to `now` (jobpulse's clock); `connected` says whether the source is reachable.
+
+    `day_end` is when "today" ends in the configured time zone (the shell knows time zones; the fold does not).
+    """
 
     now: float
     connected: bool = True
+    day_end: float | None = None
+
+
+class LogRecorded(Struct, frozen=True):
+    """jobpulse itself logged a warning or an error (shown on the service log page)."""
+
+    at: float
+    level: str
+    logger: str
+    message: str
+
+
+class ShellStats(Struct, frozen=True):
+    """The serving process's own numbers: clients, flush time, memory (for the platform status page)."""
+
+    at: float
+    values: dict[str, float | int | str]
 
 
 class SourceStatus(Struct, frozen=True):
@@ -186,9 +206,11 @@ class Restored(Struct, frozen=True):
     runners: tuple[RunnerRecord, ...]
     failures: tuple[FailureRecord, ...]
     counted_until: float = float("-inf")  # the receive time of the last event the series counted
+    hours: dict[int, tuple[int, ...]] = {}
+    channel_series: dict[str, dict[int, tuple[int, ...]]] = {}
 
 
-Event = SourceMessage | Tick | SourceStatus | Rejected | Reconciled | Restored
+Event = SourceMessage | Tick | SourceStatus | Rejected | Reconciled | Restored | LogRecorded | ShellStats
 
 REJECT_REASONS = ("too_large", "json", "schema", "version", "unknown_type", "batch", "error")
 

@@ -17,11 +17,13 @@ into two fresh states gives equal states.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Iterable
+from sys import intern
 
 import msgspec
 
+from server.streams import rules
 from server.streams.events import (
     ActiveJob,
     ChannelDepth,
@@ -29,19 +31,23 @@ from server.streams.events import (
     Event,
     Heartbeat,
     JobEvent,
+    LogRecorded,
     Reconciled,
     Rejected,
     Restored,
     RunnerRecord,
     RunnerStopped,
+    ShellStats,
     SourceStatus,
     Tick,
 )
 from server.streams.state import (
     BUCKET_WIDTH,
+    CHANNEL_WIDTH,
     COMPLETED,
     DAY_MINUTES,
     FAILED,
+    LONGEST,
     PENDING,
     PHASE,
     PUBLISHED,
@@ -51,6 +57,7 @@ from server.streams.state import (
     Failure,
     Job,
     Limits,
+    MinuteRing,
     Runner,
     State,
 )
@@ -65,8 +72,13 @@ RUNNERS = 1 << 5
 HEALTH = 1 << 6
 CHANNELS = 1 << 7
 JOBS = 1 << 8
+ALERTS = 1 << 9
+PULSE = 1 << 10
+LOGS = 1 << 11
+PLATFORM = 1 << 12
+RUNNER_EVENTS = 1 << 13
 GAP = 1 << 15  # not a widget aspect: the source skipped seqs, so the shell should reconcile now
-ALL = (1 << 9) - 1
+ALL = (1 << 14) - 1
 
 _ACTIVE_GRACE = 0.5  # s: a job started this close before a beat may be missing from that beat's active list
 
@@ -105,6 +117,13 @@ def fold(state: State, event: Event, at: float, replay: bool = False) -> int:
         return _reconciled(state, event)
     if isinstance(event, Restored):
         return _restored(state, event)
+    if isinstance(event, LogRecorded):
+        state.seq += 1
+        state.logs.appendleft((state.seq, event.at, event.level, event.logger, event.message[:2000]))
+        return LOGS
+    if isinstance(event, ShellStats):
+        state.shell = dict(event.values)
+        return PLATFORM
     raise TypeError(f"fold: unknown event type {type(event).__name__}")
 
 
@@ -138,7 +157,19 @@ def _roll(state: State, minute: int) -> None:
     oldest = minute - state.limits.series_minutes + 1
     for old in [m for m in series if m < oldest]:
         del series[old]
+    oldest_hour = minute // 60 - state.limits.hours_retention + 1
+    if state.hours and min(state.hours) < oldest_hour:
+        for old in [h for h in state.hours if h < oldest_hour]:
+            del state.hours[old]
     _recompute_sums(state)
+
+
+def _hour(state: State, hour: int) -> list[int]:
+    bucket = state.hours.get(hour)
+    if bucket is None:
+        bucket = state.hours[hour] = [0] * BUCKET_WIDTH
+    state.dirty_hours.add(hour)
+    return bucket
 
 
 def _recompute_sums(state: State) -> None:
@@ -164,7 +195,7 @@ def _bucket(state: State, minute: int) -> list[int]:
     bucket = state.series.get(minute)
     if bucket is None:
         bucket = [0] * BUCKET_WIDTH
-        bucket[PENDING:] = state.totals
+        bucket[PENDING : PENDING + 3] = state.totals
         state.series[minute] = bucket
         if DAY_MINUTES <= state.minute - minute < 2 * DAY_MINUTES:
             state.watched_before = True
@@ -172,11 +203,18 @@ def _bucket(state: State, minute: int) -> list[int]:
     return bucket
 
 
-def _count(state: State, column: int, at: float) -> None:
+def _count(state: State, column: int, at: float, channel: str) -> None:
     if at <= state.counted_until:
         return  # a replayed event the restored series already counted
     minute = int(at // 60)
     _bucket(state, minute)[column] += 1
+    _hour(state, minute // 60)[column] += 1
+    ring = state.channel_series.get(channel)
+    if ring is None and len(state.channel_series) < state.limits.max_channel_series:
+        ring = state.channel_series[channel] = MinuteRing(CHANNEL_WIDTH, state.limits.channel_minutes)
+    if ring is not None:
+        ring.add(minute, column)
+        state.dirty_channel_minutes.add((channel, minute))
     age = state.minute - minute
     if 0 <= age < DAY_MINUTES:
         state.sums[0][column] += 1
@@ -236,21 +274,24 @@ def _job(state: State, ev: JobEvent, at: float, replay: bool) -> int:
     job = state.jobs.get(ev.job)
     if job is None:
         job = _new_job(state, ev.job, ev.channel, ev.fn)
-    job.history.append((ev.ts, name, ev.attempt, ev.runner))
+    history = job.history
+    if len(history) >= state.limits.job_history:
+        del history[0]
+    history.append((ev.ts, intern(name), ev.attempt, None if ev.runner is None else intern(ev.runner)))
 
     # Throughput counts every distinct event once, in the minute jobpulse received it.
     if phase == 0:
         if ev.attempt <= 1 and job.phase < 0:
-            _count(state, PUBLISHED, at)
+            _count(state, PUBLISHED, at, ev.channel)
             changed |= SERIES | COUNTERS
     elif name == "completed":
-        _count(state, COMPLETED, at)
+        _count(state, COMPLETED, at, ev.channel)
         changed |= SERIES | COUNTERS
     elif name == "failed":
-        _count(state, FAILED, at)
+        _count(state, FAILED, at, ev.channel)
         changed |= SERIES | COUNTERS
     elif name == "retried":
-        _count(state, RETRIED, at)
+        _count(state, RETRIED, at, ev.channel)
         changed |= SERIES
 
     # Order by (attempt, phase, source ts); an older event than the job shows changes nothing more.
@@ -262,13 +303,13 @@ def _job(state: State, ev: JobEvent, at: float, replay: bool) -> int:
     index = state.index
     if ev.channel != job.channel:
         _reindex(index["channel"], job.id, job.channel, ev.channel)
-        job.channel = ev.channel
+        job.channel = intern(ev.channel)
     if ev.fn != job.fn:
         _reindex(index["fn"], job.id, job.fn, ev.fn)
-        job.fn = ev.fn
+        job.fn = intern(ev.fn)
     job.ts = ev.ts
     job.updated = at
-    state.jobs.move_to_end(job.id)
+    _touch(state.jobs, job)
     if ev.cid is not None and ev.cid != job.cid:
         _reindex(index["cid"], job.id, job.cid, ev.cid)
         job.cid = ev.cid
@@ -335,12 +376,18 @@ def _job(state: State, ev: JobEvent, at: float, replay: bool) -> int:
     return changed
 
 
+def _touch(jobs: dict[str, Job], job: Job) -> None:
+    """Move a job to the end of the jobs dict (most recently updated)."""
+    del jobs[job.id]
+    jobs[job.id] = job
+
+
 def _new_job(state: State, job_id: str, channel: str, fn: str) -> Job:
     jobs = state.jobs
     if len(jobs) >= state.limits.max_jobs:
         _evict_job(state)
-    job = Job(job_id, channel, fn)
-    job.history = deque(maxlen=state.limits.job_history)
+    # Channel, function and runner names repeat across thousands of jobs: keep one copy of each.
+    job = Job(job_id, intern(channel), intern(fn))
     jobs[job_id] = job
     index = state.index
     _index(index["channel"], job_id, channel)
@@ -380,7 +427,7 @@ def _set_runner(state: State, job: Job, runner_id: str) -> None:
             _unindex_runner_job(state, job.runner, job.id)
         state.runner_jobs.setdefault(runner_id, set()).add(job.id)
     _reindex(state.index["runner"], job.id, job.runner, runner_id)
-    job.runner = runner_id
+    job.runner = intern(runner_id)
 
 
 def _evict_job(state: State) -> None:
@@ -574,7 +621,11 @@ def _heartbeat(state: State, beat: Heartbeat, at: float, replay: bool) -> int:
         health.stale_events += 1  # an older beat of the same boot: a redelivery or out of order
         return changed
     previous = runner.last_recv
-    runner.latencies.append((at, at - beat.ts, None if previous is None else at - previous))
+    gap = None if previous is None else at - previous
+    runner.latencies.append((at, at - beat.ts, gap))
+    state.beats_this_tick.append((at - beat.ts, gap))
+    state.last_beat = at
+    changed |= _runner_news(state, runner, beat, at)
     _apply_beat(runner, beat)
     runner.last_recv = at
     runner.skew = at - beat.ts
@@ -583,6 +634,26 @@ def _heartbeat(state: State, beat: Heartbeat, at: float, replay: bool) -> int:
     runner.status = runner_status(runner, state.now, state.limits)
     state.dirty_runners.add(runner.id)
     return changed | RUNNERS | _sync_active(state, runner, beat)
+
+
+def _runner_event(state: State, at: float, runner_id: str, message: str, severity: str) -> int:
+    state.seq += 1
+    state.runner_events.appendleft((state.seq, at, runner_id, message, severity))
+    return RUNNER_EVENTS
+
+
+def _runner_news(state: State, runner: Runner, beat: Heartbeat, at: float) -> int:
+    """Runner events a beat tells, compared with what the runner showed before it."""
+    if runner.last_ts is None:
+        where = " ".join(p for p in (beat.region, beat.host) if p)
+        return _runner_event(state, at, runner.id, f"joined{' (' + where + ')' if where else ''}", "info")
+    if beat.boot != runner.boot:
+        return _runner_event(state, at, runner.id, "restarted", "info")
+    if runner.stopped:
+        return _runner_event(state, at, runner.id, "beating again after it stopped", "info")
+    if beat.state != runner.state:
+        return _runner_event(state, at, runner.id, f"now {beat.state}", "info")
+    return 0
 
 
 def _sync_active(state: State, runner: Runner, beat: Heartbeat) -> int:
@@ -603,7 +674,7 @@ def _sync_active(state: State, runner: Runner, beat: Heartbeat) -> int:
         job.started_at = active.started
         job.ts = max(job.ts, active.started)
         job.updated = state.now
-        state.jobs.move_to_end(job.id)
+        _touch(state.jobs, job)
         changed |= _move(state, job, "running") | JOBS
     held = state.runner_jobs.get(runner.id)
     if held:
@@ -630,7 +701,8 @@ def _runner_stopped(state: State, msg: RunnerStopped, at: float, replay: bool) -
     runner.active = ()
     runner.status = "offline"
     state.dirty_runners.add(runner.id)
-    return changed | RUNNERS
+    reason = f" ({msg.reason})" if msg.reason else ""
+    return changed | RUNNERS | _runner_event(state, at, runner.id, f"stopped{reason}", "info")
 
 
 # -- channels -----------------------------------------------------------------------------------
@@ -683,7 +755,7 @@ def _retotal(state: State, at: float) -> int:
         return 0
     state.totals = totals
     if state.health.connected:
-        _bucket(state, int(at // 60))[PENDING:] = totals
+        _bucket(state, int(at // 60))[PENDING : PENDING + 3] = totals
     return COUNTERS
 
 
@@ -699,19 +771,67 @@ def _tick(state: State, tick: Tick) -> int:
     if counters != health.shown:
         health.shown = counters
         changed |= HEALTH
+    now = state.now
+    state.day_end = tick.day_end
     if tick.connected:
-        minute = int(state.now // 60)
-        if minute not in state.series:
-            _bucket(state, minute)
+        minute = int(now // 60)
+        bucket = state.series.get(minute)
+        if bucket is None:
+            bucket = _bucket(state, minute)
             changed |= SERIES
+        longest = _longest_running(state, now)
+        if bucket[LONGEST] != longest:
+            bucket[LONGEST] = longest
+            state.dirty_minutes.add(minute)
+            changed |= SERIES
+        hour = _hour(state, minute // 60)
+        hour[PENDING:] = bucket[PENDING:]
+    changed |= _pulse(state, now)
     limits = state.limits
     for runner in state.runners.values():
-        status = runner_status(runner, state.now, limits)
+        status = runner_status(runner, now, limits)
         if status != runner.status:
+            changed |= _status_event(state, runner, status, now)
             runner.status = status
             state.dirty_runners.add(runner.id)
             changed |= RUNNERS
+    if rules.evaluate(state, now):
+        changed |= ALERTS
     return changed
+
+
+def _longest_running(state: State, now: float) -> int:
+    """Seconds the longest-running job has run (the first of the running pool started first)."""
+    for job_id in state.running:
+        started = state.jobs[job_id].started_at
+        return max(0, int(now - started)) if started is not None else 0
+    return 0
+
+
+def _pulse(state: State, now: float) -> int:
+    """Fold the beats received since the last tick into one heartbeat-latency sample."""
+    beats = state.beats_this_tick
+    if not beats:
+        return 0
+    latencies = sorted(lat for lat, _ in beats)
+    gaps = [gap for _, gap in beats if gap is not None]
+    p50 = latencies[len(latencies) // 2]
+    state.pulse.append((int(now), round(p50 * 1000, 1), round(latencies[-1] * 1000, 1),
+                        round(max(gaps), 2) if gaps else 0.0, len(beats)))  # fmt: skip
+    state.beats_this_tick = []
+    return PULSE
+
+
+def _status_event(state: State, runner: Runner, status: str, at: float) -> int:
+    old = runner.status
+    if status == "stale":
+        return _runner_event(state, at, runner.id, "stopped beating: stale", "warning")
+    if status == "offline" and not runner.stopped:
+        silent = "" if runner.last_recv is None else f" for {int(at - runner.last_recv)}s"
+        return _runner_event(state, at, runner.id, f"silent{silent}: offline", "error")
+    if old in ("stale", "offline") and status in ("online", "busy", "draining"):
+        return _runner_event(state, at, runner.id, "beating again", "info")
+    return 0
 
 
 def _source_status(state: State, msg: SourceStatus) -> int:
@@ -762,8 +882,22 @@ def _reconciled(state: State, msg: Reconciled) -> int:
 def _restored(state: State, msg: Restored) -> int:
     state.counted_until = max(state.counted_until, msg.counted_until)
     for minute, values in msg.series.items():
-        if minute not in state.series and len(values) == BUCKET_WIDTH:
-            state.series[minute] = list(values)
+        if minute not in state.series and len(values) <= BUCKET_WIDTH:
+            state.series[minute] = [*values, *[0] * (BUCKET_WIDTH - len(values))]  # older, narrower buckets
+    for hour, values in msg.hours.items():
+        if hour not in state.hours and len(values) <= BUCKET_WIDTH:
+            state.hours[hour] = [*values, *[0] * (BUCKET_WIDTH - len(values))]
+    limits = state.limits
+    for channel, minutes in msg.channel_series.items():
+        ring = state.channel_series.get(channel)
+        if ring is None:
+            if len(state.channel_series) >= limits.max_channel_series:
+                continue
+            ring = state.channel_series[channel] = MinuteRing(CHANNEL_WIDTH, limits.channel_minutes)
+        for minute, values in sorted(minutes.items()):
+            if ring.get(minute) is None:
+                for column, n in enumerate(values[:CHANNEL_WIDTH]):
+                    ring.add(minute, column, n)
     _recompute_sums(state)
     for record in msg.runners:
         beat = record.beat

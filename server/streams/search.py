@@ -45,7 +45,7 @@ SORTS = ("updated", "-updated", "queued", "-queued", "started", "-started", "dur
          "-attempt", "id", "-id")  # fmt: skip
 MAX_TERMS = 12
 MAX_VALUE = 200
-COUNT_CAP = 10_000  # beyond this, a count that needs a scan is reported as "10,000+"
+MAX_OFFSET = 10_000  # pages beyond this are not served (narrow the query instead)
 
 _TERM = re.compile(r'(-?)(?:([A-Za-z_]+):)?(?:"([^"]*)"|(\S+))')
 
@@ -115,7 +115,6 @@ class Result:
 
     jobs: list[Job] = field(default_factory=list)
     total: int = 0
-    exact: bool = True  # False when `total` stopped counting at COUNT_CAP
 
 
 def _index(state: State, name: str) -> Mapping[str, AbstractSet[str]]:
@@ -126,10 +125,14 @@ def _index(state: State, name: str) -> Mapping[str, AbstractSet[str]]:
     return {**state.index["status"], **{k: v for k, v in live.items() if v}}
 
 
-def _candidates(state: State, query: Query) -> AbstractSet[str] | None:
-    """Job ids that can match, from the indexes; None when no indexed positive term narrows the search."""
+def _candidates(state: State, query: Query) -> tuple[AbstractSet[str] | None, set[int]]:
+    """Job ids that can match, from the indexes, and which terms the indexes answered in full.
+
+    The ids are None when no positive indexed term narrows the search.
+    """
     best: AbstractSet[str] | None = None
-    for term in query.terms:
+    answered: set[int] = set()
+    for position, term in enumerate(query.terms):
         if term.negate or term.field not in INDEXED:
             continue
         index = _index(state, term.field)
@@ -139,10 +142,11 @@ def _candidates(state: State, query: Query) -> AbstractSet[str] | None:
             ids = set().union(*(index[k] for k in keys)) if keys else set()
         else:
             ids = index.get(term.value, set())
+        answered.add(position)
         best = ids if best is None else best & ids
         if not best:
-            return set()
-    return best
+            return set(), answered
+    return best, answered
 
 
 def _attempt_test(value: str) -> Callable[[int], bool]:
@@ -198,11 +202,11 @@ def _sort_key(sort: str) -> tuple[Callable[[Job], Any], bool]:
     descending = sort.startswith("-")
     name = sort.lstrip("-")
     keys: dict[str, Callable[[Job], Any]] = {
-        "updated": lambda j: (j.updated, j.id),
-        "queued": lambda j: (j.queued_at if j.queued_at is not None else float("-inf"), j.id),
-        "started": lambda j: (j.started_at if j.started_at is not None else float("-inf"), j.id),
-        "duration": lambda j: (j.duration if j.duration is not None else -1.0, j.id),
-        "attempt": lambda j: (j.attempt, j.id),
+        "updated": lambda j: j.updated,
+        "queued": lambda j: j.queued_at or 0.0,
+        "started": lambda j: j.started_at or 0.0,
+        "duration": lambda j: j.duration or -1.0,
+        "attempt": lambda j: j.attempt,
         "id": lambda j: j.id,
     }
     return keys[name], descending
@@ -216,35 +220,40 @@ def run_query(state: State, query: Query, sort: str = "-updated", offset: int = 
     """
     if sort not in SORTS:
         raise QueryError(f"unknown sort {sort!r}; sorts: {', '.join(SORTS)}")
-    if not 0 <= offset <= COUNT_CAP or not 1 <= limit <= 500:
-        raise QueryError(f"offset must be 0..{COUNT_CAP} and limit 1..500")
+    if not 0 <= offset <= MAX_OFFSET or not 1 <= limit <= 500:
+        raise QueryError(f"offset must be 0..{MAX_OFFSET} and limit 1..500")
     jobs = state.jobs
-    candidates = _candidates(state, query)
-    matches = _matcher(query)
+    candidates, answered = _candidates(state, query)
+    rest = Query(tuple(t for i, t in enumerate(query.terms) if i not in answered))
     want = offset + limit
     if sort == "-updated" and candidates is None:
         # The commonest view, everything newest first: jobs are kept in update order, so walk it backwards.
-        pool: Iterable[Job] = reversed(jobs.values())
-        page = list(islice((j for j in pool if matches(j)), offset, want))
-        total, exact = _count(jobs.values(), matches, query)
-        return Result(page, total, exact)
-    pool = jobs.values() if candidates is None else (jobs[i] for i in candidates if i in jobs)
+        if not rest.terms:
+            return Result(list(islice(reversed(jobs.values()), offset, want)), len(jobs))
+        matched = _filter(jobs.values(), rest)
+        return Result(matched[::-1][offset:want], len(matched))
+    pool: Iterable[Job] = jobs.values() if candidates is None else [jobs[i] for i in candidates if i in jobs]
+    matched = _filter(pool, rest)
     key, descending = _sort_key(sort)
-    matched = [j for j in pool if matches(j)] if query.terms else list(pool)
     top = (heapq.nlargest if descending else heapq.nsmallest)(want, matched, key=key)
-    return Result(top[offset:want], len(matched), True)
+    return Result(top[offset:want], len(matched))
 
 
-def _count(pool: Iterable[Job], matches: Callable[[Job], bool], query: Query) -> tuple[int, bool]:
+def _filter(pool: Iterable[Job], query: Query) -> list[Job]:
+    """The jobs of `pool` that match every term (which the indexes did not answer)."""
     if not query.terms:
-        return sum(1 for _ in pool), True
-    n = 0
-    for job in pool:
-        if matches(job):
-            n += 1
-            if n >= COUNT_CAP:
-                return n, False
-    return n, True
+        return list(pool)
+    if all(t.field == "" and not t.negate for t in query.terms):
+        # Bare words only (the search box): one comprehension, no call per job, is several times faster.
+        found = list(pool)
+        for term in query.terms:
+            needle = term.value.lower()
+            found = [
+                j for j in found if needle in j.id.lower() or needle in j.fn.lower() or needle in (j.cid or "").lower()
+            ]
+        return found
+    matches = _matcher(query)
+    return [j for j in pool if matches(j)]
 
 
 def find(state: State, needle: str, limit: int = 20) -> list[Job]:

@@ -7,14 +7,18 @@ has a cap from `Limits`, so memory is bounded whatever the source sends.
 
 from __future__ import annotations
 
+from array import array
 from collections import OrderedDict, deque
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
-# Indexes into a series bucket: [published, completed, failed, retried, pending, running, scheduled].
-PUBLISHED, COMPLETED, FAILED, RETRIED, PENDING, RUNNING, SCHEDULED = range(7)
-BUCKET_WIDTH = 7
+# Indexes into a series bucket: [published, completed, failed, retried, pending, running, scheduled,
+# longest running (s)]. The first four count events; the rest are gauges sampled in that minute.
+PUBLISHED, COMPLETED, FAILED, RETRIED, PENDING, RUNNING, SCHEDULED, LONGEST = range(8)
+BUCKET_WIDTH = 8
 COUNTS = (PUBLISHED, COMPLETED, FAILED, RETRIED)
-GAUGES = (PENDING, RUNNING, SCHEDULED)
+GAUGES = (PENDING, RUNNING, SCHEDULED, LONGEST)
+CHANNEL_WIDTH = 4  # a channel's minute: [published, completed, failed, retried]
 DAY_MINUTES = 1440
 
 TERMINAL = frozenset({"completed", "failed", "canceled", "expired"})
@@ -54,6 +58,84 @@ class Limits:
     job_history: int = 20
     stale_factor: float = 2.5
     offline_factor: float = 6.0
+    hours_retention: int = 30 * 24  # hourly series kept, for the "days" charts
+    max_channel_series: int = 200  # channels with their own per-minute series
+    channel_minutes: int = DAY_MINUTES  # per-channel series retention
+    runner_events_cap: int = 500
+    alert_log_cap: int = 500
+    logs_cap: int = 500
+    pulse_points: int = 120  # seconds of heartbeat-latency samples
+    # Alert rules (server/streams/rules.py).
+    sla: Mapping[str, float] = field(default_factory=lambda: {"*": 300.0})  # channel -> oldest queued age SLA, s
+    stuck_after: float = 600.0  # a job running longer is stuck
+    fail_window: int = 5  # minutes a channel's failure rate is judged over
+    fail_min: int = 5  # failures in the window before a channel can be "failing"
+    fail_rate: float = 0.2  # failures / (failures + completions) that makes a channel failing
+    fail_critical: float = 0.5
+
+    def sla_of(self, channel: str) -> float:
+        return self.sla.get(channel, self.sla.get("*", 300.0))
+
+
+class MinuteRing:
+    """Fixed-size per-minute counters in flat arrays: a year of churn costs no more memory than a day."""
+
+    __slots__ = ("size", "stamps", "values", "width")
+
+    def __init__(self, width: int, size: int) -> None:
+        self.width = width
+        self.size = size
+        self.stamps = array("q", [-1]) * size
+        self.values = array("q", [0]) * (width * size)
+
+    def add(self, minute: int, column: int, n: int = 1) -> None:
+        slot = minute % self.size
+        base = slot * self.width
+        if self.stamps[slot] != minute:
+            if self.stamps[slot] > minute:
+                return  # older than what the ring still holds
+            self.stamps[slot] = minute
+            for i in range(self.width):
+                self.values[base + i] = 0
+        self.values[base + column] += n
+
+    def get(self, minute: int) -> tuple[int, ...] | None:
+        slot = minute % self.size
+        if self.stamps[slot] != minute:
+            return None
+        base = slot * self.width
+        return tuple(self.values[base : base + self.width])
+
+    def sum(self, first: int, last: int, column: int) -> int:
+        """The column summed over the minutes first..last that the ring holds."""
+        total = 0
+        for minute in range(max(first, last - self.size + 1), last + 1):
+            slot = minute % self.size
+            if self.stamps[slot] == minute:
+                total += self.values[slot * self.width + column]
+        return total
+
+    def items(self, first: int, last: int) -> Iterator[tuple[int, tuple[int, ...]]]:
+        for minute in range(max(first, last - self.size + 1), last + 1):
+            values = self.get(minute)
+            if values is not None:
+                yield minute, values
+
+
+class Alert:
+    """One open hot issue: a rule's condition that holds now."""
+
+    __slots__ = ("detail", "id", "key", "rule", "severity", "since", "title", "updated")
+
+    def __init__(self, rule: str, key: str, severity: str, title: str, detail: str, since: float) -> None:
+        self.id = f"{rule}:{key}" if key else rule
+        self.rule = rule
+        self.key = key
+        self.severity = severity  # "warning" or "critical"
+        self.title = title
+        self.detail = detail
+        self.since = since
+        self.updated = since
 
 
 class Runner:
@@ -171,7 +253,9 @@ class Job:
         self.traceback: str | None = None
         self.reason: str | None = None
         self.updated = 0.0  # jobpulse's clock
-        self.history: deque[tuple[float, str, int, str | None]] = deque()  # (ts, event, attempt, runner)
+        # (ts, event, attempt, runner), oldest first, at most Limits.job_history: a list, not a deque, because
+        # a job table of 100,000 jobs pays for every byte of every job.
+        self.history: list[tuple[float, str, int, str | None]] = []
 
 
 class Failure:
@@ -243,26 +327,40 @@ class State:
     """Everything the widgets show. Created by `reducer.initial_state`."""
 
     __slots__ = (
+        "alert_log",
+        "alerts",
+        "beats_this_tick",
+        "channel_series",
         "channels",
         "counted_until",
+        "day_end",
+        "dirty_channel_minutes",
+        "dirty_hours",
         "dirty_minutes",
         "dirty_runners",
         "failures",
         "failures_added",
         "health",
+        "hours",
         "index",
         "jobs",
+        "last_beat",
         "limits",
+        "logs",
         "minute",
         "now",
+        "pulse",
         "queued",
+        "runner_events",
         "runner_jobs",
         "runners",
         "running",
         "scheduled",
         "seen",
         "seen_order",
+        "seq",
         "series",
+        "shell",
         "sources",
         "sums",
         "terminal",
@@ -276,8 +374,9 @@ class State:
         self.minute = 0
         self.runners: dict[str, Runner] = {}
         self.channels: dict[str, Channel] = {}
-        # Ordered by last update (moved to the end on each change), so "newest first" is a walk backwards.
-        self.jobs: OrderedDict[str, Job] = OrderedDict()
+        # Ordered by last update (re-inserted on each change), so "newest first" is a walk backwards. A plain
+        # dict, not an OrderedDict: iterating 100,000 jobs for a query is ten times faster.
+        self.jobs: dict[str, Job] = {}
         # Search indexes: field -> value -> ids of the jobs with that value (see server/streams/search.py).
         # "status" holds only SETTLED statuses; the live ones are the pools above.
         self.index: dict[str, dict[str, set[str]]] = {name: {} for name in INDEX_FIELDS}
@@ -303,3 +402,17 @@ class State:
         self.health = Health()
         self.dirty_minutes: set[int] = set()
         self.dirty_runners: set[str] = set()
+        self.hours: dict[int, list[int]] = {}  # hour -> bucket (counts summed, gauges last)
+        self.dirty_hours: set[int] = set()
+        self.channel_series: dict[str, MinuteRing] = {}
+        self.dirty_channel_minutes: set[tuple[str, int]] = set()
+        self.runner_events: deque[tuple[int, float, str, str, str]] = deque(maxlen=limits.runner_events_cap)
+        self.alerts: dict[str, Alert] = {}
+        self.alert_log: deque[tuple[int, float, str, str, str, str]] = deque(maxlen=limits.alert_log_cap)
+        self.logs: deque[tuple[int, float, str, str, str]] = deque(maxlen=limits.logs_cap)
+        self.pulse: deque[tuple[int, float, float, float, int]] = deque(maxlen=limits.pulse_points)
+        self.beats_this_tick: list[tuple[float, float | None]] = []  # (latency, gap) of beats since the last tick
+        self.last_beat: float | None = None
+        self.seq = 0  # numbers rows of the event logs (runner events, alert log, logs)
+        self.day_end: float | None = None  # end of "today" in the configured time zone (from the clock tick)
+        self.shell: dict[str, float | int | str] = {}  # the serving process's own numbers (from ShellStats)

@@ -9,7 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PURE = ["server/protocol.py", "server/streams/events.py", "server/streams/state.py", "server/streams/reducer.py",
-        "server/streams/widgets.py", "server/streams/mergepatch.py"]  # fmt: skip
+        "server/streams/widgets.py", "server/streams/mergepatch.py", "server/streams/rules.py",
+        "server/streams/search.py"]  # fmt: skip
 FORBIDDEN = {"asyncio", "time", "datetime", "random", "uuid", "os", "socket", "redis", "starlette", "jinja2",
              "uvicorn", "websockets", "hiredis", "secrets", "threading", "subprocess"}  # fmt: skip
 HANDLERS_FORBIDDEN = {"redis", "hiredis"}

@@ -1,0 +1,131 @@
+"""Hot-issue rules: conditions on the live state that raise an alert while they hold and clear it after.
+
+Pure layer: standard library only; called by the reducer on every clock tick,
+with the tick's time. Each rule yields (rule, key, severity, title, detail);
+an alert's id is `rule:key`, so a condition that persists is one alert, not a
+stream of them. `evaluate` opens, updates and closes alerts to match, and logs
+each change in the alert timeline.
+
+Rules:
+- source_down: the job system's Redis is unreachable (critical).
+- no_runner: a channel has queued jobs and no live runner consumes it (critical).
+- failing_channel: a channel's failures over the last `fail_window` minutes are at least `fail_min` and at
+  least `fail_rate` of its finished jobs (critical from `fail_critical`).
+- stuck_jobs: jobs of a channel have been running longer than `stuck_after` (warning).
+- backlog_sla: a channel's oldest queued job is older than the channel's SLA (critical at twice the SLA).
+- silent_runner: a runner stopped beating without saying it stopped (stale: warning; offline: critical).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from server.streams.state import COMPLETED, FAILED, Alert, State
+
+LIVE_RUNNER = frozenset({"online", "busy", "draining"})
+SEVERITY_RANK = {"critical": 0, "warning": 1}
+
+Condition = tuple[str, str, str, str, str]  # rule, key, severity, title, detail
+
+
+def conditions(state: State, now: float) -> Iterator[Condition]:
+    """Every rule's conditions that hold now."""
+    limits = state.limits
+    health = state.health
+    if not health.connected and health.since is not None:
+        yield "source_down", "", "critical", "Job system unreachable", health.error or "the source is not connected"
+
+    consumed: dict[str, int] = {}
+    for runner in state.runners.values():
+        if runner.status in LIVE_RUNNER:
+            for consumed_channel in runner.channels:
+                consumed[consumed_channel] = consumed.get(consumed_channel, 0) + 1
+
+    minute = state.minute
+    for name, channel in state.channels.items():
+        if channel.queued and not consumed.get(name) and not channel.paused:
+            yield ("no_runner", name, "critical", f"{name}: backlog and no runner",
+                   f"{channel.queued} queued, no live runner consumes {name}")  # fmt: skip
+        if channel.oldest is not None and channel.queued:
+            age = now - channel.oldest
+            sla = limits.sla_of(name)
+            if age > sla:
+                severity = "critical" if age > 2 * sla else "warning"
+                detail = f"oldest queued job waited {_span(age)} (SLA {_span(sla)}); {channel.queued} queued"
+                yield "backlog_sla", name, severity, f"{name}: backlog over its SLA", detail
+
+    for name, ring in state.channel_series.items():
+        first = minute - limits.fail_window + 1
+        failed = ring.sum(first, minute, FAILED)
+        if failed < limits.fail_min:
+            continue
+        done = failed + ring.sum(first, minute, COMPLETED)
+        rate = failed / done
+        if rate >= limits.fail_rate:
+            severity = "critical" if rate >= limits.fail_critical else "warning"
+            yield ("failing_channel", name, severity, f"{name} channel failing",
+                   f"{failed} of {done} finished jobs failed in the last {limits.fail_window} min")  # fmt: skip
+
+    stuck: dict[str, list[float]] = {}
+    for job_id in state.running:
+        job = state.jobs[job_id]
+        if job.started_at is not None and now - job.started_at > limits.stuck_after:
+            stuck.setdefault(job.channel, []).append(job.started_at)
+    for name, started in stuck.items():
+        title = f"{name}: {len(started)} stuck job{'s' if len(started) > 1 else ''}"
+        detail = f"running for more than {_span(limits.stuck_after)}, the longest {_span(now - min(started))}"
+        yield "stuck_jobs", name, "warning", title, detail
+
+    for runner in state.runners.values():
+        if runner.stopped or runner.status not in ("stale", "offline"):
+            continue
+        silent = "" if runner.last_recv is None else f" for {_span(now - runner.last_recv)}"
+        severity = "critical" if runner.status == "offline" else "warning"
+        yield ("silent_runner", runner.id, severity, f"runner {runner.id} silent",
+               f"no heartbeat{silent}; it did not say it stopped")  # fmt: skip
+
+
+def evaluate(state: State, now: float) -> bool:
+    """Bring `state.alerts` in line with the conditions that hold now; True if anything changed."""
+    changed = False
+    held: set[str] = set()
+    for rule, key, severity, title, detail in conditions(state, now):
+        alert_id = f"{rule}:{key}" if key else rule
+        held.add(alert_id)
+        alert = state.alerts.get(alert_id)
+        if alert is None:
+            alert = state.alerts[alert_id] = Alert(rule, key, severity, title, detail, now)
+            _log(state, now, alert, "raised")
+            changed = True
+        elif (alert.severity, alert.title, alert.detail) != (severity, title, detail):
+            if alert.severity != severity:
+                alert.severity = severity
+                _log(state, now, alert, "escalated" if severity == "critical" else "eased")
+            alert.title, alert.detail, alert.updated = title, detail, now
+            changed = True
+    for alert_id in [a for a in state.alerts if a not in held]:
+        _log(state, now, state.alerts.pop(alert_id), "cleared")
+        changed = True
+    return changed
+
+
+def _log(state: State, at: float, alert: Alert, what: str) -> None:
+    state.seq += 1
+    state.alert_log.appendleft((state.seq, at, alert.id, what, alert.severity, alert.title))
+
+
+def overall(state: State) -> tuple[str, str]:
+    """The service's status (ok, warning, critical) and the title of the alert that set it."""
+    worst = min(state.alerts.values(), key=lambda a: (SEVERITY_RANK.get(a.severity, 9), a.since), default=None)
+    if worst is None:
+        return "ok", "no rule fired"
+    return worst.severity, worst.title
+
+
+def _span(seconds: float) -> str:
+    s = int(max(0, seconds))
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    return f"{s // 3600}h {s % 3600 // 60}m"
