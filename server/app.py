@@ -8,6 +8,7 @@ environment (uvicorn --factory).
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import secrets
@@ -26,7 +27,7 @@ from server.settings import Settings
 from server.streams.aggregator import Aggregator
 from server.streams.hub import Hub, HubLimits
 from server.streams.state import State
-from server.streams.widgets import WIDGETS, ViewLimits, Widget
+from server.streams.widgets import WIDGETS, ViewLimits, Widget, resolve
 
 log = logging.getLogger("jobpulse")
 
@@ -78,8 +79,13 @@ def build_hub(settings: Settings, aggregator: Aggregator) -> Hub:
             client_queue=settings.client_queue,
             client_queue_bytes=settings.client_queue_bytes,
             stall_timeout=settings.stall_timeout_s,
+            max_views=settings.max_views,
+            view_ttl=settings.view_ttl_s,
         ),
         epoch=secrets.token_hex(4),
+        resolver=functools.partial(
+            resolve, state=aggregator.state, limits=view_limits, query_interval=settings.query_refresh_ms / 1000
+        ),
     )
     aggregator.hub = hub
     return hub

@@ -191,6 +191,12 @@ def cmd_control(args: argparse.Namespace) -> int:
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print("| variable | default | meaning |\n| --- | --- | --- |")
+        for env, default, doc in documented():
+            shown = "empty" if default == "''" else f"`{default.strip(chr(39))}`"
+            print(f"| `{env}` | {shown} | {doc} |")
+        return 0
     for env, default, doc in documented():
         print(f"{env:32} {default:28} {doc}")
     return 0
@@ -240,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     control.set_defaults(func=cmd_control)
 
     show = commands.add_parser("settings", help="list every setting: environment variable, default, meaning")
+    show.add_argument("--markdown", action="store_true", help="as the README's table")
     show.set_defaults(func=cmd_settings)
     return parser
 

@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from server.streams.state import Limits
 from server.streams.widgets import ViewLimits
@@ -40,7 +41,7 @@ class Settings:
     replay_max: int = _setting("JOBPULSE_REPLAY_MAX", 50_000, "most P:stream entries replayed after a gap or at start")
     message_max: int = _setting("JOBPULSE_MESSAGE_MAX", 1_048_576, "largest accepted pub/sub message, bytes")
     log_rejects_per_min: int = _setting("JOBPULSE_LOG_REJECTS_PER_MIN", 20, "log at most this many rejections a minute")
-    max_jobs: int = _setting("JOBPULSE_MAX_JOBS", 20_000, "jobs kept in memory (finished ones are evicted first)")
+    max_jobs: int = _setting("JOBPULSE_MAX_JOBS", 100_000, "jobs kept and searchable (~1.6 KB each; finished go first)")
     max_runners: int = _setting("JOBPULSE_MAX_RUNNERS", 2_000, "runners kept (the one offline longest goes first)")
     max_channels: int = _setting("JOBPULSE_MAX_CHANNELS", 1_000, "channels kept")
     max_sources: int = _setting("JOBPULSE_MAX_SOURCES", 10_000, "publishers whose seq is tracked")
@@ -60,6 +61,20 @@ class Settings:
     ws_max_frame: int = _setting("JOBPULSE_WS_MAX_FRAME", 65_536, "largest accepted client frame, bytes")
     ws_bad_frames: int = _setting("JOBPULSE_WS_BAD_FRAMES", 20, "bad frames a client may send in 10 s before 1008")
     ws_deflate: bool = _setting("JOBPULSE_WS_DEFLATE", False, "permessage-deflate (costs CPU and ~300 KiB a client)")
+    max_views: int = _setting("JOBPULSE_MAX_VIEWS", 1_000, "filtered views (runner grid, job table) open at once")
+    view_ttl_s: float = _setting("JOBPULSE_VIEW_TTL_S", 60.0, "keep a view nobody watches this long (for resume)")
+    query_refresh_ms: int = _setting("JOBPULSE_QUERY_REFRESH_MS", 1000, "recompute a job-table view at most this often")
+    hours_retention: int = _setting("JOBPULSE_HOURS_RETENTION", 720, "hourly series retention, hours (30 days)")
+    max_channel_series: int = _setting("JOBPULSE_MAX_CHANNEL_SERIES", 200, "channels with their own per-minute series")
+    sla: str = _setting("JOBPULSE_SLA", "*=300", "oldest-queued-age SLA per channel, s: email=60,reports=1800,*=300")
+    stuck_after_s: float = _setting("JOBPULSE_STUCK_AFTER_S", 600.0, "a job running longer is stuck (hot issue)")
+    fail_rate: float = _setting("JOBPULSE_FAIL_RATE", 0.2, "failed share of finished jobs that makes a channel failing")
+    fail_min: int = _setting("JOBPULSE_FAIL_MIN", 5, "failures needed in the window before a channel is failing")
+    fail_window_min: int = _setting("JOBPULSE_FAIL_WINDOW_MIN", 5, "minutes the failure rate is judged over")
+    timezone: str = _setting("JOBPULSE_TIMEZONE", "UTC", "time zone of 'today' (IANA name, e.g. Europe/Berlin)")
+    environment: str = _setting("JOBPULSE_ENV", "", "environment badge on every page, e.g. production or staging")
+    env_color: str = _setting("JOBPULSE_ENV_COLOR", "", "badge colour (CSS); default red for prod*, amber otherwise")
+    logs_cap: int = _setting("JOBPULSE_LOGS_CAP", 500, "jobpulse's own warnings and errors kept for the log page")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -96,6 +111,25 @@ class Settings:
             raise ValueError("JOBPULSE_OFFLINE_FACTOR must be larger than JOBPULSE_STALE_FACTOR")
         if not self.prefix or any(c.isspace() for c in self.prefix):
             raise ValueError("JOBPULSE_PREFIX must be non-empty and without spaces")
+        self.sla_map()
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"JOBPULSE_TIMEZONE={self.timezone!r} is not a known time zone") from None
+
+    def sla_map(self) -> dict[str, float]:
+        """JOBPULSE_SLA as channel -> seconds ("*" for every other channel)."""
+        out: dict[str, float] = {"*": 300.0}
+        for part in filter(None, (p.strip() for p in self.sla.split(","))):
+            name, eq, value = part.partition("=")
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = -1.0
+            if not eq or not name.strip() or seconds <= 0:
+                raise ValueError(f"JOBPULSE_SLA: {part!r} is not channel=seconds")
+            out[name.strip()] = seconds
+        return out
 
     @classmethod
     def env_name(cls, attribute: str) -> str:
@@ -121,6 +155,14 @@ class Settings:
             traceback_cap=self.traceback_cap,
             stale_factor=self.stale_factor,
             offline_factor=self.offline_factor,
+            hours_retention=self.hours_retention,
+            max_channel_series=self.max_channel_series,
+            logs_cap=self.logs_cap,
+            sla=self.sla_map(),
+            stuck_after=self.stuck_after_s,
+            fail_window=self.fail_window_min,
+            fail_min=self.fail_min,
+            fail_rate=self.fail_rate,
         )
 
     def view_limits(self) -> ViewLimits:

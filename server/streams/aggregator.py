@@ -13,14 +13,19 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import resource
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import redis.asyncio as aredis
 
 from server.settings import Settings
-from server.streams.events import Event, Tick
+from server.streams.events import Event, LogRecorded, ShellStats, Tick
 from server.streams.hub import Hub
 from server.streams.native import NativeConnector
 from server.streams.reducer import ALL, GAP, fold, initial_state
@@ -30,6 +35,48 @@ from server.tasks import cancel_and_wait
 log = logging.getLogger("jobpulse.aggregator")
 
 GC_EVERY_EVICTIONS = 1000
+
+
+class LogRing(logging.Handler):
+    """Keeps jobpulse's own recent warnings and errors for the service log page.
+
+    Records may come from any thread; they wait in a bounded deque until the clock loop folds them.
+    """
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(level=logging.WARNING)
+        self.records: deque[LogRecorded] = deque(maxlen=cap)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                message += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
+            self.records.append(LogRecorded(record.created, record.levelname.lower(), record.name, message[:2000]))
+        except Exception:  # a handler must never raise into the code that logged
+            self.handleError(record)
+
+    def drain(self) -> list[LogRecorded]:
+        out = []
+        while self.records:
+            out.append(self.records.popleft())
+        return out
+
+
+def _day_end(now: float, zone: ZoneInfo) -> float:
+    """When the day that contains `now` ends in `zone`, as epoch seconds."""
+    local = datetime.fromtimestamp(now, zone)
+    midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), zone)
+    return midnight.timestamp()
+
+
+def _rss_bytes() -> int:
+    """This process's resident memory (Linux: /proc; elsewhere the peak, from getrusage)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 class Aggregator:
@@ -47,6 +94,12 @@ class Aggregator:
         self.crashes = 0
         self._pending = 0
         self._gc_mark = 0
+        self.started = clock()
+        self.log_ring = LogRing(settings.logs_cap)
+        self._stats_at = 0.0
+        self._stats_events = 0
+        self._stats_flushes = 0
+        self._stats_flush_s = 0.0
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- intake (called by the connector) -------------------------------------------------------
@@ -72,6 +125,7 @@ class Aggregator:
 
     async def start(self) -> None:
         """Restore durable state (briefly; it is retried later if the store is down) and start the tasks."""
+        logging.getLogger().addHandler(self.log_ring)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(3.0):
                 await self._restore()
@@ -82,6 +136,7 @@ class Aggregator:
         ]
 
     async def stop(self) -> None:
+        logging.getLogger().removeHandler(self.log_ring)
         await cancel_and_wait(self._tasks)
         if self.restored:
             with contextlib.suppress(Exception):
@@ -127,11 +182,45 @@ class Aggregator:
 
     async def _clock_loop(self) -> None:
         interval = self.settings.clock_ms / 1000
+        zone = ZoneInfo(self.settings.timezone)
         while True:
             now = self.clock()
-            self.feed(Tick(now=now, connected=self.connector.connected), now)
+            for record in self.log_ring.drain():
+                self.feed(record, now)
+            self.feed(Tick(now=now, connected=self.connector.connected, day_end=_day_end(now, zone)), now)
+            self.feed(ShellStats(at=now, values=self._shell_stats(now)), now)
             self.chunk_end()
             await asyncio.sleep(interval)
+
+    def _shell_stats(self, now: float) -> dict[str, float | int | str]:
+        """This process's own numbers for the platform page (the fold cannot read them itself)."""
+        health = self.state.health
+        events = health.events
+        elapsed = max(now - self._stats_at, 1e-6) if self._stats_at else 0.0
+        rate = (events - self._stats_events) / elapsed if elapsed else 0.0
+        self._stats_at, self._stats_events = now, events
+        values: dict[str, float | int | str] = {
+            "pid": os.getpid(),
+            "started": self.started,
+            "events_per_s": round(rate, 1),
+            "rss_mb": round(_rss_bytes() / 1_048_576, 1),
+            "crashes": self.crashes,
+        }
+        hub = self.hub
+        if hub is not None:
+            flushes = hub.stats.flushes - self._stats_flushes
+            seconds = hub.stats.flush_seconds - self._stats_flush_s
+            self._stats_flushes, self._stats_flush_s = hub.stats.flushes, hub.stats.flush_seconds
+            values.update(
+                epoch=hub.epoch,
+                clients=len(hub.clients),
+                views=hub.views,
+                flush_ms=round(1000 * seconds / flushes, 2) if flushes else 0.0,
+                flushes_per_s=round(flushes / elapsed, 1) if elapsed else 0.0,
+            )
+        if health.last_event is not None:
+            values["idle_s"] = round(now - health.last_event, 1)
+        return values
 
     async def _persist_loop(self) -> None:
         while True:

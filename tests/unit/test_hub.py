@@ -7,7 +7,7 @@ import functools
 import json
 from typing import Any
 
-from server.streams import widgets
+from server.streams import reducer, widgets
 from server.streams.events import SourceStatus, Tick
 from server.streams.hub import Hub, HubLimits
 from server.streams.reducer import ALL, fold, initial_state
@@ -271,7 +271,7 @@ async def test_a_ticks_patch_is_a_small_fraction_of_the_snapshot():
     events += [depth(ts=T0, email=(40, 5, 10), reports=(300, 1, 0))]
     rig.fold(*events)
     rig.hub.flush()
-    peer, _ = rig.client([w.name for w in widgets.WIDGETS])
+    peer, _ = rig.client(["counters", "published", "live_jobs", "failures", "scheduled", "runners", "health"])
     snapshot_bytes = len(peer.messages[-1])
     rig.fold(beat("runner-03", ts=T0 + 2, concurrency=4), job("started", "job-000", ts=T0 + 2, runner="runner-03"),
              at=T0 + 2)  # fmt: skip
@@ -301,7 +301,7 @@ class ViewRig(Rig):
                 found = state.channels.get(channel)
                 return {"queued": found.queued if found else 0}
 
-            return (widgets.reducer.CHANNELS | widgets.reducer.COUNTERS, project, min_interval)
+            return (reducer.CHANNELS | reducer.COUNTERS, project, min_interval)
 
         self.hub.resolver = resolve
 

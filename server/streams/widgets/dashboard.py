@@ -1,4 +1,4 @@
-"""Widget projections: state -> the JSON data one widget shows (docs/protocol.md section 3.7).
+"""The Compact Jobs Dashboard's widgets (docs/protocol.md section 3.7).
 
 Pure layer: standard library only; no clock (time is `state.now`). Each widget
 declares the reducer aspects it reads, so the hub recomputes only widgets whose
@@ -10,12 +10,9 @@ so a patch touches only the rows that changed.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
-from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from server.streams import reducer
 from server.streams.state import (
     COMPLETED,
     DAY_MINUTES,
@@ -28,29 +25,7 @@ from server.streams.state import (
     Job,
     State,
 )
-
-View = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ViewLimits:
-    """How much each widget shows (set from Settings)."""
-
-    live_rows: int = 10
-    failure_rows: int = 10
-    scheduled_rows: int = 10
-    runner_rows: int = 20
-    spark_minutes: int = 60
-    error_snippet: int = 160
-
-
-@dataclass(frozen=True)
-class Widget:
-    """A named projection and the reducer aspects it depends on."""
-
-    name: str
-    aspects: int
-    project: Callable[[State, ViewLimits], View]
+from server.streams.widgets.common import View, ViewLimits
 
 
 def counters(state: State, limits: ViewLimits) -> View:
@@ -194,15 +169,3 @@ def health(state: State, limits: ViewLimits) -> View:
     if h.rtt is not None:
         view["rtt_ms"] = round(h.rtt * 1000, 2)
     return view
-
-
-WIDGETS: tuple[Widget, ...] = (
-    Widget("counters", reducer.COUNTERS | reducer.SERIES, counters),
-    Widget("published", reducer.SERIES, published),
-    Widget("live_jobs", reducer.LIVE, live_jobs),
-    Widget("failures", reducer.FAILURES, failures),
-    Widget("scheduled", reducer.SCHEDULED, scheduled),
-    Widget("runners", reducer.RUNNERS, runners),
-    Widget("health", reducer.HEALTH, health),
-)
-WIDGET_NAMES = tuple(w.name for w in WIDGETS)

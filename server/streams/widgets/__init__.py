@@ -1,0 +1,133 @@
+"""Widget projections: state -> the JSON data one widget shows (docs/protocol.md sections 3.7-3.11).
+
+Pure layer: standard library only; no clock (time is `state.now`). `WIDGETS`
+are the fixed widgets every page may subscribe to; `resolve` makes the
+projection of a parametrized widget key such as `fleet?region=eu-west` or
+`jobs?q=status%3Afailed`, checking its parameters. Each widget declares the
+reducer aspects it reads, so the hub recomputes only what changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from server import protocol
+from server.streams import reducer, search
+from server.streams.state import RUNNER_STATUSES, State
+from server.streams.widgets import dashboard, fleet, jobs, overview, platform
+from server.streams.widgets.common import View, ViewLimits, Widget
+from server.streams.widgets.dashboard import counters, failures, health, live_jobs, published, runners, scheduled
+
+__all__ = [
+    "WIDGETS",
+    "WIDGET_NAMES",
+    "View",
+    "ViewLimits",
+    "Widget",
+    "counters",
+    "failures",
+    "health",
+    "live_jobs",
+    "published",
+    "resolve",
+    "runners",
+    "scheduled",
+]
+
+WIDGETS: tuple[Widget, ...] = (
+    # The Compact Jobs Dashboard (section 3.7).
+    Widget("counters", reducer.COUNTERS | reducer.SERIES, dashboard.counters),
+    Widget("published", reducer.SERIES, dashboard.published),
+    Widget("live_jobs", reducer.LIVE, dashboard.live_jobs),
+    Widget("failures", reducer.FAILURES, dashboard.failures),
+    Widget("scheduled", reducer.SCHEDULED, dashboard.scheduled),
+    Widget("runners", reducer.RUNNERS, dashboard.runners),
+    Widget("health", reducer.HEALTH, dashboard.health),
+    # The Jobs Overview (section 3.8).
+    Widget("service", reducer.ALERTS | reducer.HEALTH | reducer.RUNNERS, overview.service),
+    Widget("pulse", reducer.PULSE | reducer.RUNNERS, overview.pulse),
+    Widget("backlogs", reducer.CHANNELS | reducer.RUNNERS | reducer.SERIES, overview.backlogs),
+    Widget("hot_issues", reducer.ALERTS, overview.hot_issues),
+    Widget("snapshot", reducer.LIVE | reducer.SCHEDULED | reducer.SERIES, overview.snapshot),
+    Widget("logs", reducer.LOGS, overview.logs),
+    # The Runners Console (section 3.9).
+    Widget("fleet_summary", reducer.RUNNERS, fleet.fleet_summary),
+    Widget("channels", reducer.CHANNELS | reducer.RUNNERS, fleet.channels),
+    Widget("runner_events", reducer.RUNNER_EVENTS, fleet.runner_events),
+    # Platform Status (section 3.11).
+    Widget("platform", reducer.PLATFORM | reducer.ALERTS | reducer.HEALTH | reducer.RUNNERS, platform.platform),
+    Widget("alert_log", reducer.ALERTS, platform.alert_log),
+)
+WIDGET_NAMES = tuple(w.name for w in WIDGETS)
+VIEW_NAMES = ("kpi", "chart", "fleet", "job", "find", "jobs")
+
+Projector = Callable[[], View]
+
+
+def _choice(params: dict[str, str], name: str, choices: tuple[str, ...] | list[str], default: str | None = None) -> str:
+    value = params.get(name, default)
+    if value is None or value not in choices:
+        raise protocol.ProtocolError(protocol.ErrorCode.UNKNOWN_WIDGET, f"{name} must be one of {', '.join(choices)}")
+    return value
+
+
+def _text(params: dict[str, str], name: str, most: int, required: bool = False) -> str:
+    value = params.get(name, "")
+    if required and not value:
+        raise protocol.ProtocolError(protocol.ErrorCode.UNKNOWN_WIDGET, f"{name} is required")
+    if len(value) > most or any(ord(c) < 32 for c in value):
+        raise protocol.ProtocolError(protocol.ErrorCode.UNKNOWN_WIDGET, f"{name}: at most {most} printable characters")
+    return value
+
+
+def _page(params: dict[str, str]) -> int:
+    raw = params.get("page", "1")
+    if not raw.isdigit() or not 1 <= int(raw) <= 100_000:
+        raise protocol.ProtocolError(protocol.ErrorCode.UNKNOWN_WIDGET, "page must be a whole number from 1")
+    return int(raw)
+
+
+def _only(params: dict[str, str], allowed: set[str]) -> None:
+    extra = sorted(set(params) - allowed)
+    if extra:
+        raise protocol.ProtocolError(protocol.ErrorCode.UNKNOWN_WIDGET, f"unknown parameter {extra[0]!r}")
+
+
+def resolve(key: str, state: State, limits: ViewLimits, query_interval: float) -> tuple[int, Projector, float]:
+    """The aspects, projector and minimum refresh interval of a parametrized widget key.
+
+    Raises:
+        protocol.ProtocolError: an unknown view, or a parameter it does not take or cannot use.
+    """
+    name, params = protocol.parse_view_key(key)
+    if name == "kpi":
+        _only(params, {"metric", "gran"})
+        metric = _choice(params, "metric", tuple(overview.KPI_METRICS))
+        gran = _choice(params, "gran", tuple(overview.GRANULARITIES), "minutes")
+        return reducer.SERIES, lambda: overview.kpi(state, limits, metric, gran), 0.0
+    if name == "chart":
+        _only(params, {"metric", "gran"})
+        metric = _choice(params, "metric", tuple(overview.CHART_METRICS))
+        gran = _choice(params, "gran", ("minutes", "hours"), "minutes")
+        return reducer.SERIES, lambda: overview.channels_chart(state, limits, metric, gran), 0.0
+    if name == "fleet":
+        _only(params, {"q", "region", "status", "page"})
+        q, region = _text(params, "q", 100), _text(params, "region", 100)
+        status = _choice(params, "status", ("", *RUNNER_STATUSES), "")
+        page = _page(params)
+        return reducer.RUNNERS, lambda: fleet.fleet(state, limits, q, region, status, page), 0.0
+    if name == "job":
+        _only(params, {"id"})
+        job_id = _text(params, "id", 200, required=True)
+        return reducer.JOBS, lambda: jobs.job(state, limits, job_id), 0.0
+    if name == "find":
+        _only(params, {"q"})
+        needle = _text(params, "q", 200, required=True)
+        return reducer.JOBS, lambda: jobs.find(state, limits, needle), query_interval / 4
+    if name == "jobs":
+        _only(params, {"q", "sort", "page"})
+        q = _text(params, "q", 500)
+        sort = _choice(params, "sort", search.SORTS, "-updated")
+        page = _page(params)
+        return reducer.JOBS, lambda: jobs.table(state, limits, q, sort, page), query_interval
+    raise protocol.ProtocolError(protocol.ErrorCode.UNKNOWN_WIDGET, f"unknown widget {name!r}")

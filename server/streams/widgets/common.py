@@ -1,0 +1,48 @@
+"""What every widget module shares: the view type, display limits, the widget record, small helpers.
+
+Pure layer: standard library only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from server.streams.state import State
+
+View = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ViewLimits:
+    """How much each widget shows (set from Settings)."""
+
+    live_rows: int = 10
+    failure_rows: int = 10
+    scheduled_rows: int = 10
+    runner_rows: int = 20
+    spark_minutes: int = 60
+    error_snippet: int = 160
+    pulse_points: int = 60
+    backlog_rows: int = 5
+    alert_rows: int = 20
+    log_rows: int = 100
+    event_rows: int = 50
+    fleet_page: int = 60
+    table_page: int = 50
+    lookup_rows: int = 20
+
+
+@dataclass(frozen=True)
+class Widget:
+    """A named projection and the reducer aspects it depends on."""
+
+    name: str
+    aspects: int
+    project: Callable[[State, ViewLimits], View]
+
+
+def compact(**fields: Any) -> View:
+    """A view object without the None fields (a merge patch cannot say None)."""
+    return {k: v for k, v in fields.items() if v is not None}

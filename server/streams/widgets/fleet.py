@@ -1,0 +1,129 @@
+"""The Runners Console's widgets: the runner grid (filtered, paged), channel capacity, runner events, summary.
+
+Pure layer: standard library only. Shapes are documented in docs/protocol.md section 3.9.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from itertools import islice
+
+from server.streams.state import RUNNER_STATUSES, Runner, State
+from server.streams.widgets.common import View, ViewLimits, compact
+
+STATUS_RANK = {status: rank for rank, status in enumerate(RUNNER_STATUSES)}
+LIVE_RUNNER = frozenset({"online", "busy", "draining"})
+
+
+def card(runner: Runner) -> View:
+    """Everything a runner card shows."""
+    channels: dict[str, int] = dict.fromkeys(runner.channels, 0)
+    for _job, channel, _fn, _started in runner.active:
+        channels[channel] = channels.get(channel, 0) + 1
+    return compact(
+        id=runner.id,
+        status=runner.status,
+        state=runner.state,
+        hb=runner.last_recv,
+        region=runner.region,
+        host=runner.host,
+        boot=runner.boot or None,
+        active=len(runner.active),
+        concurrency=runner.concurrency,
+        channels=channels,
+        jobs=[job for job, _c, _f, _s in runner.active[:8]],
+        processed=runner.processed,
+        failed=runner.failed,
+        version=runner.version or None,
+        pid=runner.pid or None,
+        stopped=runner.stop_reason or None,
+    )
+
+
+def _matches(runner: Runner, q: str, region: str, status: str) -> bool:
+    if region and runner.region != region:
+        return False
+    if status and runner.status != status:
+        return False
+    if q:
+        if any(c in q for c in "*?["):
+            return fnmatch.fnmatchcase(runner.id, q)
+        needle = q.lower()
+        return needle in runner.id.lower() or needle in runner.host.lower()
+    return True
+
+
+def fleet(state: State, limits: ViewLimits, q: str = "", region: str = "", status: str = "", page: int = 1) -> View:
+    """One page of runner cards matching the filters, problems first; counts by status and region for the filters."""
+    by_status = dict.fromkeys(RUNNER_STATUSES, 0)
+    by_region: dict[str, int] = {}
+    matched = []
+    for runner in state.runners.values():
+        if _matches(runner, q, region, ""):
+            by_status[runner.status] = by_status.get(runner.status, 0) + 1
+        if _matches(runner, q, "", status):
+            by_region[runner.region] = by_region.get(runner.region, 0) + 1
+        if _matches(runner, q, region, status):
+            matched.append(runner)
+    matched.sort(key=lambda r: (STATUS_RANK.get(r.status, 9), r.id))
+    size = limits.fleet_page
+    pages = max(1, -(-len(matched) // size))
+    page = min(max(1, page), pages)
+    shown = matched[(page - 1) * size : page * size]
+    return {
+        "rows": {r.id: card(r) for r in shown},
+        "order": [r.id for r in shown],
+        "total": len(matched),
+        "all": len(state.runners),
+        "page": page,
+        "pages": pages,
+        "size": size,
+        "counts": by_status,
+        "regions": by_region,
+    }
+
+
+def fleet_summary(state: State, limits: ViewLimits) -> View:
+    """Runners by status, overall and per region (the wall, and the filters' choices)."""
+    counts = dict.fromkeys(RUNNER_STATUSES, 0)
+    regions: dict[str, dict[str, int]] = {}
+    for runner in state.runners.values():
+        counts[runner.status] = counts.get(runner.status, 0) + 1
+        region = regions.setdefault(runner.region or "-", {})
+        region[runner.status] = region.get(runner.status, 0) + 1
+    return {"counts": counts, "regions": regions, "total": len(state.runners)}
+
+
+def channels(state: State, limits: ViewLimits) -> View:
+    """Channel capacity: live runners and slots per channel beside its depth."""
+    runners: dict[str, int] = {}
+    slots: dict[str, int] = {}
+    for runner in state.runners.values():
+        if runner.status in LIVE_RUNNER:
+            for name in runner.channels:
+                runners[name] = runners.get(name, 0) + 1
+                slots[name] = slots.get(name, 0) + runner.concurrency
+    names = sorted(set(state.channels) | set(runners))
+    rows = {}
+    for name in names:
+        channel = state.channels.get(name)
+        rows[name] = compact(
+            channel=name,
+            runners=runners.get(name, 0),
+            concurrency=slots.get(name, 0),
+            queued=channel.queued if channel else 0,
+            inflight=channel.inflight if channel else 0,
+            scheduled=channel.scheduled if channel else 0,
+            oldest=channel.oldest if channel else None,
+            paused=(channel.paused or None) if channel else None,
+            sla=state.limits.sla_of(name),
+        )
+    return {"rows": rows, "order": names}
+
+
+def runner_events(state: State, limits: ViewLimits) -> View:
+    """The runner events table: joins, restarts, drains, stops, silences; newest first."""
+    rows = {}
+    for seq, at, runner, message, severity in islice(state.runner_events, limits.event_rows):
+        rows[str(seq)] = {"at": at, "runner": runner, "message": message, "severity": severity}
+    return {"rows": rows, "order": list(rows)}

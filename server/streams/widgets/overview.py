@@ -1,0 +1,263 @@
+"""The Jobs Overview's widgets: KPIs, service health, runner pulse, backlogs, hot issues, snapshot cards, logs.
+
+Pure layer: standard library only; no clock (time is `state.now`). Shapes are
+documented in docs/protocol.md section 3.8.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from itertools import islice
+from urllib.parse import quote
+
+from server.streams import rules
+from server.streams.state import (
+    COMPLETED,
+    DAY_MINUTES,
+    FAILED,
+    LONGEST,
+    PENDING,
+    PUBLISHED,
+    RETRIED,
+    State,
+)
+from server.streams.widgets.common import View, ViewLimits, compact
+
+GRANULARITIES = {"minutes": (60, 60), "hours": (3600, 24), "days": (86400, 14)}  # step seconds, points shown
+KPI_METRICS = {
+    # metric: (bucket column, how a bucket's values combine over a window: "sum" for counts, "max" for gauges)
+    "published": (PUBLISHED, "sum"),
+    "completed": (COMPLETED, "sum"),
+    "failed": (FAILED, "sum"),
+    "retried": (RETRIED, "sum"),
+    "inflight": (LONGEST, "max"),  # longest-running job, seconds
+    "backlog": (PENDING, "max"),  # queued jobs
+}
+CHART_METRICS = {"published": PUBLISHED, "completed": COMPLETED, "failed": FAILED, "retried": RETRIED}
+CHART_CHANNELS = 8
+LIVE_RUNNER = frozenset({"online", "busy", "draining"})
+
+
+def table_link(query: str, sort: str = "") -> str:
+    """A link to the job table showing `query`."""
+    link = "/admin/jobs/table?q=" + quote(query, safe="")
+    return link + (f"&sort={sort}" if sort else "")
+
+
+# -- KPIs ---------------------------------------------------------------------------------------
+
+
+def _buckets(state: State, gran: str) -> tuple[int, int, dict[int, list[int]]]:
+    """The buckets of a granularity: (first, last, key -> bucket) over the window shown and the one before it."""
+    points = GRANULARITIES[gran][1]
+    if gran == "minutes":
+        last = state.minute
+        first = last - 2 * points + 1
+        return first, last, {m: b for m in range(first, last + 1) if (b := state.series.get(m)) is not None}
+    if gran == "hours":
+        last = state.minute // 60
+        first = last - 2 * points + 1
+        return first, last, {h: b for h in range(first, last + 1) if (b := state.hours.get(h)) is not None}
+    last = state.minute // DAY_MINUTES
+    first = last - 2 * points + 1
+    days: dict[int, list[list[int]]] = {}
+    for hour, bucket in state.hours.items():
+        day = hour // 24
+        if first <= day <= last:
+            days.setdefault(day, []).append(bucket)
+    return first, last, {d: _combine_hours(bs) for d, bs in days.items()}
+
+
+def _combine_hours(buckets: list[list[int]]) -> list[int]:
+    width = len(buckets[0])
+    out = [0] * width
+    for bucket in buckets:
+        for i in range(width):
+            out[i] = out[i] + bucket[i] if i < PENDING else max(out[i], bucket[i])
+    return out
+
+
+def kpi(state: State, limits: ViewLimits, metric: str, gran: str) -> View:
+    """One KPI card: its points at the granularity, the value over the window shown and over the one before."""
+    column, how = KPI_METRICS[metric]
+    step, points = GRANULARITIES[gran]
+    _, last, buckets = _buckets(state, gran)
+    shown_from = last - points + 1
+    values = {k: b[column] for k, b in buckets.items()}
+    shown = {str(k): v for k, v in values.items() if k >= shown_from}
+    before = [v for k, v in values.items() if k < shown_from]
+    now_values = [v for k, v in values.items() if k >= shown_from]
+    combine = sum if how == "sum" else max
+    view: View = {"metric": metric, "gran": gran, "step": step, "from": shown_from, "to": last, "points": shown}
+    if how == "sum":
+        view["value"] = sum(now_values)
+    else:  # a gauge: its latest sample
+        latest = max((k for k in values if k >= shown_from), default=None)
+        view["value"] = values[latest] if latest is not None else 0
+        view["peak"] = max(now_values, default=0)
+    if before:
+        view["prev"] = combine(before)
+    return view
+
+
+def channels_chart(state: State, limits: ViewLimits, metric: str, gran: str) -> View:
+    """Jobs per channel for one metric (the chart modal): the busiest channels' minute or hour series."""
+    column = CHART_METRICS[metric]
+    minute = state.minute
+    if gran == "hours":
+        step, last = 3600, minute // 60
+        first = last - 23
+    else:
+        step, last = 60, minute
+        first = last - 59
+    totals = []
+    for name, ring in state.channel_series.items():
+        lo = first * (60 if gran == "hours" else 1)
+        total = ring.sum(lo, minute, column)
+        if total:
+            totals.append((total, name))
+    series: View = {}
+    for _, name in heapq.nlargest(CHART_CHANNELS, totals):
+        ring = state.channel_series[name]
+        if gran == "hours":
+            points: dict[str, int] = {}
+            for m, values in ring.items(first * 60, minute):
+                key = str(m // 60)
+                points[key] = points.get(key, 0) + values[column]
+        else:
+            points = {str(m): values[column] for m, values in ring.items(first, last)}
+        series[name] = points
+    return {"metric": metric, "gran": gran, "step": step, "from": first, "to": last, "series": series}
+
+
+# -- health, pulse, backlogs, hot issues, snapshot ------------------------------------------------
+
+
+def service(state: State, limits: ViewLimits) -> View:
+    """Job Service Health: overall status and the rule that set it, broker connectivity, runners."""
+    status, rule = rules.overall(state)
+    health = state.health
+    counts = {"active": 0, "stale": 0, "offline": 0}
+    for runner in state.runners.values():
+        if runner.status in LIVE_RUNNER:
+            counts["active"] += 1
+        elif runner.status in counts:
+            counts[runner.status] += 1
+    broker = compact(
+        connected=health.connected,
+        rtt_ms=None if health.rtt is None else round(health.rtt * 1000, 2),
+        error=health.error or None,
+        since=health.since,
+    )
+    return {
+        "status": status,
+        "rule": rule,
+        "alerts": len(state.alerts),
+        "broker": broker,
+        "runners": {**counts, "total": len(state.runners)},
+        "channels": len(state.channels),
+    }
+
+
+def pulse(state: State, limits: ViewLimits) -> View:
+    """Runner Pulse: heartbeat latency (p50, max, in ms) and the longest gap between beats, per second."""
+    points = {str(t): [p50, top, gap, n] for t, p50, top, gap, n in islice(reversed(state.pulse), limits.pulse_points)}
+    live = sum(1 for r in state.runners.values() if r.status in LIVE_RUNNER)
+    return compact(points=points, last=state.last_beat, live=live)
+
+
+def backlogs(state: State, limits: ViewLimits) -> View:
+    """Channel Backlogs: the channels furthest over their SLA (then the longest queues), top five."""
+    now = state.now
+    consumed: dict[str, int] = {}
+    for runner in state.runners.values():
+        if runner.status in LIVE_RUNNER:
+            for consumed_channel in runner.channels:
+                consumed[consumed_channel] = consumed.get(consumed_channel, 0) + 1
+    ranked = []
+    for name, channel in state.channels.items():
+        if not channel.queued:
+            continue
+        sla = state.limits.sla_of(name)
+        age = now - channel.oldest if channel.oldest is not None else 0.0
+        ranked.append((age / sla, channel.queued, name))
+    rows = {}
+    order = []
+    for _, _, name in heapq.nlargest(limits.backlog_rows, ranked):
+        channel = state.channels[name]
+        rows[name] = compact(
+            channel=name,
+            queued=channel.queued,
+            inflight=channel.inflight,
+            oldest=channel.oldest,
+            sla=state.limits.sla_of(name),
+            runners=consumed.get(name, 0),
+            paused=channel.paused or None,
+        )
+        order.append(name)
+    return {"rows": rows, "order": order, "channels": len(state.channels)}
+
+
+_CTA: dict[str, tuple[str, Callable[[str], str]]] = {
+    "source_down": ("Open platform status", lambda key: "/admin/system-status"),
+    "no_runner": ("View runners", lambda key: "/admin/jobs/runners"),
+    "failing_channel": ("Show failures", lambda key: table_link(f"status:failed channel:{key}")),
+    "stuck_jobs": ("Show stuck jobs", lambda key: table_link(f"status:running channel:{key}", "started")),
+    "backlog_sla": ("Show backlog", lambda key: table_link(f"status:queued channel:{key}", "queued")),
+    "silent_runner": ("Open runner", lambda key: "/admin/jobs/runners?q=" + quote(key, safe="")),
+}
+
+
+def _overview_link(key: str) -> str:
+    return "/admin/jobs/overview"
+
+
+def hot_issues(state: State, limits: ViewLimits) -> View:
+    """Hot Issues: the open alerts, critical first, oldest first, each with its call to action."""
+    alerts = sorted(state.alerts.values(), key=lambda a: (rules.SEVERITY_RANK.get(a.severity, 9), a.since, a.id))
+    rows = {}
+    for alert in alerts[: limits.alert_rows]:
+        label, link = _CTA.get(alert.rule, ("Open overview", _overview_link))
+        rows[alert.id] = {
+            "rule": alert.rule,
+            "key": alert.key,
+            "severity": alert.severity,
+            "title": alert.title,
+            "detail": alert.detail,
+            "since": alert.since,
+            "cta": {"label": label, "href": link(alert.key)},
+        }
+    return {"rows": rows, "order": list(rows), "total": len(state.alerts)}
+
+
+def snapshot(state: State, limits: ViewLimits) -> View:
+    """Snapshot cards: scheduled jobs due today, the longest-running job, retries in the last hour."""
+    jobs = state.jobs
+    day_end = state.day_end
+    scheduled_today = (
+        sum(1 for job_id in state.scheduled if (jobs[job_id].run_at or 0.0) < day_end)
+        if day_end is not None
+        else len(state.scheduled)
+    )
+    minute = state.minute
+    hour = [state.series.get(m) for m in range(minute - 59, minute + 1)]
+    view: View = {
+        "scheduled_today": scheduled_today,
+        "retries_hour": sum(b[RETRIED] for b in hour if b is not None),
+        "completed_hour": sum(b[COMPLETED] for b in hour if b is not None),
+        "failed_hour": sum(b[FAILED] for b in hour if b is not None),
+    }
+    for job_id in state.running:  # the first running job started first
+        job = jobs[job_id]
+        view["longest"] = compact(job=job.id, fn=job.fn, channel=job.channel, since=job.started_at, runner=job.runner)
+        break
+    return view
+
+
+def logs(state: State, limits: ViewLimits) -> View:
+    """jobpulse's own recent warnings and errors, newest first."""
+    rows = {}
+    for seq, at, level, logger, message in islice(state.logs, limits.log_rows):
+        rows[str(seq)] = {"at": at, "level": level, "logger": logger, "message": message}
+    return {"rows": rows, "order": list(rows), "total": len(state.logs)}

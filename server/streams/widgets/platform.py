@@ -1,0 +1,67 @@
+"""Platform Status widgets: jobpulse's own numbers, the service matrix, and the alert timeline.
+
+Pure layer: standard library only. Shapes are documented in docs/protocol.md section 3.11.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+
+from server.streams import rules
+from server.streams.state import State
+from server.streams.widgets.common import View, ViewLimits, compact
+
+LIVE_RUNNER = frozenset({"online", "busy", "draining"})
+
+
+def platform(state: State, limits: ViewLimits) -> View:
+    """KPIs of jobpulse itself and a matrix of the services it depends on."""
+    health = state.health
+    status, rule = rules.overall(state)
+    shell = state.shell
+    live = sum(1 for r in state.runners.values() if r.status in LIVE_RUNNER)
+    silent = sum(1 for r in state.runners.values() if r.status in ("stale", "offline") and not r.stopped)
+    matrix = {
+        "redis": compact(
+            name="Redis (source)",
+            status="ok" if health.connected else "critical",
+            detail=(f"round trip {health.rtt * 1000:.2f} ms" if health.rtt is not None else "connected")
+            if health.connected
+            else (health.error or "not connected"),
+            since=health.since,
+        ),
+        "connector": compact(
+            name="Connector (native)",
+            status="ok"
+            if health.connected and not health.rejected
+            else ("warning" if health.connected else "critical"),
+            detail=f"{health.events} events, {sum(health.rejected.values())} rejected, {health.gaps} gaps",
+            since=health.reconciled,
+        ),
+        "runners": {
+            "name": "Runners",
+            "status": "critical" if not live and state.runners else ("warning" if silent else "ok"),
+            "detail": f"{live} live, {silent} silent, {len(state.runners)} known",
+        },
+        "jobpulse": compact(
+            name=f"jobpulse process {shell.get('epoch', '')}".strip(),
+            status="ok" if not shell.get("crashes") else "warning",
+            detail=f"pid {shell.get('pid', '?')}, {shell.get('clients', 0)} clients, {shell.get('rss_mb', '?')} MB",
+            since=shell.get("started"),
+        ),
+    }
+    return {
+        "status": status,
+        "rule": rule,
+        "incidents": len(state.alerts),
+        "process": dict(shell),
+        "matrix": {"rows": matrix, "order": list(matrix)},
+    }
+
+
+def alert_log(state: State, limits: ViewLimits) -> View:
+    """The alert timeline: alerts raised, escalated, eased and cleared; newest first."""
+    rows = {}
+    for seq, at, alert_id, what, severity, title in islice(state.alert_log, limits.event_rows * 2):
+        rows[str(seq)] = {"at": at, "id": alert_id, "what": what, "severity": severity, "title": title}
+    return {"rows": rows, "order": list(rows)}
