@@ -87,6 +87,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     else:
         print(f"jobpulse demo: using REDIS_URL={redis_url}", flush=True)
     os.environ["REDIS_URL"] = redis_url
+    # The demo's fleet has hung jobs and a backed-up channel from the start: tighter rules show them within
+    # minutes rather than the production defaults' ten. Set them yourself to override.
+    os.environ.setdefault("JOBPULSE_STUCK_AFTER_S", "90")
+    os.environ.setdefault("JOBPULSE_SLA", "*=120,reports=60")
     simulator_args = [
         sys.executable, "-m", "server.cli", "simulate",
         "--redis-url", redis_url, "--prefix", base.prefix,

@@ -8,6 +8,7 @@ demo without touching it.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -137,3 +138,57 @@ def live_server(redis_url: str, prefix: str) -> Iterator[LiveServer]:
     output = server.output()
     server.close()
     assert "Traceback" not in output, f"the server logged a traceback:\n{output}"
+
+
+class SimulatedFleet:
+    """`jobpulse simulate` in a child process, on a LiveServer's Redis and prefix (a real fleet, for pages)."""
+
+    def __init__(self, server: LiveServer, *args: str) -> None:
+        self.server = server
+        command = [
+            sys.executable, "-m", "server.cli", "--log-level", "warning", "simulate",
+            "--redis-url", server.redis_url, "--prefix", server.prefix, *args,
+        ]  # fmt: skip
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_for_runners(self, count: int = 1, timeout: float = 20.0) -> None:
+        """Wait until the server shows at least `count` runners."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the simulator exited:\n{self.output()}")
+            try:
+                with urllib.request.urlopen(self.server.url + "/api/widgets/runners", timeout=2) as response:
+                    if json.loads(response.read())["data"]["total"] >= count:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"no {count} runners within {timeout} s:\n{self.output()}")
+
+    def output(self) -> str:
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self._log.close()
+
+
+@pytest.fixture
+def simulated_fleet(live_server: LiveServer) -> Iterator[SimulatedFleet]:
+    """A small, fast, seeded simulated fleet publishing to the live server's Redis and prefix."""
+    fleet = SimulatedFleet(
+        live_server, "--runners", "6", "--channels", "4", "--rate", "15", "--seed", "7",
+        "--time-scale", "0.3", "--silent-after", "15", "--heartbeat", "1",
+    )  # fmt: skip
+    fleet.wait_for_runners(3)
+    yield fleet
+    fleet.stop()

@@ -87,3 +87,36 @@ async def stats_api(request: Request) -> Response:
         "crashes": aggregator.crashes,
     }
     return JSONResponse(body)
+
+
+async def job_health_api(request: Request) -> Response:
+    """GET /api/job/health (the mockup's endpoint): overall status, broker, runners, per-channel health, rules fired."""
+    hub = request.app.state.hub
+    _, service = hub.view("service")
+    _, hot = hub.view("hot_issues")
+    _, capacity = hub.view("channels")
+    issues_by_channel: dict[str, list[str]] = {}
+    for alert in hot["rows"].values():
+        if alert["key"]:
+            issues_by_channel.setdefault(alert["key"], []).append(alert["rule"])
+    channels = {
+        name: {**row, "status": _channel_status(hot["rows"], name), "rules": issues_by_channel.get(name, [])}
+        for name, row in capacity["rows"].items()
+    }
+    body = {
+        "status": service["status"],
+        "rule": service["rule"],
+        "broker": service["broker"],
+        "runners": service["runners"],
+        "channels": channels,
+        "rules_fired": [
+            {k: alert[k] for k in ("rule", "key", "severity", "title", "detail", "since")}
+            for alert in (hot["rows"][i] for i in hot["order"])
+        ],
+    }
+    return JSONResponse(body, status_code=200 if service["status"] != "critical" else 503)
+
+
+def _channel_status(alerts: dict[str, Any], channel: str) -> str:
+    severities = {a["severity"] for a in alerts.values() if a["key"] == channel}
+    return "critical" if "critical" in severities else ("warning" if severities else "ok")

@@ -21,13 +21,72 @@ async def home_page(request: Request) -> Response:
     return RedirectResponse(request.url_for("dashboard_page"), status_code=307)
 
 
-async def dashboard_page(request: Request) -> Response:
-    """The Compact Jobs Dashboard (mockup section A)."""
+# (page key, path, label, keyboard letter after "g")
+NAV = (
+    ("dashboard", "/admin/jobs", "Dashboard", "d"),
+    ("overview", "/admin/jobs/overview", "Overview", "o"),
+    ("runners", "/admin/jobs/runners", "Runners", "r"),
+    ("manage", "/admin/jobs/manage", "Operations", "m"),
+    ("table", "/admin/jobs/table", "Jobs", "j"),
+    ("status", "/admin/system-status", "Status", "s"),
+    ("logs", "/admin/jobs/logs", "Logs", "l"),
+    ("wall", "/wall", "Wall", "w"),
+)
+
+
+def _page(request: Request, template: str, title: str, active: str, **extra: object) -> Response:
     settings = request.app.state.settings
+    environment = settings.environment.strip()
     context = {
-        "title": "Jobs Dashboard",
+        "title": title,
+        "active": active,
+        "page_script": active,
+        "nav": NAV,
         "source": request.app.state.aggregator.connector.name,
         "prefix": settings.prefix,
-        "widgets": list(request.app.state.hub.feeds),
+        "environment": environment,
+        "env_kind": "prod" if environment.lower().startswith("prod") else "other",
+        "env_color": settings.env_color,
+        **extra,
     }
-    return templates.TemplateResponse(request, "dashboard.html", context)
+    return templates.TemplateResponse(request, template, context)
+
+
+async def dashboard_page(request: Request) -> Response:
+    """The Compact Jobs Dashboard (mockup section A)."""
+    return _page(request, "dashboard.html", "Jobs Dashboard", "dashboard")
+
+
+async def overview_page(request: Request) -> Response:
+    """Jobs Overview (mockup section 1)."""
+    return _page(request, "overview.html", "Async Jobs Overview", "overview")
+
+
+async def runners_page(request: Request) -> Response:
+    """Runners Console (mockup section 2)."""
+    return _page(request, "runners.html", "Runner Fleet", "runners")
+
+
+async def manage_page(request: Request) -> Response:
+    """Job Operations Center (mockup section 3)."""
+    return _page(request, "manage.html", "Job Operations Center", "manage")
+
+
+async def table_page(request: Request) -> Response:
+    """The job table (the mockup's "Launch Job Table")."""
+    return _page(request, "table.html", "Jobs", "table")
+
+
+async def status_page(request: Request) -> Response:
+    """Platform Status (mockup section 4)."""
+    return _page(request, "status.html", "Platform Status", "status")
+
+
+async def logs_page(request: Request) -> Response:
+    """Service logs: jobpulse's own recent warnings and errors, live."""
+    return _page(request, "logs.html", "Service Logs", "logs")
+
+
+async def wall_page(request: Request) -> Response:
+    """The wall display: large, dark, read-only, no controls."""
+    return _page(request, "wall.html", "Wall", "wall")

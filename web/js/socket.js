@@ -14,7 +14,8 @@ export class LiveSocket extends EventTarget {
   constructor(url, widgets) {
     super();
     this.url = url;
-    this.wanted = widgets;
+    /** @type {Set<string>} widget keys the page shows */
+    this.wanted = new Set(widgets);
     /** @type {Map<string, {seq: number, data: any}>} */
     this.held = new Map();
     /** @type {string | null} */
@@ -47,7 +48,38 @@ export class LiveSocket extends EventTarget {
 
   /** Widgets the page should receive now: none while paused or hidden. */
   get active() {
-    return this.paused || this.hidden ? [] : this.wanted;
+    return this.paused || this.hidden ? [] : [...this.wanted];
+  }
+
+  /** Start receiving widget keys (a filter changed, a modal opened). @param {string[]} keys */
+  watch(keys) {
+    const added = keys.filter((k) => !this.wanted.has(k));
+    for (const key of added) this.wanted.add(key);
+    if (added.length && !this.paused && !this.hidden) {
+      /** @type {Record<string, number>} */
+      const resume = {};
+      for (const key of added) {
+        const held = this.held.get(key);
+        if (held) resume[key] = held.seq;
+      }
+      this.send({ type: "sub", widgets: added, resume });
+    }
+  }
+
+  /** Stop receiving widget keys and forget their data. @param {string[]} keys */
+  unwatch(keys) {
+    const removed = keys.filter((k) => this.wanted.has(k));
+    for (const key of removed) {
+      this.wanted.delete(key);
+      this.held.delete(key);
+      this.catchingUp.delete(key);
+    }
+    if (removed.length) this.send({ type: "unsub", widgets: removed });
+  }
+
+  /** The data held for a widget key, if any. @param {string} key */
+  data(key) {
+    return this.held.get(key)?.data;
   }
 
   /** @param {object} frame */
@@ -79,7 +111,7 @@ export class LiveSocket extends EventTarget {
 
   #resubscribe() {
     if (this.active.length) this.send({ type: "sub", widgets: this.active, resume: this.#resume() });
-    else this.send({ type: "unsub", widgets: this.wanted });
+    else this.send({ type: "unsub", widgets: [...this.wanted] });
     this.#setStatus(this.active.length ? "live" : "paused");
   }
 
@@ -120,6 +152,7 @@ export class LiveSocket extends EventTarget {
         break;
       case "error":
         console.warn("jobpulse:", msg.code, msg.message);
+        this.dispatchEvent(new CustomEvent("server-error", { detail: msg }));
         break;
     }
   }

@@ -1,0 +1,227 @@
+// @ts-check
+/**
+ * The page runtime every page shares: one live socket, widget renderers by kind, mounting and unmounting
+ * widget keys on DOM roots (a filter change swaps a view), rendering on the next animation frame, the
+ * connection indicator and banner, the theme toggle and keyboard navigation.
+ *
+ * A page module registers its renderers and calls `start()`. Elements with `data-widget="<key>"` are mounted
+ * at start; pages mount parametrized views (`fleet?status=stale`) with `mount(root, key)`.
+ */
+import { refreshTimes, startTicker } from "./clock.js";
+import { LiveSocket } from "./socket.js";
+
+/** @typedef {(root: HTMLElement, data: any, key: string) => void} Render */
+
+/** @type {Map<string, Render>} kind (the key's name) -> renderer */
+const renderers = new Map();
+/** @type {Map<string, Set<HTMLElement>>} key -> roots showing it */
+const mounted = new Map();
+/** @type {WeakMap<HTMLElement, string>} root -> the key it shows */
+const keyOf = new WeakMap();
+/** @type {Map<string, any>} key -> data waiting for the next frame */
+const pending = new Map();
+let frame = 0;
+
+const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+export const socket = new LiveSocket(`${scheme}//${location.host}${document.body.dataset.wsPath || "/ws"}`, []);
+
+/** The widget kind of a key: its name, before any parameters. @param {string} key */
+export function kindOf(key) {
+  return key.split("?", 1)[0];
+}
+
+/** Render widgets of `kind` with `render`. @param {string} kind @param {Render} render */
+export function register(kind, render) {
+  renderers.set(kind, render);
+}
+
+/** Show widget `key` in `root` (replacing what it showed). @param {HTMLElement} root @param {string} key */
+export function mount(root, key) {
+  const old = keyOf.get(root);
+  if (old === key) return;
+  if (old !== undefined) unmount(root);
+  keyOf.set(root, key);
+  root.dataset.widget = key;
+  let roots = mounted.get(key);
+  if (!roots) {
+    roots = new Set();
+    mounted.set(key, roots);
+    socket.watch([key]);
+  }
+  roots.add(root);
+  const data = socket.data(key);
+  if (data !== undefined) schedule(key, data);
+}
+
+/** Stop showing anything in `root`. @param {HTMLElement} root */
+export function unmount(root) {
+  const key = keyOf.get(root);
+  if (key === undefined) return;
+  keyOf.delete(root);
+  const roots = mounted.get(key);
+  if (!roots) return;
+  roots.delete(root);
+  if (!roots.size) {
+    mounted.delete(key);
+    pending.delete(key);
+    socket.unwatch([key]);
+  }
+}
+
+/** @param {string} key @param {any} data */
+function schedule(key, data) {
+  pending.set(key, data);
+  if (!frame) frame = requestAnimationFrame(renderPending);
+}
+
+function renderPending() {
+  frame = 0;
+  for (const [key, data] of pending) {
+    const render = renderers.get(kindOf(key));
+    if (!render) continue;
+    for (const root of mounted.get(key) || []) render(root, data, key);
+  }
+  pending.clear();
+  refreshTimes();
+}
+
+/** Listeners for one widget key's data, outside the DOM (e.g. the banner follows `health`). */
+/** @type {Map<string, Set<(data: any) => void>>} */
+const listeners = new Map();
+
+/** Call `fn` with every new version of widget `key` (and watch it). @param {string} key @param {(data: any) => void} fn */
+export function listen(key, fn) {
+  let set = listeners.get(key);
+  if (!set) {
+    set = new Set();
+    listeners.set(key, set);
+    socket.watch([key]);
+  }
+  set.add(fn);
+  const data = socket.data(key);
+  if (data !== undefined) fn(data);
+}
+
+socket.addEventListener("widget", (event) => {
+  const { name, data } = /** @type {CustomEvent} */ (event).detail;
+  for (const fn of listeners.get(name) || []) fn(data);
+  if (mounted.has(name)) schedule(name, data);
+});
+
+// -- connection indicator and banner ------------------------------------------------------------
+
+let sourceDown = "";
+const LABELS = /** @type {Record<string, string>} */ ({
+  connecting: "connecting",
+  live: "live",
+  stale: "stale",
+  reconnecting: "reconnecting",
+  paused: "paused",
+  closed: "disconnected",
+});
+
+/** @param {string} status @param {string} [detail] */
+function showStatus(status, detail = "") {
+  const conn = document.getElementById("conn");
+  const banner = document.getElementById("banner");
+  const state = status === "live" && sourceDown ? "source-down" : status;
+  if (conn) {
+    conn.dataset.state = state;
+    const label = conn.querySelector(".conn-label");
+    if (label) label.textContent = state === "source-down" ? "source down" : LABELS[status] || status;
+    conn.title = detail || state;
+  }
+  if (!banner) return;
+  let text = "";
+  let warn = false;
+  if (status === "reconnecting") text = "Connection to jobpulse lost: reconnecting…";
+  else if (status === "closed") text = `Disconnected: ${detail}. Reload the page to try again.`;
+  else if (status === "stale") {
+    text = "No updates from jobpulse for a while: what you see may be out of date.";
+    warn = true;
+  } else if (sourceDown) text = `The job system's Redis is unreachable: ${sourceDown}. Showing the last known state.`;
+  banner.hidden = !text;
+  banner.textContent = text;
+  banner.classList.toggle("warn", warn);
+}
+
+socket.addEventListener("status", (event) => {
+  const { status, detail } = /** @type {CustomEvent} */ (event).detail;
+  showStatus(status, detail);
+});
+
+// -- theme, live toggle, keyboard -----------------------------------------------------------------
+
+function setupTheme() {
+  const badge = /** @type {HTMLElement | null} */ (document.querySelector(".env-badge[data-color]"));
+  if (badge?.dataset.color) badge.style.background = badge.dataset.color;
+  const saved = localStorage.getItem("jobpulse-theme");
+  if (saved === "dark" || saved === "light") document.documentElement.dataset.theme = saved;
+  document.getElementById("btn-theme")?.addEventListener("click", () => {
+    const dark =
+      (document.documentElement.dataset.theme ||
+        (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light")) === "dark";
+    const next = dark ? "light" : "dark";
+    document.documentElement.dataset.theme = next;
+    localStorage.setItem("jobpulse-theme", next);
+  });
+}
+
+function setupLiveToggle() {
+  document.getElementById("btn-resync")?.addEventListener("click", () => socket.resync());
+  const live = document.getElementById("btn-live");
+  live?.addEventListener("click", () => {
+    const on = live.getAttribute("aria-pressed") !== "true";
+    live.setAttribute("aria-pressed", String(on));
+    live.textContent = on ? "Live" : "Paused";
+    socket.setPaused(!on);
+  });
+}
+
+/** Keyboard: g then a letter goes to a page (the nav's data-key), / focuses the page's search. */
+function setupKeys() {
+  let armed = 0;
+  document.addEventListener("keydown", (event) => {
+    const target = /** @type {HTMLElement} */ (event.target);
+    if (target.closest("input, textarea, select, [contenteditable]") || event.metaKey || event.ctrlKey || event.altKey) {
+      return;
+    }
+    if (event.key === "/") {
+      const search = /** @type {HTMLElement | null} */ (document.querySelector("[data-search]"));
+      if (search) {
+        event.preventDefault();
+        search.focus();
+      }
+      return;
+    }
+    if (event.key === "g") {
+      armed = Date.now();
+      return;
+    }
+    if (armed && Date.now() - armed < 1500) {
+      armed = 0;
+      const link = /** @type {HTMLAnchorElement | null} */ (document.querySelector(`.nav a[data-key="${event.key}"]`));
+      if (link) location.href = link.href;
+    }
+  });
+}
+
+/** Mount every `[data-widget]` element, connect, and start the clocks. */
+export function start() {
+  for (const node of document.querySelectorAll("[data-widget]")) {
+    const root = /** @type {HTMLElement} */ (node);
+    if (root.dataset.widget) mount(root, root.dataset.widget);
+  }
+  listen("health", (data) => {
+    const down = data.connected ? "" : data.error || "not connected";
+    if (down !== sourceDown) {
+      sourceDown = down;
+      showStatus(socket.status);
+    }
+  });
+  setupTheme();
+  setupLiveToggle();
+  setupKeys();
+  startTicker();
+  socket.connect();
+}
