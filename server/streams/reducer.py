@@ -207,8 +207,11 @@ def _count(state: State, column: int, at: float, channel: str) -> None:
     if at <= state.counted_until:
         return  # a replayed event the restored series already counted
     minute = int(at // 60)
-    _bucket(state, minute)[column] += 1
-    _hour(state, minute // 60)[column] += 1
+    limits = state.limits
+    if minute > state.minute - limits.series_minutes:  # older than the retention: nowhere to count it
+        _bucket(state, minute)[column] += 1
+    if minute // 60 > state.minute // 60 - limits.hours_retention:
+        _hour(state, minute // 60)[column] += 1
     ring = state.channel_series.get(channel)
     if ring is None and len(state.channel_series) < state.limits.max_channel_series:
         ring = state.channel_series[channel] = MinuteRing(CHANNEL_WIDTH, state.limits.channel_minutes)
@@ -631,7 +634,11 @@ def _heartbeat(state: State, beat: Heartbeat, at: float, replay: bool) -> int:
     runner.skew = at - beat.ts
     if runner.first_seen is None:
         runner.first_seen = at
-    runner.status = runner_status(runner, state.now, state.limits)
+    status = runner_status(runner, state.now, state.limits)
+    if status != runner.status:
+        if previous is not None:  # a first beat is told as "joined" already
+            changed |= _status_event(state, runner, status, at)
+        runner.status = status
     state.dirty_runners.add(runner.id)
     return changed | RUNNERS | _sync_active(state, runner, beat)
 

@@ -7,15 +7,17 @@ from typing import Any
 import msgspec
 from hypothesis import given, settings, strategies as st
 
-from server.streams import mergepatch, widgets
+from server.streams import mergepatch, reducer, widgets
 from server.streams.events import (
     ActiveJob,
     ChannelDepth,
     Depth,
     Heartbeat,
     JobEvent,
+    LogRecorded,
     Rejected,
     RunnerStopped,
+    ShellStats,
     SourceStatus,
     Tick,
 )
@@ -82,9 +84,13 @@ def depths(draw: st.DrawFn) -> Depth:
 
 
 def others(draw: st.DrawFn) -> Any:
-    kind = draw(st.sampled_from(["tick", "status", "stopped", "rejected"]))
+    kind = draw(st.sampled_from(["tick", "tick", "status", "stopped", "rejected", "log", "shell"]))
     if kind == "tick":
-        return Tick(now=T0 + draw(st.integers(0, 600)), connected=draw(st.booleans()))
+        return Tick(now=T0 + draw(st.integers(0, 600)), connected=draw(st.booleans()), day_end=T0 + 3600)
+    if kind == "log":
+        return LogRecorded(T0, draw(st.sampled_from(["warning", "error"])), "jobpulse.test", draw(st.text(max_size=20)))
+    if kind == "shell":
+        return ShellStats(T0, {"clients": draw(st.integers(0, 9))})
     if kind == "status":
         return SourceStatus(connected=draw(st.booleans()), at=T0, error=draw(st.sampled_from(["", "down"])))
     if kind == "stopped":
@@ -118,7 +124,21 @@ def views(state: Any) -> dict[str, dict[str, Any]]:
     return {w.name: w.project(state, VL) for w in widgets.WIDGETS}
 
 
-SMALL = Limits(max_jobs=5, max_runners=2, failures_cap=3, dedupe_window=8, series_minutes=6, job_history=3)
+SMALL = Limits(
+    max_jobs=5,
+    max_runners=2,
+    failures_cap=3,
+    dedupe_window=8,
+    series_minutes=6,
+    job_history=3,
+    hours_retention=2,
+    max_channel_series=1,
+    channel_minutes=4,
+    runner_events_cap=4,
+    alert_log_cap=4,
+    logs_cap=3,
+    pulse_points=3,
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -180,6 +200,13 @@ def test_the_fold_is_deterministic_and_views_hold_no_null(events):
     va, vb = views(a), views(b)
     assert va == vb
     assert not mergepatch.has_null(va)
+    # Hot issues: a condition that persists stays one alert. Two ticks at the same moment: the second raises
+    # nothing and changes nothing.
+    fold(a, Tick(now=a.now, connected=a.health.connected), a.now)
+    log_before = list(a.alert_log)
+    assert not fold(a, Tick(now=a.now, connected=a.health.connected), a.now) & reducer.ALERTS
+    assert list(a.alert_log) == log_before
+    assert len(va["hot_issues"]["order"]) == len(set(va["hot_issues"]["order"]))
 
 
 @settings(max_examples=150, deadline=None)
@@ -194,6 +221,12 @@ def test_memory_stays_within_every_cap(events):
         assert len(state.failures) <= SMALL.failures_cap
         assert len(state.seen) <= SMALL.dedupe_window and len(state.seen_order) <= SMALL.dedupe_window
         assert len(state.series) <= SMALL.series_minutes + 1
+        assert len(state.hours) <= SMALL.hours_retention + 2
+        assert len(state.channel_series) <= SMALL.max_channel_series
+        assert len(state.runner_events) <= SMALL.runner_events_cap
+        assert len(state.alert_log) <= SMALL.alert_log_cap
+        assert len(state.logs) <= SMALL.logs_cap
+        assert len(state.pulse) <= SMALL.pulse_points
         assert all(len(j.history) <= SMALL.job_history for j in state.jobs.values())
         assert set(state.running) | set(state.queued) | set(state.scheduled) | set(state.terminal) <= set(state.jobs)
         for runner_id, held in state.runner_jobs.items():
