@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from server.streams import search
@@ -19,7 +21,7 @@ def state():
     for i in range(12):
         channel = "email" if i % 2 else "reports"
         fn = ("mail.send_welcome", "mail.send_receipt", "reports.render_pdf")[i % 3]
-        kw = {"channel": channel, "fn": fn}
+        kw: dict[str, Any] = {"channel": channel, "fn": fn}
         fold(st, job("queued", f"j{i:02d}", ts=T0 + i, cid=f"order-{i // 3}", **kw), T0 + i)
         if i < 9:
             fold(st, job("started", f"j{i:02d}", ts=T0 + i + 1, runner=f"r{i % 2}", started_at=T0 + i + 1, **kw),
