@@ -159,6 +159,7 @@ export class LiveSocket extends EventTarget {
 
   /** @param {import("./protocol.js").WidgetFrame} frame */
   #frame(frame) {
+    if (!this.wanted.has(frame.w)) return; // in flight when the page unwatched it: not a gap to fill
     const held = this.held.get(frame.w);
     if (frame.type === "snapshot") {
       this.held.set(frame.w, { seq: frame.seq, data: frame.data });

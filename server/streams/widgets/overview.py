@@ -121,12 +121,14 @@ def channels_chart(state: State, limits: ViewLimits, metric: str, gran: str) -> 
     for _, name in heapq.nlargest(CHART_CHANNELS, totals):
         ring = state.channel_series[name]
         if gran == "hours":
-            points: dict[str, int] = {}
+            points: dict[str, int] = {str(h): 0 for h in range(first, last + 1) if h in state.hours}
             for m, values in ring.items(first * 60, minute):
                 key = str(m // 60)
                 points[key] = points.get(key, 0) + values[column]
         else:
-            points = {str(m): values[column] for m, values in ring.items(first, last)}
+            # A minute jobpulse watched in which the channel had nothing is a zero, not a gap.
+            points = {str(m): 0 for m in range(first, last + 1) if m in state.series}
+            points.update({str(m): values[column] for m, values in ring.items(first, last)})
         series[name] = points
     return {"metric": metric, "gran": gran, "step": step, "from": first, "to": last, "series": series}
 

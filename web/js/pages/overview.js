@@ -1,0 +1,199 @@
+// @ts-check
+/**
+ * The Jobs Overview (/admin/jobs/overview, mockup section 1): KPI cards whose granularity swaps their view
+ * key (remembered in the URL, `?kpi=completed:hours,failed:days`), service health, runner pulse, channel
+ * backlogs, hot issues, snapshot cards, and a chart modal (uPlot, loaded on first open) that follows
+ * `chart?gran=…&metric=…` live while it is open.
+ */
+import { mount, register, start, unmount } from "../app.js";
+import { viewKey } from "../views.js";
+import * as health from "../widgets/health.js";
+import * as backlogs from "../widgets/overview/backlogs.js";
+import * as chart from "../widgets/overview/chart.js";
+import * as hotIssues from "../widgets/overview/hot-issues.js";
+import * as kpi from "../widgets/overview/kpi.js";
+import { field } from "../widgets/overview/list.js";
+import * as pulse from "../widgets/overview/pulse.js";
+import * as service from "../widgets/overview/service.js";
+import * as snapshot from "../widgets/overview/snapshot.js";
+
+register("health", health.render);
+register("service", service.render);
+register("pulse", pulse.render);
+register("backlogs", backlogs.render);
+register("hot_issues", hotIssues.render);
+register("snapshot", snapshot.render);
+register("kpi", kpi.render);
+register("chart", chart.render);
+
+const GRANS = ["minutes", "hours", "days"];
+const DEFAULT_GRAN = "minutes";
+const CHART_METRICS = ["published", "completed", "failed", "retried"];
+
+// -- KPI cards: granularity per card, in the URL -------------------------------------------------------
+
+/** @returns {HTMLElement[]} */
+function cards() {
+  return /** @type {HTMLElement[]} */ ([...document.querySelectorAll(".kpi[data-metric]")]);
+}
+
+/** The granularities the URL asks for (`kpi=completed:hours,failed:days`). @returns {Record<string, string>} */
+function gransFromUrl() {
+  /** @type {Record<string, string>} */
+  const grans = {};
+  for (const part of (new URLSearchParams(location.search).get("kpi") || "").split(",")) {
+    const [metric, gran] = part.split(":");
+    if (metric && GRANS.includes(gran)) grans[metric] = gran;
+  }
+  return grans;
+}
+
+/** Write the cards' granularities to the URL (only those off the default), keeping other parameters. */
+function gransToUrl() {
+  const parts = cards()
+    .filter((card) => card.dataset.kpiGran && card.dataset.kpiGran !== DEFAULT_GRAN)
+    .map((card) => `${card.dataset.metric}:${card.dataset.kpiGran}`);
+  const params = new URLSearchParams(location.search);
+  params.delete("kpi");
+  let search = params.toString();
+  if (parts.length) search += `${search ? "&" : ""}kpi=${parts.join(",")}`;
+  const url = `${location.pathname}${search ? `?${search}` : ""}${location.hash}`;
+  if (url !== `${location.pathname}${location.search}${location.hash}`) history.replaceState(history.state, "", url);
+}
+
+/** Show `card` at granularity `gran`: swap its view key (the old one is unmounted). @param {HTMLElement} card @param {string} gran */
+function setGran(card, gran) {
+  const metric = card.dataset.metric || "";
+  const changed = card.dataset.kpiGran !== gran;
+  card.dataset.kpiGran = gran;
+  for (const button of card.querySelectorAll("button[data-gran]")) {
+    button.setAttribute("aria-pressed", String(/** @type {HTMLElement} */ (button).dataset.gran === gran));
+  }
+  const key = viewKey("kpi", { gran, metric });
+  if (changed && card.dataset.widget && card.dataset.widget !== key) {
+    // Until the new view's snapshot arrives, say so rather than show the old window's numbers.
+    card.setAttribute("aria-busy", "true");
+    field(card, "value").textContent = "–";
+    field(card, "trend").textContent = "loading…";
+  }
+  mount(card, key);
+}
+
+function setupCards() {
+  const fromUrl = gransFromUrl();
+  for (const card of cards()) {
+    setGran(card, fromUrl[card.dataset.metric || ""] || DEFAULT_GRAN);
+    card.addEventListener("click", (event) => {
+      const target = /** @type {HTMLElement} */ (event.target);
+      const granButton = /** @type {HTMLElement | null} */ (target.closest("button[data-gran]"));
+      if (granButton) {
+        setGran(card, granButton.dataset.gran || DEFAULT_GRAN);
+        gransToUrl();
+        return;
+      }
+      const opener = /** @type {HTMLElement | null} */ (card.querySelector("[data-open-chart]"));
+      if (opener && (target.closest("[data-open-chart]") || target.closest(".kpi-chart"))) {
+        openChart(card.dataset.metric || "completed", card.dataset.kpiGran || DEFAULT_GRAN, opener);
+      }
+    });
+  }
+}
+
+// -- the chart modal --------------------------------------------------------------------------------
+
+const dialog = /** @type {HTMLDialogElement} */ (document.getElementById("chart-modal"));
+const chartRoot = /** @type {HTMLElement} */ (dialog.querySelector("[data-chart]"));
+let chartMetric = "completed";
+let chartGran = "minutes";
+/** @type {HTMLElement | null} */
+let returnFocus = null;
+
+/** @param {string} metric @param {string} gran the card's; days show as hours @param {HTMLElement} opener */
+function openChart(metric, gran, opener) {
+  returnFocus = opener;
+  chartMetric = CHART_METRICS.includes(metric) ? metric : "published";
+  chartGran = gran === "minutes" ? "minutes" : "hours";
+  chart.loadUPlot().catch(() => {}); // start fetching while the modal opens
+  if (!dialog.open) dialog.showModal();
+  showChart();
+  /** @type {HTMLElement} */ (dialog.querySelector("[data-close]")).focus();
+}
+
+function showChart() {
+  for (const button of dialog.querySelectorAll("[data-chart-metric]")) {
+    button.setAttribute("aria-pressed", String(/** @type {HTMLElement} */ (button).dataset.chartMetric === chartMetric));
+  }
+  for (const button of dialog.querySelectorAll("[data-chart-gran]")) {
+    button.setAttribute("aria-pressed", String(/** @type {HTMLElement} */ (button).dataset.chartGran === chartGran));
+  }
+  const label = chartMetric[0].toUpperCase() + chartMetric.slice(1);
+  field(dialog, "chart-title").textContent = `${label} per channel`;
+  const key = viewKey("chart", { gran: chartGran, metric: chartMetric });
+  if (chartRoot.dataset.widget !== key) {
+    chart.destroy(chartRoot);
+    field(chartRoot, "summary").textContent = "loading…";
+  }
+  mount(chartRoot, key);
+}
+
+function closeChart() {
+  if (dialog.open) dialog.close();
+}
+
+function setupModal() {
+  dialog.addEventListener("close", () => {
+    unmount(chartRoot);
+    chart.destroy(chartRoot);
+    delete chartRoot.dataset.widget;
+    returnFocus?.focus();
+    returnFocus = null;
+  });
+  dialog.addEventListener("click", (event) => {
+    const target = /** @type {HTMLElement} */ (event.target);
+    if (target === dialog) return closeChart(); // the backdrop
+    if (target.closest("[data-close]")) return closeChart();
+    const metric = /** @type {HTMLElement | null} */ (target.closest("[data-chart-metric]"));
+    if (metric) {
+      chartMetric = metric.dataset.chartMetric || chartMetric;
+      return showChart();
+    }
+    const gran = /** @type {HTMLElement | null} */ (target.closest("[data-chart-gran]"));
+    if (gran) {
+      chartGran = gran.dataset.chartGran || chartGran;
+      showChart();
+    }
+  });
+  dialog.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      event.preventDefault();
+      closeChart();
+      return;
+    }
+    if (event.key !== "Tab") return;
+    // Keep focus inside the modal: wrap from the last control to the first and back.
+    const focusable = /** @type {HTMLElement[]} */ (
+      [...dialog.querySelectorAll("button:not([disabled]), a[href], input, select, [tabindex]:not([tabindex='-1'])")]
+    ).filter((node) => node.offsetParent !== null);
+    if (!focusable.length) return;
+    const first = focusable[0];
+    const last = focusable[focusable.length - 1];
+    const active = document.activeElement;
+    if (event.shiftKey && (active === first || !dialog.contains(active))) {
+      event.preventDefault();
+      last.focus();
+    } else if (!event.shiftKey && (active === last || !dialog.contains(active))) {
+      event.preventDefault();
+      first.focus();
+    }
+  });
+  let resizing = 0;
+  window.addEventListener("resize", () => {
+    if (!dialog.open) return;
+    cancelAnimationFrame(resizing);
+    resizing = requestAnimationFrame(() => chart.resize(chartRoot));
+  });
+}
+
+setupCards();
+setupModal();
+start();

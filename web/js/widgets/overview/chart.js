@@ -1,0 +1,152 @@
+// @ts-check
+/**
+ * The chart modal's plot (`chart?gran=…&metric=…`): jobs per channel over the last 60 minutes or 24 hours,
+ * drawn with uPlot. uPlot is loaded on first use (a dynamic import and a stylesheet link), so it is not
+ * part of the page's first load. Buckets nobody watched are gaps (null), not zeros. A new version of the
+ * data updates the same plot in place (setData) unless the set of channels changed.
+ */
+import { now } from "../../clock.js";
+import { clockTime, count, setText } from "../../format.js";
+import { field } from "./list.js";
+
+// Eight channels at most; the legend names each series, and the later ones are dashed, so no series is told
+// apart by colour alone.
+const PALETTE = ["#2563eb", "#16a34a", "#dc2626", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d"];
+const DASHES = [undefined, undefined, undefined, undefined, [6, 3], [6, 3], [2, 3], [2, 3]];
+const METRIC_WORDS = /** @type {Record<string, string>} */ ({
+  published: "published",
+  completed: "completed",
+  failed: "failed",
+  retried: "retried",
+});
+
+/** @type {Promise<any> | null} */
+let loading = null;
+
+/** Load uPlot (module and stylesheet) once; resolves to the uPlot constructor. */
+export function loadUPlot() {
+  if (!loading) {
+    const css = new URL("../../../vendor/uplot/uPlot.min.css", import.meta.url).href;
+    if (![...document.querySelectorAll("link[rel=stylesheet]")].some((l) => /** @type {HTMLLinkElement} */ (l).href === css)) {
+      const link = document.createElement("link");
+      link.rel = "stylesheet";
+      link.href = css;
+      document.head.append(link);
+    }
+    loading = import("../../../vendor/uplot/uPlot.esm.js").then((module) => module.default);
+    loading.catch(() => {
+      loading = null; // let the next open try again
+    });
+  }
+  return loading;
+}
+
+/** @typedef {{metric: string, gran: string, step: number, from: number, to: number, series: Record<string, Record<string, number>>}} ChartData */
+
+/** @type {WeakMap<HTMLElement, ChartData>} root -> the data to draw (absent once the chart is closed) */
+const wanted = new WeakMap();
+/** @type {WeakMap<HTMLElement, {plot: any, shape: string}>} */
+const plots = new WeakMap();
+
+/** @param {HTMLElement} root @param {ChartData} data */
+export function render(root, data) {
+  wanted.set(root, data);
+  root.setAttribute("aria-busy", "true");
+  loadUPlot().then(
+    (UPlot) => {
+      const latest = wanted.get(root);
+      if (latest) draw(root, UPlot, latest);
+    },
+    (error) => {
+      setText(field(root, "summary"), `The chart library did not load: ${error}`);
+    },
+  );
+}
+
+/** Forget the chart of `root` (the modal closed): no late draw, the plot is destroyed. @param {HTMLElement} root */
+export function destroy(root) {
+  wanted.delete(root);
+  plots.get(root)?.plot.destroy();
+  plots.delete(root);
+  setText(field(root, "summary"), "");
+}
+
+/** Fit the plot of `root` to its box (the window was resized). @param {HTMLElement} root */
+export function resize(root) {
+  const held = plots.get(root);
+  if (held) held.plot.setSize(size(field(root, "plot")));
+}
+
+/** @param {HTMLElement} host */
+function size(host) {
+  const wide = window.innerWidth >= 2400;
+  const height = Math.round(Math.max(220, Math.min(window.innerHeight * 0.55, wide ? 1000 : 480)));
+  return { width: Math.max(280, host.clientWidth), height };
+}
+
+/** @param {HTMLElement} root @param {any} UPlot @param {ChartData} data */
+function draw(root, UPlot, data) {
+  const n = Math.max(0, data.to - data.from + 1);
+  const xs = Array.from({ length: n }, (_, i) => (data.from + i) * data.step);
+  const totals = Object.entries(data.series).map(([name, points]) => {
+    let total = 0;
+    for (const v of Object.values(points)) total += v;
+    return { name, total };
+  });
+  totals.sort((a, b) => b.total - a.total || (a.name < b.name ? -1 : 1));
+  const names = totals.map((t) => t.name);
+  const ys = names.map((name) => xs.map((_, i) => data.series[name][String(data.from + i)] ?? null));
+  const host = field(root, "plot");
+  const shape = `${data.metric}|${data.gran}|${n}|${names.join(",")}`;
+  let held = plots.get(root);
+  if (held && held.shape !== shape) {
+    held.plot.destroy();
+    plots.delete(root);
+    held = undefined;
+  }
+  if (held) held.plot.setData([xs, ...ys]);
+  else if (names.length) {
+    const plot = new UPlot(options(data, names, host), [xs, ...ys], host);
+    plots.set(root, { plot, shape });
+  }
+  field(root, "empty").hidden = names.length > 0;
+  const all = totals.reduce((a, t) => a + t.total, 0);
+  const win = data.gran === "hours" ? "24 h" : "60 min";
+  const busiest = totals[0] ? ` · busiest ${totals[0].name} (${count(totals[0].total)})` : "";
+  setText(
+    field(root, "summary"),
+    `${count(all)} ${METRIC_WORDS[data.metric] || data.metric} in the last ${win} across ${names.length} channel${names.length === 1 ? "" : "s"}${busiest} · updated ${clockTime(now())}`,
+  );
+  root.removeAttribute("aria-busy");
+}
+
+/** @param {ChartData} data @param {string[]} names @param {HTMLElement} host */
+function options(data, names, host) {
+  const style = getComputedStyle(document.documentElement);
+  const muted = style.getPropertyValue("--muted").trim() || "#64748b";
+  const line = style.getPropertyValue("--line").trim() || "#e2e8f0";
+  const wide = window.innerWidth >= 2400;
+  const font = `${wide ? 16 : 12}px system-ui, sans-serif`;
+  const axis = { stroke: muted, font, labelFont: font, grid: { stroke: line, width: 1 }, ticks: { stroke: line, width: 1 } };
+  const per = data.gran === "hours" ? "hour" : "minute";
+  return {
+    ...size(host),
+    scales: { x: { time: true } },
+    series: [
+      { label: "time" },
+      ...names.map((name, i) => ({
+        label: name,
+        stroke: PALETTE[i % PALETTE.length],
+        width: wide ? 2.5 : 1.75,
+        dash: DASHES[i % DASHES.length],
+        spanGaps: false,
+        value: (/** @type {any} */ _u, /** @type {number | null} */ v) => (v === null || v === undefined ? "–" : count(v)),
+      })),
+    ],
+    axes: [
+      { ...axis, size: wide ? 60 : 44 },
+      { ...axis, label: `jobs per ${per}`, size: wide ? 80 : 56, labelSize: wide ? 28 : 20 },
+    ],
+    legend: { live: true },
+  };
+}

@@ -1,0 +1,51 @@
+// @ts-check
+/**
+ * Job Service Health (`service`): the status pill (OK / Warning / Critical) and, in words and on hover,
+ * the rule that set it; the broker's connectivity and round trip; the runners.
+ */
+import { count, setText } from "../../format.js";
+import { field, setAttr } from "./list.js";
+
+const STATUS = /** @type {Record<string, string>} */ ({ ok: "OK", warning: "Warning", critical: "Critical" });
+
+/**
+ * @param {HTMLElement} root
+ * @param {{status: string, rule?: string, alerts: number, channels: number,
+ *   broker: {connected: boolean, rtt_ms?: number, error?: string, since?: number},
+ *   runners: {active: number, stale: number, offline: number, total: number}}} data
+ */
+export function render(root, data) {
+  const pill = field(root, "pill");
+  setText(pill, STATUS[data.status] || data.status);
+  setAttr(pill, "class", `pill pill-${data.status}`);
+  const why = data.rule ? `Set by the alert “${data.rule}”` : "No open alerts: every rule passes";
+  setAttr(pill, "title", why);
+  setText(field(root, "rule"), data.rule ? `Set by: ${data.rule}` : "No open alerts: every rule passes");
+  setText(field(root, "alerts"), data.alerts === 1 ? "1 open alert" : `${count(data.alerts)} open alerts`);
+
+  const broker = data.broker || { connected: false };
+  const badge = field(root, "broker");
+  setText(badge, broker.connected ? "Connected" : "Disconnected");
+  setAttr(badge, "class", `badge ${broker.connected ? "online" : "offline"}`);
+  setText(
+    field(root, "rtt"),
+    broker.connected
+      ? typeof broker.rtt_ms === "number"
+        ? `${broker.rtt_ms.toFixed(2)} ms round trip`
+        : "round trip not measured yet"
+      : broker.error || "not connected",
+  );
+  setText(field(root, "broker-for"), broker.connected ? "connected for" : "down for");
+  const since = field(root, "broker-since");
+  if (typeof broker.since === "number") since.dataset.since = String(broker.since);
+  else {
+    delete since.dataset.since;
+    setText(since, "–");
+  }
+
+  const r = data.runners;
+  setText(field(root, "active"), count(r.active));
+  const problems = [r.stale ? `${r.stale} stale` : "", r.offline ? `${r.offline} offline` : ""].filter(Boolean);
+  setText(field(root, "runners"), `of ${count(r.total)}${problems.length ? ` · ${problems.join(" · ")}` : " · none stale or offline"}`);
+  setText(field(root, "channels"), count(data.channels));
+}
