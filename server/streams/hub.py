@@ -360,7 +360,7 @@ class Hub:
 
     def _open(self, key: str) -> _Feed:
         """Make the feed of a parametrized widget key."""
-        if self.resolver is None or "?" not in key:
+        if self.resolver is None:
             raise protocol.ProtocolError(protocol.ErrorCode.UNKNOWN_WIDGET, f"unknown widget {key[:80]!r}")
         if self.views >= self.limits.max_views:
             self._drop_idle(force=True)

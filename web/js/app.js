@@ -9,6 +9,7 @@
  */
 import { refreshTimes, startTicker } from "./clock.js";
 import { LiveSocket } from "./socket.js";
+import * as health from "./widgets/health.js";
 
 /** @typedef {(root: HTMLElement, data: any, key: string) => void} Render */
 
@@ -208,6 +209,7 @@ function setupKeys() {
 
 /** Mount every `[data-widget]` element, connect, and start the clocks. */
 export function start() {
+  if (!renderers.has("health")) register("health", health.render); // the footer of every page
   for (const node of document.querySelectorAll("[data-widget]")) {
     const root = /** @type {HTMLElement} */ (node);
     if (root.dataset.widget) mount(root, root.dataset.widget);

@@ -22,7 +22,10 @@ export function span(seconds) {
   return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
 }
 
-/** Write the age or countdown of every [data-since] / [data-until] element under `root`. */
+/**
+ * Write the age or countdown of every [data-since] / [data-until] element under `root`.
+ * @param {ParentNode} [root]
+ */
 export function refreshTimes(root = document) {
   const t = now();
   for (const el of root.querySelectorAll("[data-since]")) {

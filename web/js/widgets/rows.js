@@ -10,7 +10,7 @@ const rendered = new WeakMap();
 
 /**
  * @typedef {{rows: Record<string, any>, order: string[]}} RowsData
- * @param {HTMLElement} tbody
+ * @param {HTMLTableSectionElement | HTMLElement} tbody
  * @param {RowsData} data
  * @param {(row: any, key: string) => HTMLTableRowElement} create builds a row's cells (once)
  * @param {(tr: HTMLTableRowElement, row: any) => void} update fills the cells from the row data
@@ -18,7 +18,7 @@ const rendered = new WeakMap();
 export function syncRows(tbody, data, create, update) {
   /** @type {Map<string, HTMLTableRowElement>} */
   const existing = new Map();
-  for (const tr of /** @type {HTMLCollectionOf<HTMLTableRowElement>} */ (tbody.rows)) {
+  for (const tr of /** @type {HTMLCollectionOf<HTMLTableRowElement>} */ (/** @type {HTMLTableSectionElement} */ (tbody).rows)) {
     existing.set(tr.dataset.key || "", tr);
   }
   const order = data.order || [];

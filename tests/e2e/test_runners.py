@@ -1,0 +1,640 @@
+"""The Runners Console in a real Chromium, against a real server, a real Redis and the simulated fleet.
+
+The simulated fleet (tests/conftest.py `simulated_fleet`: six runners beating every second, one of them
+going silent after 15 s) keeps updates streaming while the tests act; a small native-protocol source
+adds runners of known shape beside it. Deadlines are generous and functional (`expect(...)` and
+`wait_for_function` poll until true); nothing sleeps to assert.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import redis
+
+from tests.conftest import LiveServer, SimulatedFleet
+
+try:
+    from playwright.sync_api import Locator, Page, WebSocket, expect
+except ImportError:  # pragma: no cover - the test extra installs playwright
+    if os.environ.get("JOBPULSE_REQUIRE_BROWSER") == "1":
+        raise
+    pytest.skip("the playwright package is missing: pip install -e '.[test]'", allow_module_level=True)
+
+pytestmark = pytest.mark.e2e
+
+RUNNERS = "/admin/jobs/runners"
+STATUSES = ("online", "busy", "draining", "stale", "offline")
+FIRST_LOAD_BUDGET = 150 * 1024  # bytes: HTML + JS + CSS + the first second of websocket data
+OPS_REASON = "issue #4"
+
+# Counts the messages the page's websockets receive, so a test can wait for "more updates streamed".
+WS_PROBE = """
+(() => {
+  const Native = window.WebSocket;
+  window.__e2eWs = { messages: 0, last: -1e9 };
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("message", () => {
+        window.__e2eWs.messages += 1;
+        window.__e2eWs.last = performance.now();
+      });
+    }
+  };
+})();
+"""
+
+# Records the mutations under the grid per runner card (by data-key). A card's own ticking age text
+# (inside [data-since]) is the browser's clock, not an update, so it is left out; everything else,
+# attributes included, counts. Records on the grid itself (a card moved by a re-sort) go under "(grid)".
+CARD_OBSERVER = """
+(() => {
+  window.__e2eCards = {};
+  const grid = document.querySelector("#fleet [data-f=cards]");
+  new MutationObserver((records) => {
+    for (const r of records) {
+      const node = r.target.nodeType === Node.ELEMENT_NODE ? r.target : r.target.parentElement;
+      if (!node) continue;
+      if (r.type !== "attributes" && node.closest("[data-since]")) continue;
+      const card = node.closest(".rcard");
+      const key = card ? card.dataset.key : "(grid)";
+      const what = r.type === "attributes" ? `@${r.attributeName}` : r.type;
+      const where = `${what} on .${node.className}`;
+      (window.__e2eCards[key] ||= []).push(where);
+    }
+  }).observe(grid, { subtree: true, childList: true, attributes: true, characterData: true });
+})();
+"""
+
+
+class Source:
+    """A tiny native-protocol source (docs/protocol.md section 1): publishes on `P:events`, keeps the keys."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.seqs: dict[str, int] = {}
+        self.boots: dict[str, float] = {}
+
+    def envelope(self, kind: str, src: str) -> dict[str, Any]:
+        seq = self.seqs.get(src, 0) + 1
+        self.seqs[src] = seq
+        return {"v": 1, "type": kind, "src": src, "seq": seq, "ts": time.time()}
+
+    def publish(self, message: dict[str, Any] | list[dict[str, Any]]) -> None:
+        """Publish one object or a batch (a list of at most 1,000)."""
+        assert self.client.publish(f"{self.prefix}:events", json.dumps(message)), "nobody subscribed to P:events"
+
+    def beat(self, runner: str, **fields: Any) -> dict[str, Any]:
+        """A heartbeat (interval 60 s unless given, so the runner stays online through a test)."""
+        message = self.envelope("heartbeat", runner)
+        boot = self.boots.setdefault(runner, message["ts"] - 60)  # the same process: no restart
+        message.update(boot=boot, interval=60.0, host=f"{runner}-host", region="e2e-region",
+                       pid=4242, version="e2e/1", state="running", channels=["default"], concurrency=4,
+                       active=[], processed=0, failed=0)  # fmt: skip
+        message.update(fields)
+        return message
+
+    def beats(self, *messages: dict[str, Any]) -> None:
+        """Register the runners, write their keys and publish their beats, in batches of 1,000."""
+        pipe = self.client.pipeline(transaction=False)
+        for message in messages:
+            pipe.sadd(f"{self.prefix}:runners", message["src"])
+            ttl = int(3 * message["interval"]) + 1
+            pipe.set(f"{self.prefix}:runner:{message['src']}", json.dumps(message), ex=ttl)
+        pipe.execute()
+        for start in range(0, len(messages), 1000):
+            self.publish(list(messages[start : start + 1000]))
+
+    def heartbeat(self, runner: str, **fields: Any) -> dict[str, Any]:
+        message = self.beat(runner, **fields)
+        self.beats(message)
+        return message
+
+    def job(self, event: str, job: str, src: str, **fields: Any) -> None:
+        message = self.envelope("job", src)
+        message.update(id=f"{src}:{message['seq']}", event=event, job=job, channel="default", fn="demo.task")
+        message.update(fields)
+        self.publish(message)
+
+    def depth(self, **channels: dict[str, Any]) -> None:
+        message = self.envelope("depth", "e2e-broker")
+        message["channels"] = {
+            name: {"queued": 0, "inflight": 0, "scheduled": 0, "oldest": None, "paused": False, **fields}
+            for name, fields in channels.items()
+        }
+        self.publish(message)
+
+
+@pytest.fixture
+def source(redis_url: str, prefix: str) -> Iterator[Source]:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield Source(client, prefix)
+    finally:
+        client.close()
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+
+def open_console(page: Page, server: LiveServer, query: str = "") -> Page:
+    """Load the console; return once its socket is live and the grid has drawn its first data."""
+    page.add_init_script(WS_PROBE)
+    page.goto(server.url + RUNNERS + query)
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=10_000)
+    expect(page.locator("#fleet [data-f=all]")).to_have_text(re.compile(r"^\d"), timeout=10_000)
+    expect(page.locator("#fleet")).not_to_have_attribute("aria-busy", "true")
+    return page
+
+
+def card(page: Page, runner: str) -> Locator:
+    return page.locator(f'#fleet .rcard[data-key="{runner}"]')
+
+
+def card_keys(page: Page) -> list[str]:
+    return list(page.evaluate("() => [...document.querySelectorAll('#fleet .rcard')].map((c) => c.dataset.key)"))
+
+
+def url_params(page: Page) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(page.url).query)
+
+
+def wait_for_messages(page: Page, more: int, timeout: float = 15_000) -> None:
+    """Wait until the page's websocket received `more` further messages (updates kept streaming)."""
+    start = page.evaluate("() => window.__e2eWs.messages")
+    page.wait_for_function(f"() => window.__e2eWs.messages >= {start + more}", timeout=timeout)
+
+
+def tag_cards(page: Page) -> None:
+    """Mark every card node: only the very same node still carries the mark later."""
+    page.evaluate("() => document.querySelectorAll('#fleet .rcard').forEach((c) => { c.__e2eTag = c.dataset.key; })")
+
+
+def still_tagged(page: Page, runner: str) -> bool:
+    return bool(
+        page.evaluate(
+            "(key) => { const c = document.querySelector(`#fleet .rcard[data-key='${key}']`);"
+            " return !!c && c.__e2eTag === key; }",
+            runner,
+        )
+    )
+
+
+def card_mutations(page: Page) -> dict[str, list[str]]:
+    return dict(page.evaluate("() => window.__e2eCards"))
+
+
+# -- tests -----------------------------------------------------------------------------------------
+
+
+def test_console_renders_live_cards(page: Page, live_server: LiveServer, simulated_fleet: SimulatedFleet) -> None:
+    """Cards of the simulated fleet with live data; actions that cannot work yet are disabled, saying why."""
+    open_console(page, live_server)
+    expect(page).to_have_title("Runner Fleet · jobpulse")
+    expect(page.locator("h1")).to_have_text("Runner Fleet")
+    cards = page.locator("#fleet .rcard")
+    expect(cards).to_have_count(6, timeout=15_000)
+    expect(page.locator("#fleet [data-f=all]")).to_have_text("6")
+    expect(page.locator("[data-widget=fleet_summary] [data-f=total]")).to_have_text("6")
+
+    for runner in card_keys(page):  # by key: the cards re-sort as the runners' statuses change
+        one = card(page, runner)
+        expect(one.locator(".rc-id")).to_have_text(runner)
+        expect(one.locator(".badge")).to_have_text(re.compile(f"^({'|'.join(STATUSES)})$"))
+        expect(one.locator(".rc-hb")).to_have_text(re.compile(r"^\d+s ago$"))
+        expect(one.locator(".rc-up")).to_have_text(re.compile(r"^(\d+m )?\d+s$"))
+        expect(one.locator(".rc-active-text")).to_have_text(re.compile(r"^\d+/\d+$"))
+        expect(one.locator(".rc-where")).to_have_text(re.compile(r"^[a-z]+-[a-z]+ · \S+$"))
+        assert one.locator(".rc-chip").count() >= 1
+        for action in ("Drain", "Restart", "Logs"):
+            button = one.get_by_role("button", name=action)
+            expect(button).to_be_disabled()
+            expect(button).to_have_attribute("title", re.compile(OPS_REASON))
+    for action in ("Broadcast Config", "Add Runner", "Cleanup"):
+        expect(page.locator(".page-head").get_by_role("button", name=action)).to_be_disabled()
+    expect(page.locator(".page-head").get_by_role("button", name="Cleanup")).to_have_attribute(
+        "title", re.compile(OPS_REASON)
+    )
+    expect(page.locator("#btn-live")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#fleet [data-f=pager]")).to_be_hidden()  # six runners: one page
+
+    # A busy fleet: jobs start and end, so some card shows an active job with its channel chip counting it.
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('#fleet .rcard')].some((c) =>
+            !c.querySelector('.rc-active-text').textContent.startsWith('0/')
+            && [...c.querySelectorAll('.rc-chip b')].some((b) => Number(b.textContent) > 0))""",
+        timeout=15_000,
+    )
+    # Ages tick in the browser: a card's uptime grows while its boot time stays put.
+    runner = page.locator("#fleet .rcard:not([data-status=offline])").first.get_attribute("data-key") or ""
+    up = card(page, runner).locator(".rc-up")
+    boot = up.get_attribute("data-since")
+    text = up.text_content()
+    expect(up).not_to_have_text(text or "", timeout=5_000)
+    assert up.get_attribute("data-since") == boot
+
+
+def test_one_runner_update_leaves_other_cards_untouched(
+    page: Page, live_server: LiveServer, simulated_fleet: SimulatedFleet, source: Source
+) -> None:
+    """While the simulated fleet streams, an update to one runner mutates its card only, in place."""
+    quiet = [f"e2e-quiet-{i}" for i in range(4)]
+    source.beats(*(source.beat(r) for r in quiet))
+    open_console(page, live_server)
+    for runner in quiet:
+        expect(card(page, runner).locator(".rc-active-text")).to_have_text("0/4")
+    expect(page.locator("#fleet .rcard")).to_have_count(10, timeout=15_000)
+    tag_cards(page)
+    page.evaluate(CARD_OBSERVER)
+
+    target = quiet[1]
+    now = time.time()
+    source.heartbeat(
+        target,
+        active=[{"job": "j-e2e-1", "channel": "default", "fn": "demo.task", "started": now}],
+        processed=5,
+    )
+    one = card(page, target)
+    expect(one.locator(".rc-active-text")).to_have_text("1/4")
+    expect(one.locator(".rc-chip")).to_have_text("default1")
+    expect(one.locator(".rc-totals")).to_have_text("5 done · 0 failed")
+    wait_for_messages(page, 10)  # the fleet keeps streaming: other cards are updated meanwhile
+
+    changed = card_mutations(page)
+    assert changed.get(target), "the updated runner's card did not change"
+    for runner in quiet:
+        assert still_tagged(page, runner), f"the card of {runner} was re-created"
+        if runner != target:
+            assert runner not in changed, f"{runner}'s card was touched by another runner's update: {changed[runner]}"
+    simulated = [k for k in changed if k not in quiet and k != "(grid)"]
+    assert simulated, f"no simulated runner's card changed while the fleet streamed: {sorted(changed)}"
+    # Only the fields that changed were written: the runner id and the badge stayed as they were.
+    assert not [m for m in changed[target] if "rc-id" in m or "badge" in m], changed[target]
+
+
+def test_filters_narrow_the_grid_live_in_the_url_and_survive_a_reload(
+    page: Page, live_server: LiveServer, simulated_fleet: SimulatedFleet, source: Source
+) -> None:
+    """Status, region and search filters narrow the grid, live in the URL, survive a reload, and stay live."""
+    source.beats(
+        source.beat("e2e-drain-a", state="draining", region="e2e-north"),
+        source.beat("e2e-drain-b", state="draining", region="e2e-south"),
+        source.beat("e2e-idle-c", region="e2e-north"),
+    )
+    open_console(page, live_server)
+    expect(page.locator("#fleet .rcard")).to_have_count(9, timeout=15_000)
+    status = page.locator("#f-status")
+    expect(status.locator("option[value=draining]")).to_have_text("draining (2)")
+
+    status.select_option("draining")
+    expect(page.locator("#fleet .rcard")).to_have_count(2)
+    assert sorted(card_keys(page)) == ["e2e-drain-a", "e2e-drain-b"]
+    assert url_params(page) == {"status": ["draining"]}
+    expect(page.locator("#fleet [data-f=total]")).to_have_text("2")
+
+    region = page.locator('#f-region [data-region="e2e-north"]')
+    expect(region).to_have_text("e2e-north 1")  # north has one draining runner
+    region.click()
+    expect(region).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#fleet .rcard")).to_have_count(1)
+    assert card_keys(page) == ["e2e-drain-a"]
+    assert url_params(page) == {"region": ["e2e-north"], "status": ["draining"]}
+
+    # Still live under the filters: a new matching runner joins the narrowed grid, others stay out.
+    source.heartbeat("e2e-drain-d", state="draining", region="e2e-north")
+    source.heartbeat("e2e-idle-e", region="e2e-north")
+    expect(card(page, "e2e-drain-d")).to_be_visible()
+    expect(page.locator("#fleet .rcard")).to_have_count(2)
+
+    # "/" focuses the search; typing narrows after a short debounce.
+    page.locator("body").press("/")
+    search = page.locator("#f-q")
+    expect(search).to_be_focused()
+    search.press_sequentially("drain-d")
+    expect(page.locator("#fleet .rcard")).to_have_count(1)
+    assert card_keys(page) == ["e2e-drain-d"]
+    assert url_params(page) == {"q": ["drain-d"], "region": ["e2e-north"], "status": ["draining"]}
+
+    page.reload()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    expect(page.locator("#fleet .rcard")).to_have_count(1)
+    assert card_keys(page) == ["e2e-drain-d"]
+    expect(page.locator("#f-q")).to_have_value("drain-d")
+    expect(page.locator("#f-status")).to_have_value("draining")
+    expect(page.locator('#f-region [data-region="e2e-north"]')).to_have_attribute("aria-pressed", "true")
+
+    # Clearing the filters brings the whole, still streaming, fleet back; the URL is bare again.
+    page.locator("#f-clear").click()
+    expect(page.locator("#fleet .rcard")).to_have_count(11)
+    assert url_params(page) == {}
+    # A pattern search on the id (the fleet's runners end in -r1, -r2...).
+    search.fill("e2e-*-a")
+    expect(page.locator("#fleet .rcard")).to_have_count(1)
+    assert card_keys(page) == ["e2e-drain-a"]
+
+
+def test_silent_runner_turns_stale_then_offline_and_stays(
+    page: Page, live_server: LiveServer, simulated_fleet: SimulatedFleet
+) -> None:
+    """The fleet's silent runner shows stale, then offline; its card stays, its age ticks, and nothing else
+    touches it while the rest of the fleet streams."""
+    open_console(page, live_server)
+    expect(page.locator("#fleet .rcard")).to_have_count(6, timeout=15_000)
+    # Every status each card shows, in order (a busy machine may make a live runner late now and then).
+    page.evaluate(
+        """() => {
+            window.__e2eStatus = {};
+            for (const c of document.querySelectorAll('#fleet .rcard')) {
+                window.__e2eStatus[c.dataset.key] = [c.dataset.status];
+            }
+            new MutationObserver((records) => {
+                for (const r of records) {
+                    const seen = (window.__e2eStatus[r.target.dataset.key] ||= []);
+                    if (seen[seen.length - 1] !== r.target.dataset.status) seen.push(r.target.dataset.status);
+                }
+            }).observe(document.querySelector('#fleet [data-f=cards]'),
+                       { subtree: true, attributes: true, attributeFilter: ['data-status'] });
+        }"""
+    )
+    page.wait_for_function(
+        """() => Object.values(window.__e2eStatus).some((seen) =>
+            seen.at(-1) === 'offline' && seen.indexOf('stale') >= 0 && seen.indexOf('stale') < seen.length - 1)""",
+        timeout=45_000,
+    )
+    history = page.evaluate("() => window.__e2eStatus")
+    runner = next(k for k, seen in history.items() if seen[-1] == "offline")
+    silent = card(page, runner)
+    expect(silent.locator(".badge")).to_have_text("offline")
+    expect(silent).to_have_attribute("data-status", "offline")
+    events = page.locator("[data-widget=runner_events] tbody tr", has_text=runner)
+    expect(events.filter(has_text="stopped beating: stale")).to_have_count(1)
+    expect(events.filter(has_text=re.compile(r"silent for \d+s: offline"))).to_have_count(1)
+    expect(events.filter(has_text=re.compile(r"silent for")).locator(".badge")).to_have_text("error")
+
+    tag_cards(page)
+    page.evaluate(CARD_OBSERVER)
+    hb = silent.locator(".rc-hb")
+    since = hb.get_attribute("data-since")
+    before = hb.text_content()
+    expect(hb).not_to_have_text(before or "", timeout=5_000)  # its last-heartbeat age keeps growing
+    wait_for_messages(page, 10)
+    expect(silent).to_be_visible()
+    assert hb.get_attribute("data-since") == since
+    assert still_tagged(page, runner)
+    changed = card_mutations(page)
+    assert runner not in changed, f"the offline runner's card changed while others streamed: {changed[runner]}"
+    assert [k for k in changed if k not in (runner, "(grid)")], "no other card changed meanwhile"
+    expect(page.locator("#fleet .rcard")).to_have_count(6)  # nobody is hidden
+    expect(page.locator("#f-status option[value=offline]")).to_have_text("offline (1)")
+
+
+def test_multi_select_and_bulk_bar(page: Page, live_server: LiveServer, simulated_fleet: SimulatedFleet) -> None:
+    """Checkboxes select runners; the bulk bar appears with the count; selection survives updates."""
+    open_console(page, live_server)
+    cards = page.locator("#fleet .rcard")
+    expect(cards).to_have_count(6, timeout=15_000)
+    bar = page.locator("#bulkbar")
+    expect(bar).to_be_hidden()
+
+    keys = card_keys(page)
+    first, second = keys[0], keys[3]
+    card(page, first).locator(".rc-select").check()
+    expect(bar).to_be_visible()
+    expect(bar.locator("[data-f=selcount]")).to_have_text("1 selected")
+    card(page, second).locator(".rc-select").check()
+    expect(bar.locator("[data-f=selcount]")).to_have_text("2 selected")
+    for action in ("Drain", "Restart", "Shutdown"):
+        button = bar.get_by_role("button", name=action)
+        expect(button).to_be_disabled()
+        expect(button).to_have_attribute("title", re.compile(OPS_REASON))
+    expect(page.locator("#sel-all")).to_have_js_property("indeterminate", True)
+
+    wait_for_messages(page, 10)  # updates and re-sorts stream; the selection stays
+    expect(card(page, first).locator(".rc-select")).to_be_checked()
+    expect(card(page, second).locator(".rc-select")).to_be_checked()
+    expect(card(page, first)).to_have_class(re.compile(r"\bis-selected\b"))
+    others = [k for k in card_keys(page) if k not in (first, second)]
+    for key in others:
+        expect(card(page, key).locator(".rc-select")).not_to_be_checked()
+
+    page.locator("#sel-all").check()
+    expect(bar.locator("[data-f=selcount]")).to_have_text("6 selected")
+    for key in card_keys(page):
+        expect(card(page, key).locator(".rc-select")).to_be_checked()
+
+    # The selection outlives a filter that hides some of it, and comes back with the cards.
+    region = card(page, first).locator(".rc-where").text_content() or ""
+    page.locator(f'#f-region [data-region="{region.split(" · ")[0]}"]').click()
+    expect(page.locator("#fleet .rcard")).not_to_have_count(6)
+    expect(bar.locator("[data-f=selcount]")).to_have_text(re.compile(r"^6 selected \(\d not on this page\)$"))
+    page.locator('#f-region [data-region=""]').click()
+    expect(page.locator("#fleet .rcard")).to_have_count(6)
+    for key in card_keys(page):
+        expect(card(page, key).locator(".rc-select")).to_be_checked()
+
+    page.locator("#sel-all").uncheck()
+    expect(bar).to_be_hidden()
+    expect(page.locator("#fleet .rc-select:checked")).to_have_count(0)
+
+
+def test_context_menu_opens_current_jobs(
+    page: Page, live_server: LiveServer, simulated_fleet: SimulatedFleet, source: Source
+) -> None:
+    """The ⋯ menu (keyboard reachable, Escape closes) opens the runner's current jobs in the job modal."""
+    now = time.time()
+    for job in ("j-e2e-a", "j-e2e-b"):
+        source.job("queued", job, "e2e-producer", queued_at=now - 5)
+        source.job("started", job, "e2e-worker", runner="e2e-worker", started_at=now - 2)
+    active = [{"job": j, "channel": "default", "fn": "demo.task", "started": now - 2} for j in ("j-e2e-a", "j-e2e-b")]
+    source.heartbeat("e2e-worker", active=active)
+    open_console(page, live_server)
+    worker = card(page, "e2e-worker")
+    expect(worker.locator(".rc-active-text")).to_have_text("2/4")
+
+    more = worker.locator(".rc-more")
+    menu = page.locator("#runner-menu")
+    more.focus()
+    page.keyboard.press("Enter")
+    expect(menu).to_be_visible()
+    expect(more).to_have_attribute("aria-expanded", "true")
+    items = menu.get_by_role("menuitem")
+    expect(items.first).to_have_text("Open current jobs (2)")
+    expect(items.first).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    expect(items.nth(1)).to_have_text("j-e2e-a")
+    expect(items.nth(1)).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(menu).to_be_hidden()
+    expect(more).to_have_attribute("aria-expanded", "false")
+    expect(more).to_be_focused()
+
+    page.keyboard.press("ArrowDown")  # the arrow keys open it too
+    expect(menu).to_be_visible()
+    page.keyboard.press("Enter")  # "Open current jobs (2)"
+    expect(menu).to_be_hidden()
+    modal = page.locator("dialog#job-modal")
+    expect(modal).to_be_visible()
+    expect(modal.locator("#jm-title")).to_have_text("Current jobs of e2e-worker")
+    rows = modal.locator("tr[data-jm=row]")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_have_attribute("data-id", "j-e2e-a")
+    expect(rows.first.locator(".badge")).to_have_text(re.compile("running"))
+    rows.nth(1).click()
+    expect(modal.locator("#jm-title")).to_contain_text("j-e2e-b")
+    page.keyboard.press("Escape")
+    expect(modal).to_be_hidden()
+    expect(more).to_be_focused()
+
+    # A click opens it as well; one job straight into its details.
+    more.click()
+    menu.get_by_role("menuitem", name="j-e2e-b").click()
+    expect(modal).to_be_visible()
+    expect(modal.locator("#jm-title")).to_contain_text("j-e2e-b")
+    page.keyboard.press("Escape")
+    expect(modal).to_be_hidden()
+
+
+def test_capacity_table_and_runner_events_stream(
+    page: Page, live_server: LiveServer, simulated_fleet: SimulatedFleet, source: Source
+) -> None:
+    """The channel capacity table and the runner events table follow the source, in place."""
+    open_console(page, live_server)
+    capacity = page.locator("[data-widget=channels] tbody tr")
+    expect(capacity.first).to_be_visible(timeout=15_000)
+    assert capacity.count() >= 4
+
+    source.depth(e2echan={"queued": 7, "inflight": 1, "scheduled": 2, "oldest": time.time() - 400})
+    row = page.locator('[data-widget=channels] tr[data-key="e2echan"]')
+    cells = row.locator("td")
+    expect(cells.nth(3)).to_have_text("7")
+    expect(cells.nth(4)).to_have_text("1")
+    expect(cells.nth(5)).to_have_text("2")
+    expect(cells.nth(6)).to_have_text(re.compile(r"^6m \d+s$"))
+    expect(cells.nth(7)).to_contain_text("5m 0s")
+    expect(row.locator(".sla-over")).to_be_visible()  # waiting 400 s against an SLA of 300 s
+    expect(row.get_by_role("link", name=re.compile("View jobs"))).to_have_attribute(
+        "href", "/admin/jobs/table?q=channel%3Ae2echan"
+    )
+    for action in ("Pause", "Purge"):
+        expect(row.get_by_role("button", name=action)).to_be_disabled()
+        expect(row.get_by_role("button", name=action)).to_have_attribute("title", re.compile(OPS_REASON))
+    row.evaluate("(node) => { node.__e2eTag = 'cap'; }")
+
+    # Two runners consuming the channel join: assigned runners and slots follow, in the same row.
+    source.beats(
+        source.beat("e2e-cap-1", channels=["e2echan"], concurrency=3),
+        source.beat("e2e-cap-2", channels=["e2echan"], concurrency=5),
+    )
+    expect(cells.nth(1)).to_have_text("2")
+    expect(cells.nth(2)).to_have_text("8")
+    source.depth(e2echan={"queued": 9, "inflight": 2, "scheduled": 2, "oldest": None})
+    expect(cells.nth(3)).to_have_text("9")
+    expect(cells.nth(6)).to_have_text("–")
+    expect(row.locator(".sla-over")).to_be_hidden()
+    assert row.evaluate("(node) => node.__e2eTag === 'cap'")
+
+    events = page.locator("[data-widget=runner_events] tbody tr")
+    expect(events.first).to_contain_text(re.compile("e2e-cap-[12]"))
+    expect(events.first.locator(".badge")).to_have_text("info")
+    source.publish({**source.envelope("runner.stopped", "e2e-cap-1"), "reason": "shutdown"})
+    expect(events.first).to_contain_text("e2e-cap-1")
+    expect(events.first).to_contain_text("stopped (shutdown)")
+    expect(events.first.locator("[data-since]")).to_have_text(re.compile(r"^\d+s ago$"))
+    expect(card(page, "e2e-cap-1").locator(".badge")).to_have_text("offline")
+    expect(card(page, "e2e-cap-1").locator(".rc-note")).to_have_text("stopped: shutdown")
+    expect(cells.nth(1)).to_have_text("1")  # only live runners count towards capacity
+
+    # A runner's name in the events table narrows the grid to it.
+    events.first.get_by_role("link", name="e2e-cap-1").click()
+    expect(page.locator("#fleet .rcard")).to_have_count(1)
+    assert url_params(page) == {"q": ["e2e-cap-1"]}
+
+
+def test_a_thousand_runners(page: Page, live_server: LiveServer, source: Source) -> None:
+    """1,000 runners: the grid is paged, filters render within 2 s while beats stream, first load < 150 KB."""
+    regions = ("e2e-east", "e2e-west", "e2e-north", "e2e-south")
+
+    def fleet_beats(round_: int) -> list[dict[str, Any]]:
+        beats = []
+        for i in range(1000):
+            busy = (i + round_) % 7 == 0
+            active = [
+                {"job": f"j-{i}-{round_}-{k}", "channel": "default", "fn": "demo.task", "started": time.time()}
+                for k in range(4 if busy else i % 3)
+            ]
+            beats.append(
+                source.beat(f"e2e-r{i:04d}", region=regions[i % 4], active=active, processed=round_ * 10 + i,
+                            state="draining" if i % 50 == 0 else "running", channels=["default", "email"])
+            )  # fmt: skip
+        return beats
+
+    source.beats(*fleet_beats(0))
+
+    responses: list[Any] = []
+    frames: list[str | bytes] = []
+    page.on("response", lambda response: responses.append(response))
+
+    def on_websocket(ws: WebSocket) -> None:
+        ws.on("framereceived", lambda payload: frames.append(payload))
+
+    page.on("websocket", on_websocket)
+    open_console(page, live_server)
+    expect(page.locator("#fleet [data-f=all]")).to_have_text("1,000", timeout=15_000)
+    expect(page.locator("[data-widget=fleet_summary] [data-f=total]")).to_have_text("1,000")
+    cards = page.locator("#fleet .rcard")
+    expect(cards).to_have_count(60)
+    pager = page.locator("#fleet [data-f=pager]")
+    expect(pager).to_be_visible()
+    expect(pager.locator("[data-f=pageinfo]")).to_have_text("Page 1 of 17")
+    page.wait_for_timeout(1_000)  # the rest of the first second of websocket data
+
+    sizes = {r.url: len(r.body()) for r in responses if r.request.resource_type != "websocket" and r.status != 101}
+    ws_bytes = sum(len(f.encode() if isinstance(f, str) else f) for f in frames)
+    total = sum(sizes.values()) + ws_bytes
+    report = "\n".join(f"{size:>8} {url}" for url, size in sorted(sizes.items(), key=lambda kv: -kv[1]))
+    assert any(url.endswith(RUNNERS) for url in sizes), sorted(sizes)
+    assert total < FIRST_LOAD_BUDGET, f"first load is {total} bytes (websocket {ws_bytes}):\n{report}"
+    print(f"first load is {total} bytes (websocket {ws_bytes}):\n{report}")
+
+    # Beats keep streaming for every runner while the operator filters and pages; record long tasks.
+    page.evaluate(
+        """() => {
+            window.__e2eLong = [];
+            new PerformanceObserver((list) => {
+                for (const e of list.getEntries()) window.__e2eLong.push(Math.round(e.duration));
+            }).observe({ type: "longtask" });
+        }"""
+    )
+    source.beats(*fleet_beats(1))
+    start = time.monotonic()
+    page.locator("#f-status").select_option("draining")
+    expect(cards).to_have_count(20, timeout=2_000)
+    expect(page.locator("#fleet [data-f=total]")).to_have_text("20", timeout=2_000)
+    assert all(k.startswith("e2e-r") and int(k[5:]) % 50 == 0 for k in card_keys(page))
+    source.beats(*fleet_beats(2))
+    page.locator('#f-region [data-region="e2e-north"]').click()
+    expect(cards).to_have_count(10, timeout=2_000)
+    page.locator("#f-clear").click()
+    expect(pager.locator("[data-f=pageinfo]")).to_have_text("Page 1 of 17", timeout=2_000)
+    source.beats(*fleet_beats(3))
+    pager.get_by_role("button", name="Next").click()
+    expect(pager.locator("[data-f=pageinfo]")).to_have_text("Page 2 of 17", timeout=2_000)
+    expect(cards).to_have_count(60, timeout=2_000)
+    assert url_params(page) == {"page": ["2"]}
+    first_key = card_keys(page)[0]
+    page.locator("#f-q").fill("e2e-r09")
+    expect(cards).to_have_count(60, timeout=2_000)
+    expect(pager.locator("[data-f=pageinfo]")).to_have_text("Page 1 of 2", timeout=2_000)
+    assert first_key not in card_keys(page)
+    assert time.monotonic() - start < 30
+    long_tasks = page.evaluate("() => window.__e2eLong")
+    assert max(long_tasks, default=0) < 1_000, f"the page froze for {max(long_tasks)} ms: {long_tasks}"

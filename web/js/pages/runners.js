@@ -1,0 +1,174 @@
+// @ts-check
+/**
+ * The Runners Console (/admin/jobs/runners): the runner grid with its filters, paging, multi-select and
+ * context menu, channel capacity and runner events, all pushed by the server and patched in place.
+ *
+ * The filters and the page live in the URL (?region=&status=&q=&page=) and name the grid's view,
+ * `fleet?page=&q=&region=&status=` (views.js): a filter change unmounts the old view and mounts the new one.
+ */
+import { mount, register, socket, start } from "../app.js";
+import { viewKey } from "../views.js";
+import * as channels from "../widgets/fleet/channels.js";
+import * as fleet from "../widgets/fleet/fleet.js";
+import * as summary from "../widgets/fleet/fleet-summary.js";
+import { drawFilters, STATUSES } from "../widgets/fleet/filters.js";
+import { refreshMenu, setupMenu } from "../widgets/fleet/menu.js";
+import * as events from "../widgets/fleet/runner-events.js";
+import { refreshSelection, setupSelection } from "../widgets/fleet/selection.js";
+import * as health from "../widgets/health.js";
+
+/** @typedef {import("../widgets/fleet/filters.js").Filters} Filters */
+
+const SEARCH_DEBOUNCE_MS = 200;
+const fleetRoot = /** @type {HTMLElement} */ (document.getElementById("fleet"));
+
+/** The filters the URL asks for (unknown or bad values are dropped). @returns {Filters} */
+function fromUrl() {
+  const params = new URLSearchParams(location.search);
+  const status = params.get("status") || "";
+  const page = Number(params.get("page") || "1");
+  return {
+    q: (params.get("q") || "").trim().slice(0, 100),
+    region: (params.get("region") || "").slice(0, 100),
+    status: STATUSES.includes(status) ? status : "",
+    page: Number.isInteger(page) && page >= 1 && page <= 100_000 ? page : 1,
+  };
+}
+
+const filters = fromUrl();
+let currentKey = "";
+
+/** The grid's view key. The page is always in it: the server opens parametrized views only (`fleet?…`). */
+function fleetKey() {
+  const { q, region, status, page } = filters;
+  return viewKey("fleet", { page, q, region, status });
+}
+
+function writeUrl() {
+  const params = new URLSearchParams();
+  if (filters.region) params.set("region", filters.region);
+  if (filters.status) params.set("status", filters.status);
+  if (filters.q) params.set("q", filters.q);
+  if (filters.page > 1) params.set("page", String(filters.page));
+  const query = params.toString();
+  const url = location.pathname + (query ? `?${query}` : "") + location.hash;
+  if (url !== location.pathname + location.search + location.hash) history.replaceState(null, "", url);
+}
+
+/** Show the grid of the current filters: swap the view if they changed. */
+function showFleet() {
+  const key = fleetKey();
+  writeUrl();
+  drawFilters(filters, fleet.lastData); // the last counts until the new view's arrive
+  if (key === currentKey) return;
+  currentKey = key;
+  fleetRoot.setAttribute("aria-busy", "true");
+  setError("");
+  mount(fleetRoot, key);
+}
+
+/** Change some filters; any change but the page's goes back to page 1. @param {Partial<Filters>} change */
+function setFilters(change) {
+  Object.assign(filters, change);
+  if (!("page" in change)) filters.page = 1;
+  showFleet();
+}
+
+/** @param {string} text */
+function setError(text) {
+  const box = /** @type {HTMLElement} */ (fleetRoot.querySelector('[data-f="error"]'));
+  if (box.textContent !== text) box.textContent = text;
+  box.hidden = !text;
+}
+
+register("fleet", (root, data, key) => {
+  if (key !== currentKey) return;
+  root.removeAttribute("aria-busy");
+  fleet.render(root, data, key);
+  drawFilters(filters, data);
+  refreshSelection();
+  refreshMenu();
+});
+register("fleet_summary", summary.render);
+register("channels", channels.render);
+register("runner_events", events.render);
+register("health", health.render); // the footer's line (base.html)
+
+socket.addEventListener("server-error", (event) => {
+  const { code, message } = /** @type {CustomEvent} */ (event).detail;
+  // Only while the grid waits for its view: the server refused it (a bad filter, or too many views open).
+  if (fleetRoot.getAttribute("aria-busy") === "true" && (code === "unknown_widget" || code === "rate")) {
+    setError(`The grid could not be shown: ${message}`);
+  }
+});
+
+// -- controls --------------------------------------------------------------------------------------
+
+document.getElementById("f-region")?.addEventListener("click", (event) => {
+  const button = /** @type {HTMLElement} */ (event.target).closest("[data-region]");
+  if (button) setFilters({ region: /** @type {HTMLElement} */ (button).dataset.region || "" });
+});
+
+const statusSelect = /** @type {HTMLSelectElement} */ (document.getElementById("f-status"));
+statusSelect.addEventListener("change", () => setFilters({ status: statusSelect.value }));
+
+const search = /** @type {HTMLInputElement} */ (document.getElementById("f-q"));
+let searchTimer = 0;
+const applySearch = () => {
+  window.clearTimeout(searchTimer);
+  const q = search.value.trim().slice(0, 100);
+  if (q !== filters.q) setFilters({ q });
+};
+search.addEventListener("input", () => {
+  window.clearTimeout(searchTimer);
+  searchTimer = window.setTimeout(applySearch, SEARCH_DEBOUNCE_MS);
+});
+search.addEventListener("keydown", (event) => {
+  if (event.key === "Enter") applySearch();
+});
+search.addEventListener("change", applySearch); // leaving the box applies what was typed at once
+
+document.getElementById("f-clear")?.addEventListener("click", () => {
+  search.value = "";
+  setFilters({ q: "", region: "", status: "" });
+  search.focus();
+});
+
+fleetRoot.querySelector('[data-f="pager"]')?.addEventListener("click", (event) => {
+  const button = /** @type {HTMLElement} */ (event.target).closest("[data-page]");
+  const data = fleet.lastData;
+  if (!button || !data) return;
+  const to = { first: 1, prev: data.page - 1, next: data.page + 1, last: data.pages }[
+    /** @type {HTMLElement} */ (button).dataset.page || ""
+  ];
+  if (to && to >= 1 && to <= data.pages && to !== data.page) {
+    setFilters({ page: to });
+    fleetRoot.scrollIntoView({ block: "start" });
+  }
+});
+
+// A runner's name in the events table filters the grid to it.
+document.querySelector('[data-widget="runner_events"]')?.addEventListener("click", (event) => {
+  const link = /** @type {HTMLElement} */ (event.target).closest("a[data-runner]");
+  if (!link || /** @type {MouseEvent} */ (event).ctrlKey || /** @type {MouseEvent} */ (event).metaKey) return;
+  event.preventDefault();
+  const runner = /** @type {HTMLElement} */ (link).dataset.runner || "";
+  search.value = runner;
+  setFilters({ q: runner, region: "", status: "" });
+  fleetRoot.scrollIntoView({ block: "start" });
+});
+
+// The job details view is another module (loaded on first use, so the first load stays small).
+const jobModal = () => import("../job-modal.js");
+/** @param {(modal: any) => void} use */
+function withModal(use) {
+  jobModal().then(use, (error) => setError(`The job details view could not be loaded: ${error}`));
+}
+setupMenu(fleetRoot, {
+  openList: (title, jobIds) => withModal((modal) => modal.openJobList(title, jobIds)),
+  openJob: (jobId) => withModal((modal) => modal.openJobDetails(jobId)),
+});
+setupSelection(fleetRoot);
+
+showFleet();
+start();
