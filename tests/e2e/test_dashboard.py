@@ -476,3 +476,29 @@ def test_first_load_weight(page: Page, live_server: LiveServer, source: Source) 
     total = sum(sizes.values()) + ws_bytes
     report = "\n".join(f"{size:>8} {url}" for url, size in sorted(sizes.items(), key=lambda kv: -kv[1]))
     assert total < FIRST_LOAD_BUDGET, f"first load is {total} bytes (websocket {ws_bytes}):\n{report}"
+
+
+def test_rows_open_job_details_and_runners(dashboard: Page, source: Source) -> None:
+    """A job row opens the job's details modal (click or Enter); a runner row opens the runner on the Runners page."""
+    page = dashboard
+    failed = source.job(
+        "failed", "j-open", src="e2e-worker", runner="e2e-worker", fn="mail.send_welcome", channel="email",
+        error="ValueError: no such user", traceback="Traceback (most recent call last):\nValueError: no such user",
+    )  # fmt: skip
+    failure = row(page, "failures", failed["id"])
+    expect(failure).to_be_visible()
+    failure.click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("j-open")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    failure.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("dialog")).to_contain_text("ValueError: no such user")
+    page.keyboard.press("Escape")
+
+    source.heartbeat("e2e-runner-9")
+    runner = row(page, "runners", "e2e-runner-9")
+    runner.click()
+    expect(page).to_have_url(re.compile(r"/admin/jobs/runners\?q=e2e-runner-9$"))

@@ -16,4 +16,17 @@ register("failures", failures.render);
 register("scheduled", scheduled.render);
 register("runners", runners.render);
 register("health", health.render);
+
+// A job row opens the job's details; a runner row opens it on the Runners page (the mockup's row clicks).
+/** @param {Event} event */
+function open(event) {
+  const target = /** @type {HTMLElement} */ (event.target);
+  const row = /** @type {HTMLElement | null} */ (target.closest("tr[data-job], tr[data-runner]"));
+  if (!row || target.closest("a, button")) return;
+  if (event instanceof KeyboardEvent && event.key !== "Enter") return;
+  if (row.dataset.runner) location.href = `/admin/jobs/runners?q=${encodeURIComponent(row.dataset.runner)}`;
+  else if (row.dataset.job) import("../job-modal.js").then((modal) => modal.openJobDetails(row.dataset.job || ""));
+}
+document.addEventListener("click", open);
+document.addEventListener("keydown", open);
 start();

@@ -15,6 +15,8 @@ function create() {
 
 /** @param {HTMLTableRowElement} tr @param {any} row */
 function update(tr, row) {
+  tr.dataset.job = row.job; // the page opens the job's details from here
+  tr.tabIndex = 0;
   const [first, channel, error, when] = tr.cells;
   setText(first.querySelector(".id"), row.job);
   setText(first.querySelector(".small"), row.attempt > 1 ? `${row.fn} · attempt ${row.attempt}` : row.fn);

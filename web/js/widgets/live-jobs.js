@@ -18,6 +18,8 @@ function create() {
 
 /** @param {HTMLTableRowElement} tr @param {any} row */
 function update(tr, row) {
+  tr.dataset.job = row.job; // the page opens the job's details from here
+  tr.tabIndex = 0;
   const [first, fn, status, age] = tr.cells;
   setText(first.querySelector(".id"), row.job);
   setText(first.querySelector(".small"), row.channel + (row.runner ? ` · ${row.runner}` : ""));

@@ -20,6 +20,8 @@ function create() {
 
 /** @param {HTMLTableRowElement} tr @param {any} row */
 function update(tr, row) {
+  tr.dataset.runner = row.id;
+  tr.tabIndex = 0;
   const [first, status, hb, jobs] = tr.cells;
   setText(first.querySelector(".id"), row.id);
   setText(first.querySelector(".small"), [row.region, row.host].filter(Boolean).join(" · "));

@@ -16,6 +16,8 @@ function create() {
 
 /** @param {HTMLTableRowElement} tr @param {any} row */
 function update(tr, row) {
+  tr.dataset.job = row.job; // the page opens the job's details from here
+  tr.tabIndex = 0;
   const [when, job, channel] = tr.cells;
   const countdown = /** @type {HTMLElement} */ (when.querySelector(".stack > span"));
   countdown.dataset.until = String(row.run_at);
