@@ -28,5 +28,13 @@ function open(event) {
   else if (row.dataset.job) import("../job-modal.js").then((modal) => modal.openJobDetails(row.dataset.job || ""));
 }
 document.addEventListener("click", open);
+// The mini chart opens the full chart per channel (the mockup's MetricsChart modal, category jobs_channels).
+const spark = /** @type {HTMLElement} */ (document.querySelector('[data-widget="published"]'));
+spark.addEventListener("click", (event) => {
+  const target = /** @type {HTMLElement} */ (event.target);
+  if (!target.closest("[data-open-chart], svg")) return;
+  const opener = /** @type {HTMLElement} */ (spark.querySelector("[data-open-chart]"));
+  import("../chart-modal.js").then((modal) => modal.openChart("published", "minutes", opener));
+});
 document.addEventListener("keydown", open);
 start();

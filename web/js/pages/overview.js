@@ -9,7 +9,7 @@ import { mount, register, start, unmount } from "../app.js";
 import { viewKey } from "../views.js";
 import * as health from "../widgets/health.js";
 import * as backlogs from "../widgets/overview/backlogs.js";
-import * as chart from "../widgets/overview/chart.js";
+import { openChart } from "../chart-modal.js";
 import * as hotIssues from "../widgets/overview/hot-issues.js";
 import * as kpi from "../widgets/overview/kpi.js";
 import { field } from "../widgets/overview/list.js";
@@ -24,11 +24,9 @@ register("backlogs", backlogs.render);
 register("hot_issues", hotIssues.render);
 register("snapshot", snapshot.render);
 register("kpi", kpi.render);
-register("chart", chart.render);
 
 const GRANS = ["minutes", "hours", "days"];
 const DEFAULT_GRAN = "minutes";
-const CHART_METRICS = ["published", "completed", "failed", "retried"];
 
 // -- KPI cards: granularity per card, in the URL -------------------------------------------------------
 
@@ -99,101 +97,5 @@ function setupCards() {
   }
 }
 
-// -- the chart modal --------------------------------------------------------------------------------
-
-const dialog = /** @type {HTMLDialogElement} */ (document.getElementById("chart-modal"));
-const chartRoot = /** @type {HTMLElement} */ (dialog.querySelector("[data-chart]"));
-let chartMetric = "completed";
-let chartGran = "minutes";
-/** @type {HTMLElement | null} */
-let returnFocus = null;
-
-/** @param {string} metric @param {string} gran the card's; days show as hours @param {HTMLElement} opener */
-function openChart(metric, gran, opener) {
-  returnFocus = opener;
-  chartMetric = CHART_METRICS.includes(metric) ? metric : "published";
-  chartGran = gran === "minutes" ? "minutes" : "hours";
-  chart.loadUPlot().catch(() => {}); // start fetching while the modal opens
-  if (!dialog.open) dialog.showModal();
-  showChart();
-  /** @type {HTMLElement} */ (dialog.querySelector("[data-close]")).focus();
-}
-
-function showChart() {
-  for (const button of dialog.querySelectorAll("[data-chart-metric]")) {
-    button.setAttribute("aria-pressed", String(/** @type {HTMLElement} */ (button).dataset.chartMetric === chartMetric));
-  }
-  for (const button of dialog.querySelectorAll("[data-chart-gran]")) {
-    button.setAttribute("aria-pressed", String(/** @type {HTMLElement} */ (button).dataset.chartGran === chartGran));
-  }
-  const label = chartMetric[0].toUpperCase() + chartMetric.slice(1);
-  field(dialog, "chart-title").textContent = `${label} per channel`;
-  const key = viewKey("chart", { gran: chartGran, metric: chartMetric });
-  if (chartRoot.dataset.widget !== key) {
-    chart.destroy(chartRoot);
-    field(chartRoot, "summary").textContent = "loading…";
-  }
-  mount(chartRoot, key);
-}
-
-function closeChart() {
-  if (dialog.open) dialog.close();
-}
-
-function setupModal() {
-  dialog.addEventListener("close", () => {
-    unmount(chartRoot);
-    chart.destroy(chartRoot);
-    delete chartRoot.dataset.widget;
-    returnFocus?.focus();
-    returnFocus = null;
-  });
-  dialog.addEventListener("click", (event) => {
-    const target = /** @type {HTMLElement} */ (event.target);
-    if (target === dialog) return closeChart(); // the backdrop
-    if (target.closest("[data-close]")) return closeChart();
-    const metric = /** @type {HTMLElement | null} */ (target.closest("[data-chart-metric]"));
-    if (metric) {
-      chartMetric = metric.dataset.chartMetric || chartMetric;
-      return showChart();
-    }
-    const gran = /** @type {HTMLElement | null} */ (target.closest("[data-chart-gran]"));
-    if (gran) {
-      chartGran = gran.dataset.chartGran || chartGran;
-      showChart();
-    }
-  });
-  dialog.addEventListener("keydown", (event) => {
-    if (event.key === "Escape") {
-      event.preventDefault();
-      closeChart();
-      return;
-    }
-    if (event.key !== "Tab") return;
-    // Keep focus inside the modal: wrap from the last control to the first and back.
-    const focusable = /** @type {HTMLElement[]} */ (
-      [...dialog.querySelectorAll("button:not([disabled]), a[href], input, select, [tabindex]:not([tabindex='-1'])")]
-    ).filter((node) => node.offsetParent !== null);
-    if (!focusable.length) return;
-    const first = focusable[0];
-    const last = focusable[focusable.length - 1];
-    const active = document.activeElement;
-    if (event.shiftKey && (active === first || !dialog.contains(active))) {
-      event.preventDefault();
-      last.focus();
-    } else if (!event.shiftKey && (active === last || !dialog.contains(active))) {
-      event.preventDefault();
-      first.focus();
-    }
-  });
-  let resizing = 0;
-  window.addEventListener("resize", () => {
-    if (!dialog.open) return;
-    cancelAnimationFrame(resizing);
-    resizing = requestAnimationFrame(() => chart.resize(chartRoot));
-  });
-}
-
 setupCards();
-setupModal();
 start();
