@@ -280,3 +280,29 @@ async def test_a_client_that_never_reads_is_closed_and_others_keep_going(redis_u
         output = server.output()
         server.close()
     assert "Traceback" not in output
+
+
+async def test_the_job_health_endpoint_reports_status_rules_and_channels(live_server, aredis_client):
+    """GET /api/job/health: overall status and the rule that set it, broker, runners, channels, rules fired."""
+    pub = Publisher(aredis_client, live_server.prefix)
+    await pub.publish(pub.beat("r1", channels=["email"]), pub.depth(email=(2, 1, 0), orphan=(4, 0, 0)))
+    deadline = time.monotonic() + 5
+    body: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            body = get_json(f"{live_server.url}/api/job/health")
+            status = 200
+        except urllib.error.HTTPError as exc:  # critical answers 503, still with the JSON body
+            status, body = exc.code, json.loads(exc.read())
+            exc.close()
+        if body.get("rules_fired"):
+            break
+        await asyncio.sleep(0.2)
+    assert (status, body["status"]) == (503, "critical")
+    assert body["rule"] == "orphan: backlog and no runner"
+    assert body["broker"]["connected"] is True
+    assert body["runners"]["total"] == 1
+    assert body["channels"]["orphan"]["status"] == "critical"
+    assert body["channels"]["orphan"]["rules"] == ["no_runner"]
+    assert body["channels"]["email"]["status"] == "ok"
+    assert [r["rule"] for r in body["rules_fired"]] == ["no_runner"]
