@@ -8,133 +8,41 @@ functional (`expect(...)` polls until true); nothing sleeps to assert.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-import redis
 
 from tests.conftest import LiveServer
-
-try:
-    from playwright.sync_api import ElementHandle, Locator, Page, WebSocket, expect
-except ImportError:  # pragma: no cover - the test extra installs playwright
-    if os.environ.get("JOBPULSE_REQUIRE_BROWSER") == "1":
-        raise
-    pytest.skip("the playwright package is missing: pip install -e '.[test]'", allow_module_level=True)
+from tests.e2e.support import (
+    FirstLoad,
+    Locator,
+    Page,
+    Source,
+    expect,
+    install_ws_probe,
+    still_tagged,
+    tag,
+    wait_for_quiet_tick,
+)
 
 pytestmark = pytest.mark.e2e
 
 DASHBOARD = "/admin/jobs"
 COUNTERS = ("pending", "running", "scheduled", "completed", "failed")
-FIRST_LOAD_BUDGET = 150 * 1024  # bytes: HTML + JS + CSS + the first second of websocket data
-
-# Notes when the page's websockets last received a message (performance.now()), so a test can tell a
-# change the browser made on its own (a ticking age) from one a server message caused.
-WS_PROBE = """
-(() => {
-  const Native = window.WebSocket;
-  window.__e2eWs = { messages: 0, last: -1e9 };
-  window.WebSocket = class extends Native {
-    constructor(...args) {
-      super(...args);
-      this.addEventListener("message", () => {
-        window.__e2eWs.messages += 1;
-        window.__e2eWs.last = performance.now();
-      });
-    }
-  };
-})();
-"""
-
-
-class Source:
-    """A tiny native-protocol source: publishes to `P:events` and keeps the authoritative keys as a real one does."""
-
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
-        self.client = client
-        self.prefix = prefix
-        self.seqs: dict[str, int] = {}
-
-    def envelope(self, kind: str, src: str) -> dict[str, Any]:
-        seq = self.seqs.get(src, 0) + 1
-        self.seqs[src] = seq
-        return {"v": 1, "type": kind, "src": src, "seq": seq, "ts": time.time()}
-
-    def publish(self, message: Any) -> None:
-        """Publish one object, a batch (a list) or raw bytes on `P:events`."""
-        data = message if isinstance(message, bytes) else json.dumps(message).encode()
-        receivers = self.client.publish(f"{self.prefix}:events", data)
-        assert receivers, "nobody is subscribed to P:events: is the server up?"
-
-    def depth_message(self, src: str = "broker", **channels: dict[str, Any]) -> dict[str, Any]:
-        message = self.envelope("depth", src)
-        message["channels"] = {
-            name: {"queued": 0, "inflight": 0, "scheduled": 0, "oldest": None, "paused": False, **fields}
-            for name, fields in channels.items()
-        }
-        return message
-
-    def depth(self, src: str = "broker", **channels: dict[str, Any]) -> dict[str, Any]:
-        """Report channel depths, e.g. `depth(email={"queued": 7})`: write `P:depth`, then publish."""
-        message = self.depth_message(src, **channels)
-        entries = {name: json.dumps({**entry, "ts": message["ts"]}) for name, entry in message["channels"].items()}
-        self.client.hset(f"{self.prefix}:depth", mapping=entries)
-        self.publish(message)
-        return message
-
-    def heartbeat(self, runner: str, **fields: Any) -> dict[str, Any]:
-        """A runner's beat (interval 10 s unless given, so it stays online through a test): key, set, publish."""
-        message = self.envelope("heartbeat", runner)
-        message.update(
-            boot=message["ts"] - 60,
-            interval=10.0,
-            host=f"{runner}-host",
-            region="eu-west",
-            pid=4242,
-            version="e2e/1",
-            state="running",
-            channels=["default"],
-            concurrency=4,
-            active=[],
-            processed=0,
-            failed=0,
-        )
-        message.update(fields)
-        self.client.sadd(f"{self.prefix}:runners", runner)
-        self.client.set(f"{self.prefix}:runner:{runner}", json.dumps(message), ex=int(3 * message["interval"]) + 1)
-        self.publish(message)
-        return message
-
-    def job_message(self, event: str, job: str, src: str = "producer", **fields: Any) -> dict[str, Any]:
-        message = self.envelope("job", src)
-        message.update(id=f"{src}:{message['seq']}", event=event, job=job, channel="default", fn="demo.task")
-        message.update(fields)
-        return message
-
-    def job(self, event: str, job: str, src: str = "producer", **fields: Any) -> dict[str, Any]:
-        """One job lifecycle event, e.g. `job("failed", "j1", src="r1", runner="r1", error="...")`."""
-        message = self.job_message(event, job, src, **fields)
-        self.publish(message)
-        return message
 
 
 @pytest.fixture
 def source(redis_url: str, prefix: str) -> Iterator[Source]:
     """Publishes native-protocol messages on this test's prefix."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        yield Source(client, prefix)
-    finally:
-        client.close()
+    with Source.connect(redis_url, prefix) as source:
+        yield source
 
 
 def open_dashboard(page: Page, server: LiveServer) -> Page:
     """Load the dashboard; return once its socket is live and the first snapshots are drawn."""
-    page.add_init_script(WS_PROBE)
+    install_ws_probe(page)
     page.goto(server.url + DASHBOARD)
     expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=10_000)
     # The snapshots follow the welcome in one batch; drawn, the footer's event count is a number, not "–".
@@ -154,21 +62,6 @@ def counter(page: Page, key: str) -> Locator:
 
 def row(page: Page, widget: str, key: str) -> Locator:
     return page.locator(f'[data-widget={widget}] tbody[data-f=rows] tr[data-key="{key}"]')
-
-
-def tag(handle: ElementHandle, name: str) -> None:
-    """Mark a DOM node with a JS property: only the very same node still carries it later."""
-    handle.evaluate("(node, name) => { node.__e2eTag = name; }", name)
-
-
-def still_tagged(page: Page, selector: str, name: str) -> bool:
-    """True when the node now at `selector` is the node tagged `name` (it survived, it was not re-created)."""
-    return bool(
-        page.evaluate(
-            "([selector, name]) => { const n = document.querySelector(selector); return !!n && n.__e2eTag === name; }",
-            [selector, name],
-        )
-    )
 
 
 def observe(page: Page, selector: str, ignore: str = "") -> None:
@@ -191,33 +84,6 @@ def observe(page: Page, selector: str, ignore: str = "") -> None:
 
 def mutations(page: Page) -> list[str]:
     return list(page.evaluate("() => window.__e2eMutations"))
-
-
-def wait_for_quiet_tick(page: Page, selector: str, quiet_ms: int = 300, timeout: float = 5_000) -> None:
-    """Wait until the text at `selector` changes while no websocket message arrived for `quiet_ms`.
-
-    A render after a message also refreshes every age, so only a change in a quiet moment proves
-    that the browser ticks the time by itself.
-    """
-    page.evaluate(
-        """([selector, quietMs]) => {
-            window.__e2eQuietTicks = [];
-            const node = document.querySelector(selector);
-            let text = node.textContent;
-            new MutationObserver(() => {
-                if (node.textContent === text) return;
-                const quiet = performance.now() - window.__e2eWs.last;
-                window.__e2eQuietTicks.push({ from: text, to: node.textContent, quiet, ok: quiet >= quietMs });
-                text = node.textContent;
-            }).observe(node, { subtree: true, childList: true, characterData: true });
-        }""",
-        [selector, quiet_ms],
-    )
-    try:
-        page.wait_for_function("() => window.__e2eQuietTicks.some((t) => t.ok)", timeout=timeout)
-    except Exception as exc:
-        changes = page.evaluate("() => window.__e2eQuietTicks")
-        raise AssertionError(f"{selector} did not tick on its own between messages; changes: {changes}") from exc
 
 
 def test_dashboard_renders(dashboard: Page) -> None:
@@ -450,32 +316,15 @@ def test_first_load_weight(page: Page, live_server: LiveServer, source: Source) 
     source.publish(batch)
     source.depth(email={"queued": 15, "scheduled": 15})
 
-    responses: list[Any] = []
-    frames: list[str | bytes] = []
-    page.on("response", lambda response: responses.append(response))
-
-    def on_websocket(ws: WebSocket) -> None:
-        ws.on("framereceived", lambda payload: frames.append(payload))
-
-    page.on("websocket", on_websocket)
+    load = FirstLoad(page)
     open_dashboard(page, live_server)
     for widget, rows in (("runners", 20), ("failures", 10), ("live_jobs", 10), ("scheduled", 10)):
         expect(page.locator(f"[data-widget={widget}] tbody[data-f=rows] tr")).to_have_count(rows)
-    page.wait_for_timeout(1_000)  # the rest of the first second of websocket data
-
-    sizes: dict[str, int] = {}
-    for response in responses:
-        if response.request.resource_type == "websocket" or response.status == 101:
-            continue
-        sizes[response.url] = len(response.body())
-    ws_bytes = sum(len(f.encode() if isinstance(f, str) else f) for f in frames)
-    kinds = {url.rsplit(".", 1)[-1] for url in sizes}
-    assert {"js", "css"} <= kinds, f"expected the page's scripts and styles among {sorted(sizes)}"
-    assert any(url.endswith(DASHBOARD) for url in sizes), sorted(sizes)
-    assert frames, "no websocket data arrived"
-    total = sum(sizes.values()) + ws_bytes
-    report = "\n".join(f"{size:>8} {url}" for url, size in sorted(sizes.items(), key=lambda kv: -kv[1]))
-    assert total < FIRST_LOAD_BUDGET, f"first load is {total} bytes (websocket {ws_bytes}):\n{report}"
+    load.weigh()
+    load.assert_scripts_and_styles()
+    assert any(url.endswith(DASHBOARD) for url in load.sizes), sorted(load.sizes)
+    assert load.frames, "no websocket data arrived"
+    load.assert_within_budget()
 
 
 def test_rows_open_job_details_and_runners(dashboard: Page, source: Source) -> None:

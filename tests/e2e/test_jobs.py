@@ -9,69 +9,32 @@ to do something at a moment of its choosing, it publishes that job's native-prot
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import redis
 
 from tests.conftest import LiveServer, SimulatedFleet
-
-try:
-    from playwright.sync_api import Locator, Page, WebSocket, expect
-except ImportError:  # pragma: no cover - the test extra installs playwright
-    if os.environ.get("JOBPULSE_REQUIRE_BROWSER") == "1":
-        raise
-    pytest.skip("the playwright package is missing: pip install -e '.[test]'", allow_module_level=True)
+from tests.e2e.support import FirstLoad, Locator, Page, Source, expect, tag, tagged
 
 pytestmark = pytest.mark.e2e
 
 TABLE = "/admin/jobs/table"
 MANAGE = "/admin/jobs/manage"
-FIRST_LOAD_BUDGET = 150 * 1024  # bytes: HTML + JS + CSS + the first second of websocket data
 REASON = "Not available yet: operator actions arrive with issue #4 (sign-in, confirmation, audit)"
 QUIET_RUNNER = "e2e-quiet-runner"  # never beats, so no heartbeat's `active` list overrules our job events
 
 
-class Jobs:
-    """Publishes one job's lifecycle events on the server's `P:events`, as a producer and a runner would."""
-
-    def __init__(self, server: LiveServer) -> None:
-        self.server = server
-        self.client = redis.Redis.from_url(server.redis_url)
-        self.channel = f"{server.prefix}:events"
-        self.seqs: dict[str, int] = {}
-
-    def message(self, event: str, job: str, src: str = "e2e-producer", **fields: Any) -> dict[str, Any]:
-        seq = self.seqs.get(src, 0) + 1
-        self.seqs[src] = seq
-        message = {
-            "v": 1, "type": "job", "src": src, "seq": seq, "ts": time.time(), "id": f"{src}:{seq}",
-            "event": event, "job": job, "channel": "email", "fn": "mail.send_e2e", "attempt": 1,
-        }  # fmt: skip
-        message.update(fields)
-        return message
-
-    def publish(self, message: dict[str, Any] | list[dict[str, Any]]) -> None:
-        assert self.client.publish(self.channel, json.dumps(message)), "nobody is subscribed to P:events"
-
-    def send(self, event: str, job: str, src: str = "e2e-producer", **fields: Any) -> None:
-        self.publish(self.message(event, job, src, **fields))
-
-    def close(self) -> None:
-        self.client.close()
-
-
 @pytest.fixture
-def jobs(simulated_fleet: SimulatedFleet) -> Iterator[Jobs]:
-    publisher = Jobs(simulated_fleet.server)
-    yield publisher
-    publisher.close()
+def jobs(simulated_fleet: SimulatedFleet) -> Iterator[Source]:
+    """Publishes jobs' lifecycle events on the fleet's `P:events`, as a producer and a runner would."""
+    server = simulated_fleet.server
+    fields = {"channel": "email", "fn": "mail.send_e2e", "attempt": 1}
+    with Source.connect(server.redis_url, server.prefix, producer="e2e-producer", job_fields=fields) as source:
+        yield source
 
 
 def open_page(page: Page, server: LiveServer, path: str) -> Page:
@@ -90,14 +53,6 @@ def row_ids(page: Page, tbody: str = "#jt-rows") -> list[str]:
 
 def table_row(page: Page, job: str, tbody: str = "#jt-rows") -> Locator:
     return page.locator(f'{tbody} tr[data-key="{job}"]')
-
-
-def tag(locator: Locator, name: str) -> None:
-    locator.evaluate("(node, name) => { node.__e2eTag = name; }", name)
-
-
-def tagged(locator: Locator, name: str) -> bool:
-    return bool(locator.evaluate("(node, name) => node.isConnected && node.__e2eTag === name", name))
 
 
 def search(page: Page, q: str) -> None:
@@ -139,14 +94,13 @@ def overview(page: Page, field: str) -> Locator:
     return modal(page).locator(f'[data-panel="overview"] dd[data-f="{field}"]')
 
 
-def test_job_table_search_sort_page(page: Page, jobs: Jobs) -> None:
+def test_job_table_search_sort_page(page: Page, live_server: LiveServer, jobs: Source) -> None:
     """Rows render; a search narrows them and lives in the URL; filters compose the query; sorting, paging and a
     bad query behave; a reload restores the view."""
-    server = jobs.server
     # 60 jobs of our own (beside the fleet's) make a search with a known number of pages.
     batch = f"e2e-page-{uuid.uuid4().hex[:6]}"
-    jobs.publish([jobs.message("queued", f"{batch}-{i:03d}", queued_at=time.time()) for i in range(60)])
-    open_page(page, server, TABLE)
+    jobs.publish([jobs.job_message("queued", f"{batch}-{i:03d}", queued_at=time.time()) for i in range(60)])
+    open_page(page, live_server, TABLE)
     wait_rows(page, "(rows) => rows.length >= 10")
     expect(page.locator("#jt-indexed")).to_have_text(re.compile(r"^[\d,]+$"))
     expect(page.locator("#jt-pageinfo")).to_have_text(re.compile(r"^Page 1 of [\d,]+$"))
@@ -230,13 +184,12 @@ def test_job_table_search_sort_page(page: Page, jobs: Jobs) -> None:
     wait_rows(page, all_status("running"))
 
 
-def test_row_and_modal_update_in_place(page: Page, jobs: Jobs) -> None:
+def test_row_and_modal_update_in_place(page: Page, live_server: LiveServer, jobs: Source) -> None:
     """A job's row and its open details modal follow the job from queued to running to completed in the same
     DOM nodes; the modal shows overview, payload and history, and Escape closes it, returning focus to the row."""
-    server = jobs.server
     job = f"e2e-{uuid.uuid4().hex[:10]}"
-    jobs.send("queued", job, cid="e2e-order-1", queued_at=time.time(), max_attempts=3, payload={"user_id": 7})
-    open_page(page, server, f"{TABLE}?q=id%3A{job}")
+    jobs.job("queued", job, cid="e2e-order-1", queued_at=time.time(), max_attempts=3, payload={"user_id": 7})
+    open_page(page, live_server, f"{TABLE}?q=id%3A{job}")
     expect(page.locator("#jt-q")).to_have_value(f"id:{job}")
     row = table_row(page, job)
     expect(row.locator(".badge")).to_have_text("queued", timeout=15_000)
@@ -261,13 +214,13 @@ def test_row_and_modal_update_in_place(page: Page, jobs: Jobs) -> None:
         expect(buttons.nth(i)).to_be_disabled()
     expect(dialog.locator(".jm-reason")).to_contain_text("issue #4 (operator actions need sign-in and an audit trail)")
 
-    jobs.send("started", job, src=QUIET_RUNNER, runner=QUIET_RUNNER, started_at=time.time(), max_attempts=3)
+    jobs.job("started", job, src=QUIET_RUNNER, runner=QUIET_RUNNER, started_at=time.time(), max_attempts=3)
     expect(status).to_have_text("running")
     expect(row.locator(".badge")).to_have_text("running")  # the table behind the modal follows too
     expect(overview(page, "runner")).to_have_text(QUIET_RUNNER)
     expect(overview(page, "duration")).to_contain_text("running for")
 
-    jobs.send("completed", job, src=QUIET_RUNNER, runner=QUIET_RUNNER, started_at=time.time() - 0.5, duration=0.5)
+    jobs.job("completed", job, src=QUIET_RUNNER, runner=QUIET_RUNNER, started_at=time.time() - 0.5, duration=0.5)
     expect(status).to_have_text("completed")
     expect(overview(page, "duration")).to_have_text("500 ms")
     expect(row.locator(".badge")).to_have_text("completed")
@@ -291,17 +244,16 @@ def test_row_and_modal_update_in_place(page: Page, jobs: Jobs) -> None:
     assert page.evaluate("() => document.querySelectorAll('[data-widget^=\"job?\"]').length") == 0, "left mounted"
 
 
-def test_failed_job_shows_error_and_traceback(page: Page, jobs: Jobs) -> None:
+def test_failed_job_shows_error_and_traceback(page: Page, live_server: LiveServer, jobs: Source) -> None:
     """`status:failed` lists a failed job; its modal shows the error line and the whole traceback, lines kept."""
-    server = jobs.server
     job = f"e2e-fail-{uuid.uuid4().hex[:8]}"
     traceback = 'Traceback (most recent call last):\n  File "mail.py", line 88, in send\n    smtp.send()\nOSError: boom'
     started = time.time() - 1.2
-    jobs.send("queued", job, queued_at=started - 1, max_attempts=1)
-    jobs.send("started", job, src=QUIET_RUNNER, runner=QUIET_RUNNER, started_at=started)
-    jobs.send("failed", job, src=QUIET_RUNNER, runner=QUIET_RUNNER, started_at=started, duration=1.2,
+    jobs.job("queued", job, queued_at=started - 1, max_attempts=1)
+    jobs.job("started", job, src=QUIET_RUNNER, runner=QUIET_RUNNER, started_at=started)
+    jobs.job("failed", job, src=QUIET_RUNNER, runner=QUIET_RUNNER, started_at=started, duration=1.2,
               error="OSError: boom", traceback=traceback, max_attempts=1)  # fmt: skip
-    open_page(page, server, TABLE)
+    open_page(page, live_server, TABLE)
     search(page, "status:failed")
     row = table_row(page, job)
     expect(row.locator(".badge")).to_have_text("failed", timeout=15_000)
@@ -327,18 +279,17 @@ def test_failed_job_shows_error_and_traceback(page: Page, jobs: Jobs) -> None:
     expect(row).to_be_focused()
 
 
-def test_operations_center(page: Page, jobs: Jobs) -> None:
+def test_operations_center(page: Page, live_server: LiveServer, jobs: Source) -> None:
     """Six tiles with disabled actions and their reason, live previews, the maintenance log's honest empty
     state, and Job Lookup by job id (opens the modal) and by correlation id (a list, then the modal)."""
-    server = jobs.server
     # A correlation id the simulator set, read off the job table.
-    open_page(page, server, f"{TABLE}?q=cid%3A*")
+    open_page(page, live_server, f"{TABLE}?q=cid%3A*")
     first = page.locator("#jt-rows tr").first
     expect(first.locator(".small")).not_to_have_text("", timeout=15_000)
     sim_job, sim_cid = first.get_attribute("data-key"), first.locator(".small").inner_text()
     assert sim_job and sim_cid
 
-    open_page(page, server, MANAGE)
+    open_page(page, live_server, MANAGE)
     expect(page.locator("h1")).to_have_text("Job Operations Center")
     tiles = page.locator("[data-tile]")
     expect(tiles).to_have_count(6)
@@ -367,8 +318,8 @@ def test_operations_center(page: Page, jobs: Jobs) -> None:
     # By job id: one result opens its details; Escape returns focus to the search box.
     job, cid = f"e2e-look-{uuid.uuid4().hex[:8]}", f"e2e-order-{uuid.uuid4().hex[:8]}"
     other = f"{job}-b"
-    jobs.send("queued", job, cid=cid, queued_at=time.time())
-    jobs.send("queued", other, cid=cid, queued_at=time.time(), fn="mail.send_other")
+    jobs.job("queued", job, cid=cid, queued_at=time.time())
+    jobs.job("queued", other, cid=cid, queued_at=time.time(), fn="mail.send_other")
     lookup = page.locator("#lookup-q")
     lookup.fill(job)
     lookup.press("Enter")
@@ -408,12 +359,11 @@ def test_operations_center(page: Page, jobs: Jobs) -> None:
     expect(page.locator("#lookup-status")).to_contain_text("No job has the id or correlation id “no-such-job”")
 
 
-def test_modal_for_a_job_jobpulse_does_not_hold(page: Page, jobs: Jobs) -> None:
+def test_modal_for_a_job_jobpulse_does_not_hold(page: Page, live_server: LiveServer, jobs: Source) -> None:
     """openJobDetails of an unknown id says jobpulse does not hold it; the list mode opens details by keyboard."""
-    server = jobs.server
     job = f"e2e-list-{uuid.uuid4().hex[:8]}"
-    jobs.send("queued", job, queued_at=time.time())
-    open_page(page, server, MANAGE)
+    jobs.job("queued", job, queued_at=time.time())
+    open_page(page, live_server, MANAGE)
     page.evaluate(
         """async (ids) => { const m = await import("/static/js/job-modal.js"); m.openJobList("Some jobs", ids); }""",
         ["gone-job", job],
@@ -439,43 +389,27 @@ def test_modal_for_a_job_jobpulse_does_not_hold(page: Page, jobs: Jobs) -> None:
     assert page.evaluate("() => document.querySelectorAll('[data-widget^=\"job?\"]').length") == 0
 
 
-def measure_first_load(page: Page, server: LiveServer, path: str, ready: str) -> tuple[int, str]:
-    responses: list[Any] = []
-    frames: list[str | bytes] = []
-    page.on("response", lambda response: responses.append(response))
-
-    def on_websocket(ws: WebSocket) -> None:
-        ws.on("framereceived", lambda payload: frames.append(payload))
-
-    page.on("websocket", on_websocket)
+def measure_first_load(page: Page, server: LiveServer, path: str, ready: str) -> FirstLoad:
+    load = FirstLoad(page)
     open_page(page, server, path)
     page.wait_for_function(ready, timeout=15_000)
-    page.wait_for_timeout(1_000)  # the rest of the first second of websocket data
-    sizes: dict[str, int] = {}
-    for response in responses:
-        if response.request.resource_type == "websocket" or response.status == 101:
-            continue
-        sizes[response.url] = len(response.body())
-    ws_bytes = sum(len(f.encode() if isinstance(f, str) else f) for f in frames)
-    assert {url.rsplit(".", 1)[-1] for url in sizes} >= {"js", "css"}, sorted(sizes)
-    assert any(url.endswith("jobs.css") for url in sizes), sorted(sizes)
-    assert frames, "no websocket data arrived"
-    report = "\n".join(f"{size:>8} {url}" for url, size in sorted(sizes.items(), key=lambda kv: -kv[1]))
-    return sum(sizes.values()) + ws_bytes, f"websocket {ws_bytes}\n{report}"
+    load.weigh()
+    load.assert_scripts_and_styles()
+    assert any(url.endswith("jobs.css") for url in load.sizes), sorted(load.sizes)
+    assert load.frames, "no websocket data arrived"
+    return load
 
 
 def test_first_load_weight(page: Page, simulated_fleet: SimulatedFleet) -> None:
     """Each page's HTML, JS, CSS and first second of websocket data, on a busy fleet, weigh under 150 KB."""
     server = simulated_fleet.server
-    total, report = measure_first_load(
-        page, server, TABLE, "() => document.querySelectorAll('#jt-rows tr').length >= 50"
-    )
-    assert total < FIRST_LOAD_BUDGET, f"the job table's first load is {total} bytes:\n{report}"
+    table = measure_first_load(page, server, TABLE, "() => document.querySelectorAll('#jt-rows tr').length >= 50")
+    table.assert_within_budget("the job table's first load")
     other = page.context.new_page()
     try:
-        total, report = measure_first_load(
+        manage = measure_first_load(
             other, server, MANAGE, "() => document.querySelectorAll('[data-part=purge] tbody tr').length > 0"
         )
     finally:
         other.close()
-    assert total < FIRST_LOAD_BUDGET, f"the Operations Center's first load is {total} bytes:\n{report}"
+    manage.assert_within_budget("the Operations Center's first load")

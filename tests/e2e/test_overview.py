@@ -10,59 +10,37 @@ sleeps to assert.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 
 from tests.conftest import LiveServer, SimulatedFleet
-
-try:
-    from playwright.sync_api import Locator, Page, WebSocket, expect
-except ImportError:  # pragma: no cover - the test extra installs playwright
-    if os.environ.get("JOBPULSE_REQUIRE_BROWSER") == "1":
-        raise
-    pytest.skip("the playwright package is missing: pip install -e '.[test]'", allow_module_level=True)
+from tests.e2e.support import (
+    FirstLoad,
+    Locator,
+    Page,
+    Source,
+    expect,
+    install_ws_probe,
+    tag,
+    tagged,
+    wait_for_quiet_tick,
+)
 
 pytestmark = pytest.mark.e2e
 
 OVERVIEW = "/admin/jobs/overview"
 LOGS = "/admin/jobs/logs"
-FIRST_LOAD_BUDGET = 150 * 1024  # bytes: HTML + JS + CSS + the first second of websocket data
 NUMBER = re.compile(r"^\d[\d,]*$")
 AGE = re.compile(r"^\d+(s|m \d+s|h \d+m|d \d+h)$")
-
-# Notes when the page's websockets last received a message, and every frame the page sent, so a test can
-# tell a change the browser made on its own (a ticking age) from one a message caused, and see the
-# subscriptions a page asked for.
-WS_PROBE = """
-(() => {
-  const Native = window.WebSocket;
-  window.__e2eWs = { messages: 0, last: -1e9, sent: [] };
-  window.WebSocket = class extends Native {
-    constructor(...args) {
-      super(...args);
-      this.addEventListener("message", () => {
-        window.__e2eWs.messages += 1;
-        window.__e2eWs.last = performance.now();
-      });
-    }
-    send(data) {
-      window.__e2eWs.sent.push(String(data));
-      super.send(data);
-    }
-  };
-})();
-"""
 
 
 def open_page(page: Page, server: LiveServer, path: str = OVERVIEW) -> Page:
     """Load a page of `server`; return once its socket is live and the first snapshots are drawn."""
-    page.add_init_script(WS_PROBE)
+    install_ws_probe(page)
     page.goto(server.url + path)
     expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=15_000)
     expect(page.locator("[data-widget=health] [data-f=events]")).to_have_text(re.compile(r"^\d"), timeout=10_000)
@@ -85,43 +63,6 @@ def subscribed(page: Page, key: str) -> bool:
         if frame["type"] in ("hello", "sub", "unsub") and key in frame.get("widgets", []):
             last = frame["type"]
     return last in ("hello", "sub")
-
-
-def tag(locator: Locator, name: str) -> None:
-    """Mark a DOM node with a JS property: only the very same node still carries it later."""
-    locator.evaluate("(node, name) => { node.__e2eTag = name; }", name)
-
-
-def still_tagged(locator: Locator, name: str) -> bool:
-    """True when the node now at `locator` is the node tagged `name` (it survived; it was not re-created)."""
-    return bool(locator.evaluate("(node, name) => node.isConnected && node.__e2eTag === name", name))
-
-
-def wait_for_quiet_tick(page: Page, selector: str, quiet_ms: int = 300, timeout: float = 8_000) -> None:
-    """Wait until the text at `selector` changes while no websocket message arrived for `quiet_ms`.
-
-    A render after a message also refreshes every age, so only a change in a quiet moment proves that the
-    browser ticks the time by itself.
-    """
-    page.evaluate(
-        """([selector, quietMs]) => {
-            window.__e2eQuietTicks = [];
-            const node = document.querySelector(selector);
-            let text = node.textContent;
-            new MutationObserver(() => {
-                if (node.textContent === text) return;
-                const quiet = performance.now() - window.__e2eWs.last;
-                window.__e2eQuietTicks.push({ from: text, to: node.textContent, quiet, ok: quiet >= quietMs });
-                text = node.textContent;
-            }).observe(node, { subtree: true, childList: true, characterData: true });
-        }""",
-        [selector, quiet_ms],
-    )
-    try:
-        page.wait_for_function("() => window.__e2eQuietTicks.some((t) => t.ok)", timeout=timeout)
-    except Exception as exc:
-        changes = page.evaluate("() => window.__e2eQuietTicks")
-        raise AssertionError(f"{selector} did not tick on its own between messages; changes: {changes}") from exc
 
 
 def test_overview_renders_live_data(page: Page, live_server: LiveServer, simulated_fleet: SimulatedFleet) -> None:
@@ -196,7 +137,7 @@ def test_overview_renders_live_data(page: Page, live_server: LiveServer, simulat
     # Paused, nothing arrives, and the ages tick on the browser's clock.
     page.locator("#btn-live").click()
     expect(page.locator("#conn")).to_have_attribute("data-state", "paused")
-    wait_for_quiet_tick(page, "[data-widget=pulse] [data-f=last]")
+    wait_for_quiet_tick(page, "[data-widget=pulse] [data-f=last]", timeout=8_000)
     expect(pulse.locator("[data-f=last]")).to_have_text(re.compile(r"^[1-9]\d*s ago$"))
 
 
@@ -220,7 +161,7 @@ def test_pushes_land_in_place(page: Page, live_server: LiveServer, simulated_fle
     expect(queued).not_to_have_text(before["queued"], timeout=20_000)
     expect(detail).not_to_have_text(before["detail"], timeout=20_000)
     for name, locator in (("value", value), ("legacy", legacy), ("queued", queued), ("issue", issue)):
-        assert still_tagged(locator, name), f"the {name} node was re-created instead of updated"
+        assert tagged(locator, name), f"the {name} node was re-created instead of updated"
 
 
 def test_kpi_granularity_swaps_view_and_url(
@@ -284,7 +225,7 @@ def test_chart_modal(page: Page, live_server: LiveServer, simulated_fleet: Simul
     tag(canvas, "canvas")
     first = summary.inner_text()
     expect(summary).not_to_have_text(first, timeout=20_000)
-    assert still_tagged(canvas, "canvas"), "the plot was rebuilt instead of updated"
+    assert tagged(canvas, "canvas"), "the plot was rebuilt instead of updated"
 
     # Another metric inside the modal swaps the subscription.
     dialog.locator("button[data-chart-metric=failed]").click()
@@ -353,7 +294,7 @@ def test_hot_issues_for_silent_runner_and_backlog(page: Page, tight_fleet: LiveS
 
     # Stale, then offline: the alert escalates in its same row.
     expect(silent.locator(".badge")).to_have_text("Critical", timeout=20_000)
-    assert still_tagged(silent, "silent"), "the silent-runner alert was re-created instead of updated"
+    assert tagged(silent, "silent"), "the silent-runner alert was re-created instead of updated"
     service = page.locator("[data-widget=service]")
     expect(service.locator("[data-f=pill]")).to_have_text("Critical")
     expect(service.locator("[data-f=alerts]")).to_have_text(re.compile(r"^\d+ open alerts?$"))
@@ -361,17 +302,13 @@ def test_hot_issues_for_silent_runner_and_backlog(page: Page, tight_fleet: LiveS
 
 def test_logs_page_streams_and_filters(page: Page, live_server: LiveServer, redis_url: str) -> None:
     """A rejected message shows as a warning row; the text and level filters hold while rows stream in."""
-    client = redis.Redis.from_url(redis_url)
-    try:
+    with Source.connect(redis_url, live_server.prefix) as source:
         open_page(page, live_server, LOGS)
         expect(page.locator("h1")).to_have_text("Service Logs")
         rows = page.locator("[data-widget=logs] tbody[data-f=rows] tr")
         expect(page.locator("[data-widget=logs] [data-f=empty]")).to_be_visible()
 
-        def publish(data: bytes) -> None:
-            assert client.publish(f"{live_server.prefix}:events", data), "nobody subscribed to P:events"
-
-        publish(b"not json at all {")
+        source.publish(b"not json at all {")
         first = rows.first
         expect(first.locator(".badge")).to_have_text("warning")
         expect(first.locator(".logger")).to_have_text("jobpulse.native")
@@ -387,10 +324,10 @@ def test_logs_page_streams_and_filters(page: Page, live_server: LiveServer, redi
         expect(rows).to_have_count(0)
         expect(page.locator("[data-widget=logs] [data-f=empty]")).to_have_text("No log rows match the filter.")
         assert "q=schema" in page.url
-        publish(json.dumps({"v": 1, "type": "job", "src": "e2e-bad", "seq": 1, "ts": time.time()}).encode())
+        source.publish({"v": 1, "type": "job", "src": "e2e-bad", "seq": 1, "ts": time.time()})
         expect(rows).to_have_count(1)
         expect(rows.first.locator(".msg")).to_contain_text("schema")
-        publish(b"\x00 more garbage")
+        source.publish(b"\x00 more garbage")
         expect(page.locator("[data-widget=logs] [data-f=summary]")).to_have_text("1 of the latest 3 match")
         expect(rows).to_have_count(1)
 
@@ -408,8 +345,6 @@ def test_logs_page_streams_and_filters(page: Page, live_server: LiveServer, redi
         page.locator("#logs-q").fill("")
         expect(rows).to_have_count(3)
         assert page.url.endswith(f"{LOGS}?level=warning"), page.url
-    finally:
-        client.close()
 
 
 def no_horizontal_overflow(page: Page) -> None:
@@ -431,30 +366,14 @@ def no_horizontal_overflow(page: Page) -> None:
 
 def test_first_load_weight_and_viewports(page: Page, live_server: LiveServer, simulated_fleet: SimulatedFleet) -> None:
     """The overview's HTML, JS, CSS and first second of websocket data weigh under 150 KB; no overflow at 720p or 4K."""
-    responses: list[Any] = []
-    frames: list[str | bytes] = []
-    page.on("response", lambda response: responses.append(response))
-
-    def on_websocket(ws: WebSocket) -> None:
-        ws.on("framereceived", lambda payload: frames.append(payload))
-
-    page.on("websocket", on_websocket)
+    load = FirstLoad(page)
     page.set_viewport_size({"width": 1280, "height": 720})
     open_page(page, live_server)
     expect(page.locator('[data-widget=backlogs] li[data-key="webhooks-legacy"]')).to_have_count(1, timeout=20_000)
-    page.wait_for_timeout(1_000)  # the rest of the first second of websocket data
-
-    sizes: dict[str, int] = {}
-    for response in responses:
-        if response.request.resource_type == "websocket" or response.status == 101:
-            continue
-        sizes[response.url] = len(response.body())
-    ws_bytes = sum(len(f.encode() if isinstance(f, str) else f) for f in frames)
-    assert not [url for url in sizes if "uPlot" in url], "uPlot is part of the first load"
-    assert any(url.endswith(".css") for url in sizes) and any(url.endswith(".js") for url in sizes), sorted(sizes)
-    total = sum(sizes.values()) + ws_bytes
-    report = "\n".join(f"{size:>8} {url}" for url, size in sorted(sizes.items(), key=lambda kv: -kv[1]))
-    assert total < FIRST_LOAD_BUDGET, f"first load is {total} bytes (websocket {ws_bytes}):\n{report}"
+    load.weigh()
+    assert not [url for url in load.sizes if "uPlot" in url], "uPlot is part of the first load"
+    load.assert_scripts_and_styles()
+    load.assert_within_budget()
 
     no_horizontal_overflow(page)
     page.set_viewport_size({"width": 3840, "height": 2160})

@@ -8,8 +8,6 @@ adds runners of known shape beside it. Deadlines are generous and functional (`e
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -17,40 +15,15 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import redis
 
 from tests.conftest import LiveServer, SimulatedFleet
-
-try:
-    from playwright.sync_api import Locator, Page, WebSocket, expect
-except ImportError:  # pragma: no cover - the test extra installs playwright
-    if os.environ.get("JOBPULSE_REQUIRE_BROWSER") == "1":
-        raise
-    pytest.skip("the playwright package is missing: pip install -e '.[test]'", allow_module_level=True)
+from tests.e2e.support import FirstLoad, Locator, Page, Source, expect, install_ws_probe
 
 pytestmark = pytest.mark.e2e
 
 RUNNERS = "/admin/jobs/runners"
 STATUSES = ("online", "busy", "draining", "stale", "offline")
-FIRST_LOAD_BUDGET = 150 * 1024  # bytes: HTML + JS + CSS + the first second of websocket data
 OPS_REASON = "issue #4"
-
-# Counts the messages the page's websockets receive, so a test can wait for "more updates streamed".
-WS_PROBE = """
-(() => {
-  const Native = window.WebSocket;
-  window.__e2eWs = { messages: 0, last: -1e9 };
-  window.WebSocket = class extends Native {
-    constructor(...args) {
-      super(...args);
-      this.addEventListener("message", () => {
-        window.__e2eWs.messages += 1;
-        window.__e2eWs.last = performance.now();
-      });
-    }
-  };
-})();
-"""
 
 # Records the mutations under the grid per runner card (by data-key). A card's own ticking age text
 # (inside [data-since]) is the browser's clock, not an update, so it is left out; everything else,
@@ -75,72 +48,14 @@ CARD_OBSERVER = """
 """
 
 
-class Source:
-    """A tiny native-protocol source (docs/protocol.md section 1): publishes on `P:events`, keeps the keys."""
-
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
-        self.client = client
-        self.prefix = prefix
-        self.seqs: dict[str, int] = {}
-        self.boots: dict[str, float] = {}
-
-    def envelope(self, kind: str, src: str) -> dict[str, Any]:
-        seq = self.seqs.get(src, 0) + 1
-        self.seqs[src] = seq
-        return {"v": 1, "type": kind, "src": src, "seq": seq, "ts": time.time()}
-
-    def publish(self, message: dict[str, Any] | list[dict[str, Any]]) -> None:
-        """Publish one object or a batch (a list of at most 1,000)."""
-        assert self.client.publish(f"{self.prefix}:events", json.dumps(message)), "nobody subscribed to P:events"
-
-    def beat(self, runner: str, **fields: Any) -> dict[str, Any]:
-        """A heartbeat (interval 60 s unless given, so the runner stays online through a test)."""
-        message = self.envelope("heartbeat", runner)
-        boot = self.boots.setdefault(runner, message["ts"] - 60)  # the same process: no restart
-        message.update(boot=boot, interval=60.0, host=f"{runner}-host", region="e2e-region",
-                       pid=4242, version="e2e/1", state="running", channels=["default"], concurrency=4,
-                       active=[], processed=0, failed=0)  # fmt: skip
-        message.update(fields)
-        return message
-
-    def beats(self, *messages: dict[str, Any]) -> None:
-        """Register the runners, write their keys and publish their beats, in batches of 1,000."""
-        pipe = self.client.pipeline(transaction=False)
-        for message in messages:
-            pipe.sadd(f"{self.prefix}:runners", message["src"])
-            ttl = int(3 * message["interval"]) + 1
-            pipe.set(f"{self.prefix}:runner:{message['src']}", json.dumps(message), ex=ttl)
-        pipe.execute()
-        for start in range(0, len(messages), 1000):
-            self.publish(list(messages[start : start + 1000]))
-
-    def heartbeat(self, runner: str, **fields: Any) -> dict[str, Any]:
-        message = self.beat(runner, **fields)
-        self.beats(message)
-        return message
-
-    def job(self, event: str, job: str, src: str, **fields: Any) -> None:
-        message = self.envelope("job", src)
-        message.update(id=f"{src}:{message['seq']}", event=event, job=job, channel="default", fn="demo.task")
-        message.update(fields)
-        self.publish(message)
-
-    def depth(self, **channels: dict[str, Any]) -> None:
-        message = self.envelope("depth", "e2e-broker")
-        message["channels"] = {
-            name: {"queued": 0, "inflight": 0, "scheduled": 0, "oldest": None, "paused": False, **fields}
-            for name, fields in channels.items()
-        }
-        self.publish(message)
-
-
 @pytest.fixture
 def source(redis_url: str, prefix: str) -> Iterator[Source]:
-    client = redis.Redis.from_url(redis_url)
-    try:
-        yield Source(client, prefix)
-    finally:
-        client.close()
+    """Publishes native-protocol messages on this test's prefix, beside the simulated fleet's (its own broker).
+
+    Its runners beat every 60 s unless told otherwise, so they stay online through a test.
+    """
+    with Source.connect(redis_url, prefix, broker="e2e-broker", interval=60.0, region="e2e-region") as source:
+        yield source
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -148,7 +63,7 @@ def source(redis_url: str, prefix: str) -> Iterator[Source]:
 
 def open_console(page: Page, server: LiveServer, query: str = "") -> Page:
     """Load the console; return once its socket is live and the grid has drawn its first data."""
-    page.add_init_script(WS_PROBE)
+    install_ws_probe(page)
     page.goto(server.url + RUNNERS + query)
     expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=10_000)
     expect(page.locator("#fleet [data-f=all]")).to_have_text(re.compile(r"^\d"), timeout=10_000)
@@ -579,14 +494,7 @@ def test_a_thousand_runners(page: Page, live_server: LiveServer, source: Source)
 
     source.beats(*fleet_beats(0))
 
-    responses: list[Any] = []
-    frames: list[str | bytes] = []
-    page.on("response", lambda response: responses.append(response))
-
-    def on_websocket(ws: WebSocket) -> None:
-        ws.on("framereceived", lambda payload: frames.append(payload))
-
-    page.on("websocket", on_websocket)
+    load = FirstLoad(page)
     open_console(page, live_server)
     expect(page.locator("#fleet [data-f=all]")).to_have_text("1,000", timeout=15_000)
     expect(page.locator("[data-widget=fleet_summary] [data-f=total]")).to_have_text("1,000")
@@ -595,15 +503,10 @@ def test_a_thousand_runners(page: Page, live_server: LiveServer, source: Source)
     pager = page.locator("#fleet [data-f=pager]")
     expect(pager).to_be_visible()
     expect(pager.locator("[data-f=pageinfo]")).to_have_text("Page 1 of 17")
-    page.wait_for_timeout(1_000)  # the rest of the first second of websocket data
-
-    sizes = {r.url: len(r.body()) for r in responses if r.request.resource_type != "websocket" and r.status != 101}
-    ws_bytes = sum(len(f.encode() if isinstance(f, str) else f) for f in frames)
-    total = sum(sizes.values()) + ws_bytes
-    report = "\n".join(f"{size:>8} {url}" for url, size in sorted(sizes.items(), key=lambda kv: -kv[1]))
-    assert any(url.endswith(RUNNERS) for url in sizes), sorted(sizes)
-    assert total < FIRST_LOAD_BUDGET, f"first load is {total} bytes (websocket {ws_bytes}):\n{report}"
-    print(f"first load is {total} bytes (websocket {ws_bytes}):\n{report}")
+    load.weigh()
+    assert any(url.endswith(RUNNERS) for url in load.sizes), sorted(load.sizes)
+    load.assert_within_budget()
+    print(f"first load is {load.total} bytes (websocket {load.ws_bytes}):\n{load.report}")
 
     # Beats keep streaming for every runner while the operator filters and pages; record long tasks.
     page.evaluate(

@@ -30,82 +30,15 @@ import pytest
 import redis
 
 from tests.conftest import LiveServer, SimulatedFleet
-
-try:
-    from playwright.sync_api import CDPSession, Page, WebSocket, expect
-except ImportError:  # pragma: no cover - the test extra installs playwright
-    if os.environ.get("JOBPULSE_REQUIRE_BROWSER") == "1":
-        raise
-    pytest.skip("the playwright package is missing: pip install -e '.[test]'", allow_module_level=True)
+from tests.e2e.support import CDPSession, FirstLoad, Page, Source, expect, install_ws_probe, still_tagged
 
 pytestmark = pytest.mark.e2e
 
 STATUS = "/admin/system-status"
 WALL = "/wall"
-FIRST_LOAD_BUDGET = 150 * 1024  # bytes: HTML + JS + CSS + the first second of websocket data
 SOAK_S = float(os.environ.get("JOBPULSE_WALL_SOAK_S", "25"))
 SAMPLE_S = float(os.environ.get("JOBPULSE_WALL_SAMPLE_S", "10"))
 LEVEL_WORDS = re.compile(r"^(OK|Warning|Critical)$")
-
-# Counts the page's websocket messages and the widget frames in them, and notes when the last one came.
-WS_PROBE = """
-(() => {
-  const Native = window.WebSocket;
-  window.__e2eWs = { messages: 0, frames: 0, last: -1e9 };
-  window.WebSocket = class extends Native {
-    constructor(...args) {
-      super(...args);
-      this.addEventListener("message", (event) => {
-        const probe = window.__e2eWs;
-        probe.messages += 1;
-        probe.last = performance.now();
-        if (typeof event.data === "string" && event.data.startsWith('{"type":"batch"')) {
-          probe.frames += (event.data.match(/"type":"(patch|snapshot)"/g) || []).length;
-        }
-      });
-    }
-  };
-})();
-"""
-
-
-class Feed:
-    """A tiny native-protocol source: publishes on `P:events` and keeps the authoritative keys a real one keeps."""
-
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
-        self.client = client
-        self.prefix = prefix
-        self.seqs: dict[str, int] = {}
-
-    def envelope(self, kind: str, src: str) -> dict[str, Any]:
-        seq = self.seqs.get(src, 0) + 1
-        self.seqs[src] = seq
-        return {"v": 1, "type": kind, "src": src, "seq": seq, "ts": time.time()}
-
-    def publish(self, message: dict[str, Any]) -> None:
-        assert self.client.publish(f"{self.prefix}:events", json.dumps(message)), "nobody listens on P:events"
-
-    def depth(self, **channels: dict[str, Any]) -> None:
-        """Report channel depths, e.g. `depth(orphan={"queued": 3})`: write `P:depth`, then publish."""
-        message = self.envelope("depth", "broker")
-        message["channels"] = {
-            name: {"queued": 0, "inflight": 0, "scheduled": 0, "oldest": None, "paused": False, **fields}
-            for name, fields in channels.items()
-        }
-        entries = {name: json.dumps({**entry, "ts": message["ts"]}) for name, entry in message["channels"].items()}
-        self.client.hset(f"{self.prefix}:depth", mapping=entries)
-        self.publish(message)
-
-    def heartbeat(self, runner: str, **fields: Any) -> None:
-        message = self.envelope("heartbeat", runner)
-        message.update(
-            boot=message["ts"] - 60, interval=10.0, host=f"{runner}-host", region="eu-west", pid=4242,
-            version="e2e/1", state="running", channels=["default"], concurrency=4, active=[], processed=0, failed=0,
-        )  # fmt: skip
-        message.update(fields)
-        self.client.sadd(f"{self.prefix}:runners", runner)
-        self.client.set(f"{self.prefix}:runner:{runner}", json.dumps(message), ex=31)
-        self.publish(message)
 
 
 class Burst(threading.Thread):
@@ -114,7 +47,7 @@ class Burst(threading.Thread):
     def __init__(self, redis_url: str, prefix: str) -> None:
         super().__init__(daemon=True)
         self.client = redis.Redis.from_url(redis_url)
-        self.feed = Feed(self.client, prefix)
+        self.feed = Source(self.client, prefix, broker="e2e-broker")
         self.halt = threading.Event()
         self.sent = 0
 
@@ -132,19 +65,21 @@ class Burst(threading.Thread):
         """One batch: a runner's beat (busy or not), one job's queued, started and completed, six depths."""
         now = time.time()
         runner = f"e2e-burst-{n % 40:02d}"
-        beat = self.feed.envelope("heartbeat", runner)
         active = [{"job": f"b{n}", "channel": "burst", "fn": "e2e.burst", "started": now}] * rng.randint(0, 2)
-        beat.update(boot=now - 600, interval=1.0, host=f"{runner}-host", region=rng.choice(["eu", "us"]))
-        beat.update(pid=n % 40, version="e2e/1", state="running", channels=["burst"], concurrency=2, active=active)
-        beat.update(processed=n, failed=0)
-        batch = [beat]
+        batch = [
+            self.feed.beat(
+                runner, boot=now - 600, interval=1.0, region=rng.choice(["eu", "us"]), pid=n % 40,
+                channels=["burst"], concurrency=2, active=active, processed=n,
+            )
+        ]  # fmt: skip
         for event in ("queued", "started", "completed"):
-            job = self.feed.envelope("job", runner)
-            job.update(id=f"{runner}:{job['seq']}", event=event, job=f"b{n}", channel=f"burst-{n % 6}")
-            job.update(fn="e2e.burst", attempt=1, runner=runner, started_at=now, duration=0.01)
-            batch.append(job)
-        depth = self.feed.envelope("depth", "e2e-broker")
-        depth["channels"] = {
+            batch.append(
+                self.feed.job_message(
+                    event, f"b{n}", runner, channel=f"burst-{n % 6}", fn="e2e.burst", attempt=1,
+                    runner=runner, started_at=now, duration=0.01,
+                )
+            )  # fmt: skip
+        depths = {
             f"burst-{c}": {
                 "queued": rng.randint(0, 50),
                 "inflight": rng.randint(0, 5),
@@ -154,7 +89,7 @@ class Burst(threading.Thread):
             }
             for c in range(6)
         }
-        batch.append(depth)
+        batch.append(self.feed.depth_message(**depths))
         self.sent += len(batch)
         return batch
 
@@ -164,17 +99,14 @@ class Burst(threading.Thread):
 
 
 @pytest.fixture
-def feed(redis_url: str, prefix: str) -> Iterator[Feed]:
-    client = redis.Redis.from_url(redis_url)
-    try:
-        yield Feed(client, prefix)
-    finally:
-        client.close()
+def feed(redis_url: str, prefix: str) -> Iterator[Source]:
+    with Source.connect(redis_url, prefix) as feed:
+        yield feed
 
 
 def open_live(page: Page, server: LiveServer, path: str) -> Page:
     """Load a page; return once its socket is live and the first snapshots are drawn."""
-    page.add_init_script(WS_PROBE)
+    install_ws_probe(page)
     page.goto(server.url + path)
     expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=10_000)
     page.wait_for_function("() => window.__e2eWs.frames > 0", timeout=10_000)
@@ -185,15 +117,6 @@ def tag(page: Page, selector: str, name: str) -> None:
     """Mark the DOM node at `selector` with a JS property: only the very same node still carries it later."""
     script = "([s, n]) => { const e = document.querySelector(s); if (e) e.__e2eTag = n; return !!e; }"
     assert page.evaluate(script, [selector, name]), f"nothing at {selector}"
-
-
-def still_tagged(page: Page, selector: str, name: str) -> bool:
-    return bool(
-        page.evaluate(
-            "([s, n]) => { const e = document.querySelector(s); return !!e && e.isConnected && e.__e2eTag === n; }",
-            [selector, name],
-        )
-    )
 
 
 def fetch(url: str) -> str:
@@ -234,7 +157,7 @@ def test_status_page_renders_live_data(page: Page, live_server: LiveServer, simu
     expect(page.locator("[data-widget=health] [data-f=events]")).to_have_text(re.compile(r"^[1-9]"))
 
 
-def test_status_matrix_and_timeline_update_in_place(page: Page, live_server: LiveServer, feed: Feed) -> None:
+def test_status_matrix_and_timeline_update_in_place(page: Page, live_server: LiveServer, feed: Source) -> None:
     """A matrix row keeps its node while its detail changes; a new alert entry goes on top of the same old rows."""
     open_live(page, live_server, STATUS)
     matrix = "[data-widget=platform][data-part=matrix] tbody[data-f=rows]"
@@ -290,23 +213,12 @@ def test_pages_have_no_inline_script_or_style(live_server: LiveServer) -> None:
 @pytest.mark.parametrize("path", [STATUS, WALL])
 def test_first_load_weight(page: Page, live_server: LiveServer, simulated_fleet: SimulatedFleet, path: str) -> None:
     """HTML, JS, CSS and the first second of websocket data weigh under 150 KB."""
-    responses: list[Any] = []
-    frames: list[str | bytes] = []
-    page.on("response", lambda response: responses.append(response))
-
-    def on_websocket(ws: WebSocket) -> None:
-        ws.on("framereceived", lambda payload: frames.append(payload))
-
-    page.on("websocket", on_websocket)
+    load = FirstLoad(page)
     open_live(page, live_server, path)
-    page.wait_for_timeout(1_000)
-    sizes = {r.url: len(r.body()) for r in responses if r.status != 101 and r.request.resource_type != "websocket"}
-    ws_bytes = sum(len(f.encode() if isinstance(f, str) else f) for f in frames)
-    total = sum(sizes.values()) + ws_bytes
-    report = "\n".join(f"{size:>8} {url}" for url, size in sorted(sizes.items(), key=lambda kv: -kv[1]))
-    assert any(url.endswith(".css") for url in sizes) and any(url.endswith(".js") for url in sizes), report
-    print(f"first load of {path}: {total} bytes ({ws_bytes} of them websocket data in the first second)")
-    assert total < FIRST_LOAD_BUDGET, f"{path}: first load is {total} bytes (websocket {ws_bytes}):\n{report}"
+    load.weigh()
+    load.assert_scripts_and_styles()
+    print(f"first load of {path}: {load.total} bytes ({load.ws_bytes} of them websocket data in the first second)")
+    load.assert_within_budget(f"{path}: first load")
 
 
 # -- The wall ---------------------------------------------------------------------------------------------
