@@ -351,3 +351,77 @@ def test_rows_open_job_details_and_runners(dashboard: Page, source: Source) -> N
     runner = row(page, "runners", "e2e-runner-9")
     runner.click()
     expect(page).to_have_url(re.compile(r"/admin/jobs/runners\?q=e2e-runner-9$"))
+
+
+def test_per_channel_chart_from_jobs_published(dashboard: Page, source: Source) -> None:
+    """ "Per channel" on the Jobs Published card opens the full chart of published jobs per channel, live."""
+    page = dashboard
+    for n in range(3):
+        source.job("queued", f"pub-email-{n}", channel="email")
+    source.job("queued", "pub-reports-0", channel="reports")
+    opener = page.locator("[data-widget=published] [data-open-chart]")
+    opener.click()
+    dialog = page.locator("#chart-modal")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("#chart-modal-title")).to_have_text("Published per channel")
+    body = dialog.locator("[data-chart]")
+    expect(body).to_have_attribute("data-widget", "chart?gran=minutes&metric=published")
+    expect(body.locator(".uplot canvas")).to_have_count(1, timeout=15_000)
+    legend = body.locator(".u-legend")
+    expect(legend).to_contain_text("email")
+    expect(legend).to_contain_text("reports")
+    summary = body.locator("[data-f=summary]")
+    expect(summary).to_have_text(re.compile(r"^4 published in the last 60 min across 2 channels"))
+    source.job("queued", "pub-email-3", channel="email")
+    expect(summary).to_have_text(re.compile(r"^5 published in the last 60 min across 2 channels"))
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(opener).to_be_focused()
+
+
+def set_hidden(page: Page, hidden: bool) -> None:
+    """Make the tab hidden or visible as a browser does: `document.hidden` flips, then `visibilitychange` fires."""
+    page.evaluate(
+        """(hidden) => {
+            Object.defineProperty(document, "hidden", { configurable: true, get: () => hidden });
+            Object.defineProperty(document, "visibilityState", {
+                configurable: true, get: () => (hidden ? "hidden" : "visible"),
+            });
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""",
+        hidden,
+    )
+
+
+def test_hidden_tab_receives_nothing_and_resyncs_when_visible(
+    dashboard: Page, live_server: LiveServer, source: Source
+) -> None:
+    """A hidden tab unsubscribes (the server sends it nothing) and, visible again, resumes and catches up."""
+    page = dashboard
+    value = counter(page, "pending")
+    source.depth(email={"queued": 3})
+    expect(value).to_have_text("3")
+
+    set_hidden(page, True)
+    page.wait_for_function("() => window.__e2eWs.sent.some((f) => f.includes('\"unsub\"'))")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "paused")
+    page.wait_for_timeout(300)  # let a tick already on the wire arrive
+    before = page.evaluate("() => window.__e2eWs.frames")
+
+    for queued in range(4, 12):
+        source.depth(email={"queued": queued})
+    deadline = time.monotonic() + 5
+    while page.request.get(f"{live_server.url}/api/widgets/counters").json()["data"]["pending"]["v"] != 11:
+        assert time.monotonic() < deadline, "the server never saw the depth change"
+        time.sleep(0.05)
+    page.wait_for_timeout(600)  # several ticks: a subscribed page would have had patches by now
+    assert page.evaluate("() => window.__e2eWs.frames") == before, "a hidden tab still received widget frames"
+    expect(value).to_have_text("3")
+
+    set_hidden(page, False)
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    expect(value).to_have_text("11")
+    sub = page.evaluate("() => window.__e2eWs.sent.filter((f) => f.includes('\"sub\"')).at(-1)")
+    assert '"counters"' in sub and '"resume"' in sub, sub
+    source.depth(email={"queued": 12})
+    expect(value).to_have_text("12")
