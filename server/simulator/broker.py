@@ -59,6 +59,7 @@ class Broker(Receiver):
             "cancel": self._cancel,
             "pause": self._pause,
             "resume": self._resume,
+            "cleanup": self._cleanup,
         }
 
     async def start(self) -> None:
@@ -199,9 +200,36 @@ class Broker(Receiver):
     async def _clear_stuck(self, command: Command) -> dict[str, Any]:
         channel = arg_channel(command.args, required=False)
         older_than = arg_number(command.args, "older_than", DEFAULT_STUCK_AFTER)
+        channels = [channel] if channel is not None else list(self._ctx.channels)
+        requeued, expired = await self._take_back(channels, lambda job, age, silent: age >= older_than or silent)
+        return {"cleared": requeued + expired, "requeued": requeued, "expired": expired}
+
+    async def _cleanup(self, command: Command) -> dict[str, Any]:
+        """Forget dead runners (no heartbeat key) and take back the jobs they left."""
+        runners = command.args.get("runners")
+        if not isinstance(runners, list) or not 1 <= len(runners) <= 1000:
+            raise BadArgument("runners: a list of 1-1000 runner ids")
+        if not all(isinstance(r, str) and 1 <= len(r) <= 200 for r in runners):
+            raise BadArgument("runners: each a runner id of 1-200 characters")
+        ctx = self._ctx
+        pipe = ctx.redis.pipeline(transaction=False)
+        for runner_id in runners:
+            pipe.exists(ctx.keys.runner(runner_id))
+        alive = await pipe.execute()
+        dead = {r for r, beating in zip(runners, alive, strict=True) if not beating}
+        requeued = expired = 0
+        if dead:
+            requeued, expired = await self._take_back(list(ctx.channels), lambda job, age, silent: job.runner in dead)
+            await ctx.redis.srem(ctx.keys.runners, *dead)
+            for runner_id in sorted(dead):
+                self._emitter.emit("runner.removed", {"runner": runner_id, "reason": "cleanup"})
+            log.info("cleaned up %d dead runners (%d jobs requeued, %d expired)", len(dead), requeued, expired)
+        return {"removed": len(dead), "skipped": len(runners) - len(dead), "requeued": requeued, "expired": expired}
+
+    async def _take_back(self, channels: list[str], take: Callable[[Job, float, bool], bool]) -> tuple[int, int]:
+        """Requeue (attempts left) or expire the in-flight jobs of `channels` that `take(job, age, silent)` picks."""
         ctx = self._ctx
         now = time.time()
-        channels = [channel] if channel is not None else list(ctx.channels)
         inflight: list[tuple[str, float]] = []
         for ch in channels:
             inflight += await ctx.queue.inflight(ch)
@@ -219,7 +247,7 @@ class Broker(Receiver):
                 continue
             age = now - started
             silent = not beating.get(job.runner, False)
-            if age < older_than and not silent:
+            if not take(job, age, silent):
                 continue
             why = f"cleared as stuck after {age:.1f}s on {job.runner}" + (" (no heartbeat)" if silent else "")
             run = {"runner": job.runner, "started_at": job.started_at, "duration": round(age, 6), "error": why}
@@ -249,8 +277,8 @@ class Broker(Receiver):
             if runner is not None:
                 runner.take_back(job.id, TAKEN)
         if requeued or expired:
-            log.info("cleared %d stuck jobs (%d requeued, %d expired)", requeued + expired, requeued, expired)
-        return {"cleared": requeued + expired, "requeued": requeued, "expired": expired}
+            log.info("took back %d jobs (%d requeued, %d expired)", requeued + expired, requeued, expired)
+        return requeued, expired
 
     async def _job(self, command: Command) -> Job:
         job_id = arg_str(command.args, "job", required=True)

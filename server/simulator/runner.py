@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -21,7 +22,7 @@ from redis.asyncio.client import Pipeline
 
 from server.simulator.backoff import REDIS_ERRORS, Backoff, retry_forever
 from server.simulator.context import Context
-from server.simulator.control import Command, Receiver, arg_int, arg_number
+from server.simulator.control import BadArgument, Command, Receiver, arg_int, arg_number, arg_str
 from server.simulator.layout import RunnerSpec
 from server.simulator.outbox import Emitter, remove_member
 from server.simulator.queue import Job
@@ -92,6 +93,7 @@ class Runner(Receiver):
             "restart": self._restart,
             "shutdown": self._shutdown,
             "logs": self._log_lines,
+            "broadcast": self._broadcast,
         }
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -452,6 +454,28 @@ class Runner(Receiver):
         timeout = arg_number(command.args, "timeout", DEFAULT_EXIT_TIMEOUT)
         self._request_exit("shutdown", timeout)
         return {"state": "stopping"}
+
+    async def _broadcast(self, command: Command) -> dict[str, Any]:
+        """A message for the log, and config keys this runner knows (concurrency); others are ignored."""
+        message = arg_str(command.args, "message", required=False, max_len=500)
+        config = command.args.get("config", {})
+        if not isinstance(config, dict):
+            raise BadArgument("config: must be an object")
+        applied, ignored = [], []
+        for key in config:
+            if key == "concurrency":
+                concurrency = arg_int(config, "concurrency", None, 1, 1000)
+                self.spec = dataclasses.replace(self.spec, concurrency=concurrency)
+                self._wake.set()
+                applied.append(key)
+            else:
+                ignored.append(str(key)[:64])
+        if message:
+            self._log("info", f"broadcast: {message}")
+        if applied:
+            self._log("info", f"config: concurrency is now {self.spec.concurrency}")
+            self._beat()
+        return {"applied": applied, "ignored": ignored}
 
     async def _log_lines(self, command: Command) -> dict[str, Any]:
         lines = arg_int(command.args, "lines", 100, 1, LOG_LINES)

@@ -68,6 +68,18 @@ class RunnerStopped(Struct, frozen=True, tag="runner.stopped", tag_field="type")
     id: Id | None = None
 
 
+class RunnerRemoved(Struct, frozen=True, tag="runner.removed", tag_field="type"):
+    """The job system forgot a dead runner (docs/protocol.md, `runner.removed`); jobpulse forgets it too."""
+
+    v: Version
+    src: Id
+    seq: Count
+    ts: float
+    runner: Id
+    reason: Annotated[str, Meta(max_length=200)] = ""
+    id: Id | None = None
+
+
 class JobEvent(Struct, frozen=True, tag="job", tag_field="type"):
     """One lifecycle event of one job (docs/protocol.md, `job`)."""
 
@@ -116,8 +128,8 @@ class Depth(Struct, frozen=True, tag="depth", tag_field="type"):
     id: Id | None = None
 
 
-SourceMessage = Heartbeat | RunnerStopped | JobEvent | Depth
-SOURCE_TYPES = frozenset({"heartbeat", "runner.stopped", "job", "depth"})
+SourceMessage = Heartbeat | RunnerStopped | RunnerRemoved | JobEvent | Depth
+SOURCE_TYPES = frozenset({"heartbeat", "runner.stopped", "runner.removed", "job", "depth"})
 
 
 # Events the shell makes. They carry their own time, so the reducer never reads a clock.
@@ -141,6 +153,22 @@ class LogRecorded(Struct, frozen=True):
     level: str
     logger: str
     message: str
+
+
+class AuditNoted(Struct, frozen=True):
+    """An operator command was audited (docs/protocol.md 5.5): the row of the live activity widget."""
+
+    id: str
+    at: float
+    user: str
+    role: str
+    action: str
+    target: str
+    ok: bool
+    result: str
+    count: int | None
+    message: str
+    error: str = ""
 
 
 class ShellStats(Struct, frozen=True):
@@ -210,7 +238,7 @@ class Restored(Struct, frozen=True):
     channel_series: dict[str, dict[int, tuple[int, ...]]] = {}
 
 
-Event = SourceMessage | Tick | SourceStatus | Rejected | Reconciled | Restored | LogRecorded | ShellStats
+Event = SourceMessage | Tick | SourceStatus | Rejected | Reconciled | Restored | LogRecorded | ShellStats | AuditNoted
 
 REJECT_REASONS = ("too_large", "json", "schema", "version", "unknown_type", "batch", "error")
 

@@ -26,6 +26,7 @@ import msgspec
 from server.streams import rules
 from server.streams.events import (
     ActiveJob,
+    AuditNoted,
     ChannelDepth,
     Depth,
     Event,
@@ -36,6 +37,7 @@ from server.streams.events import (
     Rejected,
     Restored,
     RunnerRecord,
+    RunnerRemoved,
     RunnerStopped,
     ShellStats,
     SourceStatus,
@@ -78,7 +80,8 @@ LOGS = 1 << 11
 PLATFORM = 1 << 12
 RUNNER_EVENTS = 1 << 13
 GAP = 1 << 15  # not a widget aspect: the source skipped seqs, so the shell should reconcile now
-ALL = (1 << 14) - 1
+ACTIVITY = 1 << 14
+ALL = (1 << 15) - 1
 
 _ACTIVE_GRACE = 0.5  # s: a job started this close before a beat may be missing from that beat's active list
 
@@ -107,6 +110,8 @@ def fold(state: State, event: Event, at: float, replay: bool = False) -> int:
         return _tick(state, event)
     if isinstance(event, RunnerStopped):
         return _runner_stopped(state, event, at, replay)
+    if isinstance(event, RunnerRemoved):
+        return _runner_removed(state, event, at, replay)
     if isinstance(event, Rejected):
         rejected = state.health.rejected
         rejected[event.reason] = rejected.get(event.reason, 0) + 1
@@ -124,6 +129,9 @@ def fold(state: State, event: Event, at: float, replay: bool = False) -> int:
     if isinstance(event, ShellStats):
         state.shell = dict(event.values)
         return PLATFORM
+    if isinstance(event, AuditNoted):
+        state.activity.appendleft(event)
+        return ACTIVITY
     raise TypeError(f"fold: unknown event type {type(event).__name__}")
 
 
@@ -710,6 +718,23 @@ def _runner_stopped(state: State, msg: RunnerStopped, at: float, replay: bool) -
     state.dirty_runners.add(runner.id)
     reason = f" ({msg.reason})" if msg.reason else ""
     return changed | RUNNERS | _runner_event(state, at, runner.id, f"stopped{reason}", "info")
+
+
+def _runner_removed(state: State, msg: RunnerRemoved, at: float, replay: bool) -> int:
+    """Forget a runner the job system cleaned up: its card goes, and the store forgets it on the next save."""
+    changed = _advance(state, at) | _track_seq(state, msg.src, msg.seq, replay)
+    state.health.events += 1
+    state.health.last_event = at
+    runner = state.runners.get(msg.runner)
+    if runner is None:
+        return changed
+    if runner.status in ("online", "busy", "draining") and runner.last_ts is not None and runner.last_ts > msg.ts:
+        # It beat after the removal was decided: it is alive, so it stays (the next beat would re-add it anyway).
+        return changed
+    del state.runners[msg.runner]
+    state.dirty_runners.add(msg.runner)
+    reason = f" ({msg.reason})" if msg.reason else ""
+    return changed | RUNNERS | _runner_event(state, at, msg.runner, f"removed{reason}", "info")
 
 
 # -- channels -----------------------------------------------------------------------------------

@@ -11,6 +11,10 @@ from array import array
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from server.streams.events import AuditNoted
 
 # Indexes into a series bucket: [published, completed, failed, retried, pending, running, scheduled,
 # longest running (s)]. The first four count events; the rest are gauges sampled in that minute.
@@ -64,6 +68,7 @@ class Limits:
     runner_events_cap: int = 500
     alert_log_cap: int = 500
     logs_cap: int = 500
+    activity_rows: int = 50  # audit entries in the live activity widget
     pulse_points: int = 120  # seconds of heartbeat-latency samples
     # Alert rules (server/streams/rules.py).
     sla: Mapping[str, float] = field(default_factory=lambda: {"*": 300.0})  # channel -> oldest queued age SLA, s
@@ -327,6 +332,7 @@ class State:
     """Everything the widgets show. Created by `reducer.initial_state`."""
 
     __slots__ = (
+        "activity",
         "alert_log",
         "alerts",
         "beats_this_tick",
@@ -410,6 +416,7 @@ class State:
         self.alerts: dict[str, Alert] = {}
         self.alert_log: deque[tuple[int, float, str, str, str, str]] = deque(maxlen=limits.alert_log_cap)
         self.logs: deque[tuple[int, float, str, str, str]] = deque(maxlen=limits.logs_cap)
+        self.activity: deque[AuditNoted] = deque(maxlen=limits.activity_rows)  # newest first
         self.pulse: deque[tuple[int, float, float, float, int]] = deque(maxlen=limits.pulse_points)
         self.beats_this_tick: list[tuple[float, float | None]] = []  # (latency, gap) of beats since the last tick
         self.last_beat: float | None = None

@@ -57,6 +57,8 @@ WIDGETS: tuple[Widget, ...] = (
     # Platform Status (section 3.11).
     Widget("platform", reducer.PLATFORM | reducer.ALERTS | reducer.HEALTH | reducer.RUNNERS, platform.platform),
     Widget("alert_log", reducer.ALERTS, platform.alert_log),
+    # Recent Maintenance Activity: the audit log's newest entries (section 5.5).
+    Widget("activity", reducer.ACTIVITY, platform.activity),
 )
 WIDGET_NAMES = tuple(w.name for w in WIDGETS)
 VIEW_NAMES = ("kpi", "chart", "fleet", "job", "find", "jobs")

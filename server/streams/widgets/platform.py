@@ -65,3 +65,23 @@ def alert_log(state: State, limits: ViewLimits) -> View:
     for seq, at, alert_id, what, severity, title in islice(state.alert_log, limits.event_rows * 2):
         rows[str(seq)] = {"at": at, "id": alert_id, "what": what, "severity": severity, "title": title}
     return {"rows": rows, "order": list(rows)}
+
+
+def activity(state: State, limits: ViewLimits) -> View:
+    """The newest audit entries (operator commands, done or refused), newest first."""
+    rows = {
+        e.id: {
+            "ts": e.at,
+            "user": e.user,
+            "role": e.role,
+            "action": e.action,
+            "target": e.target,
+            "ok": e.ok,
+            "result": e.result,
+            "count": e.count,
+            "message": e.message,
+            "error": e.error,
+        }
+        for e in state.activity
+    }
+    return {"rows": rows, "order": list(rows)}
