@@ -91,6 +91,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # minutes rather than the production defaults' ten. Set them yourself to override.
     os.environ.setdefault("JOBPULSE_STUCK_AFTER_S", "90")
     os.environ.setdefault("JOBPULSE_SLA", "*=120,reports=60")
+    # The demo is for trying jobpulse out: no sign-in, everyone admin, unless you configure users yourself.
+    if not os.environ.get("JOBPULSE_AUTH") and not os.environ.get("JOBPULSE_USERS"):
+        os.environ["JOBPULSE_AUTH"] = "dev"
+        print("jobpulse demo: dev mode (JOBPULSE_AUTH=dev): no sign-in, everyone is admin", flush=True)
     simulator_args = [
         sys.executable, "-m", "server.cli", "simulate",
         "--redis-url", redis_url, "--prefix", base.prefix,
@@ -194,6 +198,58 @@ def cmd_control(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    import getpass
+
+    from server.auth import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("the two passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        print("a password needs at least 8 characters", file=sys.stderr)
+        return 1
+    digest = hash_password(password)
+    print(f"{args.user}:{args.role}:{digest}" if args.user else digest)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from server.auth import make_token
+
+    token, digest = make_token()
+    print(f"token (shown once; give it to {args.name}): {token}")
+    print(f"add to JOBPULSE_TOKENS: {args.name}:{args.role}:{digest}")
+    return 0
+
+
+def cmd_sessions(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import redis.asyncio as aredis
+
+    from server.sessions import Sessions
+
+    settings = Settings.from_env()
+
+    async def revoke() -> int:
+        client = aredis.Redis.from_url(settings.store)
+        try:
+            sessions = Sessions(client, settings.prefix, b"", settings.session_idle_s, settings.session_max_s, 0)
+            return await sessions.revoke_user(args.user)
+        finally:
+            await client.aclose()
+
+    count = asyncio.run(revoke())
+    print(f"ended {count} session(s) of {args.user}; their open pages are signed out within "
+          f"{settings.session_check_s:g} s")  # fmt: skip
+    return 0
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     if args.markdown:
         print("| variable | default | meaning |\n| --- | --- | --- |")
@@ -248,6 +304,22 @@ def build_parser() -> argparse.ArgumentParser:
     control.add_argument("--redis-url", default=None)
     control.add_argument("--prefix", default=None)
     control.set_defaults(func=cmd_control)
+
+    hashing = commands.add_parser("hash-password", help="hash a password for JOBPULSE_USERS (reads it from stdin)")
+    hashing.add_argument("user", nargs="?", default=None, help="print a whole name:role:hash entry for this user")
+    hashing.add_argument("--role", default="operator", choices=("viewer", "operator", "admin"))
+    hashing.set_defaults(func=cmd_hash_password)
+
+    token = commands.add_parser("token", help="make an API token; prints it once and its JOBPULSE_TOKENS entry")
+    token.add_argument("name", help="who or what uses it, e.g. ci-bot or lobby-wall")
+    token.add_argument("role", choices=("viewer", "operator", "admin"))
+    token.set_defaults(func=cmd_token)
+
+    sessions = commands.add_parser("sessions", help="end every session of a user (sign them out everywhere)")
+    sessions_commands = sessions.add_subparsers(dest="sessions_command", required=True, metavar="ACTION")
+    revoke = sessions_commands.add_parser("revoke", help="end every session of USER")
+    revoke.add_argument("user")
+    revoke.set_defaults(func=cmd_sessions)
 
     show = commands.add_parser("settings", help="list every setting: environment variable, default, meaning")
     show.add_argument("--markdown", action="store_true", help="as the README's table")

@@ -75,6 +75,28 @@ class Settings:
     environment: str = _setting("JOBPULSE_ENV", "", "environment badge on every page, e.g. production or staging")
     env_color: str = _setting("JOBPULSE_ENV_COLOR", "", "badge colour (CSS); default red for prod*, amber otherwise")
     logs_cap: int = _setting("JOBPULSE_LOGS_CAP", 500, "jobpulse's own warnings and errors kept for the log page")
+    # -- sign-in, commands, audit (docs/protocol.md sections 4 and 5) --
+    auth: str = _setting("JOBPULSE_AUTH", "users", "users (sign-in), proxy (trusted header) or dev (no sign-in)")
+    users: str = _setting("JOBPULSE_USERS", "", "name:role:argon2-hash entries, space-separated (hash-password)")
+    tokens: str = _setting("JOBPULSE_TOKENS", "", "API tokens as name:role:sha256 entries, space-separated (token)")
+    secret: str = _setting("JOBPULSE_SECRET", "", "signs cookies and confirm tokens; empty = one shared via the store")
+    proxy_user_header: str = _setting("JOBPULSE_PROXY_USER_HEADER", "X-Forwarded-User", "proxy mode: user header")
+    proxy_roles: str = _setting("JOBPULSE_PROXY_ROLES", "*=viewer", "proxy mode: user=role,...; * for the rest")
+    trusted_proxies: str = _setting("JOBPULSE_TRUSTED_PROXIES", "127.0.0.1,::1", "proxy mode: addresses believed")
+    allowed_origins: str = _setting(
+        "JOBPULSE_ALLOWED_ORIGINS", "", "other origins allowed to open /ws, comma-separated"
+    )
+    session_idle_s: float = _setting("JOBPULSE_SESSION_IDLE_S", 28_800.0, "a session unused this long ends (8 h)")
+    session_max_s: float = _setting("JOBPULSE_SESSION_MAX_S", 604_800.0, "a session ends this long after sign-in")
+    session_check_s: float = _setting("JOBPULSE_SESSION_CHECK_S", 30.0, "re-check open sockets' sessions this often")
+    login_failures: int = _setting("JOBPULSE_LOGIN_FAILURES", 5, "failed sign-ins per user or address in 15 min")
+    command_rate: int = _setting("JOBPULSE_COMMAND_RATE", 60, "commands a user may send a minute")
+    command_timeout_s: float = _setting("JOBPULSE_COMMAND_TIMEOUT_S", 5.0, "wait this long for runners' replies")
+    command_memory_s: float = _setting("JOBPULSE_COMMAND_MEMORY_S", 3_600.0, "remember command ids (retries) this long")
+    confirm_ttl_s: float = _setting("JOBPULSE_CONFIRM_TTL_S", 60.0, "a preview's confirm token is good this long")
+    run_payload_max: int = _setting("JOBPULSE_RUN_PAYLOAD_MAX", 16_384, "largest payload of job.run, bytes of JSON")
+    audit_retention_days: float = _setting("JOBPULSE_AUDIT_RETENTION_DAYS", 90.0, "audit entries kept this many days")
+    activity_rows: int = _setting("JOBPULSE_ACTIVITY_ROWS", 50, "recent audit entries in the live activity widget")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -112,6 +134,12 @@ class Settings:
         if not self.prefix or any(c.isspace() for c in self.prefix):
             raise ValueError("JOBPULSE_PREFIX must be non-empty and without spaces")
         self.sla_map()
+        if self.auth not in ("users", "proxy", "dev"):
+            raise ValueError(f"JOBPULSE_AUTH={self.auth!r}: expected users, proxy or dev")
+        if self.auth == "dev" and self.environment.strip().lower().startswith("prod"):
+            raise ValueError(
+                "JOBPULSE_AUTH=dev (no sign-in, everyone admin) is refused when JOBPULSE_ENV is production"
+            )
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -158,6 +186,7 @@ class Settings:
             hours_retention=self.hours_retention,
             max_channel_series=self.max_channel_series,
             logs_cap=self.logs_cap,
+            activity_rows=self.activity_rows,
             sla=self.sla_map(),
             stuck_after=self.stuck_after_s,
             fail_window=self.fail_window_min,

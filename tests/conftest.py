@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,8 +24,39 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis
 import redis.asyncio as aredis
+from hypothesis import HealthCheck, settings
 
+from server.auth import hash_password, make_token
 from server.redis_server import RedisServer
+
+# The machine is shared and noisy: generating examples can be slow for reasons that are not the test's.
+# Correctness checks stay on; only the timing health checks and per-example deadlines go.
+settings.register_profile("shared-machine", suppress_health_check=[HealthCheck.too_slow], deadline=None)
+settings.load_profile("shared-machine")
+
+# Users for tests that sign in (JOBPULSE_AUTH=users): name -> (role, password).
+TEST_USERS = {"vera": ("viewer", "vera-pass-1"), "oscar": ("operator", "oscar-pass-1"), "ada": ("admin", "ada-pass-1")}
+# An API token per test user, same role: TEST_TOKENS[name] is the token to send as `Authorization: Bearer`.
+TEST_TOKENS: dict[str, str] = {}
+_USERS_ENV: dict[str, str] = {}
+
+
+def users_env(**extra: str) -> dict[str, str]:
+    """Environment for a LiveServer with real sign-in, the TEST_USERS and their tokens (hashed once per session)."""
+    if not _USERS_ENV:
+        entries = " ".join(f"{name}:{role}:{hash_password(pw)}" for name, (role, pw) in TEST_USERS.items())
+        tokens = []
+        for name, (role, _) in TEST_USERS.items():
+            token, digest = make_token()
+            TEST_TOKENS[name] = token
+            tokens.append(f"{name}-token:{role}:{digest}")
+        _USERS_ENV.update({"JOBPULSE_AUTH": "users", "JOBPULSE_USERS": entries, "JOBPULSE_TOKENS": " ".join(tokens)})
+    return {**_USERS_ENV, **extra}
+
+
+def bearer(name: str) -> dict[str, str]:
+    """The Authorization header of TEST_USERS[name]'s token (call users_env() first)."""
+    return {"Authorization": f"Bearer {TEST_TOKENS[name]}"}
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +99,11 @@ async def aredis_client(redis_url: str) -> AsyncIterator[aredis.Redis]:
     await client.aclose()
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
 class LiveServer:
     """A real jobpulse (uvicorn) subprocess on a free port, reading the test's Redis and prefix."""
 
@@ -83,6 +120,8 @@ class LiveServer:
             "REDIS_URL": redis_url,
             "JOBPULSE_PREFIX": prefix,
             "JOBPULSE_LOG_LEVEL": "warning",
+            # Most tests are about the live pages, not sign-in; the auth tests pass users_env().
+            "JOBPULSE_AUTH": "dev",
             **(env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None
@@ -109,6 +148,30 @@ class LiveServer:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"jobpulse did not become ready within {timeout} s:\n{self.output()}")
+
+    def api_headers(self) -> dict[str, str]:
+        """Headers for its HTTP API: an admin token when it signs users in, none in dev mode."""
+        return bearer("ada") if self.env.get("JOBPULSE_AUTH") == "users" else {}
+
+    def sign_in(self, name: str, password: str | None = None) -> tuple[int, dict[str, str]]:
+        """Sign in through the real login form (CSRF cookie and field); returns the status and the cookies set."""
+        import http.cookiejar
+
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), _NoRedirect())
+        opener.open(self.url + "/login", timeout=5).read()
+        csrf = next(c.value for c in jar if c.name == "jp_csrf")
+        body = urllib.parse.urlencode(
+            {"username": name, "password": password or TEST_USERS[name][1], "csrf": csrf, "next": "/admin/jobs"}
+        ).encode()
+        request = urllib.request.Request(self.url + "/login", data=body, headers={"Origin": self.url}, method="POST")
+        try:
+            with opener.open(request, timeout=10) as response:
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            status = exc.code
+        return status, {c.name: c.value or "" for c in jar}
 
     def output(self) -> str:
         self._log.seek(0)
@@ -159,7 +222,10 @@ class SimulatedFleet:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the simulator exited:\n{self.output()}")
             try:
-                with urllib.request.urlopen(self.server.url + "/api/widgets/runners", timeout=2) as response:
+                request = urllib.request.Request(
+                    self.server.url + "/api/widgets/runners", headers=self.server.api_headers()
+                )
+                with urllib.request.urlopen(request, timeout=2) as response:
                     if json.loads(response.read())["data"]["total"] >= count:
                         return
             except OSError:

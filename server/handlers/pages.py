@@ -13,6 +13,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
+from server.security import principal_of
+
 WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
 templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
 
@@ -30,14 +32,22 @@ NAV = (
     ("table", "/admin/jobs/table", "Jobs", "j"),
     ("status", "/admin/system-status", "Status", "s"),
     ("logs", "/admin/jobs/logs", "Logs", "l"),
+    ("audit", "/admin/jobs/audit", "Audit", "a"),
     ("wall", "/wall", "Wall", "w"),
 )
 
 
 def _page(request: Request, template: str, title: str, active: str, **extra: object) -> Response:
+    from server.handlers.login import csrf_token, set_csrf
+
     settings = request.app.state.settings
     environment = settings.environment.strip()
+    principal = principal_of(request.scope)
+    csrf, new_csrf = csrf_token(request)
     context = {
+        "user": principal.public() if principal else None,
+        "csrf": csrf,
+        "dev_mode": settings.auth == "dev",
         "title": title,
         "active": active,
         "page_script": active,
@@ -49,7 +59,10 @@ def _page(request: Request, template: str, title: str, active: str, **extra: obj
         "env_color": settings.env_color,
         **extra,
     }
-    return templates.TemplateResponse(request, template, context)
+    response = templates.TemplateResponse(request, template, context)
+    if new_csrf:
+        set_csrf(response, request, csrf)
+    return response
 
 
 async def dashboard_page(request: Request) -> Response:
@@ -90,3 +103,8 @@ async def logs_page(request: Request) -> Response:
 async def wall_page(request: Request) -> Response:
     """The wall display: large, dark, read-only, no controls."""
     return _page(request, "wall.html", "Wall", "wall")
+
+
+async def audit_page(request: Request) -> Response:
+    """The audit log: who did what, when; filters and CSV export."""
+    return _page(request, "audit.html", "Audit Log", "audit")

@@ -1,0 +1,172 @@
+"""The gate in front of every route: who is asking (session, token, wall link, proxy, dev), and security headers.
+
+Shell layer (pure ASGI middleware). Resolves the principal of each HTTP request
+and websocket upgrade into `scope["jobpulse.principal"]`; sends a page request
+without one to /login and an API request a 401; leaves the websocket's refusal
+(close 4401 / 4403) to its handler, which a browser can see. Adds the headers
+that keep pages from being framed or from running injected script.
+docs/protocol.md section 5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+from redis.exceptions import RedisError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.auth import DEV, Directory, Principal
+from server.sessions import Sessions
+
+PRINCIPAL = "jobpulse.principal"
+SESSION_COOKIE = "jp_session"
+CSRF_COOKIE = "jp_csrf"
+OPEN_PATHS = ("/login", "/static/", "/healthz", "/readyz", "/favicon.ico")
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+
+
+def cookies(scope: Scope) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in scope.get("headers", ()):
+        if name == b"cookie":
+            jar: SimpleCookie = SimpleCookie()
+            try:
+                jar.load(value.decode("latin-1"))
+            except Exception:  # a malformed cookie header is no cookie, not an error page
+                continue
+            out.update({key: morsel.value for key, morsel in jar.items()})
+    return out
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def own_origin(scope: Scope) -> str:
+    """This request's own origin, scheme://host[:port], as a browser on this site would send it."""
+    scheme = {"ws": "http", "wss": "https"}.get(scope.get("scheme", "http"), scope.get("scheme", "http"))
+    host = header(scope, b"host") or ""
+    return f"{scheme}://{host}".lower()
+
+
+def origin_allowed(scope: Scope, allowed: tuple[str, ...]) -> bool:
+    """True when the request has no Origin (not a browser) or one of this site / the allowed list."""
+    origin = header(scope, b"origin")
+    if origin is None:
+        return True
+    origin = origin.lower().rstrip("/")
+    if origin == own_origin(scope):
+        return True
+    # Behind a TLS-terminating proxy the scheme we see is http; the host must still be ours.
+    if urlsplit(origin).netloc == (header(scope, b"host") or "").lower() and scope.get("scheme") in ("http", "ws"):
+        forwarded = (header(scope, b"x-forwarded-proto") or "").lower()
+        if forwarded in ("https", "wss") and origin.startswith("https://"):
+            return True
+    return origin in allowed
+
+
+class Gate:
+    """Principal resolution, the sign-in redirect and security headers."""
+
+    def __init__(self, app: ASGIApp, mode: str, directory: Directory, proxy_header: str) -> None:
+        self.app = app
+        self.mode = mode
+        self.directory = directory
+        self.proxy_header = proxy_header.lower().encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        open_path = path.startswith(OPEN_PATHS)
+        principal = None if open_path and scope["type"] == "http" else await self.resolve(scope)
+        scope[PRINCIPAL] = principal
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+            return
+        if principal is None and not open_path:
+            await self._refuse(scope, send, path)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], *HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    async def resolve(self, scope: Scope) -> Principal | None:
+        """The principal of a request or upgrade, or None."""
+        if self.mode == "dev":
+            return DEV
+        if self.mode == "proxy":
+            client = scope.get("client")
+            if not self.directory.trusts(client[0] if client else None):
+                return None
+            user = header(scope, self.proxy_header)
+            if not user or len(user) > 200:
+                return None
+            role = self.directory.role_of_proxy_user(user.strip())
+            return Principal(user.strip(), role, "proxy") if role else None
+        authorization = header(scope, b"authorization")
+        if authorization and authorization[:7].lower() == "bearer ":
+            return self.directory.check_token(authorization[7:].strip())
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if "token" in query and scope.get("path") in ("/wall", "/ws"):
+            # The wall's read-only link: only a viewer token may travel in a URL (docs/protocol.md 5.2).
+            found = self.directory.check_token(query["token"][0])
+            if found is not None and found.role == "viewer":
+                return Principal(found.name, "viewer", "wall")
+            return None
+        session = cookies(scope).get(SESSION_COOKIE)
+        # The app's lifespan makes the session store once the store's secret is known.
+        sessions: Sessions | None = getattr(scope["app"].state, "sessions", None) if "app" in scope else None
+        if session and sessions is not None:
+            try:
+                return await sessions.resolve(session)
+            except (OSError, RedisError):
+                return None
+        return None
+
+    async def _refuse(self, scope: Scope, send: Send, path: str) -> None:
+        if path.startswith("/api/"):
+            body = b'{"error":"unauthorized","message":"sign in, or send Authorization: Bearer <token>"}'
+            headers = [(b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="jobpulse"')]
+            await _respond(send, 401, headers, body)
+            return
+        if self.mode == "proxy":
+            await _respond(send, 403, [(b"content-type", b"text/plain")], b"not signed in by the trusted proxy\n")
+            return
+        query = scope.get("query_string", b"").decode("latin-1")
+        target = path + (f"?{query}" if query else "")
+        location = "/login?next=" + quote(target, safe="")
+        await _respond(send, 303, [(b"location", location.encode())], b"")
+
+
+async def _respond(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, *HEADERS]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def principal_of(scope: Mapping[str, Any]) -> Principal | None:
+    found = scope.get(PRINCIPAL)
+    return found if isinstance(found, Principal) else None

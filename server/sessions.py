@@ -1,0 +1,144 @@
+"""Sign-in sessions and sign-in throttling, kept in Redis so every jobpulse process shares them.
+
+Shell layer. A session is a random id, sent to the browser signed (so a forged
+cookie is refused without a round trip) and kept as the hash
+`P:jp:session:<sha256(id)>` with an idle expiry; `P:jp:sessions:<user>` lists
+a user's sessions so they can be revoked together. docs/protocol.md 5.3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from typing import cast
+
+import redis.asyncio as aredis
+
+from server.auth import ROLES, Principal, Role, sign, unsign
+
+THROTTLE_WINDOW_S = 900
+
+
+async def shared_secret(client: aredis.Redis, prefix: str, configured: str) -> bytes:
+    """JOBPULSE_SECRET, or one made once and shared by every process through the store."""
+    if configured:
+        return configured.encode()
+    key = f"{prefix}:jp:secret"
+    await client.set(key, secrets.token_hex(32), nx=True)
+    value = await client.get(key)
+    if value is None:  # pragma: no cover - deleted between the two calls
+        raise RuntimeError(f"{key} vanished")
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+class Sessions:
+    """Create, resolve, end and revoke sessions; throttle failed sign-ins."""
+
+    def __init__(
+        self,
+        client: aredis.Redis,
+        prefix: str,
+        secret: bytes,
+        idle_s: float,
+        max_s: float,
+        max_failures: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.secret = secret
+        self.idle_s = idle_s
+        self.max_s = max_s
+        self.max_failures = max_failures
+        self.clock = clock
+        self._key = f"{prefix}:jp:session:"
+        self._user_key = f"{prefix}:jp:sessions:"
+        self._fail_key = f"{prefix}:jp:login-fail:"
+
+    def key_of(self, session_id: str) -> str:
+        return self._key + hashlib.sha256(session_id.encode()).hexdigest()
+
+    async def create(self, principal: Principal, address: str) -> str:
+        """A new session for `principal`; returns the signed cookie value."""
+        session_id = secrets.token_urlsafe(32)
+        key = self.key_of(session_id)
+        now = self.clock()
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(
+            key,
+            mapping={"user": principal.name, "role": principal.role, "created": now, "addr": address},
+        )
+        pipe.expire(key, int(self.idle_s))
+        pipe.sadd(self._user_key + principal.name, key)
+        pipe.expire(self._user_key + principal.name, int(self.max_s))
+        await pipe.execute()
+        return sign(self.secret, session_id)
+
+    async def resolve(self, cookie: str) -> Principal | None:
+        """The session's user, or None (forged, unknown, expired); a hit extends the idle expiry."""
+        session_id = unsign(self.secret, cookie)
+        if session_id is None:
+            return None
+        key = self.key_of(session_id)
+        fields = cast(dict[bytes, bytes], await self.client.hgetall(key))
+        if not fields:
+            return None
+        try:
+            user = fields[b"user"].decode()
+            role_text = fields[b"role"].decode()
+            created = float(fields[b"created"])
+        except (KeyError, ValueError, UnicodeDecodeError):
+            return None
+        if self.clock() - created > self.max_s or role_text not in ROLES:
+            await self.client.delete(key)
+            return None
+        await self.client.expire(key, int(self.idle_s))
+        role: Role = ROLES[ROLES.index(role_text)]
+        return Principal(user, role, "session", session=key)
+
+    async def alive(self, key: str) -> bool | None:
+        """Whether the session with this store key still exists; None when the store cannot say."""
+        try:
+            return bool(await self.client.exists(key))
+        except (aredis.RedisError, OSError):
+            return None
+
+    async def end(self, cookie: str) -> None:
+        session_id = unsign(self.secret, cookie)
+        if session_id is not None:
+            await self.client.delete(self.key_of(session_id))
+
+    async def revoke_user(self, user: str) -> int:
+        """End every session of `user`; returns how many there were."""
+        keys = await self.client.smembers(self._user_key + user)
+        if not keys:
+            return 0
+        deleted = await self.client.delete(*keys)
+        await self.client.delete(self._user_key + user)
+        return int(deleted)
+
+    # -- throttling -------------------------------------------------------------------------------
+
+    async def throttled(self, user: str, address: str) -> int:
+        """Seconds until another attempt is allowed for this user name or address (0: allowed now)."""
+        pipe = self.client.pipeline(transaction=False)
+        for who in (f"u:{user}", f"a:{address}"):
+            pipe.get(self._fail_key + who)
+            pipe.ttl(self._fail_key + who)
+        u_count, u_ttl, a_count, a_ttl = await pipe.execute()
+        wait = 0
+        for count, ttl in ((u_count, u_ttl), (a_count, a_ttl)):
+            if count is not None and int(count) >= self.max_failures:
+                wait = max(wait, int(ttl) if ttl and ttl > 0 else THROTTLE_WINDOW_S)
+        return wait
+
+    async def failed(self, user: str, address: str) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for who in (f"u:{user}", f"a:{address}"):
+            pipe.incr(self._fail_key + who)
+            pipe.expire(self._fail_key + who, THROTTLE_WINDOW_S, nx=True)
+        await pipe.execute()
+
+    async def succeeded(self, user: str) -> None:
+        await self.client.delete(self._fail_key + f"u:{user}")

@@ -1,0 +1,178 @@
+"""Sign-in for real: the login form with its CSRF token, sessions in Redis, throttling, sign-out and revocation
+closing open sockets, API tokens, the wall's read-only link, and the pages' security headers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+import websockets
+
+from tests.conftest import TEST_TOKENS, LiveServer, bearer, users_env
+from tests.integration.helpers import LiveClient
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def server(redis_url: str, prefix: str) -> Iterator[LiveServer]:
+    env = users_env(JOBPULSE_SESSION_CHECK_S="0.5", JOBPULSE_LOGIN_FAILURES="3")
+    env["JOBPULSE_TOKENS"] += " " + _wall_entry()
+    live = LiveServer(redis_url, prefix, env=env).start()
+    yield live
+    live.stop()
+    output = live.output()
+    live.close()
+    assert "Traceback" not in output, output
+
+
+WALL: dict[str, str] = {}
+
+
+def _wall_entry() -> str:
+    from server.auth import make_token
+
+    if not WALL:
+        WALL["token"], digest = make_token()
+        WALL["entry"] = f"lobby-wall:viewer:{digest}"
+    return WALL["entry"]
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect())
+    try:
+        with opener.open(urllib.request.Request(url, headers=headers or {}), timeout=5) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, dict(exc.headers), exc.read()
+
+
+def test_pages_and_api_need_a_user(server: LiveServer) -> None:
+    status, headers, _ = get(server.url + "/admin/jobs/runners?status=stale")
+    assert status == 303 and headers["location"] == "/login?next=%2Fadmin%2Fjobs%2Frunners%3Fstatus%3Dstale"
+    status, headers, body = get(server.url + "/api/widgets/counters")
+    assert status == 401 and json.loads(body)["error"] == "unauthorized"
+    assert get(server.url + "/healthz")[0] == 200
+    status, headers, body = get(server.url + "/login")
+    assert status == 200 and b'name="csrf"' in body
+    # Every page carries the security headers: no framing, no inline script.
+    csp = headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff"
+    # A token works for the API; a wrong one does not.
+    assert get(server.url + "/api/widgets/counters", bearer("vera"))[0] == 200
+    assert get(server.url + "/api/widgets/counters", {"Authorization": "Bearer jpt_wrong"})[0] == 401
+
+
+def test_login_csrf_throttle_and_session(server: LiveServer) -> None:
+    status, cookies = server.sign_in("oscar")
+    assert status == 303 and "jp_session" in cookies
+    page = get(server.url + "/admin/jobs", {"Cookie": f"jp_session={cookies['jp_session']}"})
+    assert page[0] == 200 and b"oscar" in page[2]
+    # A forged cookie is nobody.
+    assert get(server.url + "/admin/jobs", {"Cookie": "jp_session=abc.def"})[0] == 303
+    # Without the CSRF field, or from another site: refused.
+    body = urllib.parse.urlencode({"username": "oscar", "password": "oscar-pass-1", "csrf": "x" * 30}).encode()
+    request = urllib.request.Request(server.url + "/login", data=body, headers={"Cookie": "jp_csrf=" + "y" * 30})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=5)
+    refused.value.close()
+    assert refused.value.code == 403
+    # Wrong passwords: 401, and after JOBPULSE_LOGIN_FAILURES (3) the user is throttled, even with the right one.
+    assert [server.sign_in("ada", "wrong-password")[0] for _ in range(3)] == [401, 401, 401]
+    assert server.sign_in("ada")[0] == 429
+    assert server.sign_in("vera")[0] == 429  # the same client address is throttled too
+
+
+async def test_sign_out_and_revoke_close_open_sockets(server: LiveServer) -> None:
+    _, cookies = server.sign_in("oscar")
+    header = {"Cookie": f"jp_session={cookies['jp_session']}; jp_csrf={cookies['jp_csrf']}"}
+    client = await LiveClient.connect(server.ws_url, ["counters"], headers=header)
+    assert client.welcome["user"] == {"name": "oscar", "role": "operator", "auth": "session"}
+    body = urllib.parse.urlencode({"csrf": cookies["jp_csrf"]}).encode()
+    request = urllib.request.Request(server.url + "/logout", data=body, headers={**header, "Origin": server.url})
+
+    def post() -> int:
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args: object, **kwargs: object) -> None:
+                return None
+
+        try:
+            with urllib.request.build_opener(NoRedirect()).open(request, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            return exc.code
+
+    assert await asyncio.to_thread(post) == 303
+    async with asyncio.timeout(5):
+        await client.ws.wait_closed()
+    assert client.ws.close_code == 4401
+    assert get(server.url + "/admin/jobs", header)[0] == 303
+
+    # `jobpulse sessions revoke` ends every session of a user, on every process.
+    _, first = server.sign_in("vera")
+    _, second = server.sign_in("vera")
+    sockets = [
+        await LiveClient.connect(server.ws_url, ["counters"], headers={"Cookie": f"jp_session={c['jp_session']}"})
+        for c in (first, second)
+    ]
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "server.cli", "sessions", "revoke", "vera"],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0 and "ended 2 session(s) of vera" in result.stdout, result.stderr
+    for socket in sockets:
+        async with asyncio.timeout(5):
+            await socket.ws.wait_closed()
+        assert socket.ws.close_code == 4401
+
+
+async def test_wall_link_is_read_only(server: LiveServer) -> None:
+    token = WALL["token"]
+    assert get(f"{server.url}/wall?token={token}")[0] == 200
+    assert get(f"{server.url}/wall")[0] == 303
+    # Only a viewer token may travel in a URL, and only for the wall.
+    assert get(f"{server.url}/wall?token={TEST_TOKENS['ada']}")[0] == 303
+    assert get(f"{server.url}/admin/jobs?token={token}")[0] == 303
+    client = await LiveClient.connect(f"{server.ws_url}?token={token}", ["counters"])
+    try:
+        assert client.welcome["user"] == {"name": "lobby-wall", "role": "viewer", "auth": "wall"}
+        ack = await client.command("channel.purge", {"channel": "email"}, phase="preview")
+        assert ack["error"]["code"] == "forbidden"
+    finally:
+        await client.close()
+    with _closes_with(4401):
+        bad = await LiveClient.connect(f"{server.ws_url}?token={TEST_TOKENS['ada']}", ["counters"])
+        await bad.ws.recv()
+
+
+class _closes_with:
+    """Expect the websocket to be closed by the server with `code` inside the block."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        assert isinstance(exc, websockets.ConnectionClosed), f"expected a close {self.code}, got {exc!r}"
+        assert exc.rcvd is not None and exc.rcvd.code == self.code
+        return True
