@@ -24,9 +24,15 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.handlers import api, pages, ws
+from server.audit import AuditLog
+from server.auth import Directory
+from server.commander import Commander
+from server.handlers import api, login, pages, ws
+from server.security import Gate
+from server.sessions import Sessions, shared_secret
 from server.settings import Settings
 from server.streams.aggregator import Aggregator
+from server.streams.events import AuditNoted
 from server.streams.hub import Hub, HubLimits
 from server.streams.state import State
 from server.streams.widgets import WIDGETS, ViewLimits, Widget, resolve
@@ -105,6 +111,21 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         app.state.aggregator = aggregator
         app.state.hub = hub
         app.state.counters = Counter()
+        app.state.directory = directory
+        store = aggregator.store_client
+        secret = await shared_secret(store, settings.prefix, settings.secret)
+        app.state.sessions = Sessions(
+            store, settings.prefix, secret, settings.session_idle_s, settings.session_max_s, settings.login_failures
+        )
+        app.state.audit = AuditLog(store, settings.prefix, settings.audit_retention_days)
+
+        def note(entry: AuditNoted) -> None:
+            aggregator.feed(entry, aggregator.clock())
+            aggregator.chunk_end()
+
+        app.state.commander = Commander(
+            settings, aggregator.state, aggregator.connector, store, app.state.audit, secret, note
+        )
         hub.start()
         await aggregator.start()
         freeze_startup()
@@ -130,6 +151,12 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         Route("/admin/jobs/table", pages.table_page, name="table_page"),
         Route("/admin/jobs/logs", pages.logs_page, name="logs_page"),
         Route("/admin/system-status", pages.status_page, name="status_page"),
+        Route("/admin/jobs/audit", pages.audit_page, name="audit_page"),
+        Route("/login", login.login_page, name="login_page", methods=["GET"]),
+        Route("/login", login.login_submit, name="login_submit", methods=["POST"]),
+        Route("/logout", login.logout, name="logout", methods=["POST"]),
+        Route("/api/audit", login.audit_api, name="audit_api"),
+        Route("/api/audit.csv", login.audit_csv, name="audit_csv"),
         Route("/wall", pages.wall_page, name="wall_page"),
         Route("/api/job/health", api.job_health_api, name="job_health_api"),
         Route("/api/widgets/{name}", api.widget_api, name="widget_api"),
@@ -141,5 +168,11 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         Mount("/static", StaticFiles(directory=str(pages.WEB_DIR)), name="static"),
     ]
     # Pages, scripts and JSON compress well (the vendored chart library from 145 KB to about 50 KB).
-    middleware = [Middleware(GZipMiddleware, minimum_size=1024)]
+    directory = Directory.parse(settings.users, settings.tokens, settings.proxy_roles, settings.trusted_proxies)
+    if settings.auth == "users" and not directory.users and not directory.tokens:
+        log.warning("JOBPULSE_AUTH=users but no JOBPULSE_USERS or JOBPULSE_TOKENS: nobody can sign in")
+    middleware = [
+        Middleware(GZipMiddleware, minimum_size=1024),
+        Middleware(Gate, mode=settings.auth, directory=directory, proxy_header=settings.proxy_user_header),
+    ]
     return RawSend(Starlette(routes=routes, middleware=middleware, lifespan=lifespan))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, unquote
 
 import msgspec
@@ -33,6 +33,8 @@ class CloseCode(enum.IntEnum):
     INTERNAL_ERROR = 1011
     TRY_AGAIN_LATER = 1013
     UNSUPPORTED_VERSION = 4400
+    UNAUTHORIZED = 4401
+    FORBIDDEN_ORIGIN = 4403
     TOO_SLOW = 4408
 
 
@@ -52,11 +54,12 @@ class ErrorCode(enum.StrEnum):
 class ProtocolError(Exception):
     """A client frame that cannot be accepted; becomes an `error` frame."""
 
-    def __init__(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
+    def __init__(self, code: ErrorCode, message: str, ref: str | None = None, kind: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.ref = ref
+        self.kind = kind  # the frame's type, when it had a known one
 
 
 # -- widget keys ---------------------------------------------------------------------------------
@@ -132,12 +135,14 @@ class Ping(Struct, frozen=True, forbid_unknown_fields=True, tag="ping", tag_fiel
     t: float | int = 0
 
 
-class Cmd(Struct, frozen=True, tag="cmd", tag_field="type"):
-    """An operator command. Answered `unavailable` in protocol version 1's first release."""
+class Cmd(Struct, frozen=True, forbid_unknown_fields=True, tag="cmd", tag_field="type"):
+    """An operator command (docs/protocol.md section 4.2); answered by exactly one `ack`."""
 
     id: Annotated[str, Meta(min_length=1, max_length=100)]
     action: Annotated[str, Meta(min_length=1, max_length=64)]
     args: dict[str, Any] = {}
+    phase: Literal["execute", "preview"] = "execute"
+    confirm: Annotated[str, Meta(max_length=1000)] | None = None
 
 
 ClientFrame = Hello | Sub | Unsub | Ping | Cmd
@@ -166,11 +171,11 @@ def decode_client(text: str | bytes) -> ClientFrame:
         raise ProtocolError(ErrorCode.BAD_JSON, f"frame is not JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise ProtocolError(ErrorCode.BAD_FRAME, "frame is not a JSON object")
-    ref = obj.get("id") if isinstance(obj.get("id"), str) else None
+    ref = obj.get("id") if isinstance(obj.get("id"), str) and 0 < len(obj["id"]) <= 100 else None
     kind = obj.get("type")
     if kind not in CLIENT_TYPES:
         raise ProtocolError(ErrorCode.BAD_FRAME, f"unknown frame type {str(kind)[:40]!r}", ref)
-    raise ProtocolError(ErrorCode.BAD_FRAME, f"{kind}: {error}", ref)
+    raise ProtocolError(ErrorCode.BAD_FRAME, f"{kind}: {error}", ref, kind=str(kind))
 
 
 # -- server to client ---------------------------------------------------------------------------
@@ -183,11 +188,22 @@ def encode(value: Any) -> bytes:
     return _encoder.encode(value)
 
 
-def welcome(epoch: str, now: float, tick_ms: int, beat_s: float, widgets: tuple[str, ...], source: str) -> bytes:
+def welcome(
+    epoch: str,
+    now: float,
+    tick_ms: int,
+    beat_s: float,
+    widgets: tuple[str, ...],
+    source: str,
+    user: dict[str, str] | None = None,
+    actions: dict[str, dict[str, Any]] | None = None,
+) -> bytes:
     from server import __version__
 
     return encode(
         {
+            "user": user,
+            "actions": actions or {},
             "type": "welcome",
             "v": PROTOCOL_VERSION,
             "epoch": epoch,
@@ -230,6 +246,11 @@ def beat(now: float) -> bytes:
 
 def pong(t: float | int, now: float) -> bytes:
     return encode({"type": "pong", "t": t, "now": now})
+
+
+def ack(frame: dict[str, Any]) -> bytes:
+    """An `ack` (docs/protocol.md 4.2): `frame` holds id, ok and the rest."""
+    return encode({"type": "ack", **frame})
 
 
 def error(code: ErrorCode, message: str, ref: str | None = None) -> bytes:

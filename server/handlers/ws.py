@@ -1,9 +1,11 @@
-"""The websocket endpoint `/ws`: accept, welcome, read client frames, hand the socket to the hub.
+"""The websocket endpoint `/ws`: check, accept, welcome, read client frames, hand the socket to the hub.
 
-Shell layer (Starlette). Decodes client frames with `server.protocol`, answers
+Shell layer (Starlette). Refuses an upgrade from another site's page (4403) or
+without a user (4401), decodes client frames with `server.protocol`, answers
 bad ones with error frames (never a crash), counts them, and closes a client
-that keeps sending them. Sending is the hub's job; everything this module
-sends goes through the hub so it stays in order with the client's batches.
+that keeps sending them. Commands run as tasks (the socket keeps reading) and
+their acks go out through the hub like everything else this module sends, so
+they stay in order with the client's batches.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.protocol import Protocol as WebSocketsProtocol, State as WebSocketsState
 
 from server import protocol
+from server.commander import Commander
 from server.protocol import CloseCode, ErrorCode, ProtocolError
+from server.roles import Principal
+from server.security import origin_allowed, principal_of
 from server.streams.hub import Client, Hub
 
 log = logging.getLogger("jobpulse.ws")
@@ -85,16 +90,30 @@ class StarlettePeer:
 
 
 async def live_ws(websocket: WebSocket) -> None:
-    """The live feed: one connection per page."""
+    """The live feed and the operators' commands: one connection per page."""
     app_state = websocket.app.state
     hub: Hub = app_state.hub
     settings = app_state.settings
+    # Refusals are a close after accept, so the page sees the code (a refused upgrade is an opaque failure).
+    allowed = tuple(o.strip().lower().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip())
+    if not origin_allowed(websocket.scope, allowed):
+        app_state.counters["ws_bad_origin"] += 1
+        await websocket.accept()
+        await websocket.close(CloseCode.FORBIDDEN_ORIGIN, "origin not allowed")
+        return
+    principal = principal_of(websocket.scope)
+    if principal is None:
+        app_state.counters["ws_unauthorized"] += 1
+        await websocket.accept()
+        await websocket.close(CloseCode.UNAUTHORIZED, "sign in first")
+        return
     if len(hub.clients) >= settings.max_clients:
         await websocket.accept()
         await websocket.close(CloseCode.TRY_AGAIN_LATER, "server full")
         return
     await websocket.accept()
     client = hub.attach(StarlettePeer(websocket, websocket.scope.get(RAW_SEND)))
+    commander: Commander = app_state.commander
     hub.send(
         client,
         protocol.welcome(
@@ -104,8 +123,13 @@ async def live_ws(websocket: WebSocket) -> None:
             settings.beat_s,
             tuple(hub.feeds),
             app_state.aggregator.connector.name,
+            principal.public(),
+            commander.actions_for(principal),
         ),
     )
+    address = websocket.client.host if websocket.client else ""
+    commands: set[asyncio.Task[None]] = set()
+    watch = asyncio.create_task(_watch_session(websocket, client, principal)) if principal.session else None
     bad: deque[float] = deque()
     try:
         while not client.closed:
@@ -113,9 +137,19 @@ async def live_ws(websocket: WebSocket) -> None:
             if message["type"] == "websocket.disconnect":
                 break
             try:
-                _handle(hub, client, message, settings.ws_max_frame)
+                frame = _handle(hub, client, message, settings.ws_max_frame)
+                if frame is not None:
+                    task = asyncio.create_task(_command(hub, client, commander, principal, frame, address))
+                    commands.add(task)
+                    task.add_done_callback(commands.discard)
             except ProtocolError as exc:
                 app_state.counters["bad_frames"] += 1
+                if exc.kind == "cmd" and exc.ref is not None:
+                    # A command with an id always gets its ack (docs/protocol.md 4.2): answered like any refused
+                    # command, it does not count toward closing the socket.
+                    refusal = {"code": "bad_args", "message": exc.message}
+                    hub.send(client, protocol.ack({"id": exc.ref, "ok": False, "error": refusal}))
+                    continue
                 hub.send(client, protocol.error(exc.code, exc.message, exc.ref))
                 if exc.code is ErrorCode.BAD_VERSION:
                     await websocket.close(CloseCode.UNSUPPORTED_VERSION, "unsupported protocol version")
@@ -136,10 +170,33 @@ async def live_ws(websocket: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
+        if watch is not None:
+            watch.cancel()
+        # Commands already sent run to the end (and are audited); only their acks have nowhere to go.
         await hub.detach(client)
 
 
-def _handle(hub: Hub, client: Client, message: Mapping[str, Any], max_frame: int) -> None:
+async def _command(
+    hub: Hub, client: Client, commander: Commander, principal: Principal, cmd: protocol.Cmd, address: str
+) -> None:
+    ack = await commander.handle(principal, cmd, address)
+    if not client.closed:
+        hub.send(client, protocol.ack(ack))
+
+
+async def _watch_session(websocket: WebSocket, client: Client, principal: Principal) -> None:
+    """Close the socket with 4401 once its session has ended (expired, signed out, revoked)."""
+    state = websocket.app.state
+    assert principal.session is not None
+    while not client.closed:
+        await asyncio.sleep(state.settings.session_check_s)
+        # None: the store cannot say; do not sign everyone out because it is down.
+        if await state.sessions.alive(principal.session) is False:
+            await websocket.close(CloseCode.UNAUTHORIZED, "session ended")
+            return
+
+
+def _handle(hub: Hub, client: Client, message: Mapping[str, Any], max_frame: int) -> protocol.Cmd | None:
     text = message.get("text")
     if text is None:
         raise ProtocolError(ErrorCode.BINARY, "binary frames are not accepted; send JSON text frames")
@@ -157,11 +214,8 @@ def _handle(hub: Hub, client: Client, message: Mapping[str, Any], max_frame: int
     elif isinstance(frame, protocol.Ping):
         hub.send(client, protocol.pong(frame.t, hub.clock()))
     else:
-        raise ProtocolError(
-            ErrorCode.UNAVAILABLE,
-            f"commands ({frame.action}) are not available in this version of jobpulse",
-            frame.id,
-        )
+        return frame
+    return None
 
 
 def _subscribe(hub: Hub, client: Client, widgets: list[str], epoch: str | None, resume: dict[str, int]) -> None:

@@ -5,6 +5,9 @@ Shell layer: it alone knows the native Redis layout. It subscribes to
 authoritative keys (at connect, every `reconcile_s`, and at once after a seq
 gap), replays `P:stream` across gaps, and reconnects with jittered backoff.
 It never crashes on bad input: rejections become `Rejected` events.
+
+It also sends operator commands on `P:control` (section 2) and gathers the
+replies that come back on `P:replies`, read on the same subscription.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import msgspec
 import redis.asyncio as aredis
@@ -51,10 +55,34 @@ class Sink(Protocol):
     def chunk_end(self) -> None: ...
 
 
+class CommandError(Exception):
+    """A command could not be sent (the connector is not connected to the source's Redis)."""
+
+
+@dataclass(frozen=True)
+class WireCommand:
+    """One command of docs/protocol.md section 2 and how many replies to wait for (None: until the timeout)."""
+
+    id: str
+    action: str
+    to: str
+    args: dict[str, Any]
+    expect: int | None = 1
+
+
+@dataclass
+class _Pending:
+    expect: int | None
+    replies: list[dict[str, Any]] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class NativeConnector:
-    """Reads a native-protocol source; delivers events to a sink."""
+    """Reads a native-protocol source; delivers events to a sink; sends commands and gathers replies."""
 
     name = "native"
+    # Every action of docs/protocol.md 4.4 maps onto a section-2 command a native source must answer.
+    unsupported: dict[str, str] = {}  # noqa: RUF012 - read-only; other connectors name what they cannot do
 
     def __init__(self, settings: Settings, sink: Sink, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
@@ -66,6 +94,11 @@ class NativeConnector:
         self.runner_key = f"{prefix}:runner:"
         self.depth_key = f"{prefix}:depth"
         self.stream_key = f"{prefix}:stream"
+        self.control_channel = f"{prefix}:control"
+        self.replies_channel = f"{prefix}:replies"
+        self._replies_bytes = self.replies_channel.encode()
+        self._pending: dict[str, _Pending] = {}
+        self.replies_dropped = 0  # replies to no command we wait for (late, or another process's)
         self.redis = aredis.Redis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
         self.connected = False
         self.last_message_at: float | None = None  # our clock, the last message folded
@@ -78,6 +111,9 @@ class NativeConnector:
     # -- live path ------------------------------------------------------------------------------
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
+        if channel == self._replies_bytes:
+            self._on_reply(data)
+            return
         at = self.clock()
         if self._chunk_started is None:
             self._chunk_started = self.last_message_at if self.last_message_at is not None else at
@@ -127,7 +163,7 @@ class NativeConnector:
             try:
                 subscriber = await Subscriber.connect(
                     self.settings.redis_url,
-                    [self.events_channel],
+                    [self.events_channel, self.replies_channel],
                     on_message=self._on_message,
                     on_chunk_end=self._on_chunk_end,
                     client_name="jobpulse-native",
@@ -244,6 +280,62 @@ class NativeConnector:
             self.sink.chunk_end()
             log.info("replayed %d stream entries", len(entries))
         return len(entries)
+
+    # -- commands (docs/protocol.md section 2) ---------------------------------------------------
+
+    def _on_reply(self, data: bytes) -> None:
+        try:
+            reply = msgspec.json.decode(data)
+        except msgspec.DecodeError:
+            self.replies_dropped += 1
+            return
+        pending = self._pending.get(str(reply.get("id"))) if isinstance(reply, dict) else None
+        if pending is None or not isinstance(reply, dict) or reply.get("type") != "reply":
+            self.replies_dropped += 1
+            return
+        pending.replies.append(
+            {
+                "src": str(reply.get("src", ""))[:200],
+                "ok": reply.get("ok") is True,
+                "result": reply.get("result") if isinstance(reply.get("result"), dict) else None,
+                "error": str(reply["error"])[:500] if reply.get("error") else None,
+            }
+        )
+        if pending.expect is not None and len(pending.replies) >= pending.expect:
+            pending.done.set()
+
+    async def send(self, commands: list[WireCommand], wait_s: float) -> list[list[dict[str, Any]]]:
+        """Publish `commands` and wait (at most `wait_s`) for their replies; one list of replies per command.
+
+        Raises:
+            CommandError: when the subscription that reads replies is down, or Redis refuses the publish.
+        """
+        if not self.connected:
+            raise CommandError("not connected to the job system's Redis")
+        pendings = [_Pending(c.expect) for c in commands]
+        for command, pending in zip(commands, pendings, strict=True):
+            self._pending[command.id] = pending
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            now = self.clock()
+            for c in commands:
+                message = {"v": 1, "type": "command", "id": c.id, "action": c.action, "to": c.to, "args": c.args,
+                           "ts": now, "reply_to": self.replies_channel}  # fmt: skip
+                pipe.publish(self.control_channel, msgspec.json.encode(message))
+            try:
+                await pipe.execute()
+            except (aredis.RedisError, OSError) as exc:
+                raise CommandError(f"could not publish on {self.control_channel}: {exc}") from exc
+            waits = [p.done.wait() for p in pendings if p.expect is not None]
+            if waits:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.gather(*waits), wait_s)
+            else:
+                await asyncio.sleep(wait_s)
+        finally:
+            for command in commands:
+                self._pending.pop(command.id, None)
+        return [p.replies for p in pendings]
 
     async def close(self) -> None:
         await self.redis.aclose()

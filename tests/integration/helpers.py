@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -76,6 +77,7 @@ class LiveClient:
         self.frames: list[dict[str, Any]] = []
         self.errors: list[dict[str, Any]] = []
         self.pongs: list[dict[str, Any]] = []
+        self.acks: dict[str, dict[str, Any]] = {}
         self.gaps = 0
         self._reader: asyncio.Task[None] | None = None
         self.changed = asyncio.Event()
@@ -88,8 +90,9 @@ class LiveClient:
         epoch: str | None = None,
         resume: dict[str, int] | None = None,
         previous: LiveClient | None = None,
+        headers: dict[str, str] | None = None,
     ) -> LiveClient:
-        ws = await websockets.connect(url, max_size=2**22)
+        ws = await websockets.connect(url, max_size=2**22, additional_headers=headers)
         client = cls(ws)
         if previous is not None:
             client.data, client.seqs = dict(previous.data), dict(previous.seqs)
@@ -112,11 +115,39 @@ class LiveClient:
                     self.errors.append(body)
                 elif body["type"] == "pong":
                     self.pongs.append(body)
+                elif body["type"] == "ack":
+                    self.acks[body["id"]] = body
                 self.changed.set()
         except websockets.ConnectionClosed:
             pass
         finally:
             self.changed.set()
+
+    async def command(
+        self,
+        action: str,
+        args: dict[str, Any] | None = None,
+        *,
+        phase: str = "execute",
+        confirm: str | None = None,
+        cmd_id: str | None = None,
+        within: float = 10.0,
+    ) -> dict[str, Any]:
+        """Send one `cmd` and return its `ack` (docs/protocol.md 4.2)."""
+        cmd_id = cmd_id or f"t-{uuid.uuid4().hex[:12]}"
+        frame: dict[str, Any] = {"type": "cmd", "id": cmd_id, "action": action, "args": args or {}, "phase": phase}
+        if confirm is not None:
+            frame["confirm"] = confirm
+        self.acks.pop(cmd_id, None)
+        await self.send(frame)
+        await self.wait_for(lambda c: cmd_id in c.acks, within)
+        return self.acks[cmd_id]
+
+    async def confirmed(self, action: str, args: dict[str, Any], within: float = 10.0) -> dict[str, Any]:
+        """Preview a two-phase command, then execute it with the confirm token; return the final ack."""
+        preview = await self.command(action, args, phase="preview", within=within)
+        assert preview["ok"], preview
+        return await self.command(action, args, confirm=preview["result"]["confirm"], within=within)
 
     def _apply(self, frame: dict[str, Any]) -> None:
         self.frames.append(frame)

@@ -10,6 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PURE = [
     "server/protocol.py",
+    "server/roles.py",
+    "server/actions.py",
     "server/streams/events.py",
     "server/streams/state.py",
     "server/streams/reducer.py",

@@ -1,0 +1,134 @@
+"""The audit log: every operator command, done or refused, appended to a Redis stream.
+
+Shell layer. `P:jp:audit` is a stream, so entries are ordered, durable with
+the store, and read back newest first in pages. Entries older than the
+retention setting are trimmed by `XADD ... MINID` as new ones arrive; nothing
+else removes them. docs/protocol.md section 5.5.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis.asyncio as aredis
+
+FIELDS = ("ts", "user", "role", "auth", "action", "phase", "target", "args", "ok", "result", "count", "error", "ms",
+          "cmd", "addr")  # fmt: skip
+SCAN_BATCH = 500
+SCAN_MAX = 20_000  # entries read for one page of a filtered query, at most
+
+
+@dataclass(frozen=True)
+class Filters:
+    user: str = ""
+    action: str = ""  # exact, or a prefix ending in "." ("runner." for every runner action)
+    ok: bool | None = None
+    since: float | None = None
+    until: float | None = None
+
+    def match(self, entry: dict[str, Any]) -> bool:
+        if self.user and entry["user"] != self.user:
+            return False
+        if self.action and not (
+            entry["action"] == self.action or (self.action.endswith(".") and entry["action"].startswith(self.action))
+        ):
+            return False
+        if self.ok is not None and entry["ok"] is not self.ok:
+            return False
+        return not (self.since is not None and entry["ts"] < self.since)
+
+
+def _decode(entry_id: bytes | str, fields: dict[bytes, bytes]) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": _text(entry_id)}
+    for name in FIELDS:
+        out[name] = fields.get(name.encode(), b"").decode(errors="replace")
+    out["ts"] = float(out["ts"] or 0)
+    out["ok"] = out["ok"] == "1"
+    out["count"] = int(out["count"]) if out["count"].lstrip("-").isdigit() else None
+    out["ms"] = float(out["ms"] or 0)
+    return out
+
+
+class AuditLog:
+    def __init__(
+        self, client: aredis.Redis, prefix: str, retention_days: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.client = client
+        self.key = f"{prefix}:jp:audit"
+        self.retention_s = retention_days * 86_400
+        self.clock = clock
+
+    async def append(self, entry: dict[str, Any]) -> str:
+        """Append one entry (the keys of FIELDS); returns its stream id."""
+        fields: dict[str, str | int | float] = {}
+        for name in FIELDS:
+            value = entry.get(name)
+            if name == "ok":
+                fields[name] = 1 if value else 0
+            elif value is None:
+                fields[name] = ""
+            else:
+                fields[name] = value if isinstance(value, int | float) else str(value)[:4000]
+        min_id = int((self.clock() - self.retention_s) * 1000)
+        entry_id = await self.client.xadd(self.key, fields, minid=max(min_id, 0), approximate=True)  # type: ignore[arg-type]
+        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+    async def page(self, filters: Filters, before: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
+        """Up to `limit` entries matching `filters`, newest first, older than `before` (an entry id).
+
+        Returns the entries and the id to pass as `before` for the next page (None: no more).
+        """
+        upper = f"({before}" if before else "+"
+        if filters.until is not None:
+            until_id = f"{int(filters.until * 1000)}-18446744073709551615"
+            upper = until_id if upper == "+" or (before and _id_key(until_id) < _id_key(before)) else upper
+        lower = f"{int(filters.since * 1000)}-0" if filters.since is not None else "-"
+        found: list[dict[str, Any]] = []
+        scanned = 0
+        while len(found) < limit and scanned < SCAN_MAX:
+            batch = cast(
+                list[tuple[bytes, dict[bytes, bytes]]],
+                await self.client.xrevrange(self.key, upper, lower, count=SCAN_BATCH),
+            )
+            if not batch:
+                return found, None
+            for entry_id, fields in batch:
+                scanned += 1
+                entry = _decode(entry_id, fields)
+                if filters.match(entry):
+                    found.append(entry)
+                    if len(found) == limit:
+                        return found, entry["id"]
+            upper = f"({_text(batch[-1][0])}"
+            if len(batch) < SCAN_BATCH:
+                return found, None
+        # Scanned the cap without filling the page: hand back where to continue.
+        return found, upper[1:]
+
+    async def count(self) -> int:
+        return int(await self.client.xlen(self.key))
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def to_csv(entries: Iterable[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", *FIELDS])
+    for entry in entries:
+        row = [entry["id"], *(entry[name] for name in FIELDS)]
+        # A cell that starts like a formula is a spreadsheet injection: quote it as text.
+        writer.writerow([f"'{v}" if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v for v in row])
+    return out.getvalue()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
