@@ -8,6 +8,7 @@ ES modules in web/js do the rest.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -48,6 +49,10 @@ def _page(request: Request, template: str, title: str, active: str, **extra: obj
         "user": principal.public() if principal else None,
         "csrf": csrf,
         "dev_mode": settings.auth == "dev",
+        # The wall's read-only link authenticates its socket the same way (docs/protocol.md 5.2).
+        "ws_path": "/ws?" + urlencode({"token": request.query_params["token"]})
+        if principal is not None and principal.auth == "wall"
+        else "/ws",
         "title": title,
         "active": active,
         "page_script": active,

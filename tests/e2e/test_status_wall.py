@@ -261,9 +261,9 @@ def test_wall_renders_large_dark_and_read_only(
     open_live(page, live_server, WALL)
     expect(page).to_have_title("Wall · jobpulse")
 
-    # Read-only: no buttons, no inputs, no navigation; it says how read-only links will come.
+    # Read-only: no buttons, no inputs, no navigation; it says how to open it with a read-only link.
     assert page.locator("button, input, select, textarea, nav, [contenteditable], form").count() == 0
-    expect(page.locator("footer")).to_contain_text("issue #4")
+    expect(page.locator("footer")).to_contain_text("read-only link")
 
     # Every widget drawn from live data.
     for key in ("pending", "running", "scheduled", "completed", "failed"):

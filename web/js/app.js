@@ -119,6 +119,7 @@ const LABELS = /** @type {Record<string, string>} */ ({
   reconnecting: "reconnecting",
   paused: "paused",
   closed: "disconnected",
+  refused: "refused",
 });
 
 /** @param {string} status @param {string} [detail] */
@@ -137,6 +138,11 @@ function showStatus(status, detail = "") {
   let warn = false;
   if (status === "reconnecting") text = "Connection to jobpulse lost: reconnecting…";
   else if (status === "closed") text = `Disconnected: ${detail}. Reload the page to try again.`;
+  else if (status === "refused") {
+    text =
+      `The connection was refused (${detail}): jobpulse accepts live connections only from its own site ` +
+      "(cross-origin connections are refused). Open this page at jobpulse's own address.";
+  }
   else if (status === "stale") {
     text = "No updates from jobpulse for a while: what you see may be out of date.";
     warn = true;

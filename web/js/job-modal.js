@@ -10,17 +10,27 @@
  * and links web/css/jobs.css itself if the page did not. While open it shows `job?id=<id>` views mounted
  * through app.js, so a running job's status changes in place; closing unmounts them and returns focus to
  * what had it. Escape closes; Tab stays inside.
+ *
+ * Retry and Cancel (`job.retry`, `job.cancel`) are enabled when the user may do them and the job's live
+ * status allows them: retry a failed, canceled or expired job; cancel a queued, scheduled or running one.
  */
+import { perform } from "./action.js";
 import { mount, register, unmount } from "./app.js";
 import { refreshTimes } from "./clock.js";
+import { can } from "./commands.js";
 import { clockTime, el, setText } from "./format.js";
+import { gate, regateAll } from "./gate.js";
 import { viewKey } from "./views.js";
 import { syncRows } from "./widgets/rows.js";
 import { duration, field, setStatus, setTime } from "./widgets/jobs/common.js";
 
 /** At most this many rows in list mode (each is a live `job?id=` view). */
 export const LIST_CAP = 50;
-export const ACTIONS_REASON = "arrives with issue #4 (operator actions need sign-in and an audit trail)";
+/** Which statuses each job action applies to (docs/protocol.md section 2, `retry` and `cancel`). */
+const ACTION_STATUSES = /** @type {Record<string, string[]>} */ ({
+  retry: ["failed", "canceled", "expired"],
+  cancel: ["queued", "scheduled", "running"],
+});
 const TABS = /** @type {const} */ ([
   ["overview", "Overview"],
   ["payload", "Payload"],
@@ -345,6 +355,22 @@ function renderListRow(tr, data) {
 
 // -- details mode -----------------------------------------------------------------------------------
 
+/**
+ * May the user retry / cancel the job the pane shows, in its status now?
+ * @param {HTMLElement} pane @param {string} op
+ */
+function jobVerdict(pane, op) {
+  const verdict = can(`job.${op}`);
+  if (!verdict.ok) return verdict;
+  const status = pane.dataset.status;
+  if (!status) return { ok: false, reason: "waiting for the job's status", local: true };
+  if (!ACTION_STATUSES[op].includes(status)) {
+    const allowed = ACTION_STATUSES[op].join(", ").replace(/, (?=[^,]*$)/, " or ");
+    return { ok: false, reason: `only a ${allowed} job can be ${op === "retry" ? "retried" : "canceled"}; this one is ${status}` };
+  }
+  return verdict;
+}
+
 /** @param {Box} parts @param {string} jobId @param {boolean} fromList */
 function showDetails(parts, jobId, fromList) {
   for (const root of [...roots]) {
@@ -376,17 +402,19 @@ function buildDetails(jobId) {
 
   const actions = el("div", "jm-actions");
   const reasonId = `jm-reason-${++tabSeq}`;
-  for (const label of ["Retry", "Cancel"]) {
-    const button = /** @type {HTMLButtonElement} */ (el("button", label === "Cancel" ? "btn danger" : "btn", label));
+  for (const [op, label] of [["retry", "Retry"], ["cancel", "Cancel job"]]) {
+    const button = /** @type {HTMLButtonElement} */ (el("button", op === "cancel" ? "btn danger" : "btn", label));
     button.type = "button";
-    button.disabled = true;
-    button.title = `${label} ${ACTIONS_REASON}`;
-    button.setAttribute("aria-describedby", reasonId);
+    button.dataset.op = op;
+    gate(button, () => jobVerdict(pane, op), { note: reasonId });
+    button.addEventListener("click", () => {
+      perform(`job.${op}`, { job: jobId }, { title: `${label} ${jobId}`, verb: label, button });
+    });
     actions.append(button);
   }
-  const why = ACTIONS_REASON.replace("arrives", "arrive");
-  const reason = el("span", "muted jm-reason", `Not available yet: Retry and Cancel ${why}.`);
+  const reason = el("span", "muted jm-reason gate-note");
   reason.id = reasonId;
+  reason.hidden = true;
   actions.append(reason);
 
   const tablist = el("div", "jm-tabs");
@@ -531,6 +559,10 @@ function renderDetails(pane, data) {
   if (box) {
     setStatus(box.status, job.status);
     box.status.hidden = false;
+  }
+  if (pane.dataset.status !== job.status) {
+    pane.dataset.status = job.status;
+    regateAll(pane);
   }
   renderOverview(pane, job);
   renderPayload(pane, job.payload);

@@ -2,12 +2,14 @@
 /**
  * The live socket: subscribes to widgets, applies snapshots and patches in seq order, resumes after a
  * reconnect (full-jitter backoff), pauses while the tab is hidden, and reports live / stale / reconnecting.
+ * It also carries operator commands (commands.js): it keeps the welcome's user and action rights and hands
+ * every `ack` on as an "ack" event.
  */
 import { syncClock } from "./clock.js";
 import { mergePatch } from "./patch.js";
-import { NO_RECONNECT, PROTOCOL_VERSION, RELOAD } from "./protocol.js";
+import { NO_RECONNECT, PROTOCOL_VERSION, REFUSED, RELOAD, SIGN_IN } from "./protocol.js";
 
-/** @typedef {"connecting" | "live" | "stale" | "reconnecting" | "paused" | "closed"} Status */
+/** @typedef {"connecting" | "live" | "stale" | "reconnecting" | "paused" | "closed" | "refused"} Status */
 
 export class LiveSocket extends EventTarget {
   /** @param {string} url @param {string[]} widgets */
@@ -32,11 +34,20 @@ export class LiveSocket extends EventTarget {
     /** @type {Status} */
     this.status = "connecting";
     this.stopped = false;
+    /** @type {import("./protocol.js").User | null} who the server says this connection is (section 4.1) */
+    this.user = null;
+    /** @type {Record<string, import("./protocol.js").ActionRight> | null} null until a welcome named them */
+    this.actions = null;
+    /** Whether a welcome has arrived on some connection (rights are known, or known to be absent). */
+    this.welcomed = false;
+    /** Whether the current connection got its welcome (and sent its hello). */
+    this.greeted = false;
     document.addEventListener("visibilitychange", () => this.#visibility());
     setInterval(() => this.#checkStale(), 1000);
   }
 
   connect() {
+    this.greeted = false;
     const ws = new WebSocket(this.url);
     this.ws = ws;
     ws.onmessage = (event) => this.#message(event.data);
@@ -82,9 +93,18 @@ export class LiveSocket extends EventTarget {
     return this.held.get(key)?.data;
   }
 
-  /** @param {object} frame */
+  /** Send a frame if the socket is open; returns whether it went out. @param {object} frame */
   send(frame) {
-    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(frame));
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify(frame));
+      return true;
+    }
+    return false;
+  }
+
+  /** Open and past its welcome: a command sent now reaches a server that knows who we are. */
+  get ready() {
+    return Boolean(this.ws && this.ws.readyState === WebSocket.OPEN && this.greeted);
   }
 
   /** Ask for fresh snapshots of every widget (the Resync button). */
@@ -137,9 +157,18 @@ export class LiveSocket extends EventTarget {
         const resume = msg.epoch === this.epoch ? this.#resume() : {};
         this.epoch = msg.epoch;
         this.send({ type: "hello", v: PROTOCOL_VERSION, widgets: this.active, epoch: this.epoch, resume });
+        this.user = msg.user ?? null;
+        this.actions = msg.actions ?? null;
+        this.welcomed = true;
+        this.greeted = true;
         this.#setStatus(this.active.length ? "live" : "paused");
+        // After our hello: commands waiting for a connection (commands.js) may go out now.
+        this.dispatchEvent(new CustomEvent("welcome", { detail: msg }));
         break;
       }
+      case "ack":
+        this.dispatchEvent(new CustomEvent("ack", { detail: msg }));
+        break;
       case "batch":
         syncClock(msg.now);
         for (const frame of msg.frames) this.#frame(frame);
@@ -185,7 +214,18 @@ export class LiveSocket extends EventTarget {
   /** @param {number} code @param {string} reason */
   #closed(code, reason) {
     this.ws = null;
+    this.greeted = false;
     if (code === RELOAD) return location.reload();
+    if (code === SIGN_IN) {
+      // Not signed in, or the session ended: sign in, then come back to this very view.
+      this.#setStatus("closed", "signed out");
+      location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
+      return;
+    }
+    if (code === REFUSED) {
+      this.#setStatus("refused", reason || "this page's origin may not connect");
+      return;
+    }
     if (NO_RECONNECT.has(code) || this.stopped) {
       this.#setStatus("closed", reason || `closed (${code})`);
       return;

@@ -1,5 +1,6 @@
 // @ts-check
-/** The Compact Jobs Dashboard (/admin/jobs). */
+/** The Compact Jobs Dashboard (/admin/jobs), with the Operations panel (its forms load on first use). */
+import { wireFormButtons } from "../action.js";
 import { register, start } from "../app.js";
 import * as counters from "../widgets/counters.js";
 import * as failures from "../widgets/failures.js";
@@ -37,4 +38,5 @@ spark.addEventListener("click", (event) => {
   import("../chart-modal.js").then((modal) => modal.openChart("published", "minutes", opener));
 });
 document.addEventListener("keydown", open);
+wireFormButtons(/** @type {HTMLElement} */ (document.querySelector(".ops")), "ops-note");
 start();

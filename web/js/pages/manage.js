@@ -1,12 +1,15 @@
 // @ts-check
 /**
- * The Job Operations Center (/admin/jobs/manage): action tiles (disabled until issue #4 brings sign-in,
- * confirmation and audit) that show live what each action would touch, the maintenance log's place, and
- * Job Lookup by job id or correlation id (a live `find?q=` view; one match opens its details).
+ * The Job Operations Center (/admin/jobs/manage): action tiles that show live what each action would touch
+ * and open its form (forms.js, loaded on first use; enabled only when this user may do the action), Recent
+ * Maintenance Activity (the live `activity` widget), and Job Lookup by job id or correlation id (a live
+ * `find?q=` view; one match opens its details).
  */
+import { wireFormButtons } from "../action.js";
 import { mount, register, socket, start, unmount } from "../app.js";
 import { setText } from "../format.js";
 import { viewKey } from "../views.js";
+import * as activity from "../widgets/activity.js";
 import * as health from "../widgets/health.js";
 import { openJob } from "../widgets/jobs/common.js";
 import { attachOpen, renderRows } from "../widgets/jobs/job-rows.js";
@@ -25,6 +28,8 @@ register("channels", byPart({ run: ops.channelsList, purge: ops.purge }));
 register("snapshot", byPart({ hour: ops.lastHour, longest: ops.longest }));
 register("fleet_summary", byPart({ broadcast: ops.broadcast }));
 register("hot_issues", byPart({ stuck: ops.stuck, silent: ops.silent }));
+register("activity", activity.render);
+wireFormButtons(/** @type {HTMLElement} */ (document.querySelector(".ops-grid")), "");
 
 // -- Job Lookup -------------------------------------------------------------------------------------------
 

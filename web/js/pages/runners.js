@@ -5,14 +5,21 @@
  *
  * The filters and the page live in the URL (?region=&status=&q=&page=) and name the grid's view,
  * `fleet?page=&q=&region=&status=` (views.js): a filter change unmounts the old view and mounts the new one.
+ *
+ * Operator actions: a card's Drain / Undrain, Restart and Logs, the context menu's, the bulk bar's
+ * (selection.js), the channel table's pause / resume, purge and clear stuck, and the header's Broadcast and
+ * Cleanup, each gated by what the server says this user may do (gate.js) and answered by a toast.
  */
+import { notify, openForm, openLogs, perform } from "../action.js";
 import { mount, register, socket, start } from "../app.js";
+import { can, canRunners } from "../commands.js";
+import { gate } from "../gate.js";
 import { viewKey } from "../views.js";
+import { cardRow, isDraining } from "../widgets/fleet/card.js";
 import * as channels from "../widgets/fleet/channels.js";
 import * as fleet from "../widgets/fleet/fleet.js";
 import * as summary from "../widgets/fleet/fleet-summary.js";
 import { drawFilters, STATUSES } from "../widgets/fleet/filters.js";
-import { refreshMenu, setupMenu } from "../widgets/fleet/menu.js";
 import * as events from "../widgets/fleet/runner-events.js";
 import { refreshSelection, setupSelection } from "../widgets/fleet/selection.js";
 import * as health from "../widgets/health.js";
@@ -87,7 +94,7 @@ register("fleet", (root, data, key) => {
   fleet.render(root, data, key);
   drawFilters(filters, data);
   refreshSelection();
-  refreshMenu();
+  menuModule?.refreshMenu();
 });
 register("fleet_summary", summary.render);
 register("channels", channels.render);
@@ -164,9 +171,107 @@ const jobModal = () => import("../job-modal.js");
 function withModal(use) {
   jobModal().then(use, (error) => setError(`The job details view could not be loaded: ${error}`));
 }
-setupMenu(fleetRoot, {
+// -- operator actions ----------------------------------------------------------------------------
+
+const VERBS = /** @type {Record<string, string>} */ ({
+  drain: "Drain",
+  undrain: "Undrain",
+  restart: "Restart",
+  shutdown: "Shut down",
+  ping: "Ping",
+});
+
+/**
+ * Do runner action `op` on one runner.
+ * @param {string} op drain, undrain, restart, shutdown, ping or logs @param {string} runner @param {HTMLElement} opener
+ */
+function runnerAction(op, runner, opener) {
+  if (op === "logs") {
+    openLogs(runner, opener);
+    return;
+  }
+  const action = `runner.${op}`;
+  const verdict = canRunners(action, 1);
+  if (!verdict.ok) {
+    notify("error", `${VERBS[op]} ${runner}: ${verdict.reason}`);
+    return;
+  }
+  perform(action, { runners: [runner] }, {
+    twoPhase: verdict.two_phase,
+    title: `${VERBS[op]} runner ${runner}`,
+    verb: VERBS[op],
+    button: opener,
+  });
+}
+
+fleetRoot.addEventListener("click", (event) => {
+  const button = /** @type {HTMLElement} */ (event.target).closest(".rc-actions [data-op]");
+  if (!(button instanceof HTMLButtonElement) || button.disabled) return;
+  const card = /** @type {HTMLElement} */ (button.closest(".rcard"));
+  const op = button.dataset.op === "drain" && isDraining(cardRow(card)) ? "undrain" : button.dataset.op || "";
+  runnerAction(op, card.dataset.key || "", button);
+});
+
+document.querySelector('[data-widget="channels"]')?.addEventListener("click", (event) => {
+  const button = /** @type {HTMLElement} */ (event.target).closest("[data-op]");
+  if (!(button instanceof HTMLButtonElement) || button.disabled) return;
+  const channel = /** @type {HTMLElement} */ (button.closest("tr")).dataset.key || "";
+  const op = button.dataset.op;
+  if (op === "pause") {
+    const action = button.textContent === "Resume" ? "channel.resume" : "channel.pause";
+    perform(action, { channel }, { title: `${button.textContent} channel ${channel}`, button });
+  } else if (op === "purge") {
+    perform("channel.purge", { channel }, { title: `Purge channel ${channel}`, verb: "Purge", button, twoPhase: true });
+  } else if (op === "stuck") {
+    perform("channel.clear_stuck", { channel, older_than: 60 }, {
+      title: `Clear stuck jobs of ${channel}`,
+      verb: "Clear stuck jobs",
+      button,
+      twoPhase: true,
+    });
+  }
+});
+
+const broadcastButton = /** @type {HTMLButtonElement} */ (document.getElementById("btn-broadcast"));
+gate(broadcastButton, () => can("broadcast"), { note: "ops-note" });
+broadcastButton.addEventListener("click", () => openForm("broadcast", {}, broadcastButton));
+const cleanupButton = /** @type {HTMLButtonElement} */ (document.getElementById("btn-cleanup"));
+gate(cleanupButton, () => can("runners.cleanup"), { note: "ops-note" });
+cleanupButton.addEventListener("click", () => openForm("cleanup", {}, cleanupButton));
+
+/** @type {import("../widgets/fleet/menu.js").JobViews} what the context menu's items open and do */
+const views = {
   openList: (title, jobIds) => withModal((modal) => modal.openJobList(title, jobIds)),
   openJob: (jobId) => withModal((modal) => modal.openJobDetails(jobId)),
+  act: runnerAction,
+};
+
+// The context menu's code loads on the first press of a ⋯ button, so the first load stays small; from
+// then on menu.js's own listeners handle the buttons (setupMenu).
+/** @type {typeof import("../widgets/fleet/menu.js") | null} */
+let menuModule = null;
+/** @type {Promise<typeof import("../widgets/fleet/menu.js")> | null} */
+let menuLoading = null;
+function withMenu() {
+  menuLoading ??= import("../widgets/fleet/menu.js").then((module) => {
+    module.setupMenu(fleetRoot, views);
+    menuModule = module;
+    return module;
+  });
+  return menuLoading;
+}
+fleetRoot.addEventListener("click", (event) => {
+  const button = /** @type {HTMLElement} */ (event.target).closest(".rc-more");
+  if (!(button instanceof HTMLButtonElement) || menuModule) return;
+  withMenu().then((module) => module.openMenu(button, views, "first"));
+});
+fleetRoot.addEventListener("keydown", (event) => {
+  const button = /** @type {HTMLElement} */ (event.target).closest?.(".rc-more");
+  if (!(button instanceof HTMLButtonElement) || menuModule) return;
+  if (event.key !== "ArrowDown" && event.key !== "ArrowUp") return;
+  event.preventDefault();
+  const focus = event.key === "ArrowUp" ? "last" : "first";
+  withMenu().then((module) => module.openMenu(button, views, focus));
 });
 setupSelection(fleetRoot);
 

@@ -5,9 +5,32 @@
  * runner's heartbeat touches its own card and no other. Ages tick in the browser (clock.js data-since).
  */
 import { span } from "../../clock.js";
+import { can } from "../../commands.js";
 import { count, el, setText } from "../../format.js";
+import { gate, regate } from "../../gate.js";
 
-export const OPS_REASON = "arrives with issue #4 (operator actions need sign-in and an audit trail)";
+/** The visible line that lists why runner actions are disabled (runners.html), for aria-describedby. */
+export const OPS_NOTE = "ops-note";
+
+/**
+ * Whether a runner is draining (its Drain button becomes Undrain).
+ * @param {RunnerCard | null} row
+ */
+export function isDraining(row) {
+  return Boolean(row && (row.status === "draining" || row.state === "draining" || row.state === "drained"));
+}
+
+/**
+ * May the user do runner action `action` on this one runner now? An offline runner cannot answer, which its
+ * card already says in its badge, so that reason stays in the button's title.
+ * @param {string} action @param {RunnerCard | null} row
+ * @returns {import("../../gate.js").Verdict}
+ */
+export function runnerVerdict(action, row) {
+  const verdict = can(action);
+  if (verdict.ok && row?.status === "offline") return { ok: false, reason: "the runner is offline: it cannot answer", local: true };
+  return verdict;
+}
 
 /**
  * A runner card's data (docs/protocol.md section 3.9, `fleet` rows).
@@ -88,12 +111,11 @@ function prototype() {
   note.hidden = true;
   const foot = el("div", "rc-foot");
   const actions = el("div", "rc-actions");
-  for (const action of ["Drain", "Restart", "Logs"]) {
-    const button = el("button", "btn btn-sm", action);
+  for (const [op, label] of [["drain", "Drain"], ["restart", "Restart"], ["logs", "Logs"]]) {
+    const button = el("button", "btn btn-sm", label);
     button.setAttribute("type", "button");
     button.setAttribute("disabled", "");
-    button.setAttribute("title", `${action} ${OPS_REASON}`);
-    button.setAttribute("aria-describedby", "ops-note");
+    button.dataset.op = op;
     actions.append(button);
   }
   foot.append(el("span", "rc-totals"), actions);
@@ -121,6 +143,22 @@ export function createCard(id, selected) {
   q(".rc-id").title = id;
   const more = /** @type {HTMLButtonElement} */ (q(".rc-more"));
   more.setAttribute("aria-label", `More for runner ${id}`);
+  // Each button asks its verdict from the card's latest data, so a runner that goes offline or starts
+  // draining changes its buttons at the next regate (updateCard).
+  for (const node of card.querySelectorAll(".rc-actions [data-op]")) {
+    const button = /** @type {HTMLButtonElement} */ (node);
+    const op = button.dataset.op || "";
+    button.setAttribute("aria-label", `${button.textContent} runner ${id}`);
+    gate(
+      button,
+      () => {
+        const row = cardRow(card);
+        const action = op === "drain" && isDraining(row) ? "runner.undrain" : `runner.${op}`;
+        return runnerVerdict(action, row);
+      },
+      { note: OPS_NOTE },
+    );
+  }
   partsOf.set(card, {
     select,
     badge: q(".badge"),
@@ -172,11 +210,16 @@ export function updateCard(card, row) {
   p.row = row;
   const live = row.status !== "offline";
 
-  if (!prev || prev.status !== row.status) {
+  if (!prev || prev.status !== row.status || prev.state !== row.state) {
     setText(p.badge, row.status);
     p.badge.className = `badge ${row.status}`;
     card.dataset.status = row.status;
-    if (prev) pulse(p.badge);
+    if (prev && prev.status !== row.status) pulse(p.badge);
+    const drain = /** @type {HTMLButtonElement} */ (card.querySelector('[data-op="drain"]'));
+    const label = isDraining(row) ? "Undrain" : "Drain";
+    setText(drain, label);
+    drain.setAttribute("aria-label", `${label} runner ${row.id}`);
+    for (const button of card.querySelectorAll("[data-op]")) regate(/** @type {HTMLElement} */ (button));
   }
   if (!prev || prev.hb !== row.hb) {
     if (row.hb !== undefined) setAttr(p.hb, "data-since", String(row.hb));

@@ -1,12 +1,17 @@
 // @ts-check
 /**
- * Channel Capacity (`channels`): live runners and their slots beside each channel's depth and SLA.
- * The oldest job's age ticks in the browser, and the "over SLA" label is re-checked every second.
+ * Channel Capacity (`channels`): live runners and their slots beside each channel's depth and SLA, with the
+ * channel actions (pause / resume, purge, clear stuck). The oldest job's age ticks in the browser, and the
+ * "over SLA" label is re-checked every second. The buttons carry `data-op`; the page handles their clicks.
  */
 import { now, span } from "../../clock.js";
+import { can, canClearStuck } from "../../commands.js";
 import { count, el, setText } from "../../format.js";
-import { OPS_REASON } from "./card.js";
+import { gate, regate } from "../../gate.js";
 import { ageCell, newRow, syncRows } from "../rows.js";
+
+/** The visible line under the table listing why channel actions are disabled (runners.html). */
+const NOTE = "cap-note";
 
 /** @type {Set<HTMLElement>} tables shown, for the SLA check */
 const roots = new Set();
@@ -21,17 +26,20 @@ export function render(root, data) {
   if (!timer) timer = window.setInterval(() => roots.forEach((r) => r.isConnected && checkSla(r)), 1000);
 }
 
-/** @param {string} label */
-function disabledButton(label) {
-  const button = el("button", "btn btn-sm", label);
+/**
+ * A channel action button, gated by `verdict`.
+ * @param {string} op @param {string} label @param {() => import("../../gate.js").Verdict} verdict
+ */
+function actionButton(op, label, verdict) {
+  const button = el("button", op === "pause" ? "btn btn-sm" : "btn btn-sm danger", label);
   button.setAttribute("type", "button");
-  button.setAttribute("disabled", "");
-  button.setAttribute("title", `${label} ${OPS_REASON}`);
-  button.setAttribute("aria-describedby", "ops-note");
+  button.dataset.op = op;
+  gate(button, verdict, { note: NOTE });
   return button;
 }
 
-function create() {
+/** @param {any} row @param {string} key */
+function create(row, key) {
   const name = el("td", "c-chan");
   const paused = el("span", "badge draining", "paused");
   paused.hidden = true;
@@ -43,7 +51,11 @@ function create() {
   sla.append(el("span", "sla-v"), " ", over);
   const actions = el("td", "c-act");
   const view = el("a", "btn btn-sm", "View jobs");
-  actions.append(disabledButton("Pause"), " ", disabledButton("Purge"), " ", view);
+  actions.dataset.paused = row.paused ? "1" : "";
+  const pause = actionButton("pause", row.paused ? "Resume" : "Pause", () => can(pauseAction(actions)));
+  const purge = actionButton("purge", "Purge", () => can("channel.purge"));
+  const stuck = actionButton("stuck", "Clear stuck", () => canClearStuck(key));
+  actions.append(pause, " ", purge, " ", stuck, " ", view);
   return newRow(name, num(), num(), num(), num(), num(), ageCell(), sla, actions);
 }
 
@@ -70,6 +82,23 @@ function update(tr, row) {
   const href = `/admin/jobs/table?q=${encodeURIComponent(`channel:${row.channel}`)}`;
   if (view.getAttribute("href") !== href) view.setAttribute("href", href);
   view.setAttribute("aria-label", `View jobs of channel ${row.channel}`);
+  const pause = /** @type {HTMLElement} */ (actions.querySelector('[data-op="pause"]'));
+  const label = row.paused ? "Resume" : "Pause";
+  if (pause.textContent !== label) {
+    actions.dataset.paused = row.paused ? "1" : "";
+    pause.textContent = label;
+    regate(pause);
+  }
+  for (const button of actions.querySelectorAll("[data-op]")) {
+    const op = /** @type {HTMLElement} */ (button).dataset.op;
+    const name = op === "pause" ? label : op === "purge" ? "Purge" : "Clear stuck jobs of";
+    button.setAttribute("aria-label", `${name} channel ${row.channel}`);
+  }
+}
+
+/** The action the pause button does now: resume a paused channel, else pause it. @param {HTMLElement} actions */
+function pauseAction(actions) {
+  return actions.dataset.paused ? "channel.resume" : "channel.pause";
 }
 
 /** Label the channels whose oldest waiting job is older than their SLA. @param {HTMLElement} root */

@@ -2,14 +2,26 @@
 /**
  * The per-runner context menu: a "⋯" menu button on each card opens one shared menu (WAI-ARIA menu button
  * pattern: Enter, Space or the arrow keys open it; arrows, Home and End move; Escape closes and returns
- * focus; Tab closes). Its items open the runner's current jobs in the job details view.
+ * focus; Tab closes). Its items do the runner actions (drain or undrain, restart, shutdown, ping, logs;
+ * one disabled says why, in its own text) and open the runner's current jobs in the job details view.
  */
 import { el } from "../../format.js";
+import { isDraining, runnerVerdict } from "./card.js";
 import { rowOf } from "./fleet.js";
 
 /**
- * @typedef {{openList: (title: string, jobIds: string[]) => void, openJob: (jobId: string) => void}} JobViews
+ * @typedef {{openList: (title: string, jobIds: string[]) => void, openJob: (jobId: string) => void,
+ *   act: (op: string, runner: string, opener: HTMLElement) => void}} JobViews
  */
+
+/** The runner actions of the menu: [op, label]; "drain" is Undrain on a draining runner. */
+const ACTIONS = [
+  ["drain", "Drain"],
+  ["restart", "Restart…"],
+  ["shutdown", "Shut down…"],
+  ["ping", "Ping"],
+  ["logs", "View logs"],
+];
 
 /** @type {HTMLElement} */
 let menu;
@@ -72,7 +84,7 @@ function item(label, action, className) {
  * @param {JobViews} views
  * @param {"first" | "last" | null} focus which item to focus (null: the first, too: a menu takes focus)
  */
-function openMenu(button, views, focus) {
+export function openMenu(button, views, focus) {
   closeMenu();
   const card = /** @type {HTMLElement} */ (button.closest(".rcard"));
   const id = card.dataset.key || "";
@@ -100,6 +112,22 @@ function openMenu(button, views, focus) {
   link.setAttribute("href", `/admin/jobs/table?q=${encodeURIComponent(`runner:${id}`)}`);
   link.tabIndex = -1;
   children.push(link);
+  // Then the runner actions (after the jobs, the menu's first purpose: the mockup's "current jobs").
+  const sep = el("div", "rmenu-sep");
+  sep.setAttribute("role", "separator");
+  children.push(sep);
+  for (const [op, label] of ACTIONS) {
+    const undrain = op === "drain" && isDraining(row);
+    const action = undrain ? "runner.undrain" : `runner.${op}`;
+    const verdict = runnerVerdict(action, row);
+    const text = undrain ? "Undrain" : label;
+    const node = item(text, verdict.ok ? then(() => views.act(undrain ? "undrain" : op, id, button)) : null, "rmenu-act");
+    if (!verdict.ok) {
+      node.title = `${text}: ${verdict.reason}`;
+      node.append(el("span", "rmenu-why", verdict.reason));
+    }
+    children.push(node);
+  }
   menu.replaceChildren(...children);
   menu.setAttribute("aria-label", `Runner ${id}`);
   opener = button;

@@ -2,13 +2,18 @@
 /**
  * Channel Backlogs (`backlogs`, top five): the channel, its queue, the oldest job's age (ticking), a bar of
  * that age against the channel's SLA (capped at 100 %, the ratio in words), the live runners consuming it,
- * and quick actions. The bar and ratio follow the ticking age between pushes.
+ * and quick actions (purge, clear stuck: both two-phase, so each opens the confirmation with what it would
+ * touch). The bar and ratio follow the ticking age between pushes.
  */
+import { perform } from "../../action.js";
 import { now, span } from "../../clock.js";
+import { can, canClearStuck } from "../../commands.js";
 import { count, el, setText } from "../../format.js";
+import { gate } from "../../gate.js";
 import { field, setAttr, syncList } from "./list.js";
 
-export const ACTIONS_REASON = "arrives with issue #4 (operator actions need sign-in and an audit trail)";
+/** The visible line that lists why the quick actions are disabled (overview.html). */
+const NOTE = "backlog-actions-note";
 
 let ticking = 0;
 
@@ -43,14 +48,26 @@ function create(row, key) {
   const age = el("span", "age");
   meta.append("oldest waiting ", age, el("span", "sla-text"));
   const actions = el("div", "backlog-actions");
-  for (const label of ["Purge", "Clear stuck"]) {
-    const button = /** @type {HTMLButtonElement} */ (el("button", "btn small", label));
-    button.type = "button";
-    button.disabled = true;
-    button.title = `${label}: not yet available, ${ACTIONS_REASON}`;
-    button.setAttribute("aria-describedby", "backlog-actions-note");
-    actions.append(button);
-  }
+  const purge = /** @type {HTMLButtonElement} */ (el("button", "btn small danger", "Purge"));
+  purge.type = "button";
+  purge.setAttribute("aria-label", `Purge channel ${key}`);
+  gate(purge, () => can("channel.purge"), { note: NOTE, label: "Purge" });
+  purge.addEventListener("click", () =>
+    perform("channel.purge", { channel: key }, { title: `Purge channel ${key}`, verb: "Purge", button: purge, twoPhase: true }),
+  );
+  const stuck = /** @type {HTMLButtonElement} */ (el("button", "btn small danger", "Clear stuck"));
+  stuck.type = "button";
+  stuck.setAttribute("aria-label", `Clear stuck jobs of channel ${key}`);
+  gate(stuck, () => canClearStuck(key), { note: NOTE, label: "Clear stuck" });
+  stuck.addEventListener("click", () =>
+    perform("channel.clear_stuck", { channel: key, older_than: 60 }, {
+      title: `Clear stuck jobs of ${key}`,
+      verb: "Clear stuck jobs",
+      button: stuck,
+      twoPhase: true,
+    }),
+  );
+  actions.append(purge, stuck);
   const view = /** @type {HTMLAnchorElement} */ (el("a", "btn small", "View jobs"));
   view.href = `/admin/jobs/table?q=${encodeURIComponent(`channel:${key}`)}`;
   view.setAttribute("aria-label", `View jobs of channel ${key}`);
