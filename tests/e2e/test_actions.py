@@ -50,7 +50,7 @@ QUEUED_RECORDER = """
 @pytest.fixture
 def server(redis_url: str, prefix: str) -> Iterator[LiveServer]:
     """A jobpulse with real sign-in (users vera, oscar, ada)."""
-    live = LiveServer(redis_url, prefix, users_env()).start()
+    live = LiveServer(redis_url, prefix, users_env(JOBPULSE_SESSION_CHECK_S="1")).start()
     yield live
     live.stop()
     output = live.output()
@@ -322,3 +322,45 @@ def test_first_load_weight_of_the_action_pages(page: Page, server: LiveServer, f
         loaded = " ".join(load.sizes)
         for lazy in ("confirm.js", "forms.js", "dialog.js", "runner-logs.js", "toast.js", "actions.css"):
             assert lazy not in loaded, f"{lazy} is in {path}'s first load"
+
+
+def test_signed_out_elsewhere_goes_to_login(page: Page, server: LiveServer) -> None:
+    """Revoking a user's sessions closes their open page's socket with 4401, and the page goes to the login."""
+    import subprocess
+    import sys
+
+    sign_in(page, server, "oscar", RUNNERS + "?status=busy")
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "sessions", "revoke", "oscar"],
+        env=server.env, capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    assert "ended 1 session(s) of oscar" in result.stdout
+    # The socket notices at its next session check (JOBPULSE_SESSION_CHECK_S=1 here), the page then follows.
+    expect(page).to_have_url(
+        re.compile(re.escape(f"{server.url}/login?next=") + r"%2Fadmin%2Fjobs%2Frunners%3Fstatus%3Dbusy"),
+        timeout=10_000,
+    )
+    expect(page.locator("input[name=username]")).to_be_visible()
+
+
+def test_wall_opens_with_its_read_only_link(page: Page, redis_url: str, prefix: str) -> None:
+    """The wall runs live from /wall?token=<viewer token>, with no sign-in and nothing to act on."""
+    from server.auth import make_token
+
+    token, digest = make_token()
+    env = users_env()
+    env["JOBPULSE_TOKENS"] += f" lobby:viewer:{digest}"
+    live = LiveServer(redis_url, prefix, env).start()
+    try:
+        install_ws_probe(page)
+        page.goto(f"{live.url}/wall?token={token}")
+        expect(page).to_have_url(f"{live.url}/wall?token={token}")
+        expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=15_000)
+        welcome = page.evaluate("() => window.__e2eWs.sent.length")
+        assert welcome >= 1  # it said hello: the socket was accepted with the link's token
+        assert page.locator("button, input, select, textarea, form").count() == 0
+        page.goto(f"{live.url}/wall")
+        expect(page).to_have_url(re.compile(re.escape(f"{live.url}/login?next=%2Fwall")))
+    finally:
+        live.stop()
+        live.close()
