@@ -432,6 +432,8 @@ def start_server(children: common.Children, args: argparse.Namespace, kind: str,
             "REDIS_URL": args.redis_url,
             "JOBPULSE_PREFIX": prefix,
             "JOBPULSE_LOG_LEVEL": "warning",
+            # Sign-in is checked once per connection, never per message: dev mode leaves the fan-out as it is.
+            "JOBPULSE_AUTH": "dev",
             "HOST": "127.0.0.1",
             "PORT": str(port),
         }
