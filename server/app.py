@@ -8,6 +8,7 @@ environment (uvicorn --factory).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gc
 import logging
@@ -24,7 +25,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.audit import AuditLog
+from server.audit import AuditLog, LiveFeed
 from server.auth import Directory
 from server.commander import Commander
 from server.handlers import api, login, pages, ws
@@ -36,6 +37,7 @@ from server.streams.events import AuditNoted
 from server.streams.hub import Hub, HubLimits
 from server.streams.state import State
 from server.streams.widgets import WIDGETS, ViewLimits, Widget, resolve
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger("jobpulse")
 
@@ -119,13 +121,15 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         )
         app.state.audit = AuditLog(store, settings.prefix, settings.audit_retention_days)
 
-        def note(entry: AuditNoted) -> None:
+        def fold(entry: AuditNoted) -> None:
             aggregator.feed(entry, aggregator.clock())
             aggregator.chunk_end()
 
+        live_audit = LiveFeed(store, settings.prefix, hub.epoch, fold)
         app.state.commander = Commander(
-            settings, aggregator.state, aggregator.connector, store, app.state.audit, secret, note
+            settings, aggregator.state, aggregator.connector, store, app.state.audit, secret, live_audit.note
         )
+        audit_task = asyncio.create_task(live_audit.run(), name="audit-feed")
         hub.start()
         await aggregator.start()
         freeze_startup()
@@ -139,6 +143,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         try:
             yield
         finally:
+            await cancel_and_wait([audit_task])
             await hub.stop()
             await aggregator.stop()
 

@@ -8,14 +8,22 @@ else removes them. docs/protocol.md section 5.5.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import logging
+import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
+import msgspec
 import redis.asyncio as aredis
+
+from server.streams.events import AuditNoted
+
+log = logging.getLogger("jobpulse.audit")
 
 FIELDS = ("ts", "user", "role", "auth", "action", "phase", "target", "args", "ok", "result", "count", "error", "ms",
           "cmd", "addr")  # fmt: skip
@@ -112,6 +120,54 @@ class AuditLog:
 
     async def count(self) -> int:
         return int(await self.client.xlen(self.key))
+
+
+class LiveFeed:
+    """Audit entries to every jobpulse process's `activity` widget, over `P:jp:audit-live`.
+
+    The process that ran a command folds its entry at once (`note`), then publishes it; every process
+    folds the entries the others published. An entry lost while a subscription is down is still in the
+    stream, which the audit page reads.
+    """
+
+    def __init__(self, client: aredis.Redis, prefix: str, origin: str, fold: Callable[[AuditNoted], None]) -> None:
+        self.client = client
+        self.channel = f"{prefix}:jp:audit-live"
+        self.origin = origin
+        self.fold = fold
+        self._encoder = msgspec.json.Encoder()
+        self._decoder = msgspec.json.Decoder(tuple[str, AuditNoted])
+        self.dropped = 0
+
+    async def note(self, entry: AuditNoted) -> None:
+        self.fold(entry)
+        try:
+            await self.client.publish(self.channel, self._encoder.encode((self.origin, entry)))
+        except (aredis.RedisError, OSError) as exc:
+            log.warning("could not publish audit entry %s to other processes: %s", entry.id, exc)
+
+    async def run(self) -> None:
+        """Fold the other processes' entries until cancelled; resubscribe after a Redis error."""
+        backoff = 0.1
+        while True:
+            try:
+                async with self.client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(self.channel)
+                    backoff = 0.1
+                    async for message in pubsub.listen():
+                        if message.get("type") != "message":
+                            continue
+                        try:
+                            origin, entry = self._decoder.decode(message["data"])
+                        except msgspec.DecodeError:
+                            self.dropped += 1
+                            continue
+                        if origin != self.origin:
+                            self.fold(entry)
+            except (aredis.RedisError, OSError) as exc:
+                log.warning("audit feed subscription lost (%s); again in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, 5.0)
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:

@@ -17,7 +17,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,7 +67,7 @@ class Commander:
         store: aredis.Redis,
         audit: AuditLog,
         secret: bytes,
-        feed: Callable[[AuditNoted], None],
+        feed: Callable[[AuditNoted], Awaitable[None]],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -111,7 +111,7 @@ class Commander:
             # Audit the first refusal of a burst, not every one: a flood must not flood the log too.
             if now - self._rate_audited.get(principal.name, 0.0) >= RATE_WINDOW_S:
                 self._rate_audited[principal.name] = now
-                await self._audit(principal, cmd, None, ack, started, address)
+                await self._audit(principal, cmd, None, ack, None, started, address)
             self._count("rate")
             return ack
         memory_key = f"{self._ids}{principal.name}:{cmd.id}"
@@ -127,9 +127,11 @@ class Commander:
         except (aredis.RedisError, OSError) as exc:
             return self._refusal(cmd, "unavailable", f"jobpulse's store is not reachable: {exc}")
         args: Args | None = None
+        count: int | None = None
         try:
             spec, args, two_phase = self._check(principal, cmd)
             outcome = await self._run(principal, cmd, spec, args, two_phase, now)
+            count = outcome.count
             ack = {
                 "id": cmd.id, "ok": True, "phase": outcome.phase, "action": cmd.action,
                 "result": outcome.result, "message": outcome.message,
@@ -142,7 +144,7 @@ class Commander:
             log.exception("command %s (%s) failed", cmd.id, cmd.action)
             ack = self._refusal(cmd, "failed", f"internal error: {type(exc).__name__}")
             self._count("error")
-        ack["audit"] = await self._audit(principal, cmd, args, ack, started, address)
+        ack["audit"] = await self._audit(principal, cmd, args, ack, count, started, address)
         ack["ms"] = round((time.perf_counter() - started) * 1000, 1)
         try:
             await self.store.set(memory_key, json.dumps(ack), ex=int(self.settings.command_memory_s))
@@ -355,12 +357,17 @@ class Commander:
         self.counters[what] = self.counters.get(what, 0) + 1
 
     async def _audit(
-        self, principal: Principal, cmd: Cmd, args: Args | None, ack: dict[str, Any], started: float, address: str
+        self,
+        principal: Principal,
+        cmd: Cmd,
+        args: Args | None,
+        ack: dict[str, Any],
+        count: int | None,
+        started: float,
+        address: str,
     ) -> str | None:
         ok = bool(ack.get("ok"))
         error = ack.get("error") or {}
-        result = ack.get("result") or {}
-        count = result.get("count") if ack.get("phase") == "preview" else _count_of(result)
         entry = {
             "ts": self.clock(),
             "user": principal.name,
@@ -385,7 +392,7 @@ class Commander:
             log.error("AUDIT ENTRY LOST for command %s (%s by %s): %s", cmd.id, cmd.action, principal.name, exc)
             self._count("audit_lost")
             return None
-        self.feed(
+        await self.feed(
             AuditNoted(
                 id=entry_id, at=entry["ts"], user=principal.name, role=principal.role, action=entry["action"],
                 target=entry["target"], ok=ok, result=entry["result"], count=count if isinstance(count, int) else None,

@@ -385,6 +385,17 @@ async def audit_entries(server: LiveServer, who: str, **filters: str) -> list[di
     return entries
 
 
+async def audit_csv(server: LiveServer, who: str, **filters: str) -> str:
+    import urllib.parse
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{server.url}/api/audit.csv?{urllib.parse.urlencode(filters)}", headers=bearer(who)
+    )
+    body = await asyncio.to_thread(lambda: urllib.request.urlopen(request, timeout=5).read())
+    return str(body.decode())
+
+
 async def test_audit_log_records_done_and_denied(server: LiveServer) -> None:
     """Every command with an id lands in the audit stream, refusals included, and in the live activity widget."""
     users_env()
@@ -405,6 +416,12 @@ async def test_audit_log_records_done_and_denied(server: LiveServer) -> None:
         assert by_cmd[previewed["id"]]["phase"] == "preview" and by_cmd[previewed["id"]]["target"] == "channel:email"
         only_denied = await audit_entries(server, "ada", ok="false")
         assert {e["cmd"] for e in only_denied} == {denied["id"], bad["id"]}
+        purges = await audit_entries(server, "ada", action="channel.")
+        assert [e["cmd"] for e in purges] == [previewed["id"], bad["id"], denied["id"]]  # newest first
+        csv_text = await audit_csv(server, "ada", ok="false")
+        lines = csv_text.strip().splitlines()
+        assert lines[0].startswith("id,ts,user,role,auth,action,phase,target,args,ok,result,count,error")
+        assert len(lines) == 3 and "forbidden" in csv_text and "bad_args" in csv_text
         await oscar.wait_for(lambda c: previewed["audit"] in c.data.get("activity", {}).get("rows", {}), 5)
         assert {denied["audit"], bad["audit"]} <= set(oscar.data["activity"]["rows"])
         assert oscar.data["activity"]["order"][0] == previewed["audit"]
@@ -487,3 +504,24 @@ async def test_command_rate_limit(redis_url: str, prefix: str) -> None:
     finally:
         server.stop()
         server.close()
+
+
+async def test_activity_reaches_every_process(redis_url: str, prefix: str) -> None:
+    """Two jobpulse processes on one Redis: a command run on one shows live in the other's activity widget."""
+    first = LiveServer(redis_url, prefix, env=users_env()).start()
+    second = LiveServer(redis_url, prefix, env=users_env()).start()
+    try:
+        watcher = await LiveClient.connect(second.ws_url, ["activity"], headers=bearer("vera"))
+        actor = await connect(first, "oscar")
+        try:
+            await watcher.wait_for(lambda c: "activity" in c.data, 5)
+            ack = await actor.command("channel.purge", {"channel": "email"}, phase="preview")
+            await watcher.wait_for(lambda c: ack["audit"] in c.data["activity"]["rows"], 5)
+            assert watcher.data["activity"]["rows"][ack["audit"]]["user"] == "oscar-token"
+        finally:
+            await watcher.close()
+            await actor.close()
+    finally:
+        for server in (first, second):
+            server.stop()
+            server.close()
