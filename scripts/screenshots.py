@@ -21,16 +21,21 @@ is live and its widgets are drawn, and saves the viewport as a PNG (recompressed
 
 Pages (name: path): dashboard: /admin/jobs, overview: /admin/jobs/overview, runners: /admin/jobs/runners,
 manage: /admin/jobs/manage, table: /admin/jobs/table, status: /admin/system-status, logs: /admin/jobs/logs,
-wall: /wall. A page that does not answer 200 yet (its template is not built: 500) is skipped with a
-message; run the command again once it exists. The exit status is 0 when every requested page was taken,
-1 when some were skipped, 2 when the stack did not start.
+audit: /admin/jobs/audit, wall: /wall, login: /login. jobpulse runs with real sign-in: the script signs
+in as an admin made for the run, then runs a few real commands (a ping, a drain, a test batch, a purge
+previewed and confirmed) so the activity and audit pages show entries. A page that does not answer yet
+(its template is not built: 500) is skipped with a message; run the command again once it exists. The exit
+status is 0 when every requested page was taken, 1 when some were skipped, 2 when the stack did not start.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import concurrent.futures
 import contextlib
 import os
+import secrets
 import signal
 import struct
 import subprocess
@@ -42,13 +47,16 @@ import urllib.request
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from server.redis_server import RedisServer, free_port  # noqa: E402 - after the path fix above
+from server.auth import hash_password  # noqa: E402 - after the path fix above
+from server.redis_server import RedisServer, free_port  # noqa: E402
+
+PASSWORD = secrets.token_urlsafe(16)
 
 PAGES = {
     "dashboard": "/admin/jobs",
@@ -58,8 +66,12 @@ PAGES = {
     "table": "/admin/jobs/table",
     "status": "/admin/system-status",
     "logs": "/admin/jobs/logs",
+    "audit": "/admin/jobs/audit",
     "wall": "/wall",
+    "login": "/login",
 }
+# The pages are taken signed in, as this admin (a password made for the run); the login page signed out.
+USER = "alice"
 CHROMIUM_ARGS = [
     "--headless=new",
     "--no-sandbox",
@@ -162,6 +174,8 @@ def stack(seed: int, runners: int, rate: float) -> Iterator[str]:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "REDIS_URL": redis_server.url, "JOBPULSE_PREFIX": "jobpulse", **SERVER_ENV}
+        env["JOBPULSE_AUTH"] = "users"
+        env["JOBPULSE_USERS"] = f"{USER}:admin:{hash_password(PASSWORD)}"
         server_args = [
             sys.executable, "-m", "uvicorn", "server.app:create_app", "--factory",
             "--host", "127.0.0.1", "--port", str(port),
@@ -203,19 +217,30 @@ def shoot(url: str, names: list[str], out: Path, width: int, height: int) -> tup
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
+            signed_in = sign_in(browser, url)
             for name in names:
                 path = PAGES[name]
                 status = page_status(url + path)
-                if status != 200:
+                if status not in (200, 303):  # 303: to the login page, as a signed-out visitor
                     log(f"skipped {name} ({path}): it answered {status or 'nothing'}; not built yet? run again later")
                     skipped.append(name)
                     continue
-                context = browser.new_context(viewport={"width": width, "height": height}, color_scheme="light")
+                context = browser.new_context(
+                    viewport={"width": width, "height": height},
+                    color_scheme="light",
+                    storage_state=None if name == "login" else signed_in,
+                )
                 try:
                     page = context.new_page()
                     page.goto(url + path)
-                    page.wait_for_selector('#conn[data-state="live"], #conn[data-state="source-down"]', timeout=15_000)
-                    page.wait_for_timeout(3_000)  # the first snapshots drawn, the new-row highlights faded
+                    if name == "login":
+                        page.wait_for_selector("input[name=username]")
+                        page.wait_for_timeout(500)
+                    else:
+                        page.wait_for_selector(
+                            '#conn[data-state="live"], #conn[data-state="source-down"]', timeout=15_000
+                        )
+                        page.wait_for_timeout(3_000)  # the first snapshots drawn, the new-row highlights faded
                     target = out / f"{name}.png"
                     page.screenshot(path=str(target))
                     recompress_png(target)
@@ -230,6 +255,59 @@ def shoot(url: str, names: list[str], out: Path, width: int, height: int) -> tup
         finally:
             browser.close()
     return taken, skipped
+
+
+def sign_in(browser: Any, url: str) -> Any:
+    """Sign in through the login page, run a few real commands over the socket, return the signed-in state."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{url}/login?next=/admin/jobs/runners")
+        page.fill("input[name=username]", USER)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("form button[type=submit]")
+        page.wait_for_selector('#conn[data-state="live"]', timeout=15_000)
+        state = context.storage_state()
+    finally:
+        context.close()
+    cookie = "; ".join(f"{c['name']}={c['value']}" for c in state["cookies"])
+    # Playwright's sync API runs an event loop in this thread: the socket client gets a thread of its own.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run_commands(url, cookie)).result(timeout=60)
+    return state
+
+
+async def run_commands(url: str, cookie: str) -> None:
+    """A few operator commands, so Recent Maintenance Activity and the audit log have something to show."""
+    import json
+
+    import websockets
+
+    async with websockets.connect(url.replace("http", "ws") + "/ws", additional_headers={"Cookie": cookie}) as ws:
+        welcome = json.loads(await ws.recv())
+        assert welcome["type"] == "welcome", welcome
+        await ws.send(json.dumps({"type": "hello", "v": 1, "widgets": ["runners"], "epoch": None, "resume": {}}))
+        runners: list[str] = []
+        while not runners:
+            message = json.loads(await ws.recv())
+            for frame in message.get("frames", []):
+                if frame["w"] == "runners" and frame["type"] == "snapshot":
+                    rows = frame["data"]["rows"]
+                    runners = sorted(r for r, row in rows.items() if row["status"] in ("online", "busy"))
+
+        async def command(n: int, action: str, args: dict[str, Any], **extra: Any) -> dict[str, Any]:
+            await ws.send(json.dumps({"type": "cmd", "id": f"shot-{n}", "action": action, "args": args, **extra}))
+            while True:
+                message = json.loads(await ws.recv())
+                if message.get("type") == "ack" and message["id"] == f"shot-{n}":
+                    return dict(message)
+
+        await command(1, "runner.ping", {"runners": "*"})
+        await command(2, "runner.drain", {"runners": runners[:1]})
+        await command(3, "job.batch", {"channels": ["email", "default"], "count": 3})
+        preview = await command(4, "channel.purge", {"channel": "webhooks-legacy"}, phase="preview")
+        if preview.get("ok"):
+            await command(5, "channel.purge", {"channel": "webhooks-legacy"}, confirm=preview["result"]["confirm"])
 
 
 def main(argv: list[str] | None = None) -> int:
