@@ -261,6 +261,9 @@ class Hub:
     def view(self, name: str) -> tuple[int, dict[str, Any]]:
         """The widget's current seq and data (for JSON endpoints and tests)."""
         feed = self.feeds[name]
+        if feed.pending and not feed.min_interval:
+            feed.pending = False
+            self._refresh(feed)  # nobody watched it: bring it up to date before it is read
         assert feed.view is not None
         return feed.seq, feed.view
 
@@ -283,8 +286,10 @@ class Hub:
                     continue
                 feed.pending = False
                 feed.last_refresh = now
-            if feed.dynamic and not feed.subscribers:
-                feed.pending = True  # nobody watches: recompute when someone does
+            if not feed.subscribers:
+                # Nobody watches: recompute when someone does. Its seq stands still meanwhile, so a client
+                # resuming at that seq gets one patch from the old view to the new (merge patches compose).
+                feed.pending = True
                 continue
             frame = self._refresh(feed)
             if frame is not None:

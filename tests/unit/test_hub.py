@@ -371,3 +371,32 @@ async def test_throttled_views_are_recomputed_at_most_once_per_interval():
         assert peer.frames()[-1]["data"] == {"queued": 10}
     finally:
         await rig.hub.stop()
+
+
+async def test_widgets_nobody_watches_are_not_recomputed_and_resume_with_one_patch():
+    """A widget without subscribers costs nothing per tick; a client resuming at its seq gets one combined patch."""
+    from server.streams import mergepatch
+
+    rig = Rig()
+    calls = {"n": 0}
+    feed = rig.hub.feeds["counters"]
+    project = feed.project
+
+    def counting() -> dict[str, Any]:
+        calls["n"] += 1
+        return project()
+
+    feed.project = counting
+    watcher, client = rig.client(["counters"])
+    held = watcher.frames()[-1]
+    rig.hub.unsubscribe(client, ["counters"])
+    calls["n"] = 0
+    for i in range(5):
+        rig.fold(depth(ts=T0 + i, email=(i + 1, 0, 0)))
+        rig.hub.flush()
+    assert calls["n"] == 0 and feed.seq == held["seq"]
+    back, _ = rig.client(["counters"], epoch="ep1", resume={"counters": held["seq"]})
+    frames = back.frames()
+    assert [(f["type"], f["seq"]) for f in frames] == [("patch", held["seq"] + 1)]
+    assert mergepatch.apply(held["data"], frames[0]["data"]) == rig.hub.view("counters")[1]
+    assert rig.hub.view("counters")[1]["pending"]["v"] == 5
