@@ -21,8 +21,14 @@ from server.roles import DEV, RANK, ROLES, Principal, Role
 __all__ = ["DEV", "RANK", "ROLES", "Directory", "Principal", "Role", "hash_password", "make_token"]
 
 _hasher = PasswordHasher()
-# Verified when the user name is unknown, so a wrong name costs as much time as a wrong password.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+_dummy_hash: list[str] = []  # made on first use: hashing costs ~0.1 s, and most imports never check a password
+
+
+def _dummy() -> str:
+    """A hash verified when the user name is unknown, so a wrong name costs as much time as a wrong password."""
+    if not _dummy_hash:
+        _dummy_hash.append(_hasher.hash(secrets.token_urlsafe(16)))
+    return _dummy_hash[0]
 
 
 def hash_password(password: str) -> str:
@@ -97,7 +103,7 @@ class Directory:
         """The user when `password` is theirs, else None (in about the same time either way)."""
         known = self.users.get(name)
         try:
-            _hasher.verify(known[1] if known else _DUMMY_HASH, password)
+            _hasher.verify(known[1] if known else _dummy(), password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return None
         if known is None:
