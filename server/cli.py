@@ -107,6 +107,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     simulator = subprocess.Popen(simulator_args, start_new_session=True)
     print(f"jobpulse demo: fleet simulator running (pid {simulator.pid}, {args.runners} runners, {args.rate} jobs/s)")
     print(f"jobpulse demo: open http://{host}:{port}/admin/jobs   (Ctrl-C stops everything)", flush=True)
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    # SIGTERM (kill, a supervisor) stops everything as Ctrl-C does. uvicorn handles the signal while it serves
+    # and raises it again once it has stopped: this handler turns that into SystemExit, so `finally` runs.
+    signal.signal(signal.SIGTERM, stop)
     try:
         _uvicorn_run(Settings.from_env(), host, port)
     except KeyboardInterrupt:

@@ -231,7 +231,9 @@ class SimulatedFleet:
             except OSError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError(f"no {count} runners within {timeout} s:\n{self.output()}")
+        output = self.output()
+        self.stop()  # a fixture that fails here never reaches its teardown: do not leave the fleet running
+        raise RuntimeError(f"no {count} runners within {timeout} s:\n{output}")
 
     def output(self) -> str:
         self._log.seek(0)

@@ -13,6 +13,7 @@ PURE = [
     "server/roles.py",
     "server/actions.py",
     "server/streams/events.py",
+    "server/streams/celery_events.py",
     "server/streams/state.py",
     "server/streams/reducer.py",
     "server/streams/rules.py",

@@ -1,0 +1,207 @@
+"""Celery's events as jobpulse events: workers become runners, queues channels, tasks jobs.
+
+Pure layer: no I/O, no clock; the shell (`server.streams.celery`) decodes kombu's
+envelope, turns ISO times into epoch seconds and hands each event dict here.
+
+Celery's task events after `task-received` carry only the uuid and their own
+fields (docs/reference: "the adapter must join by uuid"), so a `Translator`
+remembers, for a bounded number of tasks, the name and queue it learnt from
+`task-sent` / `task-received`, and per worker the tasks it runs now (so a
+heartbeat can list them, as a native runner's does). Memory is bounded by
+`max_tasks` (oldest forgotten first) and `max_workers`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from server.streams.events import ActiveJob, Heartbeat, JobEvent, RunnerStopped
+
+DEFAULT_QUEUE = "celery"
+MAX_ACTIVE = 100  # jobs a heartbeat lists (the protocol's cap)
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass
+class _Task:
+    name: str
+    queue: str
+    attempt: int = 1
+    worker: str | None = None
+
+
+@dataclass
+class _Worker:
+    boot: float
+    pid: int
+    failed: int = 0
+    running: OrderedDict[str, tuple[str, str, float]] = field(default_factory=OrderedDict)  # uuid -> (queue, fn, t)
+    queues: tuple[str, ...] = ()
+    concurrency: int = 1
+
+
+class Translator:
+    """Turns Celery event dicts into jobpulse events; remembers what later events of a task leave out."""
+
+    def __init__(self, max_tasks: int = 100_000, max_workers: int = 5_000, default_queue: str = DEFAULT_QUEUE) -> None:
+        self.max_tasks = max_tasks
+        self.max_workers = max_workers
+        self.default_queue = default_queue
+        self.tasks: OrderedDict[str, _Task] = OrderedDict()
+        self.workers: OrderedDict[str, _Worker] = OrderedDict()
+        self.seqs: dict[str, int] = {}
+        self.unknown = 0  # events of a type this translator does not map (counted, not fatal)
+        self.orphans = 0  # task events for a uuid never seen sent or received (name and queue unknown)
+
+    # -- what reconciliation learns (inspect active_queues, stats) -----------------------------------
+
+    def worker_queues(self, hostname: str, queues: list[str], concurrency: int | None = None) -> None:
+        worker = self.workers.get(hostname)
+        if worker is not None:
+            worker.queues = tuple(sorted(set(queues)))[:1000]
+            if concurrency:
+                worker.concurrency = max(1, concurrency)
+
+    # -- events ---------------------------------------------------------------------------------------
+
+    def translate(self, event: dict[str, Any]) -> list[Heartbeat | JobEvent | RunnerStopped]:
+        """The jobpulse events for one Celery event (none for what jobpulse does not show).
+
+        Raises:
+            msgspec.ValidationError / KeyError / TypeError / ValueError: the event lacks or mistypes a field;
+            the shell counts it as rejected.
+        """
+        kind = event["type"]
+        if kind.startswith("worker-"):
+            return self._worker(kind, event)
+        if kind.startswith("task-"):
+            found = self._task(kind, event)
+            return [found] if found is not None else []
+        self.unknown += 1
+        return []
+
+    def _seq(self, src: str) -> int:
+        seq = self.seqs.get(src, 0) + 1
+        self.seqs[src] = seq
+        return seq
+
+    def _worker(self, kind: str, event: dict[str, Any]) -> list[Heartbeat | JobEvent | RunnerStopped]:
+        host = str(event["hostname"])
+        ts = float(event["timestamp"])
+        pid = int(event.get("pid") or 0)
+        worker = self.workers.get(host)
+        if worker is None or worker.pid != pid or kind == "worker-online":
+            # A new process under this name: a new boot (a restart), its old running set gone.
+            worker = _Worker(boot=ts, pid=pid, queues=worker.queues if worker else (),
+                             concurrency=worker.concurrency if worker else 1)  # fmt: skip
+            self.workers[host] = worker
+            self.workers.move_to_end(host)
+            while len(self.workers) > self.max_workers:
+                self.workers.popitem(last=False)
+        if kind == "worker-offline":
+            worker.running.clear()
+            return [RunnerStopped(v=1, src=host, seq=self._seq(host), ts=ts, reason="worker-offline")]
+        if kind not in ("worker-online", "worker-heartbeat"):
+            self.unknown += 1
+            return []
+        active = [ActiveJob(job=j, channel=q, fn=f, started=t) for j, (q, f, t) in worker.running.items()]
+        node = host.partition("@")[2] or host
+        version = f"{event.get('sw_ident') or 'celery'}/{event.get('sw_ver') or '?'}"
+        beat = Heartbeat(
+            v=1, src=host, seq=self._seq(host), ts=ts, boot=worker.boot,
+            interval=max(0.1, min(3600.0, float(event.get("freq") or 2.0))),
+            host=node[:200], region="", pid=pid, version=version[:100], state="running",
+            channels=list(worker.queues), concurrency=max(worker.concurrency, int(event.get("active") or 0), 1),
+            active=active[-MAX_ACTIVE:], processed=int(event.get("processed") or 0), failed=worker.failed,
+        )  # fmt: skip
+        return [beat]
+
+    def _task(self, kind: str, event: dict[str, Any]) -> JobEvent | None:
+        uuid = str(event["uuid"])
+        ts = float(event["timestamp"])
+        host = str(event.get("hostname") or "")
+        task = self.tasks.get(uuid)
+        fields: dict[str, Any] = {}
+        if kind in ("task-sent", "task-received"):
+            name = str(event.get("name") or (task.name if task else "?"))
+            queue = str(event.get("queue") or event.get("routing_key") or "") or (task.queue if task else "")
+            if not queue:
+                worker = self.workers.get(host)
+                queue = worker.queues[0] if worker is not None and len(worker.queues) == 1 else self.default_queue
+            retries = int(event.get("retries") or 0)
+            if task is None:
+                task = self.tasks[uuid] = _Task(name=name, queue=queue, attempt=retries + 1)
+                while len(self.tasks) > self.max_tasks:
+                    self.tasks.popitem(last=False)
+            else:
+                task.name, task.queue, task.attempt = name, queue, retries + 1
+                self.tasks.move_to_end(uuid)
+            eta = event.get("eta")
+            name_event = "scheduled" if isinstance(eta, int | float) and eta > ts else "queued"
+            fields["queued_at"] = ts
+            if name_event == "scheduled":
+                fields["run_at"] = float(eta)  # type: ignore[arg-type]
+            payload = {"args": event.get("args"), "kwargs": event.get("kwargs")}
+            fields["payload"] = msgspec.Raw(_encode(payload))
+            if event.get("root_id") and event.get("root_id") != uuid:
+                fields["cid"] = str(event["root_id"])[:200]
+            if kind == "task-received" and host:
+                fields["runner"] = host
+            return self._job(name_event, uuid, task, host, ts, fields)
+        if task is None:
+            # Its sent/received event was before jobpulse listened (or forgotten): name and queue unknown.
+            self.orphans += 1
+            task = self.tasks[uuid] = _Task(name="?", queue=self.default_queue)
+            while len(self.tasks) > self.max_tasks:
+                self.tasks.popitem(last=False)
+        worker = self.workers.get(host) if host else None
+        if kind == "task-started":
+            task.worker = host or None
+            if worker is not None:
+                worker.running[uuid] = (task.queue, task.name, ts)
+                while len(worker.running) > MAX_ACTIVE:
+                    worker.running.popitem(last=False)
+            return self._job("started", uuid, task, host, ts, {"runner": host or None, "started_at": ts})
+        if worker is not None:
+            worker.running.pop(uuid, None)
+        if kind == "task-succeeded":
+            runtime = event.get("runtime")
+            if isinstance(runtime, int | float) and runtime >= 0:
+                fields["duration"] = float(runtime)
+            return self._job("completed", uuid, task, host, ts, {"runner": host or None, **fields})
+        if kind in ("task-failed", "task-retried"):
+            if kind == "task-failed" and worker is not None:
+                worker.failed += 1
+            fields = {"runner": host or None, "error": str(event.get("exception") or "")[:2000] or None,
+                      "traceback": str(event.get("traceback") or "") or None}  # fmt: skip
+            return self._job("failed" if kind == "task-failed" else "retried", uuid, task, host, ts, fields)
+        if kind == "task-revoked":
+            expired = bool(event.get("expired"))
+            reason = "expired" if expired else ("terminated" if event.get("terminated") else "revoked")
+            return self._job("expired" if expired else "canceled", uuid, task, host, ts, {"reason": reason})
+        if kind == "task-rejected":
+            if event.get("requeue"):
+                return self._job("queued", uuid, task, host, ts, {"reason": "rejected, requeued"})
+            return self._job("canceled", uuid, task, host, ts, {"reason": "rejected"})
+        if kind == "task-cancelled":
+            return self._job("canceled", uuid, task, host, ts, {"reason": "cancelled"})
+        self.unknown += 1
+        return None
+
+    def _job(self, name: str, uuid: str, task: _Task, host: str, ts: float, fields: dict[str, Any]) -> JobEvent:
+        src = host or "celery-producer"
+        seq = self._seq(src)
+        return JobEvent(
+            v=1, id=f"{src}:{seq}:{uuid}"[:200], src=src[:200], seq=seq, ts=ts, event=name,  # type: ignore[arg-type]
+            job=uuid[:200], channel=_channel(task.queue), fn=task.name[:300] or "?", attempt=task.attempt, **fields,
+        )  # fmt: skip
+
+
+def _channel(queue: str) -> str:
+    """A Celery queue name as a jobpulse channel name (1-100 of A-Z a-z 0-9 _ . : -)."""
+    cleaned = "".join(c if c.isalnum() or c in "_.:-" else "_" for c in queue)[:100]
+    return cleaned or DEFAULT_QUEUE

@@ -1,0 +1,111 @@
+"""Celery's events translated for the pure core, on real recorded events (../shared/data) and on examples."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.streams.celery_events import Translator
+from server.streams.events import Heartbeat, JobEvent, RunnerStopped
+from server.streams.reducer import fold, initial_state
+from server.streams.state import Limits
+
+# The recorded stream lives beside the project (../shared/data), wherever the checkout is.
+_NAME = "shared/data/celery-events-200k.jsonl.gz"
+DATA = next(
+    (p for p in (Path(__file__).resolve().parents[3] / _NAME, Path("/work") / _NAME) if p.exists()),
+    Path("/work") / _NAME,
+)
+T0 = 1_795_882_924.0
+
+
+def recorded(limit: int) -> list[dict[str, Any]]:
+    if not DATA.exists():
+        pytest.skip(f"{DATA} is not on this machine")
+    out = []
+    with gzip.open(DATA, "rt") as lines:
+        for line in lines:
+            out.append(json.loads(line))
+            if len(out) == limit:
+                break
+    return out
+
+
+def test_recorded_stream_folds_to_celerys_own_counts() -> None:
+    """40,000 real events: every task ends in the status Celery says, on the worker that ran it."""
+    events = recorded(40_000)
+    translator = Translator()
+    state = initial_state(Limits(max_jobs=100_000))
+    finals: dict[str, str] = {}
+    for event in events:
+        for translated in translator.translate(event):
+            fold(state, translated, event["local_received"])
+        if event["type"] in ("task-succeeded", "task-failed"):
+            finals[event["uuid"]] = "completed" if event["type"] == "task-succeeded" else "failed"
+    assert translator.unknown == 0 and translator.orphans == 0
+    assert finals and all(state.jobs[uuid].status == status for uuid, status in finals.items())
+    received = {e["uuid"]: e for e in events if e["type"] == "task-received"}
+    sample = next(iter(finals))
+    job = state.jobs[sample]
+    assert job.fn == received[sample]["name"] and job.runner == received[sample]["hostname"]
+    assert Counter(j.status for j in state.jobs.values())["failed"] == Counter(finals.values())["failed"]
+    worker = state.runners["w1@vm"]
+    assert worker.version == "py-celery/5.7.0" and worker.interval == 2.0 and worker.host == "vm"
+
+
+def beat(kind: str = "worker-heartbeat", ts: float = T0, **fields: Any) -> dict[str, Any]:
+    return {"type": kind, "hostname": "w1@host", "pid": 7, "clock": 1, "freq": 2.0, "active": 0, "processed": 0,
+            "sw_ident": "py-celery", "sw_ver": "5.7.0", "timestamp": ts, **fields}  # fmt: skip
+
+
+def task(kind: str, uuid: str = "t1", ts: float = T0, **fields: Any) -> dict[str, Any]:
+    return {"type": kind, "uuid": uuid, "hostname": "w1@host", "pid": 7, "clock": 2, "timestamp": ts, **fields}
+
+
+def test_join_by_uuid_active_jobs_and_restarts() -> None:
+    translator = Translator()
+    translator.translate(beat("worker-online"))
+    translator.worker_queues("w1@host", ["emails"], concurrency=4)
+    sent = translator.translate(task("task-sent", name="mail.send", queue="emails", args="(1,)", kwargs="{}"))
+    assert isinstance(sent[0], JobEvent) and (sent[0].event, sent[0].channel, sent[0].fn) == (
+        "queued",
+        "emails",
+        "mail.send",
+    )
+    started = translator.translate(task("task-started", ts=T0 + 1))[0]
+    assert isinstance(started, JobEvent) and started.fn == "mail.send" and started.runner == "w1@host"
+    hb = translator.translate(beat(ts=T0 + 2))[0]
+    assert isinstance(hb, Heartbeat) and [a.job for a in hb.active] == ["t1"] and hb.channels == ["emails"]
+    assert hb.concurrency == 4
+    failed = translator.translate(task("task-failed", ts=T0 + 3, exception="KeyError('x')", traceback="Traceback ..."))[
+        0
+    ]
+    assert isinstance(failed, JobEvent) and failed.event == "failed" and failed.error == "KeyError('x')"
+    hb = translator.translate(beat(ts=T0 + 4))[0]
+    assert isinstance(hb, Heartbeat) and hb.active == [] and hb.failed == 1
+    # A new pid under the same name is a restart: a new boot.
+    restarted = translator.translate(beat(ts=T0 + 10, pid=8))[0]
+    assert isinstance(restarted, Heartbeat) and restarted.boot == T0 + 10
+    assert isinstance(translator.translate(beat("worker-offline", ts=T0 + 11, pid=8))[0], RunnerStopped)
+
+
+def test_revoked_expired_rejected_and_orphans() -> None:
+    translator = Translator(max_tasks=2)
+    translator.translate(task("task-received", "a", name="x.y"))
+    revoked = translator.translate(task("task-revoked", "a", terminated=True))[0]
+    assert isinstance(revoked, JobEvent) and (revoked.event, revoked.reason) == ("canceled", "terminated")
+    expired = translator.translate(task("task-revoked", "a", expired=True))[0]
+    assert isinstance(expired, JobEvent) and expired.event == "expired"
+    requeued = translator.translate(task("task-rejected", "a", requeue=True))[0]
+    assert isinstance(requeued, JobEvent) and requeued.event == "queued"
+    orphan = translator.translate(task("task-succeeded", "never-seen", runtime=0.5))[0]
+    assert isinstance(orphan, JobEvent) and orphan.fn == "?" and translator.orphans == 1
+    for n in range(5):
+        translator.translate(task("task-received", f"more-{n}", name="x.y"))
+    assert len(translator.tasks) == 2  # bounded
+    assert translator.translate({"type": "something-else"}) == [] and translator.unknown == 1
