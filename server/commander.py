@@ -30,8 +30,9 @@ from server.audit import AuditLog
 from server.auth import Principal, sign, unsign
 from server.protocol import Cmd
 from server.settings import Settings
+from server.streams.connector import Connector
 from server.streams.events import AuditNoted
-from server.streams.native import CommandError, NativeConnector, WireCommand
+from server.streams.native import CommandError, WireCommand
 from server.streams.state import State
 
 log = logging.getLogger("jobpulse.commands")
@@ -63,7 +64,7 @@ class Commander:
         self,
         settings: Settings,
         state: State,
-        connector: NativeConnector,
+        connector: Connector,
         store: aredis.Redis,
         audit: AuditLog,
         secret: bytes,

@@ -29,7 +29,7 @@ class Settings:
     redis_url: str = _setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis of the job system (the source)")
     store_url: str = _setting("JOBPULSE_STORE_URL", "", "Redis for jobpulse's own durable state; empty = REDIS_URL")
     prefix: str = _setting("JOBPULSE_PREFIX", "jobpulse", "key and channel prefix of the native protocol")
-    source: str = _setting("JOBPULSE_SOURCE", "native", "job system: native (celery, mojo: not yet available)")
+    source: str = _setting("JOBPULSE_SOURCE", "native", "job system: native or celery (mojo: not yet available)")
     host: str = _setting("HOST", "127.0.0.1", "address the web server binds")
     port: int = _setting("PORT", 8000, "port the web server listens on")
     log_level: str = _setting("JOBPULSE_LOG_LEVEL", "info", "debug, info, warning or error")
@@ -75,6 +75,10 @@ class Settings:
     environment: str = _setting("JOBPULSE_ENV", "", "environment badge on every page, e.g. production or staging")
     env_color: str = _setting("JOBPULSE_ENV_COLOR", "", "badge colour (CSS); default red for prod*, amber otherwise")
     logs_cap: int = _setting("JOBPULSE_LOGS_CAP", 500, "jobpulse's own warnings and errors kept for the log page")
+    # -- the celery source (docs/protocol.md section 6) --
+    celery_broker: str = _setting("JOBPULSE_CELERY_BROKER", "", "Celery's Redis broker URL; empty = REDIS_URL")
+    celery_queues: str = _setting("JOBPULSE_CELERY_QUEUES", "", "queues to watch besides those found, comma-separated")
+    celery_default_queue: str = _setting("JOBPULSE_CELERY_DEFAULT_QUEUE", "celery", "Celery's task_default_queue")
     # -- sign-in, commands, audit (docs/protocol.md sections 4 and 5) --
     auth: str = _setting("JOBPULSE_AUTH", "users", "users (sign-in), proxy (trusted header) or dev (no sign-in)")
     users: str = _setting("JOBPULSE_USERS", "", "name:role:argon2-hash entries, space-separated (hash-password)")
@@ -120,10 +124,9 @@ class Settings:
 
     def check(self) -> None:
         """Raise ValueError for values that cannot work."""
-        if self.source != "native":
+        if self.source not in ("native", "celery"):
             raise ValueError(
-                f"JOBPULSE_SOURCE={self.source!r}: only 'native' is available in this version "
-                "(the celery and mojo connectors are not yet available)"
+                f"JOBPULSE_SOURCE={self.source!r}: 'native' or 'celery' (the mojo connector is not yet available)"
             )
         positive = ("tick_ms", "clock_ms", "max_jobs", "max_runners", "failures_cap", "dedupe_window", "patch_ring")
         for name in positive:

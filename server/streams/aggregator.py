@@ -25,6 +25,8 @@ from zoneinfo import ZoneInfo
 import redis.asyncio as aredis
 
 from server.settings import Settings
+from server.streams.celery import CeleryConnector
+from server.streams.connector import Connector
 from server.streams.events import Event, LogRecorded, ShellStats, Tick
 from server.streams.hub import Hub
 from server.streams.native import NativeConnector
@@ -87,7 +89,11 @@ class Aggregator:
         self.clock = clock
         self.state = initial_state(settings.limits())
         self.hub: Hub | None = None
-        self.connector = NativeConnector(settings, self, clock)
+        self.connector: Connector = (
+            CeleryConnector(settings, self, clock)
+            if settings.source == "celery"
+            else NativeConnector(settings, self, clock)
+        )
         self.store_client = aredis.Redis.from_url(settings.store, socket_timeout=5.0, socket_connect_timeout=5.0)
         self.store = Store(self.store_client, settings.prefix, settings.series_minutes, settings.failures_cap)
         self.restored = False

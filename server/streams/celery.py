@@ -1,0 +1,207 @@
+"""The Celery connector: a Celery cluster on a Redis broker, read live from its event stream.
+
+Shell layer: it alone knows Celery's Redis layout (docs/protocol.md section 6).
+It pattern-subscribes to the broker's event fanout (`/<db>.celeryev/*`),
+unwraps kombu's envelope (base64 JSON body), turns ISO times into epoch
+seconds, and hands each event to the pure `Translator`; it reads queue depth
+(the queue list plus its priority lists) on a timer. Like the native
+connector it never crashes on bad input (counted as rejected) and reconnects
+with jittered backoff.
+
+Operator actions through Celery's remote control arrive with the rest of
+issue #5: until then every action is listed as unavailable, with that reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+import redis.asyncio as aredis
+
+from server.actions import SPECS
+from server.settings import Settings
+from server.streams.celery_events import Translator
+from server.streams.events import ChannelDepth, Depth, Rejected, SourceStatus
+from server.streams.native import CommandError, Sink, WireCommand
+from server.streams.subscriber import Subscriber, SubscriberError
+from server.tasks import cancel_and_wait
+
+log = logging.getLogger("jobpulse.celery")
+
+PRIORITY_SEP = "\x06\x16"
+PRIORITY_STEPS = (3, 6, 9)  # kombu's default priority_steps besides 0 (which is the plain list)
+MAX_EXCHANGES = 1000  # binding sets read to find queues
+NOT_YET = "operator actions on Celery (remote control, purge, revoke) arrive with issue #5"
+_decode = msgspec.json.Decoder()
+
+
+def _epoch(value: Any) -> Any:
+    """Celery sends eta and expires as ISO 8601 text; the core wants epoch seconds."""
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            return None
+    return value
+
+
+def unwrap(data: bytes) -> list[dict[str, Any]]:
+    """The events inside one message on the event fanout (kombu's JSON envelope, base64 body).
+
+    A worker sends task events in groups (the body is then a JSON array of events); worker events alone.
+
+    Raises:
+        ValueError: not an envelope of JSON events.
+    """
+    try:
+        envelope = _decode.decode(data)
+        body = envelope["body"]
+        if envelope.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        decoded = _decode.decode(body)
+    except (msgspec.DecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ValueError(f"not a Celery event envelope: {exc}") from None
+    events = decoded if isinstance(decoded, list) else [decoded]
+    for event in events:
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            raise ValueError("the envelope's body is not an event or a list of events")
+        for key in ("eta", "expires"):
+            if key in event:
+                event[key] = _epoch(event[key])
+    return events
+
+
+class CeleryConnector:
+    """Reads a Celery cluster's events and queue depths from its Redis broker; delivers events to a sink."""
+
+    name = "celery"
+    unsupported: dict[str, str] = dict.fromkeys(SPECS, NOT_YET)
+
+    def __init__(self, settings: Settings, sink: Sink, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.clock = clock
+        self.broker = settings.celery_broker or settings.redis_url
+        db = urlsplit(self.broker).path.strip("/") or "0"
+        self.pattern = f"/{db}.celeryev/*"
+        self.translator = Translator(max_tasks=settings.max_jobs, max_workers=settings.max_runners,
+                                     default_queue=settings.celery_default_queue)  # fmt: skip
+        self.queues = tuple(q.strip() for q in settings.celery_queues.split(",") if q.strip())
+        self.redis = aredis.Redis.from_url(self.broker, socket_timeout=5.0, socket_connect_timeout=5.0)
+        self.connected = False
+        self.last_message_at: float | None = None
+        self.seq = 0
+
+    def _on_message(self, channel: bytes, data: bytes) -> None:
+        at = self.clock()
+        try:
+            for event in unwrap(data):
+                for translated in self.translator.translate(event):
+                    self.sink.feed(translated, at)
+        except (ValueError, KeyError, TypeError, msgspec.ValidationError) as exc:
+            self.sink.feed(Rejected("schema", f"celery: {exc}"[:300]), at)
+        except Exception as exc:  # a bug must not cost the subscription
+            log.exception("could not fold a Celery event")
+            self.sink.feed(Rejected("error", f"{type(exc).__name__}: {exc}"[:300]), at)
+        self.last_message_at = at
+
+    def request_catch_up(self) -> None:
+        """Celery's event stream has no replay; depth is re-read on the next poll anyway."""
+
+    async def run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                subscriber = await Subscriber.connect(
+                    self.broker,
+                    patterns=[self.pattern],
+                    on_message=self._on_message,
+                    on_chunk_end=self.sink.chunk_end,
+                    client_name="jobpulse-celery",
+                )
+            except SubscriberError as exc:
+                self._set_connected(False, str(exc))
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            self._set_connected(True)
+            log.info("subscribed to Celery events on %s", self.pattern)
+            poll = asyncio.create_task(self._poll_depth())
+            try:
+                reason = await subscriber.wait_closed()
+            finally:
+                await cancel_and_wait([poll])
+                subscriber.close()
+            self._set_connected(False, f"lost the subscription: {reason}")
+            log.warning("lost the subscription to %s: %s", self.pattern, reason)
+
+    def _set_connected(self, connected: bool, error: str = "") -> None:
+        self.connected = connected
+        self.sink.feed(SourceStatus(connected=connected, at=self.clock(), error=error), self.clock())
+        self.sink.chunk_end()
+
+    async def _queues(self) -> list[str]:
+        """The queues to watch: configured ones, the default queue, the workers' queues, and every queue bound
+        to an exchange (kombu keeps each exchange's bindings in the set `_kombu.binding.<exchange>`)."""
+        found = set(self.queues) | {self.settings.celery_default_queue}
+        for worker in self.translator.workers.values():
+            found.update(worker.queues)
+        try:
+            keys = [key async for key in self.redis.scan_iter(match="_kombu.binding.*", count=500)][:MAX_EXCHANGES]
+            pipe = self.redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.smembers(key)
+            for members in await pipe.execute():
+                for member in members:
+                    text = member.decode(errors="replace") if isinstance(member, bytes) else str(member)
+                    queue = text.split(PRIORITY_SEP)[-1]
+                    # Celery's own control and reply queues are not job queues.
+                    if (
+                        queue
+                        and not queue.endswith((".celery.pidbox", ".reply.celery.pidbox"))
+                        and "pidbox" not in queue
+                    ):
+                        found.add(queue)
+        except (aredis.RedisError, OSError) as exc:
+            log.debug("could not read kombu bindings: %s", exc)
+        return sorted(found)[: self.settings.max_channels]
+
+    async def _poll_depth(self) -> None:
+        """Report each queue's length (its list plus priority lists) every `reconcile_s`."""
+        while True:
+            try:
+                queues = await self._queues()
+                pipe = self.redis.pipeline(transaction=False)
+                for queue in queues:
+                    pipe.llen(queue)
+                    for step in PRIORITY_STEPS:
+                        pipe.llen(f"{queue}{PRIORITY_SEP}{step}")
+                lengths = await pipe.execute()
+                width = 1 + len(PRIORITY_STEPS)
+                now = self.clock()
+                channels = {}
+                for i, queue in enumerate(queues):
+                    queued = sum(int(n) for n in lengths[i * width : (i + 1) * width])
+                    channels[queue] = ChannelDepth(queued=queued, inflight=0, scheduled=0, oldest=None, ts=now)
+                self.seq += 1
+                self.sink.feed(Depth(v=1, src="celery-broker", seq=self.seq, ts=now, channels=channels), now)
+                self.sink.chunk_end()
+            except (aredis.RedisError, OSError) as exc:
+                log.warning("could not read queue depths: %s", exc)
+            await asyncio.sleep(self.settings.reconcile_s)
+
+    async def send(self, commands: list[WireCommand], wait_s: float) -> list[list[dict[str, Any]]]:
+        raise CommandError(NOT_YET)
+
+    async def close(self) -> None:
+        await self.redis.aclose()

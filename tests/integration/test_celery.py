@@ -1,0 +1,144 @@
+"""The Celery source against a real Celery worker on a private Redis: workers, tasks and queues live."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from server.redis_server import RedisServer
+from tests.conftest import LiveServer
+
+celery = pytest.importorskip("celery", reason="the celery extra is not installed: pip install -e '.[test]'")
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[str]:
+    """A private redis-server: Celery's event channels are named by database number, not by prefix."""
+    server = RedisServer().start()
+    yield server.url
+    server.stop()
+
+
+class Worker:
+    def __init__(self, broker: str, name: str, queues: str = "celery,emails") -> None:
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        env = {**os.environ, "CELERY_BROKER_URL": broker}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tests.celery_cluster.app", "worker", "-E", "-c", "2",
+             "-Q", queues, "-n", name, "--without-mingle", "--without-gossip", "-l", "warning"],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+@pytest.fixture
+def cluster(broker: str, prefix: str) -> Iterator[tuple[LiveServer, Any]]:
+    from tests.celery_cluster import app as tasks
+
+    os.environ.setdefault("CELERY_BROKER_URL", broker)
+    tasks.app.conf.broker_url = broker
+    tasks.app.conf.result_backend = broker
+    env = {"JOBPULSE_SOURCE": "celery", "JOBPULSE_RECONCILE_S": "0.5", "JOBPULSE_CELERY_QUEUES": "nobody"}
+    server = LiveServer(broker, prefix, env=env).start()
+    worker = Worker(broker, f"w-{prefix[-6:]}@test")
+    try:
+        yield server, tasks
+    finally:
+        worker.stop()
+        server.stop()
+        output = server.output()
+        server.close()
+        worker.log.close()
+        assert "Traceback" not in output, output
+
+
+def widget(server: LiveServer, name: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{server.url}/api/widgets/{name}", timeout=5) as response:
+        data: dict[str, Any] = json.loads(response.read())["data"]
+        return data
+
+
+def eventually(check: Any, within: float = 30.0) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.2)
+
+
+def test_worker_tasks_and_queues_show_live(cluster: tuple[LiveServer, Any]) -> None:
+    server, tasks = cluster
+    runners = eventually(lambda: widget(server, "runners")["rows"] or None)
+    ((_, row),) = runners.items()
+    assert row["status"] in ("online", "busy") and row["host"] == "test"
+    results = [tasks.add.delay(i, i) for i in range(20)]
+    failures = [tasks.fail.delay(f"boom {i}") for i in range(3)]
+    mail = tasks.send_mail.delay("ops@example.com")
+    flaky = tasks.flaky.delay("k1")
+    assert [r.get(timeout=30) for r in results] == [2 * i for i in range(20)]
+    for failure in failures:
+        with pytest.raises(ValueError, match="boom"):
+            failure.get(timeout=30)
+    assert mail.get(timeout=30) == "sent to ops@example.com" and flaky.get(timeout=30) == "k1"
+
+    def counted() -> dict[str, Any] | None:
+        data = widget(server, "counters")
+        return data if data["completed"]["v"] >= 22 and data["failed"]["v"] >= 3 else None
+
+    counters = eventually(counted)
+    # Celery's own result backend and jobpulse agree: 20 adds + 1 mail + 1 flaky done, 3 failed.
+    assert counters["completed"]["v"] == 22 and counters["failed"]["v"] == 3
+    failed = widget(server, "failures")
+    assert any("boom" in json.dumps(row) for row in failed["rows"].values())
+    channels = eventually(lambda: (c := widget(server, "channels")["rows"]) and "emails" in c and c)
+    assert "celery" in channels
+
+    # A backlog: tasks sent to a queue no worker consumes show as queued on that channel (LLEN of the list).
+    for i in range(7):
+        tasks.add.apply_async((i, i), queue="nobody")
+    eventually(lambda: widget(server, "channels")["rows"].get("nobody", {}).get("queued") == 7)
+
+
+def test_killed_worker_goes_stale_then_offline(broker: str, prefix: str) -> None:
+    from tests.celery_cluster import app as tasks
+
+    tasks.app.conf.broker_url = broker
+    server = LiveServer(broker, prefix, env={"JOBPULSE_SOURCE": "celery"}).start()
+    worker = Worker(broker, f"k-{prefix[-6:]}@test")
+    try:
+        rows = eventually(lambda: widget(server, "runners")["rows"] or None)
+        (name,) = rows
+        worker.stop(signal.SIGKILL)
+        eventually(lambda: widget(server, "runners")["rows"][name]["status"] == "stale", 15)
+        eventually(lambda: widget(server, "runners")["rows"][name]["status"] == "offline", 30)
+    finally:
+        worker.stop()
+        worker.log.close()
+        server.stop()
+        server.close()
