@@ -26,10 +26,10 @@ MAX_ACTIVE = 100  # jobs a heartbeat lists (the protocol's cap)
 _encode = msgspec.json.Encoder().encode
 
 
-@dataclass
+@dataclass(slots=True)
 class _Task:
     name: str
-    queue: str
+    queue: str  # already a valid channel name (`_channel`): worked out once per task, not per event
     attempt: int = 1
     worker: str | None = None
 
@@ -62,7 +62,7 @@ class Translator:
     def worker_queues(self, hostname: str, queues: list[str], concurrency: int | None = None) -> None:
         worker = self.workers.get(hostname)
         if worker is not None:
-            worker.queues = tuple(sorted(set(queues)))[:1000]
+            worker.queues = tuple(sorted({_channel(q) for q in queues}))[:1000]
             if concurrency:
                 worker.concurrency = max(1, concurrency)
 
@@ -128,11 +128,17 @@ class Translator:
         fields: dict[str, Any] = {}
         if kind in ("task-sent", "task-received"):
             name = str(event.get("name") or (task.name if task else "?"))
-            queue = str(event.get("queue") or event.get("routing_key") or "") or (task.queue if task else "")
-            if not queue:
+            named = str(event.get("queue") or event.get("routing_key") or "")
+            if named:
+                queue = _channel(named)
+            elif task is not None:
+                queue = task.queue
+            else:
                 worker = self.workers.get(host)
-                queue = worker.queues[0] if worker is not None and len(worker.queues) == 1 else self.default_queue
+                only = worker.queues[0] if worker is not None and len(worker.queues) == 1 else self.default_queue
+                queue = _channel(only)
             retries = int(event.get("retries") or 0)
+            known = task is not None  # its task-sent came first: the payload is already held
             if task is None:
                 task = self.tasks[uuid] = _Task(name=name, queue=queue, attempt=retries + 1)
                 while len(self.tasks) > self.max_tasks:
@@ -145,8 +151,8 @@ class Translator:
             fields["queued_at"] = ts
             if name_event == "scheduled":
                 fields["run_at"] = float(eta)  # type: ignore[arg-type]
-            payload = {"args": event.get("args"), "kwargs": event.get("kwargs")}
-            fields["payload"] = msgspec.Raw(_encode(payload))
+            if not known or task.attempt > 1:
+                fields["payload"] = msgspec.Raw(_encode({"args": event.get("args"), "kwargs": event.get("kwargs")}))
             if event.get("root_id") and event.get("root_id") != uuid:
                 fields["cid"] = str(event["root_id"])[:200]
             if kind == "task-received" and host:
@@ -155,7 +161,7 @@ class Translator:
         if task is None:
             # Its sent/received event was before jobpulse listened (or forgotten): name and queue unknown.
             self.orphans += 1
-            task = self.tasks[uuid] = _Task(name="?", queue=self.default_queue)
+            task = self.tasks[uuid] = _Task(name="?", queue=_channel(self.default_queue))
             while len(self.tasks) > self.max_tasks:
                 self.tasks.popitem(last=False)
         worker = self.workers.get(host) if host else None
@@ -197,11 +203,16 @@ class Translator:
         seq = self._seq(src)
         return JobEvent(
             v=1, id=f"{src}:{seq}:{uuid}"[:200], src=src[:200], seq=seq, ts=ts, event=name,  # type: ignore[arg-type]
-            job=uuid[:200], channel=_channel(task.queue), fn=task.name[:300] or "?", attempt=task.attempt, **fields,
+            job=uuid[:200], channel=task.queue, fn=task.name[:300] or "?", attempt=task.attempt, **fields,
         )  # fmt: skip
+
+
+_CHANNEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:-")
 
 
 def _channel(queue: str) -> str:
     """A Celery queue name as a jobpulse channel name (1-100 of A-Z a-z 0-9 _ . : -)."""
-    cleaned = "".join(c if c.isalnum() or c in "_.:-" else "_" for c in queue)[:100]
+    if 0 < len(queue) <= 100 and _CHANNEL_CHARS.issuperset(queue):
+        return queue
+    cleaned = "".join(c if c in _CHANNEL_CHARS else "_" for c in queue)[:100]
     return cleaned or DEFAULT_QUEUE
