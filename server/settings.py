@@ -79,6 +79,12 @@ class Settings:
     celery_broker: str = _setting("JOBPULSE_CELERY_BROKER", "", "Celery's Redis broker URL; empty = REDIS_URL")
     celery_queues: str = _setting("JOBPULSE_CELERY_QUEUES", "", "queues to watch besides those found, comma-separated")
     celery_default_queue: str = _setting("JOBPULSE_CELERY_DEFAULT_QUEUE", "celery", "Celery's task_default_queue")
+    celery_inspect_s: float = _setting(
+        "JOBPULSE_CELERY_INSPECT_S", 30.0, "ask workers what they run this often (inspect)"
+    )
+    celery_inspect_timeout_s: float = _setting(
+        "JOBPULSE_CELERY_INSPECT_TIMEOUT_S", 1.0, "wait this long for inspect replies"
+    )
     # -- sign-in, commands, audit (docs/protocol.md sections 4 and 5) --
     auth: str = _setting("JOBPULSE_AUTH", "users", "users (sign-in), proxy (trusted header) or dev (no sign-in)")
     users: str = _setting("JOBPULSE_USERS", "", "name:role:argon2-hash entries, space-separated (hash-password)")

@@ -29,7 +29,7 @@ import redis.asyncio as aredis
 
 from server.actions import SPECS
 from server.settings import Settings
-from server.streams.celery_events import Translator
+from server.streams.celery_events import Inspection, Translator
 from server.streams.events import ChannelDepth, Depth, Rejected, SourceStatus
 from server.streams.native import CommandError, Sink, WireCommand
 from server.streams.subscriber import Subscriber, SubscriberError
@@ -80,6 +80,31 @@ def unwrap(data: bytes) -> list[dict[str, Any]]:
     return events
 
 
+class Control:
+    """Celery's remote control (`app.control`), for `inspect` and `enable_events`; its calls block, so the
+    connector runs them in a thread. Needs the celery package (`pip install 'jobpulse[celery]'`)."""
+
+    def __init__(self, broker: str, timeout: float) -> None:
+        from celery import Celery
+
+        self.app = Celery("jobpulse", broker=broker, set_as_current=False)
+        self.app.conf.broker_connection_retry_on_startup = True
+        self.timeout = timeout
+
+    def inspect(self) -> dict[str, dict[str, Any]]:
+        inspector = self.app.control.inspect(timeout=self.timeout)
+        out: dict[str, dict[str, Any]] = {}
+        for name in ("stats", "active_queues", "active", "reserved", "scheduled"):
+            out[name] = getattr(inspector, name)() or {}
+        return out
+
+    def enable_events(self, hosts: list[str] | None = None) -> None:
+        self.app.control.enable_events(destination=hosts)
+
+    def close(self) -> None:
+        self.app.close()
+
+
 class CeleryConnector:
     """Reads a Celery cluster's events and queue depths from its Redis broker; delivers events to a sink."""
 
@@ -100,6 +125,8 @@ class CeleryConnector:
         self.connected = False
         self.last_message_at: float | None = None
         self.seq = 0
+        self.control: Control | None = None
+        self.events_off: set[str] = set()  # workers that answer inspect but send no events
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
         at = self.clock()
@@ -137,10 +164,11 @@ class CeleryConnector:
             self._set_connected(True)
             log.info("subscribed to Celery events on %s", self.pattern)
             poll = asyncio.create_task(self._poll_depth())
+            inspect = asyncio.create_task(self._inspect_loop())
             try:
                 reason = await subscriber.wait_closed()
             finally:
-                await cancel_and_wait([poll])
+                await cancel_and_wait([poll, inspect])
                 subscriber.close()
             self._set_connected(False, f"lost the subscription: {reason}")
             log.warning("lost the subscription to %s: %s", self.pattern, reason)
@@ -198,10 +226,70 @@ class CeleryConnector:
                 self.sink.chunk_end()
             except (aredis.RedisError, OSError) as exc:
                 log.warning("could not read queue depths: %s", exc)
+            await self._turn_events_on()
             await asyncio.sleep(self.settings.reconcile_s)
+
+    async def _inspect_loop(self) -> None:
+        """At connect and every `JOBPULSE_CELERY_INSPECT_S`: ask the workers what they run (Celery's events
+        have no replay, so a restarted jobpulse learns the truth here), and turn events on where they are off."""
+        if self.control is None:
+            try:
+                self.control = Control(self.broker, self.settings.celery_inspect_timeout_s)
+            except ImportError:
+                log.warning("the celery package is not installed: no reconciliation from inspect and no actions "
+                            "(pip install 'jobpulse[celery]')")  # fmt: skip
+                return
+        control = self.control
+        while True:
+            try:
+                found = await asyncio.to_thread(control.inspect)
+                self._reconciled(found)
+            except Exception as exc:  # the broker or a worker misbehaving must not stop the loop
+                log.warning("inspect failed: %s: %s", type(exc).__name__, exc)
+            await asyncio.sleep(self.settings.celery_inspect_s)
+
+    async def _turn_events_on(self) -> None:
+        """Workers that finish tasks without task events (Celery's default without -E): say so, turn them on."""
+        off, self.translator.newly_off = self.translator.newly_off, []
+        if not off or self.control is None:
+            return
+        self.events_off.update(off)
+        log.warning(
+            "task events are off on %s (no task events while it finished tasks): asked it to turn them on, as "
+            "`celery control enable_events` does; start workers with -E to keep them on",
+            ", ".join(off[:20]),
+        )
+        try:
+            await asyncio.to_thread(self.control.enable_events, off)
+        except Exception as exc:
+            log.warning("enable_events failed: %s: %s", type(exc).__name__, exc)
+
+    def _reconciled(self, found: dict[str, dict[str, Any]]) -> None:
+        now = self.clock()
+        scheduled = {
+            host: [{**entry, "eta": _epoch(entry.get("eta"))} for entry in entries if isinstance(entry, dict)]
+            for host, entries in found.get("scheduled", {}).items()
+            if isinstance(entries, list)
+        }
+        inspection = Inspection(
+            now=now,
+            stats={h: v for h, v in found.get("stats", {}).items() if isinstance(v, dict)},
+            active_queues={h: v for h, v in found.get("active_queues", {}).items() if isinstance(v, list)},
+            active={h: v for h, v in found.get("active", {}).items() if isinstance(v, list)},
+            reserved={h: v for h, v in found.get("reserved", {}).items() if isinstance(v, list)},
+            scheduled=scheduled,
+        )
+        events = self.translator.reconcile(inspection)
+        for event in events:
+            self.sink.feed(event, now)
+        self.sink.chunk_end()
+        if events:
+            log.info("inspect: %d jobs the event stream had not shown", len(events))
 
     async def send(self, commands: list[WireCommand], wait_s: float) -> list[list[dict[str, Any]]]:
         raise CommandError(NOT_YET)
 
     async def close(self) -> None:
+        if self.control is not None:
+            await asyncio.to_thread(self.control.close)
         await self.redis.aclose()

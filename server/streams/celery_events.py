@@ -42,6 +42,21 @@ class _Worker:
     running: OrderedDict[str, tuple[str, str, float]] = field(default_factory=OrderedDict)  # uuid -> (queue, fn, t)
     queues: tuple[str, ...] = ()
     concurrency: int = 1
+    processed: int | None = None  # its count at the last heartbeat
+    finished: int = 0  # task-succeeded/failed/retried events from it since the last heartbeat
+    events_off: bool = False
+
+
+@dataclass
+class Inspection:
+    """What `celery inspect` answered, per worker host name (the shell asks; ISO times already epoch seconds)."""
+
+    now: float
+    stats: dict[str, Any] = field(default_factory=dict)
+    active_queues: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    active: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    reserved: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    scheduled: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 class Translator:
@@ -55,6 +70,9 @@ class Translator:
         self.workers: OrderedDict[str, _Worker] = OrderedDict()
         self.seqs: dict[str, int] = {}
         self.unknown = 0  # events of a type this translator does not map (counted, not fatal)
+        # Workers found sending no task events (their `processed` grew, no task event came), for the shell to
+        # say so and turn events on; it empties the list.
+        self.newly_off: list[str] = []
         self.orphans = 0  # task events for a uuid never seen sent or received (name and queue unknown)
 
     # -- what reconciliation learns (inspect active_queues, stats) -----------------------------------
@@ -65,6 +83,63 @@ class Translator:
             worker.queues = tuple(sorted({_channel(q) for q in queues}))[:1000]
             if concurrency:
                 worker.concurrency = max(1, concurrency)
+
+    def reconcile(self, found: Inspection) -> list[Heartbeat | JobEvent | RunnerStopped]:
+        """Jobs that `inspect` shows and the event stream has not (jobpulse started late, or events were lost).
+
+        A task already known in a later state is left alone; a synthesized event is dated by the task's own
+        times, so the reducer's ordering drops it if newer events have passed it meanwhile.
+        """
+        out: list[Heartbeat | JobEvent | RunnerStopped] = []
+        for host, queues in found.active_queues.items():
+            pool = found.stats.get(host, {}).get("pool", {}) if isinstance(found.stats.get(host), dict) else {}
+            concurrency = pool.get("max-concurrency") if isinstance(pool, dict) else None
+            if host not in self.workers:
+                continue  # it has not sent a heartbeat: its events are off (the shell turns them on)
+            self.worker_queues(host, [str(q.get("name")) for q in queues if isinstance(q, dict) and q.get("name")],
+                               concurrency if isinstance(concurrency, int) else None)  # fmt: skip
+        for host, requests in found.active.items():
+            for request in requests:
+                out.extend(self._inspected(host, request, "started", found.now))
+        for host, requests in found.reserved.items():
+            for request in requests:
+                out.extend(self._inspected(host, request, "received", found.now))
+        for host, entries in found.scheduled.items():
+            for entry in entries:
+                inner = entry.get("request") if isinstance(entry, dict) else None
+                if isinstance(inner, dict):
+                    out.extend(self._inspected(host, {**inner, "eta": entry.get("eta")}, "received", found.now))
+        return out
+
+    def _inspected(self, host: str, request: dict[str, Any], phase: str, now: float) -> list[JobEvent]:
+        uuid = request.get("id")
+        if not isinstance(uuid, str) or not uuid:
+            return []
+        worker = self.workers.get(host)
+        if uuid in self.tasks and (phase == "received" or (worker is not None and uuid in worker.running)):
+            return []
+        info = request.get("delivery_info")
+        delivery: dict[str, Any] = info if isinstance(info, dict) else {}
+        started = request.get("time_start")
+        at = float(started) if isinstance(started, int | float) else now
+        received: dict[str, Any] = {
+            "type": "task-received", "uuid": uuid, "hostname": host, "timestamp": at,
+            "name": request.get("name") or "?", "routing_key": delivery.get("routing_key") or "",
+            "args": str(request.get("args"))[:1000], "kwargs": str(request.get("kwargs"))[:1000],
+            "eta": request.get("eta"),
+        }  # fmt: skip
+        out = []
+        if uuid not in self.tasks:
+            first = self._task("task-received", received)
+            if first is not None:
+                out.append(first)
+        if phase == "started":
+            begun = self._task(
+                "task-started", {"type": "task-started", "uuid": uuid, "hostname": host, "timestamp": at}
+            )
+            if begun is not None:
+                out.append(begun)
+        return out
 
     # -- events ---------------------------------------------------------------------------------------
 
@@ -108,6 +183,15 @@ class Translator:
         if kind not in ("worker-online", "worker-heartbeat"):
             self.unknown += 1
             return []
+        processed = int(event.get("processed") or 0)
+        if worker.processed is not None and processed > worker.processed and worker.finished == 0:
+            # It finished tasks and told us nothing of them: task events are off (Celery's default without -E).
+            if not worker.events_off:
+                worker.events_off = True
+                self.newly_off.append(host)
+        elif worker.finished:
+            worker.events_off = False
+        worker.processed, worker.finished = processed, 0
         active = [ActiveJob(job=j, channel=q, fn=f, started=t) for j, (q, f, t) in worker.running.items()]
         node = host.partition("@")[2] or host
         version = f"{event.get('sw_ident') or 'celery'}/{event.get('sw_ver') or '?'}"
@@ -116,7 +200,7 @@ class Translator:
             interval=max(0.1, min(3600.0, float(event.get("freq") or 2.0))),
             host=node[:200], region="", pid=pid, version=version[:100], state="running",
             channels=list(worker.queues), concurrency=max(worker.concurrency, int(event.get("active") or 0), 1),
-            active=active[-MAX_ACTIVE:], processed=int(event.get("processed") or 0), failed=worker.failed,
+            active=active[-MAX_ACTIVE:], processed=processed, failed=worker.failed,
         )  # fmt: skip
         return [beat]
 
@@ -174,6 +258,8 @@ class Translator:
             return self._job("started", uuid, task, host, ts, {"runner": host or None, "started_at": ts})
         if worker is not None:
             worker.running.pop(uuid, None)
+            if kind in ("task-succeeded", "task-failed", "task-retried"):
+                worker.finished += 1
         if kind == "task-succeeded":
             runtime = event.get("runtime")
             if isinstance(runtime, int | float) and runtime >= 0:

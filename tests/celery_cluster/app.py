@@ -14,7 +14,8 @@ BROKER = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")  # test
 app = Celery("jobpulse_tests", broker=BROKER, backend=BROKER)
 app.conf.update(
     task_send_sent_event=True,  # task-sent carries the queue: the job's channel from the start
-    worker_send_task_events=True,
+    # A worker with events off (the default in Celery): jobpulse must turn them on itself.
+    worker_send_task_events=not os.environ.get("CELERY_EVENTS_OFF"),
     task_track_started=True,
     result_expires=600,
     broker_connection_retry_on_startup=True,

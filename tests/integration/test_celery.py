@@ -32,12 +32,14 @@ def broker() -> Iterator[str]:
 
 
 class Worker:
-    def __init__(self, broker: str, name: str, queues: str = "celery,emails") -> None:
+    def __init__(self, broker: str, name: str, queues: str = "celery,emails", events: bool = True) -> None:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         env = {**os.environ, "CELERY_BROKER_URL": broker}
+        if not events:
+            env["CELERY_EVENTS_OFF"] = "1"  # tests/celery_cluster/app.py: worker_send_task_events stays off
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tests.celery_cluster.app", "worker", "-E", "-c", "2",
-             "-Q", queues, "-n", name, "--without-mingle", "--without-gossip", "-l", "warning"],
+            [sys.executable, "-m", "celery", "-A", "tests.celery_cluster.app", "worker", *(["-E"] if events else []),
+             "-c", "2", "-Q", queues, "-n", name, "--without-mingle", "--without-gossip", "-l", "warning"],
             env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
@@ -142,3 +144,46 @@ def test_killed_worker_goes_stale_then_offline(broker: str, prefix: str) -> None
         worker.log.close()
         server.stop()
         server.close()
+
+
+def test_late_start_reconciles_from_inspect_and_turns_events_on(broker: str, prefix: str) -> None:
+    """jobpulse started after the work began, against a worker with task events off: the task already running
+    shows at once (from `inspect active`); finished tasks without events are noticed, said on the log page,
+    and events turned on, after which tasks show as they happen."""
+    from tests.celery_cluster import app as tasks
+
+    tasks.app.conf.broker_url = broker
+    tasks.app.conf.result_backend = broker
+    name = f"late-{prefix[-6:]}@test"
+    worker = Worker(broker, name, events=False)
+    server: LiveServer | None = None
+    try:
+        long = tasks.sleep.delay(30)
+        eventually(lambda: long.state == "STARTED", 30)
+        env = {"JOBPULSE_SOURCE": "celery", "JOBPULSE_CELERY_INSPECT_S": "1", "JOBPULSE_RECONCILE_S": "0.5"}
+        server = LiveServer(broker, prefix, env=env).start()
+        live = server
+        eventually(lambda: name in widget(live, "runners")["rows"], 30)
+        running = eventually(lambda: widget(live, "live_jobs")["rows"].get(long.id), 15)
+        assert running["fn"] == "tests.celery_cluster.app.sleep" and running.get("runner") == name, running
+        # Work done with events off: the heartbeat's `processed` grows, no task event comes.
+        assert [tasks.add.delay(i, 1).get(timeout=20) for i in range(3)] == [1, 2, 3]
+
+        def said() -> bool:
+            rows = widget(live, "logs")["rows"].values()
+            return any("task events are off on" in row["message"] and name in row["message"] for row in rows)
+
+        eventually(said, 20)
+        # Events are on now: a new task is seen from sent to done.
+        after = tasks.add.delay(20, 22)
+        assert after.get(timeout=20) == 42
+        eventually(lambda: widget(live, "counters")["completed"]["v"] >= 1, 15)
+        long.revoke(terminate=True)
+    finally:
+        worker.stop()
+        worker.log.close()
+        if server is not None:
+            server.stop()
+            output = server.output()
+            server.close()
+            assert "Traceback" not in output, output

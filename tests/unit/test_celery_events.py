@@ -109,3 +109,40 @@ def test_revoked_expired_rejected_and_orphans() -> None:
         translator.translate(task("task-received", f"more-{n}", name="x.y"))
     assert len(translator.tasks) == 2  # bounded
     assert translator.translate({"type": "something-else"}) == [] and translator.unknown == 1
+
+
+def test_reconcile_from_inspect_and_task_events_off() -> None:
+    from server.streams.celery_events import Inspection
+
+    translator = Translator()
+    translator.translate(beat("worker-online", processed=4))
+    found = Inspection(
+        now=T0 + 5,
+        stats={"w1@host": {"pool": {"max-concurrency": 8}}},
+        active_queues={"w1@host": [{"name": "emails"}, {"name": "bad name!"}]},
+        active={
+            "w1@host": [
+                {
+                    "id": "a1",
+                    "name": "mail.send",
+                    "time_start": T0 + 1,
+                    "delivery_info": {"routing_key": "emails"},
+                    "args": [1],
+                    "kwargs": {},
+                }
+            ]
+        },
+        reserved={"w1@host": [{"id": "r1", "name": "mail.send", "delivery_info": {"routing_key": "emails"}}]},
+        scheduled={"w1@host": [{"eta": T0 + 60, "request": {"id": "s1", "name": "mail.later"}}]},
+    )
+    events = translator.reconcile(found)
+    seen = [(e.job, e.event) for e in events if isinstance(e, JobEvent)]
+    assert seen == [("a1", "queued"), ("a1", "started"), ("r1", "queued"), ("s1", "scheduled")]
+    assert translator.reconcile(found) == []  # known now: nothing again
+    hb = translator.translate(beat(ts=T0 + 6, processed=4))[0]
+    assert isinstance(hb, Heartbeat) and hb.concurrency == 8 and hb.channels == ["bad_name_", "emails"]
+    assert [a.job for a in hb.active] == ["a1"]
+    # `processed` grows with no task event from it: task events are off, said once.
+    translator.translate(beat(ts=T0 + 8, processed=7))
+    translator.translate(beat(ts=T0 + 10, processed=9))
+    assert translator.newly_off == ["w1@host"]
