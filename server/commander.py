@@ -231,6 +231,14 @@ class Commander:
     # -- doing it ---------------------------------------------------------------------------------
 
     async def _execute(self, cmd: Cmd, spec: Spec, args: Args) -> Outcome:
+        perform = getattr(self.connector, "perform", None)
+        if perform is not None:
+            # A source whose actions are not section-2 commands (Celery) does them itself.
+            try:
+                done = await perform(cmd.action, args)
+            except CommandError as exc:
+                raise Refused("failed", str(exc)) from None
+            return Outcome("done", done.result, done.message, done.count)
         base = f"jp-{secrets.token_hex(6)}"
         wire_args = actions.wire_args(args)
         wait_s = self.settings.command_timeout_s

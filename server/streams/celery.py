@@ -8,8 +8,9 @@ seconds, and hands each event to the pure `Translator`; it reads queue depth
 connector it never crashes on bad input (counted as rejected) and reconnects
 with jittered backoff.
 
-Operator actions through Celery's remote control arrive with the rest of
-issue #5: until then every action is listed as unavailable, with that reason.
+Operator actions go through Celery's remote control and the broker
+(`server.streams.celery_actions`); the few Celery cannot do are listed as
+unavailable with the reason.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from urllib.parse import urlsplit
 import msgspec
 import redis.asyncio as aredis
 
-from server.actions import SPECS
+from server.actions import SPECS, Args
 from server.settings import Settings
+from server.streams.celery_actions import UNSUPPORTED, CeleryActions, Performed
 from server.streams.celery_events import Inspection, Translator
 from server.streams.events import ChannelDepth, Depth, Rejected, SourceStatus
 from server.streams.native import CommandError, Sink, WireCommand
@@ -40,7 +42,7 @@ log = logging.getLogger("jobpulse.celery")
 PRIORITY_SEP = "\x06\x16"
 PRIORITY_STEPS = (3, 6, 9)  # kombu's default priority_steps besides 0 (which is the plain list)
 MAX_EXCHANGES = 1000  # binding sets read to find queues
-NOT_YET = "operator actions on Celery (remote control, purge, revoke) arrive with issue #5"
+NO_CELERY = "the celery package is not installed: pip install 'jobpulse[celery]'"
 _decode = msgspec.json.Decoder()
 
 
@@ -109,7 +111,7 @@ class CeleryConnector:
     """Reads a Celery cluster's events and queue depths from its Redis broker; delivers events to a sink."""
 
     name = "celery"
-    unsupported: dict[str, str] = dict.fromkeys(SPECS, NOT_YET)
+    unsupported: dict[str, str]
 
     def __init__(self, settings: Settings, sink: Sink, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
@@ -126,7 +128,13 @@ class CeleryConnector:
         self.last_message_at: float | None = None
         self.seq = 0
         self.control: Control | None = None
-        self.events_off: set[str] = set()  # workers that answer inspect but send no events
+        self.events_off: set[str] = set()  # workers found finishing tasks without task events
+        self.actions: CeleryActions | None = None
+        try:
+            self.control = Control(self.broker, settings.celery_inspect_timeout_s)
+            self.unsupported = dict(UNSUPPORTED)
+        except ImportError:
+            self.unsupported = dict.fromkeys(SPECS, NO_CELERY)
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
         at = self.clock()
@@ -233,12 +241,8 @@ class CeleryConnector:
         """At connect and every `JOBPULSE_CELERY_INSPECT_S`: ask the workers what they run (Celery's events
         have no replay, so a restarted jobpulse learns the truth here), and turn events on where they are off."""
         if self.control is None:
-            try:
-                self.control = Control(self.broker, self.settings.celery_inspect_timeout_s)
-            except ImportError:
-                log.warning("the celery package is not installed: no reconciliation from inspect and no actions "
-                            "(pip install 'jobpulse[celery]')")  # fmt: skip
-                return
+            log.warning("%s: no reconciliation from inspect, and no actions", NO_CELERY)
+            return
         control = self.control
         while True:
             try:
@@ -286,8 +290,22 @@ class CeleryConnector:
         if events:
             log.info("inspect: %d jobs the event stream had not shown", len(events))
 
+    async def perform(self, action: str, args: Args) -> Performed:
+        """Do an operator action on the cluster (docs/protocol.md section 6)."""
+        if self.control is None:
+            raise CommandError(NO_CELERY)
+        if self.actions is None:
+
+            def feed(event: Any) -> None:
+                self.sink.feed(event, self.clock())
+                self.sink.chunk_end()
+
+            state = self.sink.state  # type: ignore[attr-defined]  # the aggregator's
+            self.actions = CeleryActions(self.control, self.redis, state, feed, lambda: self.settings.command_timeout_s)
+        return await self.actions.perform(action, args)
+
     async def send(self, commands: list[WireCommand], wait_s: float) -> list[list[dict[str, Any]]]:
-        raise CommandError(NOT_YET)
+        raise CommandError("the celery source does its actions itself (perform), not with section-2 commands")
 
     async def close(self) -> None:
         if self.control is not None:

@@ -187,3 +187,69 @@ def test_late_start_reconciles_from_inspect_and_turns_events_on(broker: str, pre
             output = server.output()
             server.close()
             assert "Traceback" not in output, output
+
+
+async def test_actions_on_a_real_worker(broker: str, prefix: str) -> None:
+    """Operator actions through Celery's remote control and broker, seen by Celery itself."""
+    import asyncio
+
+    import redis.asyncio as aredis
+
+    from tests.celery_cluster import app as tasks
+    from tests.integration.helpers import LiveClient
+
+    tasks.app.conf.broker_url = broker
+    tasks.app.conf.result_backend = broker
+    name = f"act-{prefix[-6:]}@test"
+    server = LiveServer(broker, prefix, env={"JOBPULSE_SOURCE": "celery", "JOBPULSE_RECONCILE_S": "0.5"}).start()
+    worker = Worker(broker, name)
+    store = aredis.Redis.from_url(broker)
+    client: LiveClient | None = None
+    try:
+        await asyncio.to_thread(eventually, lambda: name in widget(server, "runners")["rows"], 30)
+        client = await LiveClient.connect(server.ws_url, ["runners", "channels", "live_jobs"])
+        offered = client.welcome["actions"]
+        assert offered["runner.logs"]["ok"] is False and "log" in offered["runner.logs"]["reason"]
+        assert (await client.command("runner.logs", {"runner": name}))["error"]["code"] == "unavailable"
+
+        ping = await client.command("runner.ping", {"runners": [name]})
+        assert ping["ok"] and ping["result"]["replies"][0]["src"] == name, ping
+
+        run = await client.command("job.run", {"fn": "tests.celery_cluster.app.add", "channel": "celery",
+                                               "payload": {"args": [2, 3]}})  # fmt: skip
+        assert run["ok"], run
+        assert await asyncio.to_thread(lambda: tasks.app.AsyncResult(run["result"]["job"]).get(timeout=20)) == 5
+
+        # Pause a queue: its tasks wait in the broker's list; purge empties it (Celery sees nothing left).
+        paused = await client.command("channel.pause", {"channel": "emails"})
+        assert paused["ok"] and paused["result"]["workers"] == 1, paused
+        for i in range(4):
+            tasks.send_mail.delay(f"user{i}@example.com")
+        await client.wait_for(lambda c: c.data["channels"]["rows"].get("emails", {}).get("queued") == 4, 15)
+        purged = await client.confirmed("channel.purge", {"channel": "emails"})
+        assert purged["ok"] and purged["result"]["purged"] == 4, purged
+        assert await store.llen("emails") == 0
+        assert (await client.command("channel.resume", {"channel": "emails"}))["ok"]
+
+        # Cancel a running task: Celery revokes (terminates) it.
+        long = tasks.sleep.delay(30)
+        await asyncio.to_thread(eventually, lambda: long.state == "STARTED", 20)
+        canceled = await client.command("job.cancel", {"job": long.id})
+        assert canceled["ok"] and canceled["result"]["was"] == "running", canceled
+        await asyncio.to_thread(eventually, lambda: long.state == "REVOKED", 20)
+
+        # Drain: stop consuming, then (idle) shut down; the worker process exits and goes offline.
+        drained = await client.command("runner.drain", {"runners": [name]})
+        assert drained["ok"], drained
+        await asyncio.to_thread(worker.process.wait, 30)
+        await client.wait_for(lambda c: c.data["runners"]["rows"][name]["status"] == "offline", 15)
+    finally:
+        if client is not None:
+            await client.close()
+        await store.aclose()
+        worker.stop()
+        worker.log.close()
+        server.stop()
+        output = server.output()
+        server.close()
+        assert "Traceback" not in output, output
