@@ -1,0 +1,65 @@
+"""The pages on a real Celery cluster (JOBPULSE_SOURCE=celery): the same pages, no page knows the source."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from server.redis_server import RedisServer
+from tests.conftest import LiveServer
+from tests.e2e.support import Page, expect, install_ws_probe
+from tests.integration.test_celery import Worker
+
+pytest.importorskip("celery", reason="the celery extra is not installed: pip install -e '.[test]'")
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def cluster(prefix: str) -> Iterator[tuple[LiveServer, Any, str]]:
+    from tests.celery_cluster import app as tasks
+
+    broker = RedisServer().start()
+    tasks.app.conf.broker_url = broker.url
+    tasks.app.conf.result_backend = broker.url
+    name = f"page-{prefix[-6:]}@test"
+    server = LiveServer(broker.url, prefix, env={"JOBPULSE_SOURCE": "celery", "JOBPULSE_RECONCILE_S": "0.5"}).start()
+    worker = Worker(broker.url, name)
+    try:
+        yield server, tasks, name
+    finally:
+        worker.stop()
+        worker.log.close()
+        server.stop()
+        output = server.output()
+        server.close()
+        broker.stop()
+        assert "Traceback" not in output, output
+
+
+def test_dashboard_and_runners_show_the_celery_worker_live(page: Page, cluster: tuple[LiveServer, Any, str]) -> None:
+    server, tasks, name = cluster
+    install_ws_probe(page)
+    page.goto(server.url + "/admin/jobs/runners")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=15_000)
+    card = page.locator(f'#fleet .rcard[data-key="{name}"]')
+    expect(card.locator(".badge")).to_have_text(re.compile("^(online|busy)$"), timeout=20_000)
+    expect(card.locator(".rc-where")).to_contain_text("test")
+    # Logs is not something Celery can do: disabled, with the reason, not a dead button.
+    logs = card.get_by_role("button", name="Logs")
+    expect(logs).to_be_disabled()
+    expect(logs).to_have_attribute("title", re.compile("no log"))
+
+    page.goto(server.url + "/admin/jobs")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=15_000)
+    completed = page.locator('[data-widget=counters] [data-key="completed"] [data-f=v]')
+    failed = page.locator('[data-widget=counters] [data-key="failed"] [data-f=v]')
+    for i in range(5):
+        tasks.add.delay(i, i)
+    tasks.fail.delay("from the page test")
+    expect(completed).to_have_text("5", timeout=20_000)
+    expect(failed).to_have_text("1", timeout=20_000)
+    expect(page.locator("[data-widget=failures]")).to_contain_text("from the page test")
