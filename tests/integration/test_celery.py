@@ -61,7 +61,6 @@ class Worker:
 def cluster(broker: str, prefix: str) -> Iterator[tuple[LiveServer, Any]]:
     from tests.celery_cluster import app as tasks
 
-    os.environ.setdefault("CELERY_BROKER_URL", broker)
     tasks.app.conf.broker_url = broker
     tasks.app.conf.result_backend = broker
     env = {"JOBPULSE_SOURCE": "celery", "JOBPULSE_RECONCILE_S": "0.5", "JOBPULSE_CELERY_QUEUES": "nobody"}
