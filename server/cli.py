@@ -55,6 +55,11 @@ def _uvicorn_run(settings: Settings, host: str, port: int) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # The flags stand for their environment variables (the app reads its settings from the environment).
+    if args.source:
+        os.environ["JOBPULSE_SOURCE"] = args.source
+    if args.celery_broker:
+        os.environ["JOBPULSE_CELERY_BROKER"] = args.celery_broker
     settings = Settings.from_env()
     _uvicorn_run(settings, args.host or settings.host, args.port or settings.port)
     return 0
@@ -282,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the web server against REDIS_URL")
     serve.add_argument("--host", default=None, help="bind address (default HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default PORT or 8000)")
+    serve.add_argument("--source", choices=("native", "celery"), default=None, help="default JOBPULSE_SOURCE")
+    serve.add_argument("--celery-broker", default=None, help="Celery's Redis broker URL (JOBPULSE_CELERY_BROKER)")
     serve.set_defaults(func=cmd_serve)
 
     demo = commands.add_parser(

@@ -17,6 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from server.streams.state import Limits
 from server.streams.widgets import ViewLimits
 
+CELERY_STALE_FACTOR = 1.5
+CELERY_OFFLINE_FACTOR = 2.0
+
 
 def _setting(env: str, default: Any, doc: str) -> Any:
     return field(default=default, metadata={"env": env, "doc": doc})
@@ -50,8 +53,12 @@ class Settings:
     series_minutes: int = _setting("JOBPULSE_SERIES_MINUTES", 2_880, "per-minute series retention (48 h)")
     payload_cap: int = _setting("JOBPULSE_PAYLOAD_CAP", 4_096, "bytes of a job's payload kept")
     traceback_cap: int = _setting("JOBPULSE_TRACEBACK_CAP", 8_192, "characters of a traceback kept (the tail)")
-    stale_factor: float = _setting("JOBPULSE_STALE_FACTOR", 2.5, "a runner is stale after this many intervals silent")
-    offline_factor: float = _setting("JOBPULSE_OFFLINE_FACTOR", 6.0, "... and offline after this many")
+    stale_factor: float = _setting(
+        "JOBPULSE_STALE_FACTOR", 2.5, "a runner is stale after this many intervals silent (celery: 1.5)"
+    )
+    offline_factor: float = _setting(
+        "JOBPULSE_OFFLINE_FACTOR", 6.0, "... and offline after this many (celery: 2, its own rule)"
+    )
     spark_minutes: int = _setting("JOBPULSE_SPARK_MINUTES", 60, "minutes in the Jobs Published sparkline")
     patch_ring: int = _setting("JOBPULSE_PATCH_RING", 256, "patches kept per widget for resume after reconnect")
     client_queue: int = _setting("JOBPULSE_CLIENT_QUEUE", 64, "messages queued per slow client before a resync")
@@ -124,6 +131,11 @@ class Settings:
                 continue
             values[f.name] = _parse(name, raw, type(f.default))
         values.update(overrides)
+        if values.get("source") == "celery":
+            # Celery's own rule (celery.events.state, HEARTBEAT_EXPIRE_WINDOW): a worker is gone after two
+            # heartbeat intervals of silence. Stale halfway there. Set the factors yourself to override.
+            values.setdefault("stale_factor", CELERY_STALE_FACTOR)
+            values.setdefault("offline_factor", CELERY_OFFLINE_FACTOR)
         settings = cls(**values)
         settings.check()
         return settings

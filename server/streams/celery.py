@@ -41,6 +41,7 @@ log = logging.getLogger("jobpulse.celery")
 
 PRIORITY_SEP = "\x06\x16"
 PRIORITY_STEPS = (3, 6, 9)  # kombu's default priority_steps besides 0 (which is the plain list)
+MAX_UNACKED_READ = 10_000  # entries of kombu's unacked hash read per poll, at most
 MAX_EXCHANGES = 1000  # binding sets read to find queues
 NO_CELERY = "the celery package is not installed: pip install 'jobpulse[celery]'"
 _decode = msgspec.json.Decoder()
@@ -223,12 +224,15 @@ class CeleryConnector:
                     for step in PRIORITY_STEPS:
                         pipe.llen(f"{queue}{PRIORITY_SEP}{step}")
                 lengths = await pipe.execute()
+                inflight = await self._unacked()
                 width = 1 + len(PRIORITY_STEPS)
                 now = self.clock()
                 channels = {}
                 for i, queue in enumerate(queues):
                     queued = sum(int(n) for n in lengths[i * width : (i + 1) * width])
-                    channels[queue] = ChannelDepth(queued=queued, inflight=0, scheduled=0, oldest=None, ts=now)
+                    channels[queue] = ChannelDepth(
+                        queued=queued, inflight=inflight.get(queue, 0), scheduled=0, oldest=None, ts=now
+                    )
                 self.seq += 1
                 self.sink.feed(Depth(v=1, src="celery-broker", seq=self.seq, ts=now, channels=channels), now)
                 self.sink.chunk_end()
@@ -303,6 +307,26 @@ class CeleryConnector:
             state = self.sink.state  # type: ignore[attr-defined]  # the aggregator's
             self.actions = CeleryActions(self.control, self.redis, state, feed, lambda: self.settings.command_timeout_s)
         return await self.actions.perform(action, args)
+
+    async def _unacked(self) -> dict[str, int]:
+        """Tasks delivered to a worker and not yet acknowledged, per queue: kombu's `unacked` hash holds each
+        as `[message, exchange, routing_key]`. Read only while it is small enough to read on every poll."""
+        try:
+            if await self.redis.hlen("unacked") > MAX_UNACKED_READ:
+                return {}
+            values = await self.redis.hvals("unacked")
+        except (aredis.RedisError, OSError):
+            return {}
+        counts: dict[str, int] = {}
+        for value in values:
+            try:
+                entry = _decode.decode(value)
+                queue = entry[2] if isinstance(entry, list) and len(entry) >= 3 else None
+            except msgspec.DecodeError:
+                queue = None
+            if isinstance(queue, str) and queue:
+                counts[queue] = counts.get(queue, 0) + 1
+        return counts
 
     async def send(self, commands: list[WireCommand], wait_s: float) -> list[list[dict[str, Any]]]:
         raise CommandError("the celery source does its actions itself (perform), not with section-2 commands")
