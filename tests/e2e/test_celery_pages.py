@@ -20,17 +20,17 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 @pytest.fixture
 def cluster(prefix: str) -> Iterator[tuple[LiveServer, Any, str]]:
-    from tests.celery_cluster import app as tasks
+    from tests.celery_cluster.app import Tasks
 
     broker = RedisServer().start()
-    tasks.app.conf.broker_url = broker.url
-    tasks.app.conf.result_backend = broker.url
+    tasks = Tasks(broker.url)
     name = f"page-{prefix[-6:]}@test"
     server = LiveServer(broker.url, prefix, env={"JOBPULSE_SOURCE": "celery", "JOBPULSE_RECONCILE_S": "0.5"}).start()
     worker = Worker(broker.url, name)
     try:
         yield server, tasks, name
     finally:
+        tasks.close()
         worker.stop()
         worker.log.close()
         server.stop()

@@ -59,16 +59,16 @@ class Worker:
 
 @pytest.fixture
 def cluster(broker: str, prefix: str) -> Iterator[tuple[LiveServer, Any]]:
-    from tests.celery_cluster import app as tasks
+    from tests.celery_cluster.app import Tasks
 
-    tasks.app.conf.broker_url = broker
-    tasks.app.conf.result_backend = broker
+    tasks = Tasks(broker)
     env = {"JOBPULSE_SOURCE": "celery", "JOBPULSE_RECONCILE_S": "0.5", "JOBPULSE_CELERY_QUEUES": "nobody"}
     server = LiveServer(broker, prefix, env=env).start()
     worker = Worker(broker, f"w-{prefix[-6:]}@test")
     try:
         yield server, tasks
     finally:
+        tasks.close()
         worker.stop()
         server.stop()
         output = server.output()
@@ -127,9 +127,6 @@ def test_worker_tasks_and_queues_show_live(cluster: tuple[LiveServer, Any]) -> N
 
 
 def test_killed_worker_goes_stale_then_offline(broker: str, prefix: str) -> None:
-    from tests.celery_cluster import app as tasks
-
-    tasks.app.conf.broker_url = broker
     server = LiveServer(broker, prefix, env={"JOBPULSE_SOURCE": "celery"}).start()
     worker = Worker(broker, f"k-{prefix[-6:]}@test")
     try:
@@ -149,10 +146,9 @@ def test_late_start_reconciles_from_inspect_and_turns_events_on(broker: str, pre
     """jobpulse started after the work began, against a worker with task events off: the task already running
     shows at once (from `inspect active`); finished tasks without events are noticed, said on the log page,
     and events turned on, after which tasks show as they happen."""
-    from tests.celery_cluster import app as tasks
+    from tests.celery_cluster.app import Tasks
 
-    tasks.app.conf.broker_url = broker
-    tasks.app.conf.result_backend = broker
+    tasks = Tasks(broker)
     name = f"late-{prefix[-6:]}@test"
     worker = Worker(broker, name, events=False)
     server: LiveServer | None = None
@@ -179,6 +175,7 @@ def test_late_start_reconciles_from_inspect_and_turns_events_on(broker: str, pre
         eventually(lambda: widget(live, "counters")["completed"]["v"] >= 1, 15)
         long.revoke(terminate=True)
     finally:
+        tasks.close()
         worker.stop()
         worker.log.close()
         if server is not None:
@@ -194,11 +191,10 @@ async def test_actions_on_a_real_worker(broker: str, prefix: str) -> None:
 
     import redis.asyncio as aredis
 
-    from tests.celery_cluster import app as tasks
+    from tests.celery_cluster.app import Tasks
     from tests.integration.helpers import LiveClient
 
-    tasks.app.conf.broker_url = broker
-    tasks.app.conf.result_backend = broker
+    tasks = Tasks(broker)
     name = f"act-{prefix[-6:]}@test"
     server = LiveServer(broker, prefix, env={"JOBPULSE_SOURCE": "celery", "JOBPULSE_RECONCILE_S": "0.5"}).start()
     worker = Worker(broker, name)
@@ -243,6 +239,7 @@ async def test_actions_on_a_real_worker(broker: str, prefix: str) -> None:
         await asyncio.to_thread(worker.process.wait, 30)
         await client.wait_for(lambda c: c.data["runners"]["rows"][name]["status"] == "offline", 15)
     finally:
+        tasks.close()
         if client is not None:
             await client.close()
         await store.aclose()
