@@ -80,6 +80,12 @@ class ClearStuckArgs(Args, forbid_unknown_fields=True, frozen=True):
     older_than: Annotated[float, Meta(ge=10, le=86_400)] = 60.0
 
 
+class RateLimitArgs(Args, forbid_unknown_fields=True, frozen=True):
+    fn: Annotated[str, Meta(min_length=1, max_length=300)]
+    # Celery's form: tasks per second, minute or hour ("10/m"); "0" removes the limit.
+    rate: Annotated[str, Meta(min_length=1, max_length=20, pattern=r"^(0|[1-9][0-9]{0,8}(/[smh])?)$")]
+
+
 class CleanupArgs(Args, forbid_unknown_fields=True, frozen=True):
     older_than: Annotated[float, Meta(ge=0, le=30 * 86_400)] = 300.0  # on top of being offline
 
@@ -119,6 +125,8 @@ SPECS: dict[str, Spec] = {
         Spec("channel.purge", ChannelArgs, "operator", "operator", True, True, "purge"),
         Spec("channel.clear_stuck", ClearStuckArgs, "operator", "admin", True, True, "clear_stuck"),
         Spec("runners.cleanup", CleanupArgs, "admin", "admin", True, True, "cleanup"),
+        # Every worker that runs the function takes the new limit: a fleet-wide change, so confirmed first.
+        Spec("task.rate_limit", RateLimitArgs, "operator", "operator", True, True, "rate_limit"),
     )
 }
 
@@ -210,6 +218,8 @@ def target(args: Args) -> str:
         return f"runner:{args.runner}"
     if isinstance(args, JobArgs):
         return f"job:{args.job}"
+    if isinstance(args, RateLimitArgs):
+        return f"task:{args.fn}"[:200]
     if isinstance(args, ChannelArgs | RunArgs):
         return f"channel:{args.channel}"
     if isinstance(args, ClearStuckArgs):
@@ -292,6 +302,10 @@ def preview(state: State, action: str, args: Args, now: float) -> Preview:
             f"Take back {_plural(len(ids), 'stuck job')} of {where} (running over {args.older_than:g} s or on a "
             "runner that stopped beating)? Each is requeued if it has attempts left, else expired.",
         )
+    if isinstance(args, RateLimitArgs):
+        ids = live_runners(state)
+        what = "remove the rate limit of" if args.rate == "0" else f"limit to {args.rate}"
+        return Preview(len(ids), ids[:SAMPLE], f"{what.capitalize()} {args.fn} on every live runner ({len(ids)})?")
     if isinstance(args, CleanupArgs):
         ids = dead_runners(state, args.older_than, now)
         left = sum(len(state.runner_jobs.get(r, ())) for r in ids)

@@ -96,6 +96,16 @@ class CeleryActions:
             return await self._channel(action, args.channel)
         if isinstance(args, actions.CleanupArgs):
             return self._cleanup(args.older_than)
+        if isinstance(args, actions.RateLimitArgs):
+            hosts = actions.live_runners(self.state)
+            if not hosts:
+                raise CommandError("no live worker to tell")
+            arguments = {"task_name": args.fn, "rate_limit": None if args.rate == "0" else args.rate}
+            replies = await self._replies("broadcast", hosts, command="rate_limit", arguments=arguments)
+            refused = [r for r in replies.values() if isinstance(r, dict) and r.get("error")]
+            if refused and len(refused) == len(replies):
+                raise CommandError(f"rate limit refused: {refused[0]['error']}")
+            return self._answered(hosts, replies, f"Set the rate limit of {args.fn} to {args.rate} on")
         raise CommandError(f"{action}: not available on Celery")
 
     # -- workers ----------------------------------------------------------------------------------------

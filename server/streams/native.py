@@ -81,8 +81,10 @@ class NativeConnector:
     """Reads a native-protocol source; delivers events to a sink; sends commands and gathers replies."""
 
     name = "native"
-    # Every action of docs/protocol.md 4.4 maps onto a section-2 command a native source must answer.
-    unsupported: dict[str, str] = {}  # noqa: RUF012 - read-only; other connectors name what they cannot do
+    # The actions of docs/protocol.md 4.4 map onto section-2 commands a native source must answer, but one.
+    unsupported: dict[str, str] = {  # noqa: RUF012 - read-only
+        "task.rate_limit": "the native protocol has no per-function rate limits (a Celery source has)",
+    }
 
     def __init__(self, settings: Settings, sink: Sink, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings

@@ -63,3 +63,32 @@ def test_dashboard_and_runners_show_the_celery_worker_live(page: Page, cluster: 
     expect(completed).to_have_text("5", timeout=20_000)
     expect(failed).to_have_text("1", timeout=20_000)
     expect(page.locator("[data-widget=failures]")).to_contain_text("from the page test")
+
+
+def test_rate_limit_from_the_job_details(page: Page, cluster: tuple[LiveServer, Any, str]) -> None:
+    """On Celery, a failed task's details offer "Rate limit…": the form, the preview, the confirmation, a toast."""
+    server, tasks, name = cluster
+    install_ws_probe(page)
+    page.goto(server.url + "/admin/jobs")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=15_000)
+    tasks.fail.delay("rate me")
+    failure = page.locator("[data-widget=failures] tbody[data-f=rows] tr").first
+    expect(failure).to_contain_text("rate me", timeout=20_000)
+    failure.click()
+    details = page.get_by_role("dialog")
+    limit = details.get_by_role("button", name="Rate limit…")
+    expect(limit).to_be_enabled(timeout=10_000)
+    limit.click()
+    form = page.locator("dialog[open]").filter(has_text="Rate limit a task")
+    expect(form.get_by_label("Function")).to_have_value("tests.celery_cluster.app.fail")
+    form.get_by_label("Rate").fill("10/d")
+    form.get_by_role("button", name="Preview…").click()
+    expect(form).to_contain_text("Rate: like 10/m")  # refused in the browser: nothing sent
+    form.get_by_label("Rate").fill("30/m")
+    form.get_by_role("button", name="Preview…").click()
+    confirm = page.locator("dialog.ad-confirm")
+    expect(confirm).to_be_visible(timeout=15_000)
+    expect(confirm).to_contain_text("Limit to 30/m tests.celery_cluster.app.fail on every live runner (1)?")
+    confirm.get_by_role("button", name="Rate limit").click()
+    expect(page.locator("#toasts .toast-success")).to_contain_text("Set the rate limit of", timeout=15_000)
+    expect(page.locator("#toasts .toast-success")).to_contain_text(name)

@@ -212,6 +212,10 @@ def test_row_and_modal_update_in_place(page: Page, live_server: LiveServer, jobs
     retry = dialog.get_by_role("button", name="Retry")
     expect(retry).to_be_disabled()
     expect(dialog.locator(".jm-reason")).to_contain_text("only a failed, canceled or expired job can be retried")
+    # The native source has no rate limits: shown, disabled, with the reason (a Celery source enables it).
+    limit = dialog.get_by_role("button", name="Rate limit…")
+    expect(limit).to_be_disabled()
+    expect(limit).to_have_attribute("title", re.compile("no per-function rate limits"))
 
     jobs.job("started", job, src=QUIET_RUNNER, runner=QUIET_RUNNER, started_at=time.time(), max_attempts=3)
     expect(status).to_have_text("running")

@@ -207,6 +207,10 @@ async def test_actions_on_a_real_worker(broker: str, prefix: str) -> None:
         assert offered["runner.logs"]["ok"] is False and "log" in offered["runner.logs"]["reason"]
         assert (await client.command("runner.logs", {"runner": name}))["error"]["code"] == "unavailable"
 
+        limited = await client.confirmed("task.rate_limit", {"fn": "tests.celery_cluster.app.add", "rate": "100/m"})
+        assert limited["ok"] and limited["result"]["replies"][0]["src"] == name, limited
+        assert "rate limit" in json.dumps(limited["result"]["replies"][0]["result"]).lower(), limited
+
         ping = await client.command("runner.ping", {"runners": [name]})
         assert ping["ok"] and ping["result"]["replies"][0]["src"] == name, ping
 

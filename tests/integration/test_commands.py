@@ -134,6 +134,9 @@ async def test_role_matrix(server: LiveServer) -> None:
                     assert offered[action]["ok"] is allowed, (name, action, offered[action])
                     if not allowed:
                         assert offered[action]["reason"]
+            # What this source cannot do is offered to nobody, with the reason.
+            assert offered["task.rate_limit"]["ok"] is False
+            assert "native protocol has no per-function rate limits" in offered["task.rate_limit"]["reason"]
     finally:
         for client in clients.values():
             await client.close()

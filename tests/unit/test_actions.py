@@ -44,6 +44,8 @@ def user(role: str) -> Principal:
         ("job.run", {"fn": "f", "channel": "c", "payload": {"x": "y" * 20_000}}, "payload: larger than 16384 bytes"),
         ("job.batch", {"channels": "*", "count": 0}, "count: "),
         ("channel.clear_stuck", {"channel": None, "older_than": 1}, "older_than: "),
+        ("task.rate_limit", {"fn": "f", "rate": "10/d"}, "rate: "),
+        ("task.rate_limit", {"fn": "f", "rate": "-1"}, "rate: "),
     ],
 )
 def test_bad_arguments_name_the_argument(action: str, args: dict[str, Any], message: str) -> None:

@@ -24,7 +24,7 @@ let fieldSeq = 0;
 
 /**
  * Open form `name`, starting from `preset`.
- * @param {"run" | "batch" | "broadcast" | "stuck" | "purge" | "cleanup"} name
+ * @param {"run" | "batch" | "broadcast" | "stuck" | "purge" | "cleanup" | "rate"} name
  * @param {Record<string, any>} preset
  * @param {HTMLElement | null} opener
  */
@@ -522,4 +522,31 @@ function cleanupForm(preset, opener) {
   });
 }
 
-const FORMS = { run: runForm, batch: batchForm, broadcast: broadcastForm, stuck: stuckForm, purge: purgeForm, cleanup: cleanupForm };
+/** @param {Record<string, any>} preset @param {HTMLElement | null} opener */
+function rateForm(preset, opener) {
+  const fn = input("text", { maxlength: "300", spellcheck: "false", autocomplete: "off" });
+  fn.value = preset.fn || "";
+  const rate = input("text", { maxlength: "20", spellcheck: "false", autocomplete: "off", placeholder: "10/m" });
+  rate.value = preset.rate || "";
+  formDialog({
+    title: "Rate limit a task",
+    intro: "Every live runner that runs this function takes the new limit (Celery's rate_limit). You will see how many runners first.",
+    submitLabel: "Preview…",
+    opener,
+    fields: [
+      fieldBox("Function", fn),
+      fieldBox("Rate", rate, "tasks per second, minute or hour: 5/s, 10/m, 100/h; 0 removes the limit"),
+    ],
+    submit: async (dlg, form) => {
+      setError(fn, fn.value.trim() ? "" : "Function: required");
+      setError(rate, /^(0|[1-9][0-9]{0,8}(\/[smh])?)$/.test(rate.value.trim()) ? "" : "Rate: like 10/m, 5/s, 100/h or 0");
+      if (focusInvalid(form)) return false;
+      dlg.close("done");
+      const args = { fn: fn.value.trim(), rate: rate.value.trim() };
+      await perform("task.rate_limit", args, { title: `Rate limit ${args.fn}`, verb: "Rate limit", button: opener, twoPhase: true });
+      return false;
+    },
+  });
+}
+
+const FORMS = { run: runForm, batch: batchForm, broadcast: broadcastForm, stuck: stuckForm, purge: purgeForm, cleanup: cleanupForm, rate: rateForm };

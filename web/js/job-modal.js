@@ -412,6 +412,16 @@ function buildDetails(jobId) {
     });
     actions.append(button);
   }
+  // A function that misbehaves can be slowed down everywhere it runs (sources that have rate limits).
+  const limit = /** @type {HTMLButtonElement} */ (el("button", "btn", "Rate limit…"));
+  limit.type = "button";
+  limit.dataset.op = "rate";
+  gate(limit, () => can("task.rate_limit"), { note: reasonId });
+  limit.addEventListener("click", () => {
+    const fn = field(pane, "fn").textContent || "";
+    import("./forms.js").then((forms) => forms.open("rate", { fn }, limit));
+  });
+  actions.append(limit);
   const reason = el("span", "muted jm-reason gate-note");
   reason.id = reasonId;
   reason.hidden = true;
