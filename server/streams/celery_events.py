@@ -22,6 +22,9 @@ import msgspec
 from server.streams.events import ActiveJob, Heartbeat, JobEvent, RunnerStopped
 
 DEFAULT_QUEUE = "celery"
+MAX_ATTEMPTS_KEPT = 50  # task-received clocks remembered per task
+# What a late event of an earlier attempt becomes: that attempt started, or it ended in a retry.
+_LATE = {"task-started": "started", "task-retried": "retried", "task-failed": "retried"}
 MAX_ACTIVE = 100  # jobs a heartbeat lists (the protocol's cap)
 _encode = msgspec.json.Encoder().encode
 
@@ -32,6 +35,10 @@ class _Task:
     queue: str  # already a valid channel name (`_channel`): worked out once per task, not per event
     attempt: int = 1
     worker: str | None = None
+    # (worker, Lamport clock of its task-received there, attempt): an event that arrives late is put in the
+    # attempt it belongs to by Celery's logical clock, not in the newest one. Clocks are compared only
+    # within one worker: without gossip, workers' clocks are not kept in step with each other.
+    received: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -230,6 +237,9 @@ class Translator:
             else:
                 task.name, task.queue, task.attempt = name, queue, retries + 1
                 self.tasks.move_to_end(uuid)
+            clock = event.get("clock")
+            if kind == "task-received" and isinstance(clock, int) and len(task.received) < MAX_ATTEMPTS_KEPT:
+                task.received.append((host, clock, retries + 1))
             eta = event.get("eta")
             name_event = "scheduled" if isinstance(eta, int | float) and eta > ts else "queued"
             fields["queued_at"] = ts
@@ -249,6 +259,26 @@ class Translator:
             while len(self.tasks) > self.max_tasks:
                 self.tasks.popitem(last=False)
         worker = self.workers.get(host) if host else None
+        attempt = self._attempt_of(task, host, event.get("clock"))
+        if attempt != task.attempt:
+            # A late event of an earlier attempt (Celery's clock says so): fold it as that attempt's, so the
+            # reducer's (attempt, phase) order leaves the newer attempt alone.
+            return (
+                self._job(
+                    _LATE.get(kind, "retried"),
+                    uuid,
+                    task,
+                    host,
+                    float(event["timestamp"]),
+                    {
+                        "runner": host or None,
+                        "error": str(event.get("exception") or "")[:2000] or None,
+                    },
+                    attempt=attempt,
+                )
+                if kind in _LATE
+                else None
+            )
         if kind == "task-started":
             task.worker = host or None
             if worker is not None:
@@ -284,12 +314,27 @@ class Translator:
         self.unknown += 1
         return None
 
-    def _job(self, name: str, uuid: str, task: _Task, host: str, ts: float, fields: dict[str, Any]) -> JobEvent:
+    @staticmethod
+    def _attempt_of(task: _Task, host: str, clock: Any) -> int:
+        """The attempt an event from `host` with Lamport `clock` belongs to: the last one `host` received
+        before it (the newest attempt when `host` received none, or no clock says)."""
+        if not isinstance(clock, int):
+            return task.attempt
+        attempt = 0
+        latest = -1
+        for worker, received_at, number in task.received:
+            if worker == host and latest < received_at < clock:
+                attempt, latest = number, received_at
+        return attempt or task.attempt
+
+    def _job(
+        self, name: str, uuid: str, task: _Task, host: str, ts: float, fields: dict[str, Any], attempt: int = 0
+    ) -> JobEvent:
         src = host or "celery-producer"
         seq = self._seq(src)
         return JobEvent(
             v=1, id=f"{src}:{seq}:{uuid}"[:200], src=src[:200], seq=seq, ts=ts, event=name,  # type: ignore[arg-type]
-            job=uuid[:200], channel=task.queue, fn=task.name[:300] or "?", attempt=task.attempt, **fields,
+            job=uuid[:200], channel=task.queue, fn=task.name[:300] or "?", attempt=attempt or task.attempt, **fields,
         )  # fmt: skip
 
 

@@ -146,3 +146,24 @@ def test_reconcile_from_inspect_and_task_events_off() -> None:
     translator.translate(beat(ts=T0 + 8, processed=7))
     translator.translate(beat(ts=T0 + 10, processed=9))
     assert translator.newly_off == ["w1@host"]
+
+
+def test_a_late_event_of_an_earlier_attempt_stays_in_that_attempt() -> None:
+    """Celery's logical clock puts a retry that arrives after the next attempt began back in its own attempt."""
+    translator = Translator()
+    state = initial_state()
+    events = [
+        task("task-received", "t", ts=T0, name="x.y", clock=5, retries=0),
+        task("task-started", "t", ts=T0 + 1, clock=6),
+        # Attempt 2, received and started on another worker (its own clock), before attempt 1's retry arrives.
+        {**task("task-received", "t", ts=T0 + 3, name="x.y", clock=40, retries=1), "hostname": "w2@host"},
+        {**task("task-started", "t", ts=T0 + 4, clock=41), "hostname": "w2@host"},
+        task("task-retried", "t", ts=T0 + 2, clock=7, exception="E()", traceback="tb"),
+    ]
+    for event in events:
+        for translated in translator.translate(event):
+            fold(state, translated, T0 + 5)
+    job = state.jobs["t"]
+    assert (job.status, job.attempt, job.runner) == ("running", 2, "w2@host")
+    late = [h for h in job.history if h[1] == "retried"]
+    assert late and late[0][2] == 1  # kept in the history as attempt 1's retry
