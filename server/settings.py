@@ -30,7 +30,7 @@ class Settings:
     """All of jobpulse's configuration. Build with `Settings.from_env()`."""
 
     redis_url: str = _setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis of the job system (the source)")
-    store_url: str = _setting("JOBPULSE_STORE_URL", "", "Redis for jobpulse's own durable state; empty = REDIS_URL")
+    store_url: str = _setting("JOBPULSE_STORE_URL", "", "Redis for jobpulse's own state; empty = the source's Redis")
     prefix: str = _setting("JOBPULSE_PREFIX", "jobpulse", "key and channel prefix of the native protocol")
     source: str = _setting("JOBPULSE_SOURCE", "native", "job system: native or celery (mojo: not yet available)")
     host: str = _setting("HOST", "127.0.0.1", "address the web server binds")
@@ -189,7 +189,13 @@ class Settings:
 
     @property
     def store(self) -> str:
-        return self.store_url or self.redis_url
+        """Where jobpulse keeps its own state: JOBPULSE_STORE_URL, else the source's Redis (for a Celery
+        source given only its broker, the broker's Redis)."""
+        if self.store_url:
+            return self.store_url
+        if self.source == "celery" and self.celery_broker:
+            return self.celery_broker
+        return self.redis_url
 
     def limits(self) -> Limits:
         return Limits(

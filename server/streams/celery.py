@@ -32,7 +32,7 @@ from server.actions import SPECS, Args
 from server.settings import Settings
 from server.streams.celery_actions import UNSUPPORTED, CeleryActions, Performed
 from server.streams.celery_events import Inspection, Translator
-from server.streams.events import ChannelDepth, Depth, Rejected, SourceStatus
+from server.streams.events import ChannelDepth, Reconciled, Rejected, SourceStatus
 from server.streams.native import CommandError, Sink, WireCommand
 from server.streams.subscriber import Subscriber, SubscriberError
 from server.tasks import cancel_and_wait
@@ -127,7 +127,6 @@ class CeleryConnector:
         self.redis = aredis.Redis.from_url(self.broker, socket_timeout=5.0, socket_connect_timeout=5.0)
         self.connected = False
         self.last_message_at: float | None = None
-        self.seq = 0
         self.control: Control | None = None
         self.events_off: set[str] = set()  # workers found finishing tasks without task events
         self.actions: CeleryActions | None = None
@@ -223,7 +222,9 @@ class CeleryConnector:
                     pipe.llen(queue)
                     for step in PRIORITY_STEPS:
                         pipe.llen(f"{queue}{PRIORITY_SEP}{step}")
+                started = time.perf_counter()
                 lengths = await pipe.execute()
+                rtt = time.perf_counter() - started  # the broker's round trip, for the health card
                 inflight = await self._unacked()
                 width = 1 + len(PRIORITY_STEPS)
                 now = self.clock()
@@ -233,8 +234,8 @@ class CeleryConnector:
                     channels[queue] = ChannelDepth(
                         queued=queued, inflight=inflight.get(queue, 0), scheduled=0, oldest=None, ts=now
                     )
-                self.seq += 1
-                self.sink.feed(Depth(v=1, src="celery-broker", seq=self.seq, ts=now, channels=channels), now)
+                # What the broker's lists say now: the same fold as the native source's authoritative keys.
+                self.sink.feed(Reconciled(at=now, registered=(), heartbeats=(), depth=channels, rtt=rtt), now)
                 self.sink.chunk_end()
             except (aredis.RedisError, OSError) as exc:
                 log.warning("could not read queue depths: %s", exc)
