@@ -23,6 +23,7 @@ def make_app(broker: str) -> Celery:
         # A worker with events off (the default in Celery): jobpulse must turn them on itself.
         worker_send_task_events=not os.environ.get("CELERY_EVENTS_OFF"),
         task_track_started=True,
+        result_extended=True,  # the backend keeps a task's name and arguments: what job.retry re-sends
         result_expires=600,
         broker_connection_retry_on_startup=True,
         task_routes={f"{NAME}.send_mail": {"queue": "emails"}},

@@ -219,6 +219,16 @@ async def test_actions_on_a_real_worker(broker: str, prefix: str) -> None:
         assert run["ok"], run
         assert await asyncio.to_thread(lambda: tasks.app.AsyncResult(run["result"]["job"]).get(timeout=20)) == 5
 
+        # Retry a failed task: sent again with its original arguments (from the extended result backend).
+        failed = tasks.fail.delay("try again")
+        with pytest.raises(ValueError, match="try again"):
+            await asyncio.to_thread(failed.get, timeout=20)
+        retried = await client.command("job.retry", {"job": failed.id})
+        assert retried["ok"] and retried["result"]["of"] == failed.id, retried
+        again = tasks.app.AsyncResult(retried["result"]["job"])
+        with pytest.raises(ValueError, match="try again"):
+            await asyncio.to_thread(again.get, timeout=20)
+
         # Pause a queue: its tasks wait in the broker's list; purge empties it (Celery sees nothing left).
         paused = await client.command("channel.pause", {"channel": "emails"})
         assert paused["ok"] and paused["result"]["workers"] == 1, paused
