@@ -29,6 +29,7 @@ from server.audit import AuditLog, LiveFeed
 from server.auth import Directory
 from server.commander import Commander
 from server.handlers import api, login, pages, ws
+from server.metrics import registry_for
 from server.security import Gate
 from server.sessions import Sessions, shared_secret
 from server.settings import Settings
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             settings, aggregator.state, aggregator.connector, store, app.state.audit, secret, live_audit.note
         )
         audit_task = asyncio.create_task(live_audit.run(), name="audit-feed")
+        app.state.metrics_registry = registry_for(app.state)
         hub.start()
         await aggregator.start()
         freeze_startup()
@@ -167,6 +169,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         Route("/api/widgets/{name}", api.widget_api, name="widget_api"),
         Route("/api/jobs/health", api.health_api, name="health_api"),
         Route("/api/stats", api.stats_api, name="stats_api"),
+        Route("/metrics", api.metrics, name="metrics"),
         Route("/healthz", api.healthz, name="healthz"),
         Route("/readyz", api.readyz, name="readyz"),
         WebSocketRoute("/ws", ws.live_ws, name="live_ws"),

@@ -148,7 +148,7 @@ class Gate:
         return None
 
     async def _refuse(self, scope: Scope, send: Send, path: str) -> None:
-        if path.startswith("/api/"):
+        if path.startswith("/api/") or path == "/metrics":
             body = b'{"error":"unauthorized","message":"sign in, or send Authorization: Bearer <token>"}'
             headers = [(b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="jobpulse"')]
             await _respond(send, 401, headers, body)

@@ -120,3 +120,11 @@ async def job_health_api(request: Request) -> Response:
 def _channel_status(alerts: dict[str, Any], channel: str) -> str:
     severities = {a["severity"] for a in alerts.values() if a["key"] == channel}
     return "critical" if "critical" in severities else ("warning" if severities else "ok")
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text format: jobpulse's own health and the fleet's (server/metrics.py)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    registry = request.app.state.metrics_registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

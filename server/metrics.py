@@ -1,0 +1,119 @@
+"""Prometheus metrics at `/metrics`: jobpulse's own health and the fleet's, read when scraped.
+
+Shell layer. A custom collector reads the live state and the hub's counters at
+scrape time, so nothing is counted twice and the hot path (fold, fan-out) pays
+nothing per event. The text format is prometheus-client's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from server.streams.state import DAY_MINUTES, RUNNER_STATUSES
+
+
+class JobpulseCollector(Collector):
+    """Everything jobpulse knows, as metric families, at the moment of the scrape."""
+
+    def __init__(self, app_state: Any) -> None:
+        self.app_state = app_state
+
+    def collect(self) -> Iterator[Any]:
+        st = self.app_state
+        aggregator = st.aggregator
+        state = aggregator.state
+        health = state.health
+        source = aggregator.connector.name
+
+        events = CounterMetricFamily("jobpulse_events", "Source messages folded", labels=["source"])
+        events.add_metric([source], health.events)
+        yield events
+        rejected = CounterMetricFamily(
+            "jobpulse_events_rejected", "Source messages refused", labels=["source", "reason"]
+        )
+        for reason, n in sorted(health.rejected.items()):
+            rejected.add_metric([source, reason], n)
+        yield rejected
+        dupes = CounterMetricFamily("jobpulse_events_duplicate", "Redelivered events dropped", labels=["source"])
+        dupes.add_metric([source], health.dupes)
+        yield dupes
+        gaps = CounterMetricFamily("jobpulse_source_gaps", "Seq gaps seen (messages lost)", labels=["source"])
+        gaps.add_metric([source], health.gaps)
+        yield gaps
+        up = GaugeMetricFamily("jobpulse_source_up", "1 while the source's Redis is connected", labels=["source"])
+        up.add_metric([source], 1.0 if aggregator.connector.connected else 0.0)
+        yield up
+        if health.rtt is not None:
+            yield GaugeMetricFamily("jobpulse_redis_rtt_seconds", "Source Redis round trip", value=health.rtt)
+        if health.last_event is not None:
+            yield GaugeMetricFamily(
+                "jobpulse_last_event_timestamp_seconds", "When the last source message was folded",
+                value=health.last_event,
+            )  # fmt: skip
+
+        hub = st.hub
+        yield GaugeMetricFamily("jobpulse_clients", "Websocket clients connected", value=len(hub.clients))
+        yield GaugeMetricFamily("jobpulse_views", "Parametrized views open", value=hub.views)
+        queued = sum(len(c.outbox) for c in hub.clients)
+        yield GaugeMetricFamily("jobpulse_client_queued_messages", "Messages waiting in client outboxes", value=queued)
+        stats = hub.stats
+        for name, doc, value in (
+            ("jobpulse_ticks", "Widget flushes (ticks)", stats.flushes),
+            ("jobpulse_patches", "Widget patches made", stats.patches),
+            ("jobpulse_messages", "Websocket messages built", stats.messages),
+            ("jobpulse_client_resyncs", "Slow clients sent a snapshot instead of a backlog", stats.resyncs),
+            ("jobpulse_clients_stalled_closed", "Clients closed for reading nothing", stats.stalled_closed),
+            ("jobpulse_snapshots_encoded", "Snapshots encoded (once per widget version)", stats.snapshots_encoded),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        yield CounterMetricFamily("jobpulse_tick_seconds", "Time spent flushing widgets", value=stats.flush_seconds)
+
+        commands = CounterMetricFamily("jobpulse_commands", "Operator commands by outcome", labels=["outcome"])
+        for outcome, n in sorted(st.commander.counters.items()):
+            commands.add_metric([outcome], n)
+        yield commands
+        bad = CounterMetricFamily("jobpulse_http_events", "Refusals at the edge", labels=["what"])
+        for what, n in sorted(st.counters.items()):
+            bad.add_metric([what], n)
+        yield bad
+
+        # The fleet.
+        runners = GaugeMetricFamily("jobpulse_runners", "Runners by status", labels=["status"])
+        counts = dict.fromkeys(RUNNER_STATUSES, 0)
+        for runner in state.runners.values():
+            counts[runner.status] = counts.get(runner.status, 0) + 1
+        for status, n in counts.items():
+            runners.add_metric([status], n)
+        yield runners
+        queued_jobs = GaugeMetricFamily("jobpulse_channel_queued", "Jobs queued per channel", labels=["channel"])
+        inflight = GaugeMetricFamily("jobpulse_channel_inflight", "Jobs in flight per channel", labels=["channel"])
+        oldest = GaugeMetricFamily(
+            "jobpulse_channel_oldest_age_seconds", "Age of the oldest queued job per channel", labels=["channel"]
+        )
+        for name, channel in sorted(state.channels.items()):
+            queued_jobs.add_metric([name], channel.queued)
+            inflight.add_metric([name], channel.inflight)
+            if channel.oldest is not None and channel.queued:
+                oldest.add_metric([name], max(0.0, state.now - channel.oldest))
+        yield queued_jobs
+        yield inflight
+        yield oldest
+        # A 24 h window is a gauge (it falls as minutes leave it); columns: published, completed, failed, retried.
+        done = GaugeMetricFamily(
+            "jobpulse_channel_jobs_24h", "Jobs finished per channel in the last 24 h", labels=["channel", "result"]
+        )
+        first, last = state.minute - DAY_MINUTES + 1, state.minute
+        for name, ring in sorted(state.channel_series.items()):
+            done.add_metric([name, "completed"], ring.sum(first, last, 1))
+            done.add_metric([name, "failed"], ring.sum(first, last, 2))
+        yield done
+
+
+def registry_for(app_state: Any) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(JobpulseCollector(app_state))
+    return registry

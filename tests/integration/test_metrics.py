@@ -1,0 +1,48 @@
+"""`/metrics` for Prometheus: jobpulse's own health and the fleet's, from a real server and a simulated fleet."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import LiveServer, SimulatedFleet, bearer, users_env
+
+
+def scrape(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url + "/metrics", headers=headers or {}), timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read().decode()
+
+
+def test_metrics_of_a_live_fleet(live_server: LiveServer, simulated_fleet: SimulatedFleet) -> None:
+    status, text = scrape(live_server.url)
+    assert status == 200
+    for name in ("jobpulse_events_total", "jobpulse_source_up", "jobpulse_clients", "jobpulse_ticks_total",
+                 "jobpulse_runners", "jobpulse_channel_queued", "jobpulse_commands_total"):  # fmt: skip
+        assert name in text, name
+    assert 'jobpulse_source_up{source="native"} 1.0' in text
+    online = [line for line in text.splitlines() if line.startswith('jobpulse_runners{status="online"}')
+              or line.startswith('jobpulse_runners{status="busy"}')]  # fmt: skip
+    assert sum(float(line.split()[-1]) for line in online) >= 1
+    assert 'jobpulse_channel_queued{channel="' in text
+
+
+@pytest.fixture
+def signed_server(redis_url: str, prefix: str) -> Iterator[LiveServer]:
+    server = LiveServer(redis_url, prefix, env=users_env()).start()
+    yield server
+    server.stop()
+    server.close()
+
+
+def test_metrics_need_a_token(signed_server: LiveServer) -> None:
+    status, _ = scrape(signed_server.url)
+    assert status == 401
+    status, text = scrape(signed_server.url, bearer("vera"))
+    assert status == 200 and "jobpulse_events_total" in text
