@@ -173,6 +173,13 @@ class LiveServer:
             status = exc.code
         return status, {c.name: c.value or "" for c in jar}
 
+    def finish(self) -> str:
+        """Stop the server, close its log, and return everything it logged (tests check it for tracebacks)."""
+        self.stop()
+        output = self.output()
+        self.close()
+        return output
+
     def output(self) -> str:
         self._log.seek(0)
         return self._log.read().decode(errors="replace")
@@ -197,9 +204,7 @@ def live_server(redis_url: str, prefix: str) -> Iterator[LiveServer]:
     """A real jobpulse server (uvicorn subprocess) on a free port, on this test's Redis and prefix."""
     server = LiveServer(redis_url, prefix).start()
     yield server
-    server.stop()
-    output = server.output()
-    server.close()
+    output = server.finish()
     assert "Traceback" not in output, f"the server logged a traceback:\n{output}"
 
 

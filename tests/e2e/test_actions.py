@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
-import redis
 
 from tests.conftest import TEST_USERS, LiveServer, SimulatedFleet, users_env
 from tests.e2e.support import FirstLoad, Locator, Page, expect, install_ws_probe
@@ -52,9 +50,7 @@ def server(redis_url: str, prefix: str) -> Iterator[LiveServer]:
     """A jobpulse with real sign-in (users vera, oscar, ada)."""
     live = LiveServer(redis_url, prefix, users_env(JOBPULSE_SESSION_CHECK_S="1")).start()
     yield live
-    live.stop()
-    output = live.output()
-    live.close()
+    output = live.finish()
     assert "Traceback" not in output, f"the server logged a traceback:\n{output}"
 
 
@@ -65,18 +61,7 @@ def fleet(server: LiveServer) -> Iterator[SimulatedFleet]:
         server, "--runners", "4", "--channels", "3", "--rate", "6", "--seed", "11",
         "--time-scale", "0.3", "--silent-after", "never", "--heartbeat", "1",
     )  # fmt: skip
-    # SimulatedFleet.wait_for_runners asks the HTTP API, which wants a signed-in user here: ask Redis instead
-    # (the pages then wait for the runners to show).
-    client = redis.Redis.from_url(server.redis_url)
-    try:
-        deadline = time.monotonic() + 20
-        while client.scard(f"{server.prefix}:runners") < 4:
-            if sim.process.poll() is not None or time.monotonic() > deadline:
-                sim.stop()
-                raise RuntimeError(f"no 4 runners within 20 s:\n{sim.output()}")
-            time.sleep(0.2)
-    finally:
-        client.close()
+    sim.wait_for_runners(4)  # asks the HTTP API with an admin token when the server signs users in
     yield sim
     sim.stop()
 

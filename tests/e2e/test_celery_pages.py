@@ -33,9 +33,7 @@ def cluster(prefix: str) -> Iterator[tuple[LiveServer, Any, str]]:
         tasks.close()
         worker.stop()
         worker.log.close()
-        server.stop()
-        output = server.output()
-        server.close()
+        output = server.finish()
         broker.stop()
         assert "Traceback" not in output, output
 

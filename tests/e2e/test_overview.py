@@ -261,9 +261,7 @@ def tight_fleet(redis_url: str, prefix: str) -> Iterator[LiveServer]:
         yield server
     finally:
         fleet.stop()
-        server.stop()
-        output = server.output()
-        server.close()
+        output = server.finish()
     assert "Traceback" not in output, f"the server logged a traceback:\n{output}"
 
 

@@ -27,9 +27,7 @@ def server(redis_url: str, prefix: str) -> Iterator[LiveServer]:
     env["JOBPULSE_TOKENS"] += " " + _wall_entry()
     live = LiveServer(redis_url, prefix, env=env).start()
     yield live
-    live.stop()
-    output = live.output()
-    live.close()
+    output = live.finish()
     assert "Traceback" not in output, output
 
 

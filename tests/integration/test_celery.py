@@ -70,9 +70,7 @@ def cluster(broker: str, prefix: str) -> Iterator[tuple[LiveServer, Any]]:
     finally:
         tasks.close()
         worker.stop()
-        server.stop()
-        output = server.output()
-        server.close()
+        output = server.finish()
         worker.log.close()
         assert "Traceback" not in output, output
 
@@ -179,9 +177,7 @@ def test_late_start_reconciles_from_inspect_and_turns_events_on(broker: str, pre
         worker.stop()
         worker.log.close()
         if server is not None:
-            server.stop()
-            output = server.output()
-            server.close()
+            output = server.finish()
             assert "Traceback" not in output, output
 
 
@@ -259,7 +255,5 @@ async def test_actions_on_a_real_worker(broker: str, prefix: str) -> None:
         await store.aclose()
         worker.stop()
         worker.log.close()
-        server.stop()
-        output = server.output()
-        server.close()
+        output = server.finish()
         assert "Traceback" not in output, output

@@ -30,9 +30,7 @@ def server(redis_url: str, prefix: str) -> Iterator[LiveServer]:
         env=users_env(JOBPULSE_CONFIRM_TTL_S="4", JOBPULSE_COMMAND_TIMEOUT_S="1", JOBPULSE_COMMAND_RATE="100000"),
     ).start()
     yield live
-    live.stop()
-    output = live.output()
-    live.close()
+    output = live.finish()
     assert "Traceback" not in output, f"the server logged a traceback:\n{output}"
 
 
@@ -325,9 +323,7 @@ async def test_cleanup_removes_dead_runners(redis_url: str, prefix: str, store: 
             await ada.close()
     finally:
         sim.stop()
-        server.stop()
-        output = server.output()
-        server.close()
+        output = server.finish()
     assert "Traceback" not in output, output
 
 

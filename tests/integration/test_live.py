@@ -178,9 +178,7 @@ async def test_restart_rebuilds_the_fleet_from_keys_and_keeps_history(redis_url,
                               and "keyed-runner" in c.data["runners"]["rows"])  # fmt: skip
         await client.close()
     finally:
-        server.stop()
-        output = server.output()
-        server.close()
+        output = server.finish()
     assert "Traceback" not in output
 
 
@@ -278,9 +276,7 @@ async def test_a_client_that_never_reads_is_closed_and_others_keep_going(redis_u
         await healthy.close()
     finally:
         sock.close()
-        server.stop()
-        output = server.output()
-        server.close()
+        output = server.finish()
     assert "Traceback" not in output
 
 
