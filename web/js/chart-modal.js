@@ -6,6 +6,7 @@
  * Escape or the backdrop, and returns focus to the control that opened it.
  */
 import { mount, register, unmount } from "./app.js";
+import { linkStylesheet } from "./format.js";
 import { viewKey } from "./views.js";
 import * as chart from "./widgets/overview/chart.js";
 import { field } from "./widgets/overview/list.js";
@@ -36,12 +37,7 @@ const MARKUP = `
   </div>`;
 
 function build() {
-  if (!document.querySelector('link[href$="/css/chart.css"]')) {
-    const link = document.createElement("link");
-    link.rel = "stylesheet";
-    link.href = "/static/css/chart.css";
-    document.head.append(link);
-  }
+  linkStylesheet(new URL("../css/chart.css", import.meta.url).href);
   dialog = document.createElement("dialog");
   dialog.className = "modal";
   dialog.id = "chart-modal";

@@ -5,7 +5,7 @@
  * (or the × button) cancels, and closing gives focus back to the opener. It links web/css/actions.css
  * itself, so pages need not.
  */
-import { el } from "./format.js";
+import { el, linkStylesheet } from "./format.js";
 
 const FOCUSABLE = 'a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex="-1"])';
 let seq = 0;
@@ -109,12 +109,5 @@ export function button(label, kind = "") {
 
 /** The page may not link actions.css; the dialog links it once. */
 function ensureStyles() {
-  const href = new URL("../css/actions.css", import.meta.url).href;
-  for (const link of document.querySelectorAll('link[rel="stylesheet"]')) {
-    if (/** @type {HTMLLinkElement} */ (link).href === href) return;
-  }
-  const link = /** @type {HTMLLinkElement} */ (el("link"));
-  link.rel = "stylesheet";
-  link.href = href;
-  document.head.append(link);
+  linkStylesheet(new URL("../css/actions.css", import.meta.url).href);
 }

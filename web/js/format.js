@@ -37,3 +37,24 @@ export function flash(node) {
     easing: "ease-out",
   });
 }
+
+/**
+ * Link a stylesheet once (pages link only what they always need; dialogs bring their own). Resolves when it
+ * has loaded, failed (unstyled beats nothing), or was already linked.
+ * @param {string} href an absolute URL, e.g. `new URL("../css/x.css", import.meta.url).href`
+ * @returns {Promise<void>}
+ */
+export function linkStylesheet(href) {
+  for (const link of document.querySelectorAll('link[rel="stylesheet"]')) {
+    if (/** @type {HTMLLinkElement} */ (link).href === href) return Promise.resolve();
+  }
+  const link = /** @type {HTMLLinkElement} */ (el("link"));
+  link.rel = "stylesheet";
+  link.href = href;
+  const loaded = new Promise((resolve) => {
+    link.addEventListener("load", () => resolve(undefined));
+    link.addEventListener("error", () => resolve(undefined));
+  });
+  document.head.append(link);
+  return /** @type {Promise<void>} */ (loaded);
+}

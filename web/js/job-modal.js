@@ -18,7 +18,7 @@ import { perform } from "./action.js";
 import { mount, register, unmount } from "./app.js";
 import { refreshTimes } from "./clock.js";
 import { can } from "./commands.js";
-import { clockTime, el, setText } from "./format.js";
+import { clockTime, el, linkStylesheet, setText } from "./format.js";
 import { gate, regateAll } from "./gate.js";
 import { viewKey } from "./views.js";
 import { syncRows } from "./widgets/rows.js";
@@ -174,14 +174,7 @@ function ensureDialog() {
 
 /** The page may not link jobs.css; the modal then links it itself. */
 function ensureStyles() {
-  const href = new URL("../css/jobs.css", import.meta.url).href;
-  for (const link of document.querySelectorAll('link[rel="stylesheet"]')) {
-    if (/** @type {HTMLLinkElement} */ (link).href === href) return;
-  }
-  const link = /** @type {HTMLLinkElement} */ (el("link"));
-  link.rel = "stylesheet";
-  link.href = href;
-  document.head.append(link);
+  linkStylesheet(new URL("../css/jobs.css", import.meta.url).href);
 }
 
 /**

@@ -5,7 +5,7 @@
  * its kind in an icon and a word as well as in colour, dismisses itself (errors stay longer: they need
  * reading) and has a close button.
  */
-import { el } from "./format.js";
+import { el, linkStylesheet } from "./format.js";
 
 /** @typedef {"success" | "error" | "info"} Kind */
 
@@ -18,15 +18,7 @@ const MAX_SHOWN = 5;
 /** Link web/css/toasts.css once; resolves when it has loaded (or failed: a plain toast beats none). */
 let styled = /** @type {Promise<void> | null} */ (null);
 function ensureStyles() {
-  styled ??= new Promise((resolve) => {
-    const href = new URL("../css/toasts.css", import.meta.url).href;
-    const link = /** @type {HTMLLinkElement} */ (el("link"));
-    link.rel = "stylesheet";
-    link.href = href;
-    link.addEventListener("load", () => resolve());
-    link.addEventListener("error", () => resolve());
-    document.head.append(link);
-  });
+  styled ??= linkStylesheet(new URL("../css/toasts.css", import.meta.url).href);
   return styled;
 }
 

@@ -6,7 +6,7 @@
  * data updates the same plot in place (setData) unless the set of channels changed.
  */
 import { now } from "../../clock.js";
-import { clockTime, count, setText } from "../../format.js";
+import { clockTime, count, linkStylesheet, setText } from "../../format.js";
 import { field } from "./list.js";
 
 // Eight channels at most; the legend names each series, and the later ones are dashed, so no series is told
@@ -26,13 +26,7 @@ let loading = null;
 /** Load uPlot (module and stylesheet) once; resolves to the uPlot constructor. */
 export function loadUPlot() {
   if (!loading) {
-    const css = new URL("../../../vendor/uplot/uPlot.min.css", import.meta.url).href;
-    if (![...document.querySelectorAll("link[rel=stylesheet]")].some((l) => /** @type {HTMLLinkElement} */ (l).href === css)) {
-      const link = document.createElement("link");
-      link.rel = "stylesheet";
-      link.href = css;
-      document.head.append(link);
-    }
+    linkStylesheet(new URL("../../../vendor/uplot/uPlot.min.css", import.meta.url).href);
     loading = import("../../../vendor/uplot/uPlot.esm.js").then((module) => module.default);
     loading.catch(() => {
       loading = null; // let the next open try again
