@@ -30,7 +30,7 @@ import redis.asyncio as aredis
 
 from server.actions import SPECS, Args
 from server.settings import Settings
-from server.streams.celery_actions import UNSUPPORTED, CeleryActions, Performed
+from server.streams.celery_actions import PRIORITY_SEP, UNSUPPORTED, CeleryActions, Performed, queue_keys
 from server.streams.celery_events import Inspection, Translator
 from server.streams.events import ChannelDepth, Reconciled, Rejected, SourceStatus
 from server.streams.native import CommandError, Sink, WireCommand
@@ -39,8 +39,6 @@ from server.tasks import cancel_and_wait
 
 log = logging.getLogger("jobpulse.celery")
 
-PRIORITY_SEP = "\x06\x16"
-PRIORITY_STEPS = (3, 6, 9)  # kombu's default priority_steps besides 0 (which is the plain list)
 MAX_UNACKED_READ = 10_000  # entries of kombu's unacked hash read per poll, at most
 MAX_EXCHANGES = 1000  # binding sets read to find queues
 NO_CELERY = "the celery package is not installed: pip install 'jobpulse[celery]'"
@@ -219,14 +217,13 @@ class CeleryConnector:
                 queues = await self._queues()
                 pipe = self.redis.pipeline(transaction=False)
                 for queue in queues:
-                    pipe.llen(queue)
-                    for step in PRIORITY_STEPS:
-                        pipe.llen(f"{queue}{PRIORITY_SEP}{step}")
+                    for key in queue_keys(queue):
+                        pipe.llen(key)
                 started = time.perf_counter()
                 lengths = await pipe.execute()
                 rtt = time.perf_counter() - started  # the broker's round trip, for the health card
                 inflight = await self._unacked()
-                width = 1 + len(PRIORITY_STEPS)
+                width = len(queue_keys(""))  # lists per queue, as read above
                 now = self.clock()
                 channels = {}
                 for i, queue in enumerate(queues):

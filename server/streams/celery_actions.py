@@ -27,7 +27,14 @@ from server.streams.state import State
 log = logging.getLogger("jobpulse.celery")
 
 PRIORITY_SEP = "\x06\x16"
-PRIORITY_STEPS = (3, 6, 9)
+PRIORITY_STEPS = (3, 6, 9)  # kombu's default priority_steps besides 0 (which is the plain list)
+
+
+def queue_keys(queue: str) -> list[str]:
+    """The Redis lists that hold a queue's waiting messages: the queue itself and one per priority step."""
+    return [queue, *(f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS)]
+
+
 UNSUPPORTED = {
     "runner.logs": "Celery workers keep no log that remote control can read",
     "broadcast": "Celery has no broadcast message or generic config change (rate and time limits are per task)",
@@ -227,7 +234,7 @@ class CeleryActions:
 
     async def _channel(self, action: str, channel: str) -> Performed:
         if action == "channel.purge":
-            keys = [channel, *(f"{channel}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS)]
+            keys = queue_keys(channel)
             pipe = self.broker.pipeline(transaction=True)
             for key in keys:
                 pipe.llen(key)
