@@ -118,7 +118,14 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         store = aggregator.store_client
         secret = await shared_secret(store, settings.prefix, settings.secret)
         app.state.sessions = Sessions(
-            store, settings.prefix, secret, settings.session_idle_s, settings.session_max_s, settings.login_failures
+            store,
+            settings.prefix,
+            secret,
+            settings.session_idle_s,
+            settings.session_max_s,
+            settings.login_failures,
+            grace_s=settings.session_grace_s,
+            remember=settings.session_cache,
         )
         app.state.audit = AuditLog(store, settings.prefix, settings.audit_retention_days)
 

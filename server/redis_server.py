@@ -60,15 +60,18 @@ def ping(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 class RedisServer:
-    """A redis-server child process on a free loopback port, persisting nothing.
+    """A redis-server child process on a free loopback port, persisting nothing unless asked.
 
-    Use as a context manager, or call `start()` and `stop()`.
+    Use as a context manager, or call `start()` and `stop()`. With `persist`, every write goes to an
+    append-only file (fsync always), so `kill()` then `start()` is a crash and a restart with the data
+    back, as the outage tests need.
     """
 
-    def __init__(self, port: int | None = None, binary: str | None = None) -> None:
+    def __init__(self, port: int | None = None, binary: str | None = None, persist: bool = False) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.binary = binary or find_redis_server()
+        self.persist = persist
         self.process: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
 
@@ -77,13 +80,15 @@ class RedisServer:
         return f"redis://{self.host}:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
-        self._dir = tempfile.TemporaryDirectory(prefix="jobpulse-redis-")
+        if self._dir is None:  # a restart after kill() keeps the directory, and so the data
+            self._dir = tempfile.TemporaryDirectory(prefix="jobpulse-redis-")
         args = [
             self.binary,
             "--port", str(self.port),
             "--bind", self.host,
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.persist else "no",
+            "--appendfsync", "always",
             "--dir", self._dir.name,
             "--daemonize", "no",
             "--loglevel", "warning",
@@ -100,6 +105,15 @@ class RedisServer:
             time.sleep(0.05)
         self.stop()
         raise RedisServerError(f"redis-server on port {self.port} did not answer within {timeout} s")
+
+    def kill(self) -> None:
+        """SIGKILL the server (a crash): no shutdown, clients see their connections reset. `start()` again."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=5)
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
+        self.process = None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

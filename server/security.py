@@ -10,6 +10,7 @@ docs/protocol.md section 5.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from http.cookies import SimpleCookie
 from typing import Any
@@ -24,6 +25,7 @@ from server.sessions import Sessions
 PRINCIPAL = "jobpulse.principal"
 SESSION_COOKIE = "jp_session"
 CSRF_COOKIE = "jp_csrf"
+STORE_WAIT_S = 2.0  # a stalled store must not hang every request: past this, `Sessions.recall` answers
 OPEN_PATHS = ("/login", "/static/", "/healthz", "/readyz", "/favicon.ico")
 
 CSP = (
@@ -142,9 +144,11 @@ class Gate:
         sessions: Sessions | None = getattr(scope["app"].state, "sessions", None) if "app" in scope else None
         if session and sessions is not None:
             try:
-                return await sessions.resolve(session)
-            except (OSError, RedisError):
-                return None
+                async with asyncio.timeout(STORE_WAIT_S):
+                    return await sessions.resolve(session)
+            except (OSError, RedisError, TimeoutError):
+                # The store is down or stalled: a session this process checked lately still counts.
+                return sessions.recall(session)
         return None
 
     async def _refuse(self, scope: Scope, send: Send, path: str) -> None:

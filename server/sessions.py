@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import cast
 
@@ -45,8 +46,14 @@ class Sessions:
         max_s: float,
         max_failures: int,
         clock: Callable[[], float] = time.time,
+        grace_s: float = 0.0,
+        remember: int = 0,
     ) -> None:
         self.client = client
+        self.grace_s = grace_s
+        self.remember = remember
+        # Sessions this process resolved lately, for `recall` while the store is unreachable (LRU, capped).
+        self._recent: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
         self.secret = secret
         self.idle_s = idle_s
         self.max_s = max_s
@@ -95,7 +102,27 @@ class Sessions:
             return None
         await self.client.expire(key, int(self.idle_s))
         role: Role = ROLES[ROLES.index(role_text)]
-        return Principal(user, role, "session", session=key)
+        principal = Principal(user, role, "session", session=key)
+        if self.remember:
+            self._recent[key] = (principal, self.clock())
+            self._recent.move_to_end(key)
+            while len(self._recent) > self.remember:
+                self._recent.popitem(last=False)
+        return principal
+
+    def recall(self, cookie: str) -> Principal | None:
+        """While the store cannot answer: the session's user if this process resolved it within `grace_s`.
+
+        A Redis outage must not sign every operator out of the wall; a session cannot be revoked while the
+        store is down anyway, and the grace bounds how stale the answer may be.
+        """
+        session_id = unsign(self.secret, cookie)
+        if session_id is None:
+            return None
+        found = self._recent.get(self.key_of(session_id))
+        if found is None or self.clock() - found[1] > self.grace_s:
+            return None
+        return found[0]
 
     async def alive(self, key: str) -> bool | None:
         """Whether the session with this store key still exists; None when the store cannot say."""

@@ -40,6 +40,11 @@ class Settings:
     beat_s: float = _setting("JOBPULSE_BEAT_S", 2.0, "a quiet client gets a beat this often (its stale detector)")
     clock_ms: int = _setting("JOBPULSE_CLOCK_MS", 1000, "clock tick into the fold (staleness, minute roll-over)")
     reconcile_s: float = _setting("JOBPULSE_RECONCILE_S", 5.0, "re-read the authoritative keys this often")
+    source_ping_s: float = _setting("JOBPULSE_SOURCE_PING_S", 0.5, "PING the source's pub/sub connection this often")
+    source_timeout_s: float = _setting(
+        "JOBPULSE_SOURCE_TIMEOUT_S", 1.0, "source down once its Redis is silent this long (a stall) or will not connect"
+    )
+    source_backoff_max_s: float = _setting("JOBPULSE_SOURCE_BACKOFF_MAX_S", 2.0, "longest wait between reconnects")
     persist_s: float = _setting("JOBPULSE_PERSIST_S", 5.0, "write series, runners and failures to the store this often")
     replay_max: int = _setting("JOBPULSE_REPLAY_MAX", 50_000, "most P:stream entries replayed after a gap or at start")
     message_max: int = _setting("JOBPULSE_MESSAGE_MAX", 1_048_576, "largest accepted pub/sub message, bytes")
@@ -106,6 +111,10 @@ class Settings:
     session_idle_s: float = _setting("JOBPULSE_SESSION_IDLE_S", 28_800.0, "a session unused this long ends (8 h)")
     session_max_s: float = _setting("JOBPULSE_SESSION_MAX_S", 604_800.0, "a session ends this long after sign-in")
     session_check_s: float = _setting("JOBPULSE_SESSION_CHECK_S", 30.0, "re-check open sockets' sessions this often")
+    session_grace_s: float = _setting(
+        "JOBPULSE_SESSION_GRACE_S", 900.0, "store down: trust a session checked within this long (pages stay up)"
+    )
+    session_cache: int = _setting("JOBPULSE_SESSION_CACHE", 10_000, "sessions remembered for the store-down grace")
     login_failures: int = _setting("JOBPULSE_LOGIN_FAILURES", 5, "failed sign-ins per user or address in 15 min")
     command_rate: int = _setting("JOBPULSE_COMMAND_RATE", 60, "commands a user may send a minute")
     command_timeout_s: float = _setting("JOBPULSE_COMMAND_TIMEOUT_S", 5.0, "wait this long for runners' replies")

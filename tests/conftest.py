@@ -211,11 +211,12 @@ def live_server(redis_url: str, prefix: str) -> Iterator[LiveServer]:
 class SimulatedFleet:
     """`jobpulse simulate` in a child process, on a LiveServer's Redis and prefix (a real fleet, for pages)."""
 
-    def __init__(self, server: LiveServer, *args: str) -> None:
+    def __init__(self, server: LiveServer, *args: str, redis_url: str | None = None) -> None:
+        """`redis_url`: where the fleet writes, when jobpulse reads the same Redis another way (a proxy)."""
         self.server = server
         command = [
             sys.executable, "-m", "server.cli", "--log-level", "warning", "simulate",
-            "--redis-url", server.redis_url, "--prefix", server.prefix, *args,
+            "--redis-url", redis_url or server.redis_url, "--prefix", server.prefix, *args,
         ]  # fmt: skip
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)

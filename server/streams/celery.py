@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import random
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -34,8 +33,7 @@ from server.streams.celery_actions import PRIORITY_SEP, UNSUPPORTED, CeleryActio
 from server.streams.celery_events import Inspection, Translator
 from server.streams.events import ChannelDepth, Reconciled, Rejected, SourceStatus
 from server.streams.native import CommandError, Sink, WireCommand
-from server.streams.subscriber import Subscriber, SubscriberError
-from server.tasks import cancel_and_wait
+from server.streams.subscription import stay_subscribed
 
 log = logging.getLogger("jobpulse.celery")
 
@@ -151,33 +149,25 @@ class CeleryConnector:
         """Celery's event stream has no replay; depth is re-read on the next poll anyway."""
 
     async def run(self) -> None:
-        backoff = 0.1
-        while True:
-            try:
-                subscriber = await Subscriber.connect(
-                    self.broker,
-                    patterns=[self.pattern],
-                    on_message=self._on_message,
-                    on_chunk_end=self.sink.chunk_end,
-                    client_name="jobpulse-celery",
-                )
-            except SubscriberError as exc:
-                self._set_connected(False, str(exc))
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-                backoff = min(backoff * 2, 5.0)
-                continue
-            backoff = 0.1
-            self._set_connected(True)
-            log.info("subscribed to Celery events on %s", self.pattern)
-            poll = asyncio.create_task(self._poll_depth())
-            inspect = asyncio.create_task(self._inspect_loop())
-            try:
-                reason = await subscriber.wait_closed()
-            finally:
-                await cancel_and_wait([poll, inspect])
-                subscriber.close()
-            self._set_connected(False, f"lost the subscription: {reason}")
-            log.warning("lost the subscription to %s: %s", self.pattern, reason)
+        s = self.settings
+        await stay_subscribed(
+            self.broker,
+            patterns=[self.pattern],
+            on_message=self._on_message,
+            on_chunk_end=self.sink.chunk_end,
+            on_status=self._set_connected,
+            follow=self._follow,
+            client_name="jobpulse-celery",
+            ping_s=s.source_ping_s,
+            timeout_s=s.source_timeout_s,
+            backoff_max_s=s.source_backoff_max_s,
+        )
+
+    async def _follow(self, first: bool) -> None:
+        """While subscribed: poll the queues' depth and ask the workers (inspect) on their timers."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._poll_depth())
+            group.create_task(self._inspect_loop())
 
     def _set_connected(self, connected: bool, error: str = "") -> None:
         self.connected = connected

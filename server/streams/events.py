@@ -201,6 +201,9 @@ class Reconciled(Struct, frozen=True):
     heartbeats: tuple[Heartbeat, ...]
     depth: dict[str, ChannelDepth]
     rtt: float | None = None
+    # `registered` is the whole registry (not cut at a cap, and the source keeps one): a runner outside it
+    # that is not beating was removed while jobpulse was not listening (an outage), and goes.
+    complete: bool = False
 
 
 class RunnerRecord(Struct, frozen=True):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,8 +33,7 @@ from server.streams.events import (
     SourceStatus,
     parse_message,
 )
-from server.streams.subscriber import Subscriber, SubscriberError
-from server.tasks import cancel_and_wait
+from server.streams.subscription import stay_subscribed
 
 log = logging.getLogger("jobpulse.native")
 
@@ -45,6 +43,7 @@ _depth_decoder = msgspec.json.Decoder(ChannelDepth)
 REPLAY_MARGIN = 2.0  # s replayed before the last message seen: the stream's and our clocks may differ a little
 MGET_CHUNK = 500
 XRANGE_CHUNK = 1000
+RETRY_READ_S = 0.25  # after a failed reconcile or replay; the subscription's keepalive judges whether Redis is up
 
 
 class Sink(Protocol):
@@ -159,34 +158,19 @@ class NativeConnector:
 
     async def run(self) -> None:
         """Stay subscribed until cancelled: connect, catch up, follow; on loss, back off and reconnect."""
-        backoff = 0.1
-        first = True
-        while True:
-            try:
-                subscriber = await Subscriber.connect(
-                    self.settings.redis_url,
-                    [self.events_channel, self.replies_channel],
-                    on_message=self._on_message,
-                    on_chunk_end=self._on_chunk_end,
-                    client_name="jobpulse-native",
-                )
-            except SubscriberError as exc:
-                self._set_connected(False, str(exc))
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))  # full jitter, so processes spread out
-                backoff = min(backoff * 2, 5.0)
-                continue
-            backoff = 0.1
-            self._set_connected(True)
-            log.info("subscribed to %s", self.events_channel)
-            follow = asyncio.create_task(self._follow(since=None if first else self.last_message_at))
-            first = False
-            try:
-                reason = await subscriber.wait_closed()
-            finally:
-                await cancel_and_wait([follow])
-                subscriber.close()
-            self._set_connected(False, f"lost the subscription: {reason}")
-            log.warning("lost the subscription to %s: %s", self.events_channel, reason)
+        s = self.settings
+        await stay_subscribed(
+            s.redis_url,
+            channels=[self.events_channel, self.replies_channel],
+            on_message=self._on_message,
+            on_chunk_end=self._on_chunk_end,
+            on_status=self._set_connected,
+            follow=lambda first: self._follow(since=None if first else self.last_message_at),
+            client_name="jobpulse-native",
+            ping_s=s.source_ping_s,
+            timeout_s=s.source_timeout_s,
+            backoff_max_s=s.source_backoff_max_s,
+        )
 
     def _set_connected(self, connected: bool, error: str = "") -> None:
         self.connected = connected
@@ -194,25 +178,33 @@ class NativeConnector:
         self.sink.chunk_end()
 
     async def _follow(self, since: float | None) -> None:
-        """While subscribed: catch up once now, then reconcile on a timer and catch up after gaps."""
-        try:
-            await self.reconcile()
-            await self.replay(since)
-            while True:
+        """While subscribed: catch up once now, then reconcile on a timer and catch up after gaps.
+
+        A failed read is retried shortly, never given up: right after Redis returns, the first command may
+        meet a pooled connection that died with the old server, and the catch-up it was doing is still owed.
+        """
+        owed: tuple[float | None] | None = (since,)  # a catch-up to do, and from when
+        while True:
+            try:
+                if owed is not None:
+                    await self.reconcile()
+                    await self.replay(owed[0])
+                    owed = None
+                    await asyncio.sleep(1.0)  # at most one catch-up a second, however many gaps
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.settings.reconcile_s):
                         await self._catch_up.wait()
                 if self._catch_up.is_set():
                     self._catch_up.clear()
                     start, self._catch_up_from = self._catch_up_from, None
-                    await self.reconcile()
-                    await self.replay(start)
-                    await asyncio.sleep(1.0)  # at most one catch-up a second, however many gaps
+                    owed = (start,)
                 else:
                     await self.reconcile()
-        except (aredis.RedisError, OSError) as exc:
-            # The subscription's own keepalive notices a dead Redis; here just stop following.
-            log.warning("reconcile failed: %s", exc)
+            except (aredis.RedisError, OSError) as exc:
+                log.warning("reading the source's keys failed (%s); retrying", exc)
+                if owed is None:
+                    owed = (self.last_message_at,)
+                await asyncio.sleep(RETRY_READ_S)
 
     # -- authoritative keys ---------------------------------------------------------------------
 
@@ -225,6 +217,7 @@ class NativeConnector:
         members, raw_depth = await pipe.execute()
         rtt = time.perf_counter() - started
         at = self.clock()
+        complete = len(members) <= self.settings.max_runners
         registered = sorted(m.decode(errors="replace") for m in members)[: self.settings.max_runners]
         beats: list[Heartbeat] = []
         for start in range(0, len(registered), MGET_CHUNK):
@@ -243,7 +236,10 @@ class NativeConnector:
             except (msgspec.DecodeError, UnicodeDecodeError) as exc:
                 self.sink.feed(Rejected("schema", f"depth {name[:100]!r}: {exc}"[:300]), at)
         self.sink.feed(
-            Reconciled(at=at, registered=tuple(registered), heartbeats=tuple(beats), depth=depth, rtt=rtt), at
+            Reconciled(
+                at=at, registered=tuple(registered), heartbeats=tuple(beats), depth=depth, rtt=rtt, complete=complete
+            ),
+            at,
         )
         self.sink.chunk_end()
 

@@ -903,11 +903,32 @@ def _reconciled(state: State, msg: Reconciled) -> int:
             _runner(state, runner_id)  # registered but never seen beating: show it, offline
             state.dirty_runners.add(runner_id)
             changed |= RUNNERS
+    if msg.complete:
+        changed |= _forget_unregistered(state, msg, beating)
     touched = 0
     for name, depth in msg.depth.items():
         touched |= _set_depth(state, name, depth, depth.ts if depth.ts is not None else msg.at)
     if touched:
         changed |= touched | _retotal(state, msg.at)
+    return changed
+
+
+def _forget_unregistered(state: State, msg: Reconciled, beating: set[str]) -> int:
+    """Drop runners the registry no longer lists and that are not alive: their removal was missed."""
+    registered = set(msg.registered)
+    gone = [
+        runner
+        for runner in state.runners.values()
+        if runner.id not in registered
+        and runner.id not in beating
+        # A runner that beat lately may have registered after the registry was read: the next reconcile decides.
+        and runner_status(runner, msg.at, state.limits) in ("stale", "offline")
+    ]
+    changed = 0
+    for runner in gone:
+        del state.runners[runner.id]
+        state.dirty_runners.add(runner.id)
+        changed |= RUNNERS | _runner_event(state, msg.at, runner.id, "removed (no longer registered)", "info")
     return changed
 
 

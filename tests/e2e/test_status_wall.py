@@ -20,6 +20,7 @@ import json
 import os
 import random
 import re
+import signal
 import threading
 import time
 import urllib.request
@@ -307,14 +308,15 @@ def test_wall_renders_large_dark_and_read_only(
 def test_wall_reconnects_after_server_restart(
     page: Page, live_server: LiveServer, simulated_fleet: SimulatedFleet
 ) -> None:
-    """When jobpulse restarts the wall says so, large, then comes back live by itself without reloading."""
+    """When jobpulse crashes (SIGKILL: no close frame) and is started again, the wall says so, large, then comes
+    back live by itself without reloading (the dashboard's restart test covers the graceful 1012 close)."""
     page.set_viewport_size({"width": 1280, "height": 720})
     open_live(page, live_server, WALL)
     page.evaluate("() => { window.__e2eSameDocument = true; }")
     conn = page.locator("#conn")
     expect(conn.locator(".conn-label")).to_have_text("live")
 
-    live_server.stop()
+    live_server.stop(signal.SIGKILL)
     expect(conn).to_have_attribute("data-state", "reconnecting", timeout=10_000)
     expect(conn.locator(".conn-label")).to_have_text("reconnecting")
     expect(page.locator("#banner")).to_be_visible()

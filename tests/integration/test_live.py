@@ -12,7 +12,6 @@ import urllib.request
 import pytest
 import websockets
 
-from server.redis_server import RedisServer
 from tests.conftest import LiveServer
 from tests.integration.helpers import LiveClient, Publisher
 
@@ -207,32 +206,6 @@ async def test_events_while_jobpulse_was_down_are_replayed_at_start(redis_url, p
         await client.close()
     finally:
         server.close()
-
-
-async def test_redis_outage_is_reported_and_healed(prefix):
-    """When the source Redis dies, health says so and /readyz fails; when it returns, jobpulse reconnects."""
-    with RedisServer() as redis_server:
-        server = LiveServer(redis_server.url, prefix).start()
-        try:
-            client = await LiveClient.connect(server.ws_url, ["health"])
-            await client.wait_for(lambda c: c.data["health"]["connected"] is True)
-            port = redis_server.port
-            redis_server.stop()
-            await client.wait_for(lambda c: c.data["health"]["connected"] is False, within=3)
-            assert client.data["health"]["error"]
-            with pytest.raises(urllib.error.HTTPError) as info:
-                get_json(f"{server.url}/readyz")
-            assert info.value.code == 503
-            info.value.close()
-            restarted = RedisServer(port=port).start()
-            try:
-                await client.wait_for(lambda c: c.data["health"]["connected"] is True, within=10)
-                assert get_json(f"{server.url}/readyz")["ready"] is True
-            finally:
-                restarted.stop()
-            await client.close()
-        finally:
-            server.close()
 
 
 async def test_a_client_that_never_reads_is_closed_and_others_keep_going(redis_url, prefix, aredis_client):

@@ -267,6 +267,38 @@ def test_reconciled_keys_rebuild_the_fleet_and_depth():
     assert widgets.health(state, VL)["rtt_ms"] == 2.0
 
 
+def test_a_complete_registry_forgets_runners_removed_while_nobody_listened():
+    """A runner that left the registry during an outage, and has stopped beating, goes; a live one stays."""
+    state = fresh()
+    fold(state, beat("r1", ts=T0), T0)
+    fold(state, beat("r2", ts=T0), T0)
+    fold(state, beat("r3", ts=T0 + 28), T0 + 28)  # beat just now, but read after the registry: not yet listed
+    later = T0 + 30  # r1 and r2 silent for 30 s: offline by their own clock
+    fold(state, Tick(now=later), later)
+    keep_listed = Reconciled(at=later, registered=("r1",), heartbeats=(), depth={}, complete=False)
+    fold(state, keep_listed, later)
+    assert set(state.runners) == {"r1", "r2", "r3"}, "an incomplete registry (over the cap) removes nothing"
+    changed = fold(state, Reconciled(at=later, registered=("r1",), heartbeats=(), depth={}, complete=True), later)
+    assert changed & reducer.RUNNERS
+    assert set(state.runners) == {"r1", "r3"}
+    assert any(e[2] == "r2" and "no longer registered" in e[3] for e in state.runner_events)
+
+
+def test_minutes_without_a_connected_source_stay_gaps():
+    """While the source is down the clock creates no series minutes: charts show a gap, not zeros."""
+    state = fresh()
+    first = int(T0 // 60)
+    fold(state, SourceStatus(connected=False, at=T0 + 1, error="lost"), T0 + 1)
+    for m in range(1, 4):
+        fold(state, Tick(now=T0 + 60 * m, connected=False), T0 + 60 * m)
+    fold(state, SourceStatus(connected=True, at=T0 + 240), T0 + 240)
+    fold(state, Tick(now=T0 + 240, connected=True), T0 + 240)
+    assert first in state.series and first + 4 in state.series
+    assert all(first + m not in state.series for m in (1, 2, 3))
+    buckets = widgets.published(state, VL)["buckets"]
+    assert str(first) in buckets and all(str(first + m) not in buckets for m in (1, 2, 3))
+
+
 def test_restored_state_is_not_counted_twice():
     """After a restore, replayed events received before counted_until add nothing to the series."""
     state = initial_state()

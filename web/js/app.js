@@ -146,7 +146,11 @@ function showStatus(status, detail = "") {
   else if (status === "stale") {
     text = "No updates from jobpulse for a while: what you see may be out of date.";
     warn = true;
-  } else if (sourceDown) text = `The job system's Redis is unreachable: ${sourceDown}. Showing the last known state.`;
+  } else if (sourceDown) {
+    text =
+      `Broker down: the job system's Redis is unreachable (${sourceDown}). ` +
+      "Showing the last known state; jobpulse reconnects by itself.";
+  }
   banner.hidden = !text;
   banner.textContent = text;
   banner.classList.toggle("warn", warn);

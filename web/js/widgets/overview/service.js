@@ -25,7 +25,7 @@ export function render(root, data) {
 
   const broker = data.broker || { connected: false };
   const badge = field(root, "broker");
-  setText(badge, broker.connected ? "Connected" : "Disconnected");
+  setText(badge, broker.connected ? "Connected" : "Broker down");
   setAttr(badge, "class", `badge ${broker.connected ? "online" : "offline"}`);
   setText(
     field(root, "rtt"),
