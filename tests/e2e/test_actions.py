@@ -112,7 +112,8 @@ def toast(page: Page, kind: str) -> Locator:
 
 def test_purge_previews_confirms_toasts_and_audits_live(page: Page, server: LiveServer, fleet: SimulatedFleet) -> None:
     """ada purges the backed-up channel: the preview shows a count, Confirm purges it, a toast says so, the
-    tile's queued count drops to 0, and the audit row appears live on a second browser page (another user's)."""
+    tile's queued count drops to 0, and the audit row and a toast appear live on a second browser page (another
+    user's)."""
     sign_in(page, server, "ada", MANAGE)
     # A second browser (its own context, its own session): oscar watches the audit log.
     watcher = page.context.browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[union-attr]
@@ -164,6 +165,9 @@ def test_purge_previews_confirms_toasts_and_audits_live(page: Page, server: Live
         expect(theirs.first).to_contain_text(UNSERVED)
         # The preview is audited too, and shows as one.
         expect(audit.locator("#audit-rows tr").filter(has_text="preview").first).to_be_visible()
+        # The other operator is told in a toast too (every page follows `notices`); ada is not told twice.
+        expect(audit.locator(".toast-info")).to_contain_text("ada:", timeout=10_000)
+        expect(page.locator(".toast-info")).to_have_count(0)
     finally:
         watcher.close()
 

@@ -217,6 +217,28 @@ function setupKeys() {
   });
 }
 
+/**
+ * Other operators' commands that changed something, run on whichever jobpulse process (the audit feed reaches
+ * every one): a toast on every page. The first data is history, not news; one's own commands toast already.
+ */
+function listenForNotices() {
+  /** @type {Set<string> | null} */
+  let known = null;
+  const me = document.querySelector("#who .who-name")?.textContent || "";
+  listen("notices", (data) => {
+    const order = /** @type {string[]} */ (data.order || []);
+    if (known !== null) {
+      for (const id of [...order].reverse()) {
+        const row = data.rows[id];
+        if (known.has(id) || !row || row.user === me) continue;
+        const text = `${row.user}: ${row.message || `${row.action} ${row.target}`}`;
+        import("./toast.js").then((t) => t.toast("info", text));
+      }
+    }
+    known = new Set(order); // only the newest few are sent: older ones cannot come back
+  });
+}
+
 /** Mount every `[data-widget]` element, connect, and start the clocks. */
 export function start() {
   if (!renderers.has("health")) register("health", health.render); // the footer of every page
@@ -231,6 +253,7 @@ export function start() {
       showStatus(socket.status);
     }
   });
+  listenForNotices();
   setupTheme();
   setupLiveToggle();
   setupKeys();

@@ -59,6 +59,8 @@ WIDGETS: tuple[Widget, ...] = (
     Widget("alert_log", reducer.ALERTS, platform.alert_log),
     # Recent Maintenance Activity: the audit log's newest entries (section 5.5).
     Widget("activity", reducer.ACTIVITY, platform.activity),
+    # The newest commands that changed something, for the toast every page shows of other operators' actions.
+    Widget("notices", reducer.ACTIVITY, platform.notices),
 )
 WIDGET_NAMES = tuple(w.name for w in WIDGETS)
 VIEW_NAMES = ("kpi", "chart", "fleet", "job", "find", "jobs")

@@ -67,6 +67,22 @@ def alert_log(state: State, limits: ViewLimits) -> View:
     return {"rows": rows, "order": list(rows)}
 
 
+QUIET_ACTIONS = frozenset({"runner.ping", "runner.logs"})  # they change nothing: no one else needs telling
+NOTICES = 5
+
+
+def notices(state: State, limits: ViewLimits) -> View:
+    """The newest commands that were executed and changed something, newest first: every page subscribes, and
+    toasts each new one by another operator, whichever jobpulse process they used (the audit feed is shared)."""
+    rows = {}
+    for e in state.activity:
+        if e.ok and e.result == "done" and e.action not in QUIET_ACTIONS:
+            rows[e.id] = {"ts": e.at, "user": e.user, "action": e.action, "target": e.target, "message": e.message}
+            if len(rows) == NOTICES:
+                break
+    return {"rows": rows, "order": list(rows)}
+
+
 def activity(state: State, limits: ViewLimits) -> View:
     """The newest audit entries (operator commands, done or refused), newest first."""
     rows = {
