@@ -25,6 +25,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from server import logs
 from server.audit import AuditLog, LiveFeed
 from server.auth import Directory
 from server.commander import Commander
@@ -105,6 +106,7 @@ def build_hub(settings: Settings, aggregator: Aggregator) -> Hub:
 def create_app(settings: Settings | None = None) -> ASGIApp:
     """Build the jobpulse ASGI application."""
     settings = settings or Settings.from_env()
+    logs.setup(settings.log_level, settings.log_format)  # also when a bare uvicorn (the Procfile) runs us
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

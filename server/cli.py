@@ -20,7 +20,7 @@ import time
 import uuid
 from typing import Any
 
-from server import __version__
+from server import __version__, logs
 from server.redis_server import RedisServer, free_port
 from server.settings import Settings, documented
 
@@ -28,11 +28,11 @@ log = logging.getLogger("jobpulse.cli")
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    try:
+        fmt = Settings.from_env().log_format
+    except ValueError:
+        fmt = "text"
+    logs.setup(level, fmt)
 
 
 def _uvicorn_run(settings: Settings, host: str, port: int) -> None:

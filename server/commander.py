@@ -83,7 +83,7 @@ class Commander:
         self._used = f"{settings.prefix}:jp:confirm-used:"
         self._rates: OrderedDict[str, deque[float]] = OrderedDict()
         self._rate_audited: dict[str, float] = {}
-        self.counters: dict[str, int] = {}
+        self.counters: dict[tuple[str, str], int] = {}  # (action, outcome) -> commands
 
     # -- what a user may do (the welcome frame) ---------------------------------------------------
 
@@ -113,7 +113,7 @@ class Commander:
             if now - self._rate_audited.get(principal.name, 0.0) >= RATE_WINDOW_S:
                 self._rate_audited[principal.name] = now
                 await self._audit(principal, cmd, None, ack, None, started, address)
-            self._count("rate")
+            self._count(cmd.action, "rate")
             return ack
         memory_key = f"{self._ids}{principal.name}:{cmd.id}"
         try:
@@ -122,7 +122,7 @@ class Commander:
                 earlier = await self.store.get(memory_key)
                 if earlier is None or earlier == b"running":
                     return self._refusal(cmd, "busy", f"command {cmd.id} is still running")
-                self._count("repeated")
+                self._count(cmd.action, "repeated")
                 repeated: dict[str, Any] = json.loads(earlier)
                 return repeated
         except (aredis.RedisError, OSError) as exc:
@@ -137,14 +137,14 @@ class Commander:
                 "id": cmd.id, "ok": True, "phase": outcome.phase, "action": cmd.action,
                 "result": outcome.result, "message": outcome.message,
             }  # fmt: skip
-            self._count("done" if outcome.phase == "done" else "previewed")
+            self._count(cmd.action, "done" if outcome.phase == "done" else "previewed")
         except Refused as exc:
             ack = self._refusal(cmd, exc.code, exc.message)
-            self._count(exc.code)
+            self._count(cmd.action, exc.code)
         except Exception as exc:  # a bug must not cost the socket; the operator sees it failed
             log.exception("command %s (%s) failed", cmd.id, cmd.action)
             ack = self._refusal(cmd, "failed", f"internal error: {type(exc).__name__}")
-            self._count("error")
+            self._count(cmd.action, "error")
         ack["audit"] = await self._audit(principal, cmd, args, ack, count, started, address)
         ack["ms"] = round((time.perf_counter() - started) * 1000, 1)
         try:
@@ -362,8 +362,10 @@ class Commander:
     def _refusal(self, cmd: Cmd, code: str, message: str) -> dict[str, Any]:
         return {"id": cmd.id, "ok": False, "action": cmd.action, "error": {"code": code, "message": message}}
 
-    def _count(self, what: str) -> None:
-        self.counters[what] = self.counters.get(what, 0) + 1
+    def _count(self, action: str, what: str) -> None:
+        # Labels in /metrics: only known actions, so hostile frames cannot grow the series without bound.
+        key = (action if action in actions.SPECS else "unknown", what)
+        self.counters[key] = self.counters.get(key, 0) + 1
 
     async def _audit(
         self,
@@ -399,7 +401,7 @@ class Commander:
         except (aredis.RedisError, OSError) as exc:
             # The command itself is done (or refused); say loudly that its audit entry is missing.
             log.error("AUDIT ENTRY LOST for command %s (%s by %s): %s", cmd.id, cmd.action, principal.name, exc)
-            self._count("audit_lost")
+            self._count(cmd.action, "audit_lost")
             return None
         await self.feed(
             AuditNoted(

@@ -56,6 +56,12 @@ class JobpulseCollector(Collector):
             )  # fmt: skip
 
         hub = st.hub
+        if health.lag is not None:
+            yield GaugeMetricFamily(
+                "jobpulse_fold_lag_seconds",
+                "Receive time minus the source's timestamp of the last live job event (includes clock skew)",
+                value=health.lag,
+            )
         yield GaugeMetricFamily("jobpulse_clients", "Websocket clients connected", value=len(hub.clients))
         yield GaugeMetricFamily("jobpulse_views", "Parametrized views open", value=hub.views)
         queued = sum(len(c.outbox) for c in hub.clients)
@@ -72,9 +78,11 @@ class JobpulseCollector(Collector):
             yield CounterMetricFamily(name, doc, value=value)
         yield CounterMetricFamily("jobpulse_tick_seconds", "Time spent flushing widgets", value=stats.flush_seconds)
 
-        commands = CounterMetricFamily("jobpulse_commands", "Operator commands by outcome", labels=["outcome"])
-        for outcome, n in sorted(st.commander.counters.items()):
-            commands.add_metric([outcome], n)
+        commands = CounterMetricFamily(
+            "jobpulse_commands", "Operator commands by action and outcome", labels=["action", "outcome"]
+        )
+        for (action, outcome), n in sorted(st.commander.counters.items()):
+            commands.add_metric([action, outcome], n)
         yield commands
         bad = CounterMetricFamily("jobpulse_http_events", "Refusals at the edge", labels=["what"])
         for what, n in sorted(st.counters.items()):

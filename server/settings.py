@@ -36,6 +36,7 @@ class Settings:
     host: str = _setting("HOST", "127.0.0.1", "address the web server binds")
     port: int = _setting("PORT", 8000, "port the web server listens on")
     log_level: str = _setting("JOBPULSE_LOG_LEVEL", "info", "debug, info, warning or error")
+    log_format: str = _setting("JOBPULSE_LOG_FORMAT", "text", "text, or json: one JSON object per line (structured)")
     tick_ms: int = _setting("JOBPULSE_TICK_MS", 25, "coalescing tick: widget patches go out at most this often")
     beat_s: float = _setting("JOBPULSE_BEAT_S", 2.0, "a quiet client gets a beat this often (its stale detector)")
     clock_ms: int = _setting("JOBPULSE_CLOCK_MS", 1000, "clock tick into the fold (staleness, minute roll-over)")
@@ -151,6 +152,8 @@ class Settings:
 
     def check(self) -> None:
         """Raise ValueError for values that cannot work."""
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"JOBPULSE_LOG_FORMAT={self.log_format!r}: 'text' or 'json'")
         if self.source not in ("native", "celery"):
             raise ValueError(
                 f"JOBPULSE_SOURCE={self.source!r}: 'native' or 'celery' (the mojo connector is not yet available)"

@@ -279,6 +279,8 @@ def _job(state: State, ev: JobEvent, at: float, replay: bool) -> int:
     changed = _advance(state, at) | _track_seq(state, ev.src, ev.seq, replay) | JOBS
     health.events += 1
     health.last_event = at
+    if not replay:
+        health.lag = at - ev.ts
     name = ev.event
     phase = PHASE[name]
 

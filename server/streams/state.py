@@ -301,6 +301,7 @@ class Health:
         "events",
         "evicted_jobs",
         "gaps",
+        "lag",
         "last_event",
         "missed",
         "reconciled",
@@ -325,6 +326,9 @@ class Health:
         self.last_event: float | None = None
         self.reconciled: float | None = None
         self.rtt: float | None = None  # s, the source Redis' round trip at the last reconcile
+        # s, our receive time minus the source's `ts` of the last live job event: how far behind the source the
+        # fold runs (includes the two clocks' skew; replayed events do not count).
+        self.lag: float | None = None
         self.shown: tuple[int, ...] = ()  # the intake counters as of the last tick that flagged them
 
 

@@ -1,7 +1,8 @@
-"""`/metrics` for Prometheus: jobpulse's own health and the fleet's, from a real server and a simulated fleet."""
+"""`/metrics` for Prometheus (jobpulse's own health and the fleet's) and structured logs, on a live server."""
 
 from __future__ import annotations
 
+import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -24,7 +25,8 @@ def test_metrics_of_a_live_fleet(live_server: LiveServer, simulated_fleet: Simul
     status, text = scrape(live_server.url)
     assert status == 200
     for name in ("jobpulse_events_total", "jobpulse_source_up", "jobpulse_clients", "jobpulse_ticks_total",
-                 "jobpulse_runners", "jobpulse_channel_queued", "jobpulse_commands_total"):  # fmt: skip
+                 "jobpulse_runners", "jobpulse_channel_queued", "jobpulse_commands_total",
+                 "jobpulse_fold_lag_seconds"):  # fmt: skip
         assert name in text, name
     assert 'jobpulse_source_up{source="native"} 1.0' in text
     online = [line for line in text.splitlines() if line.startswith('jobpulse_runners{status="online"}')
@@ -46,3 +48,16 @@ def test_metrics_need_a_token(signed_server: LiveServer) -> None:
     assert status == 401
     status, text = scrape(signed_server.url, bearer("vera"))
     assert status == 200 and "jobpulse_events_total" in text
+
+
+def test_json_logs_are_one_object_per_line(redis_url: str, prefix: str) -> None:
+    """JOBPULSE_LOG_FORMAT=json: every line jobpulse and uvicorn write is a JSON object with the fixed keys."""
+    server = LiveServer(redis_url, prefix, env={"JOBPULSE_LOG_FORMAT": "json", "JOBPULSE_LOG_LEVEL": "info"})
+    server.start()
+    output = server.finish()
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert lines, "the server logged nothing at info"
+    records = [json.loads(line) for line in lines]
+    assert all({"ts", "level", "logger", "msg", "pid"} <= set(r) for r in records), records
+    assert any(r["logger"].startswith("jobpulse") for r in records)
+    assert not [r for r in records if r["level"] == "error"], records

@@ -1,0 +1,62 @@
+"""Process logging: plain lines for a terminal, or one JSON object per line for a log pipeline.
+
+Shell layer. `JOBPULSE_LOG_FORMAT=json` makes every record (jobpulse's and
+uvicorn's) a single JSON line with a fixed set of keys: `ts` (RFC 3339, UTC),
+`level`, `logger`, `msg`, `pid`, and `exc` when there is a traceback, plus any
+`extra={...}` fields a call passes, so Loki, Elasticsearch or `jq` can filter
+without parsing prose. Set up once per process, whether jobpulse runs under
+`jobpulse serve` or under a bare `uvicorn` (the Procfile).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+# The attributes every LogRecord has; anything else on a record came from `extra=` and is logged as a field.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+_encoder = msgspec.json.Encoder()
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        body: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "pid": os.getpid(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and key not in body:
+                body[key] = value if isinstance(value, str | int | float | bool | None) else repr(value)
+        if record.exc_info:
+            body["exc"] = self.formatException(record.exc_info)
+        return _encoder.encode(body).decode()
+
+
+def setup(level: str, fmt: str) -> None:
+    """Send jobpulse's records to stderr at `level`, as `fmt` ("text" or "json"); idempotent."""
+    formatter: logging.Formatter = (
+        JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT, datefmt="%H:%M:%S")
+    )
+    root = logging.getLogger()
+    ours = [h for h in root.handlers if getattr(h, "_jobpulse", False)]
+    handler = ours[0] if ours else logging.StreamHandler()
+    handler.setFormatter(formatter)
+    if not ours:
+        handler._jobpulse = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    if fmt == "json":
+        # uvicorn logs through its own handlers; give them the same shape so a pipeline sees one format.
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+            for h in logging.getLogger(name).handlers:
+                h.setFormatter(formatter)
