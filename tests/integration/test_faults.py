@@ -174,6 +174,7 @@ async def test_redis_crash_is_said_within_2s_and_the_truth_is_back_within_5s(
             redis_server.start()
 
         timings = await outage_round(server, direct, cookie, crash, restart)
+        print(f"redis crash: said in {timings['said']:.2f} s, truth back in {timings['healed']:.2f} s")
     finally:
         load.stop()
         output = server.finish()
@@ -202,6 +203,7 @@ async def test_a_stalled_network_is_noticed_like_a_crash(
             proxy.heal()
 
         timings = await outage_round(server, direct, cookie, stall, heal)
+        print(f"network stall: said in {timings['said']:.2f} s, truth back in {timings['healed']:.2f} s")
     finally:
         load.stop()
         output = server.finish()
