@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,7 +23,11 @@ def scrape(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
 
 
 def test_metrics_of_a_live_fleet(live_server: LiveServer, simulated_fleet: SimulatedFleet) -> None:
+    deadline = time.monotonic() + 15
     status, text = scrape(live_server.url)
+    while "jobpulse_fold_lag_seconds" not in text and time.monotonic() < deadline:
+        time.sleep(0.2)  # the fold lag is known from the first live job event on
+        status, text = scrape(live_server.url)
     assert status == 200
     for name in ("jobpulse_events_total", "jobpulse_source_up", "jobpulse_clients", "jobpulse_ticks_total",
                  "jobpulse_runners", "jobpulse_channel_queued", "jobpulse_commands_total",
