@@ -13,6 +13,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from server.handlers.ws import BAD_FRAME
 from server.streams.state import DAY_MINUTES, RUNNER_STATUSES
 
 
@@ -84,10 +85,17 @@ class JobpulseCollector(Collector):
         for (action, outcome), n in sorted(st.commander.counters.items()):
             commands.add_metric([action, outcome], n)
         yield commands
-        bad = CounterMetricFamily("jobpulse_http_events", "Refusals at the edge", labels=["what"])
+        edge = CounterMetricFamily("jobpulse_http_events", "Refusals at the edge", labels=["what"])
+        frames = CounterMetricFamily(
+            "jobpulse_ws_bad_frames", "Bad websocket frames from clients, by reason", labels=["reason"]
+        )
         for what, n in sorted(st.counters.items()):
-            bad.add_metric([what], n)
-        yield bad
+            if what.startswith(BAD_FRAME):
+                frames.add_metric([what.removeprefix(BAD_FRAME)], n)
+            else:
+                edge.add_metric([what], n)
+        yield edge
+        yield frames
 
         # The fleet.
         runners = GaugeMetricFamily("jobpulse_runners", "Runners by status", labels=["status"])

@@ -71,9 +71,18 @@ class Settings:
     client_queue_bytes: int = _setting("JOBPULSE_CLIENT_QUEUE_BYTES", 1_048_576, "bytes queued per slow client")
     stall_timeout_s: float = _setting("JOBPULSE_STALL_TIMEOUT_S", 15.0, "close a client that reads nothing this long")
     max_clients: int = _setting("JOBPULSE_MAX_CLIENTS", 10_000, "websocket clients per process")
+    max_clients_per_address: int = _setting(
+        "JOBPULSE_MAX_CLIENTS_PER_ADDRESS", 200, "websocket clients per client address per process (0: no limit)"
+    )
+    connects_per_address: int = _setting(
+        "JOBPULSE_CONNECTS_PER_ADDRESS", 300, "websocket connects per client address in 10 s (0: no limit)"
+    )
     ws_max_frame: int = _setting("JOBPULSE_WS_MAX_FRAME", 65_536, "largest accepted client frame, bytes")
     ws_bad_frames: int = _setting("JOBPULSE_WS_BAD_FRAMES", 20, "bad frames a client may send in 10 s before 1008")
     ws_deflate: bool = _setting("JOBPULSE_WS_DEFLATE", False, "permessage-deflate (costs CPU and ~300 KiB a client)")
+    ws_sndbuf: int = _setting(
+        "JOBPULSE_WS_SNDBUF", 65_536, "kernel send buffer per websocket, bytes (0: the kernel's own, up to MBs)"
+    )
     max_views: int = _setting("JOBPULSE_MAX_VIEWS", 1_000, "filtered views (runner grid, job table) open at once")
     view_ttl_s: float = _setting("JOBPULSE_VIEW_TTL_S", 60.0, "keep a view nobody watches this long (for resume)")
     query_refresh_ms: int = _setting("JOBPULSE_QUERY_REFRESH_MS", 1000, "recompute a job-table view at most this often")
@@ -162,6 +171,11 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{self.env_name(name)} must be > 0")
+        if self.ws_sndbuf < 0:
+            raise ValueError("JOBPULSE_WS_SNDBUF must be >= 0 (0: the kernel's own)")
+        for name in ("max_clients_per_address", "connects_per_address"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{self.env_name(name)} must be >= 0 (0: no limit)")
         if self.offline_factor <= self.stale_factor:
             raise ValueError("JOBPULSE_OFFLINE_FACTOR must be larger than JOBPULSE_STALE_FACTOR")
         if not self.prefix or any(c.isspace() for c in self.prefix):

@@ -2,18 +2,23 @@
 
 Shell layer (Starlette). Refuses an upgrade from another site's page (4403) or
 without a user (4401), decodes client frames with `server.protocol`, answers
-bad ones with error frames (never a crash), counts them, and closes a client
-that keeps sending them. Commands run as tasks (the socket keeps reading) and
-their acks go out through the hub like everything else this module sends, so
-they stay in order with the client's batches.
+bad ones with error frames (never a crash), counts them by reason, and closes
+a client that keeps sending them. Refuses (4429) a client address that has too
+many sockets open or connects too often (`AddressLimits`). Commands run as tasks
+(the socket keeps reading) and their acks go out through the hub like
+everything else this module sends, so they stay in order with the client's
+batches.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,8 +34,90 @@ from server.streams.hub import Client, Hub
 
 log = logging.getLogger("jobpulse.ws")
 
+
+class _ClientUtf8(logging.Filter):
+    """uvicorn (websockets-sansio) logs a client's text frame that is not UTF-8 as an ERROR with a traceback,
+    then closes the socket with 1007 (docs/protocol.md 3.6). It is the client's fault, already answered, and a
+    hostile client could fill the log with tracebacks one connection at a time (bench/hostile.py did): one
+    warning line each is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "Invalid UTF-8 sequence received from client.":
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+logging.getLogger("uvicorn.error").addFilter(_ClientUtf8())
+
 RAW_SEND = "jobpulse.raw_send"
 BAD_FRAME_WINDOW = 10.0  # s
+ADDRESS_WINDOW = 10.0  # s, the window of JOBPULSE_CONNECTS_PER_ADDRESS
+# Key prefix in app.state.counters of bad client frames by reason (server/metrics.py: jobpulse_ws_bad_frames).
+BAD_FRAME = "bad_frame."
+# A frame that breaks RFC 6455, a text frame that is not UTF-8 or one over uvicorn's --ws-max-size never reaches
+# this handler: the websocket layer closes the connection itself, and all the handler sees is the close code.
+LAYER_CLOSES = {
+    CloseCode.PROTOCOL_ERROR: "protocol_error",
+    CloseCode.INVALID_DATA: "invalid_utf8",
+    CloseCode.MESSAGE_TOO_BIG: ErrorCode.TOO_LARGE.value,
+}
+
+
+class AddressLimits:
+    """Websockets open and connects per client address, for JOBPULSE_MAX_CLIENTS_PER_ADDRESS and _CONNECTS_.
+
+    The address is the one uvicorn puts in the scope: the peer's, or the X-Forwarded-For one when the peer is in
+    uvicorn's --forwarded-allow-ips (FORWARDED_ALLOW_IPS). Connects are counted over a sliding 10 s window,
+    estimated from two fixed windows (this one, and the last one weighted by how much of it still overlaps), so
+    memory is two dicts of the addresses seen in the last 20 s however many connect; `opened` holds only
+    addresses with a socket open. A limit of 0 is no limit.
+    """
+
+    def __init__(self, max_open: int, max_connects: int, window: float = ADDRESS_WINDOW) -> None:
+        self.max_open = max_open
+        self.max_connects = max_connects
+        self.window = window
+        self.opened: dict[str, int] = {}
+        self._slot = 0
+        self._connects: dict[str, int] = {}
+        self._previous: dict[str, int] = {}
+
+    def admit(self, address: str, now: float) -> str | None:
+        """Count a connect from `address`. None: it may open a socket (`release` it when it ends); else why not."""
+        if not address:
+            return None  # no address (a unix socket): nothing to tell clients apart by
+        slot = int(now // self.window)
+        if slot != self._slot:
+            self._previous = self._connects if slot == self._slot + 1 else {}
+            self._connects, self._slot = {}, slot
+        connects = self._connects[address] = self._connects.get(address, 0) + 1
+        if self.max_connects:
+            overlap = 1.0 - (now / self.window - slot)
+            if connects + self._previous.get(address, 0) * overlap > self.max_connects:
+                return f"more than {self.max_connects} connects from your address in {self.window:.0f} s"
+        opened = self.opened.get(address, 0)
+        if self.max_open and opened >= self.max_open:
+            return f"{opened} connections open from your address"
+        self.opened[address] = opened + 1
+        return None
+
+    def release(self, address: str) -> None:
+        left = self.opened.get(address, 0) - 1
+        if left > 0:
+            self.opened[address] = left
+        else:
+            self.opened.pop(address, None)
+
+
+def address_limits(app_state: Any) -> AddressLimits:
+    """This app's AddressLimits, made on first use (the handler is its only user)."""
+    limits: AddressLimits | None = getattr(app_state, "address_limits", None)
+    if limits is None:
+        settings = app_state.settings
+        limits = AddressLimits(settings.max_clients_per_address, settings.connects_per_address)
+        app_state.address_limits = limits
+    return limits
 
 
 class StarlettePeer:
@@ -46,7 +133,7 @@ class StarlettePeer:
     through the client's writer task, which is always correct.
     """
 
-    def __init__(self, websocket: WebSocket, raw_send: Any) -> None:
+    def __init__(self, websocket: WebSocket, raw_send: Any, sndbuf: int = 0) -> None:
         self.websocket = websocket
         proto = getattr(raw_send, "__self__", None)
         writable = getattr(proto, "writable", None)
@@ -58,6 +145,13 @@ class StarlettePeer:
         else:
             self._writable = None
             self._transport = None
+        sock = self._transport.get_extra_info("socket") if sndbuf and self._transport is not None else None
+        if sock is not None:
+            # The kernel grows a socket's send buffer to several MB (4 MB on loopback), where a client that stopped
+            # reading hides for minutes before the transport pushes back; bounded, the hub sees it within seconds
+            # and its outbox, resync and stall rules apply (docs/protocol.md 3.5).
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
         conn = getattr(proto, "conn", None)
         # Raw frames only where nothing transforms them per connection (no negotiated extensions).
         self._conn: WebSocketsProtocol | None = (
@@ -86,15 +180,41 @@ class StarlettePeer:
 
     def abort(self) -> None:
         if self._transport is not None:
+            sock = self._transport.get_extra_info("socket")
+            if sock is not None:
+                # A reset, not a FIN queued behind everything the client never read: the kernel frees the socket's
+                # buffers now (a closed socket would stay an orphan holding them while it probes a zero window).
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self._transport.abort()
+
+    def pending(self) -> int | None:
+        return self._transport.get_write_buffer_size() if self._transport is not None else None
 
 
 async def live_ws(websocket: WebSocket) -> None:
     """The live feed and the operators' commands: one connection per page."""
     app_state = websocket.app.state
+    address = websocket.client.host if websocket.client else ""
+    limits = address_limits(app_state)
+    # First, before any other work: a flood from one address is refused as cheaply as it can be. Refusals are a
+    # close after accept, so the page sees the code (a refused upgrade is an opaque failure).
+    refused = limits.admit(address, time.monotonic())
+    if refused is not None:
+        app_state.counters["ws_address_limit"] += 1
+        await websocket.accept()
+        await websocket.close(CloseCode.TOO_MANY_CONNECTIONS, refused)
+        return
+    try:
+        await _serve(websocket, address)
+    finally:
+        limits.release(address)
+
+
+async def _serve(websocket: WebSocket, address: str) -> None:
+    app_state = websocket.app.state
     hub: Hub = app_state.hub
     settings = app_state.settings
-    # Refusals are a close after accept, so the page sees the code (a refused upgrade is an opaque failure).
     allowed = tuple(o.strip().lower().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip())
     if not origin_allowed(websocket.scope, allowed):
         app_state.counters["ws_bad_origin"] += 1
@@ -108,11 +228,12 @@ async def live_ws(websocket: WebSocket) -> None:
         await websocket.close(CloseCode.UNAUTHORIZED, "sign in first")
         return
     if len(hub.clients) >= settings.max_clients:
+        app_state.counters["ws_server_full"] += 1
         await websocket.accept()
         await websocket.close(CloseCode.TRY_AGAIN_LATER, "server full")
         return
     await websocket.accept()
-    client = hub.attach(StarlettePeer(websocket, websocket.scope.get(RAW_SEND)))
+    client = hub.attach(StarlettePeer(websocket, websocket.scope.get(RAW_SEND), settings.ws_sndbuf))
     commander: Commander = app_state.commander
     hub.send(
         client,
@@ -127,7 +248,6 @@ async def live_ws(websocket: WebSocket) -> None:
             commander.actions_for(principal),
         ),
     )
-    address = websocket.client.host if websocket.client else ""
     commands: set[asyncio.Task[None]] = set()
     watch = asyncio.create_task(_watch_session(websocket, client, principal)) if principal.session else None
     bad: deque[float] = deque()
@@ -135,15 +255,18 @@ async def live_ws(websocket: WebSocket) -> None:
         while not client.closed:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
+                layer = LAYER_CLOSES.get(message.get("code", CloseCode.NORMAL))
+                if layer is not None:
+                    app_state.counters[BAD_FRAME + layer] += 1
                 break
             try:
-                frame = _handle(hub, client, message, settings.ws_max_frame)
+                frame = _handle(hub, client, message, settings.ws_max_frame, app_state.counters)
                 if frame is not None:
                     task = asyncio.create_task(_command(hub, client, commander, principal, frame, address))
                     commands.add(task)
                     task.add_done_callback(commands.discard)
             except ProtocolError as exc:
-                app_state.counters["bad_frames"] += 1
+                app_state.counters[BAD_FRAME + exc.code.value] += 1
                 if exc.kind == "cmd" and exc.ref is not None:
                     # A command with an id always gets its ack (docs/protocol.md 4.2): answered like any refused
                     # command, it does not count toward closing the socket.
@@ -196,7 +319,9 @@ async def _watch_session(websocket: WebSocket, client: Client, principal: Princi
             return
 
 
-def _handle(hub: Hub, client: Client, message: Mapping[str, Any], max_frame: int) -> protocol.Cmd | None:
+def _handle(
+    hub: Hub, client: Client, message: Mapping[str, Any], max_frame: int, counters: Counter[str]
+) -> protocol.Cmd | None:
     text = message.get("text")
     if text is None:
         raise ProtocolError(ErrorCode.BINARY, "binary frames are not accepted; send JSON text frames")
@@ -206,9 +331,9 @@ def _handle(hub: Hub, client: Client, message: Mapping[str, Any], max_frame: int
     if isinstance(frame, protocol.Hello):
         if frame.v != protocol.PROTOCOL_VERSION:
             raise ProtocolError(ErrorCode.BAD_VERSION, f"protocol version {frame.v} is not supported; this server: 1")
-        _subscribe(hub, client, frame.widgets, frame.epoch, frame.resume)
+        _subscribe(hub, client, frame.widgets, frame.epoch, frame.resume, counters)
     elif isinstance(frame, protocol.Sub):
-        _subscribe(hub, client, frame.widgets, hub.epoch, frame.resume)
+        _subscribe(hub, client, frame.widgets, hub.epoch, frame.resume, counters)
     elif isinstance(frame, protocol.Unsub):
         hub.unsubscribe(client, frame.widgets)
     elif isinstance(frame, protocol.Ping):
@@ -218,6 +343,10 @@ def _handle(hub: Hub, client: Client, message: Mapping[str, Any], max_frame: int
     return None
 
 
-def _subscribe(hub: Hub, client: Client, widgets: list[str], epoch: str | None, resume: dict[str, int]) -> None:
+def _subscribe(
+    hub: Hub, client: Client, widgets: list[str], epoch: str | None, resume: dict[str, int], counters: Counter[str]
+) -> None:
+    # A key the hub cannot serve is answered and counted, but not toward the 1008 close: the others are served.
     for problem in hub.subscribe(client, list(dict.fromkeys(widgets)), epoch, resume):
+        counters[BAD_FRAME + problem.code.value] += 1
         hub.send(client, protocol.error(problem.code, problem.message, problem.ref))

@@ -111,6 +111,9 @@ class _Protocol(asyncio.Protocol):
             return
         finally:
             self.on_chunk_end()
+            # Again after the fold: a big chunk can take longer than the PING deadline to fold, and that time
+            # is ours, not a silent Redis (the keepalive runs right after this callback).
+            self.last_data = loop.time()
         if loop.time() - self._turn_started > TURN_BUDGET and self.transport is not None:
             self.transport.pause_reading()
             self.paused_turns += 1

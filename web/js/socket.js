@@ -233,10 +233,11 @@ export class LiveSocket extends EventTarget {
     this.#setStatus("reconnecting", reason);
     this.catchingUp.clear();
     // Full jitter: a wall of pages does not come back in lockstep after a restart. A full server (1013)
-    // gets at least a second between tries.
+    // gets at least a second between tries; a refusal of this address (4429: too many pages open or
+    // connecting from it) at least five, and the backoff keeps growing until a welcome resets it.
     const cap = Math.min(15000, 500 * 2 ** this.attempt);
     this.attempt += 1;
-    const floor = code === 1013 ? 1000 : 0;
+    const floor = code === 4429 ? 5000 : code === 1013 ? 1000 : 0;
     setTimeout(() => this.connect(), floor + Math.random() * cap);
   }
 
