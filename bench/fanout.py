@@ -411,7 +411,8 @@ def run_baseline_server(args: argparse.Namespace) -> None:
 # -- orchestrator -----------------------------------------------------------------------------------
 
 
-def _wait_http_ready(url: str, proc: Any, timeout: float) -> None:
+def wait_http_ready(url: str, proc: Any, timeout: float) -> None:
+    """Wait until `url` answers 200 (the server's /readyz); fail early if `proc` exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -426,22 +427,34 @@ def _wait_http_ready(url: str, proc: Any, timeout: float) -> None:
     raise TimeoutError(f"{url} not ready within {timeout} s")
 
 
-def start_server(children: common.Children, args: argparse.Namespace, kind: str, prefix: str, port: int) -> Any:
+def start_server(
+    children: common.Children,
+    args: argparse.Namespace,
+    kind: str,
+    prefix: str,
+    port: int,
+    env: dict[str, str] | None = None,
+) -> Any:
+    """Start the server under test on `port`, wait until it is ready; `env` adds to (or overrides) jobpulse's."""
     if kind == "jobpulse":
-        env = {
+        environ = {
             "REDIS_URL": args.redis_url,
             "JOBPULSE_PREFIX": prefix,
             "JOBPULSE_LOG_LEVEL": "warning",
             # Sign-in is checked once per connection, never per message: dev mode leaves the fan-out as it is.
             "JOBPULSE_AUTH": "dev",
+            # Every benchmark client connects from 127.0.0.1: no per-address limits (0 = none).
+            "JOBPULSE_MAX_CLIENTS_PER_ADDRESS": "0",
+            "JOBPULSE_CONNECTS_PER_ADDRESS": "0",
             "HOST": "127.0.0.1",
             "PORT": str(port),
+            **(env or {}),
         }
-        profile = ["-m", "cProfile", "-o", args.profile_server] if args.profile_server else []
+        profile = ["-m", "cProfile", "-o", args.profile_server] if getattr(args, "profile_server", None) else []
         proc = children.start(
-            [sys.executable, *profile, "-m", "server.cli", "serve"], env=env, stdin=True, stdout=False
+            [sys.executable, *profile, "-m", "server.cli", "serve"], env=environ, stdin=True, stdout=False
         )
-        _wait_http_ready(f"http://127.0.0.1:{port}/readyz", proc, 30)
+        wait_http_ready(f"http://127.0.0.1:{port}/readyz", proc, 30)
         return proc
     argv = [
         sys.executable, "-m", "bench.fanout", "--role", f"{kind}-server", "--port", str(port),
@@ -470,15 +483,7 @@ def run_server(children: common.Children, args: argparse.Namespace, kind: str) -
         time.sleep(0.5)
         rss_idle = server_ps.memory_info().rss
         connect_started = time.monotonic()
-        clients = []
-        per = [args.clients // args.client_procs + (1 if i < args.clients % args.client_procs else 0)
-               for i in range(args.client_procs)]  # fmt: skip
-        for count in per:
-            argv = [
-                sys.executable, "-m", "bench.fanout", "--role", "clients", "--port", str(port), "--count", str(count),
-                "--deadline", str(args.deadline),
-            ]  # fmt: skip
-            clients.append(children.start(argv, stdin=True))
+        clients = start_clients(children, args, port, args.clients, args.client_procs)
         procs.extend(clients)
         ready = [common.read_json(c.stdout, 90, "clients connecting") for c in clients]
         connected = sum(r["ready"] for r in ready)
@@ -496,13 +501,7 @@ def run_server(children: common.Children, args: argparse.Namespace, kind: str) -
         start_at = time.time() + 0.5
         window_start = start_at + args.warmup
         window_end = window_start + args.duration
-        argv = [
-            sys.executable, "-m", "bench.fanout", "--role", "source", "--redis-url", args.redis_url,
-            "--prefix", prefix, "--rate", str(args.rate), "--start-at", str(start_at),
-            "--job-rate", str(args.job_rate), "--job-seconds", str(args.job_seconds), "--interval", str(args.interval),
-            "--duration", str(args.warmup + args.duration + 1.0), "--tag", kind, "--deadline", str(args.deadline),
-        ]  # fmt: skip
-        source = children.start(argv)
+        source = start_source(children, args, prefix, start_at, args.warmup + args.duration + 1.0, kind)
         procs.append(source)
         outs = []
         tmp = tempfile.mkdtemp(prefix="jpbench-fanout-")
@@ -512,7 +511,7 @@ def run_server(children: common.Children, args: argparse.Namespace, kind: str) -
             common.tell(client, {"cmd": "measure", "start": window_start, "end": window_end, "out": out})
         client_ps = [psutil.Process(c.pid) for c in clients]
         time.sleep(max(0.0, window_start - time.time()))
-        stats0 = _jobpulse_stats(port) if kind == "jobpulse" else None
+        stats0 = jobpulse_stats(port) if kind == "jobpulse" else None
         cpu0 = sum(server_ps.cpu_times()[:2])
         ccpu0 = sum(sum(p.cpu_times()[:2]) for p in client_ps)
         rcpu0 = common.redis_cpu(args.redis_url)
@@ -521,21 +520,11 @@ def run_server(children: common.Children, args: argparse.Namespace, kind: str) -
         client_cpu = sum(sum(p.cpu_times()[:2]) for p in client_ps) - ccpu0
         redis_cpu = common.redis_cpu(args.redis_url) - rcpu0
         rss_end = server_ps.memory_info().rss
-        stats1 = _jobpulse_stats(port) if kind == "jobpulse" else None
+        stats1 = jobpulse_stats(port) if kind == "jobpulse" else None
         reports = [common.read_json(c.stdout, 30, "clients report") for c in clients]
         source_report = common.read_json(source.stdout, 30, "source")
-        latency: list[float] = []
-        delivery: list[float] = []
-        for report, out in zip(reports, outs, strict=True):
-            data = array("d")
-            with open(out, "rb") as f:
-                data.fromfile(f, 2 * report["samples"])
-            latency.extend(data[: report["samples"]])
-            delivery.extend(data[report["samples"] :])
-            os.remove(out)
+        latency, delivery = read_samples(reports, outs)
         os.rmdir(tmp)
-        latency.sort()
-        delivery.sort()
         messages = sum(r["messages"] for r in reports)
         nbytes = sum(r["bytes"] for r in reports)
         d = args.duration
@@ -604,7 +593,57 @@ def run_server(children: common.Children, args: argparse.Namespace, kind: str) -
         common.delete_prefix(args.redis_url, prefix)
 
 
-def _jobpulse_stats(port: int) -> dict[str, Any] | None:
+def start_clients(
+    children: common.Children,
+    args: argparse.Namespace,
+    port: int,
+    total: int,
+    nprocs: int,
+    module: str = "bench.fanout",
+    extra: list[str] | None = None,
+) -> list[Any]:
+    """`total` client connections spread over `nprocs` client processes (`python -m <module> --role clients`)."""
+    procs = []
+    per = [total // nprocs + (1 if i < total % nprocs else 0) for i in range(nprocs)]
+    for count in per:
+        argv = [
+            sys.executable, "-m", module, "--role", "clients", "--port", str(port), "--count", str(count),
+            "--deadline", str(args.deadline), *(extra or []),
+        ]  # fmt: skip
+        procs.append(children.start(argv, stdin=True))
+    return procs
+
+
+def start_source(
+    children: common.Children, args: argparse.Namespace, prefix: str, start_at: float, duration: float, tag: str
+) -> Any:
+    """The source process: publishes from `start_at` for `duration` s at `args.rate`, then reports one JSON line."""
+    argv = [
+        sys.executable, "-m", "bench.fanout", "--role", "source", "--redis-url", args.redis_url,
+        "--prefix", prefix, "--rate", str(args.rate), "--start-at", str(start_at),
+        "--job-rate", str(args.job_rate), "--job-seconds", str(args.job_seconds), "--interval", str(args.interval),
+        "--duration", str(duration), "--tag", tag, "--deadline", str(args.deadline),
+    ]  # fmt: skip
+    return children.start(argv)
+
+
+def read_samples(reports: list[dict[str, Any]], outs: list[str]) -> tuple[list[float], list[float]]:
+    """The latency and delivery samples the client processes wrote (and removed here), each sorted."""
+    latency: list[float] = []
+    delivery: list[float] = []
+    for report, out in zip(reports, outs, strict=True):
+        data = array("d")
+        with open(out, "rb") as f:
+            data.fromfile(f, 2 * report["samples"])
+        latency.extend(data[: report["samples"]])
+        delivery.extend(data[report["samples"] :])
+        os.remove(out)
+    latency.sort()
+    delivery.sort()
+    return latency, delivery
+
+
+def jobpulse_stats(port: int) -> dict[str, Any] | None:
     """jobpulse's own counters (GET /api/stats), or None if this version has no such endpoint."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/stats", timeout=5) as response:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -87,13 +88,15 @@ class Connection(asyncio.Protocol):
                 return
             status = bytes(buffer[: buffer.find(b"\r\n")])
             if b" 101 " not in status:
-                self.opened.set_exception(ConnectionError(f"upgrade refused: {status!r}"))
+                if not self.opened.done():  # done: connect() gave up waiting (its timeout cancelled the future)
+                    self.opened.set_exception(ConnectionError(f"upgrade refused: {status!r}"))
                 assert self.transport is not None
                 self.transport.close()
                 return
             del buffer[: end + 4]
             self.upgraded = True
-            self.opened.set_result(None)
+            if not self.opened.done():
+                self.opened.set_result(None)
             self.send_text(self.hello)
         i = 0
         size = len(buffer)
@@ -139,10 +142,30 @@ class Connection(asyncio.Protocol):
 
 
 async def connect(
-    host: str, port: int, path: str, hello: bytes, on_message: OnMessage, open_timeout: float = 10.0
+    host: str,
+    port: int,
+    path: str,
+    hello: bytes,
+    on_message: OnMessage,
+    open_timeout: float = 10.0,
+    rcvbuf: int = 0,
+    make: Callable[[str, int, str, bytes, OnMessage], Connection] = Connection,
 ) -> Connection:
+    """Open one connection (`make` builds it); `rcvbuf` > 0 sets SO_RCVBUF before connecting (a slow reader's)."""
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(open_timeout):
-        _, conn = await loop.create_connection(lambda: Connection(host, port, path, hello, on_message), host, port)
+        if rcvbuf:
+            # Before connect, so the window the client advertises from the handshake on is the small one.
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+                sock.setblocking(False)
+                await loop.sock_connect(sock, (host, port))
+            except BaseException:
+                sock.close()
+                raise
+            _, conn = await loop.create_connection(lambda: make(host, port, path, hello, on_message), sock=sock)
+        else:
+            _, conn = await loop.create_connection(lambda: make(host, port, path, hello, on_message), host, port)
         await conn.opened
     return conn

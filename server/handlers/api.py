@@ -6,6 +6,7 @@ same data the websocket pushes, for scripts, load balancers and monitors.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
@@ -85,6 +86,8 @@ async def stats_api(request: Request) -> Response:
         },
         "ws": dict(request.app.state.counters),
         "crashes": aggregator.crashes,
+        # asyncio tasks alive in the process (two per client, a few of its own): the soak checks they do not grow.
+        "tasks": len(asyncio.all_tasks()),
     }
     return JSONResponse(body)
 

@@ -14,7 +14,9 @@ Rules:
   every such socket. Otherwise the message goes to the client's bounded outbox,
   drained by its own writer task. An outbox that
   overflows is dropped and replaced by one snapshot per widget. A client whose
-  socket accepts nothing for `stall_timeout` is closed with 4408 (and cut off).
+  socket accepts nothing for `stall_timeout` is closed with 4408 (and cut off):
+  a send that waits counts as progress whenever the transport's buffer shrinks,
+  so a slow reader gets snapshots and stays, and only one that reads nothing goes.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ class Peer(Protocol):
 
     def abort(self) -> None:
         """Cut the connection off without waiting (for a peer that reads nothing)."""
+
+    def pending(self) -> int | None:
+        """Bytes written but not yet taken by the socket, or None when the peer cannot tell."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,7 @@ class Client:
         "outbox",
         "outbox_bytes",
         "peer",
+        "pending_seen",
         "resync",
         "wake",
         "widgets",
@@ -174,7 +180,8 @@ class Client:
         self.outbox: deque[Outgoing] = deque()
         self.outbox_bytes = 0
         self.resync = False
-        self.busy_since: float | None = None  # monotonic time a send started and has not finished
+        self.busy_since: float | None = None  # monotonic time a send started, or last made progress, unfinished
+        self.pending_seen: int | None = None  # the peer's unsent bytes at the last stall check
         self.last_sent = time.monotonic()
         self.closed = False
         self.wake = asyncio.Event()
@@ -514,6 +521,14 @@ class Hub:
             client.peer.abort()
         await self.detach(client)
 
+    @staticmethod
+    def _progressed(client: Client) -> bool:
+        """Did the socket take any bytes since the last check? A send that waits only for a slow reader is not
+        stalled; the transport's buffer only shrinks when the socket takes bytes (nothing is added meanwhile)."""
+        pending = client.peer.pending()
+        seen, client.pending_seen = client.pending_seen, pending
+        return pending is not None and seen is not None and pending < seen
+
     # -- loops ----------------------------------------------------------------------------------
 
     async def _flush_loop(self) -> None:
@@ -539,6 +554,8 @@ class Hub:
                 self._drop_idle()
             beat: Outgoing | None = None
             for client in list(self.clients):
+                if client.busy_since is not None and self._progressed(client):
+                    client.busy_since = now
                 if client.busy_since is not None and now - client.busy_since > self.limits.stall_timeout:
                     self.stats.stalled_closed += 1
                     log.info("closing a client that read nothing for %.0f s", now - client.busy_since)

@@ -25,6 +25,7 @@ class MemoryPeer:
         self.stalled = False
         self.closed_with: int | None = None
         self.aborted = False
+        self.unsent: int | None = None  # bytes a stalled send still holds, when the test tells
 
     def ready(self) -> bool:
         return self.is_ready and not self.stalled
@@ -42,6 +43,9 @@ class MemoryPeer:
 
     def abort(self) -> None:
         self.aborted = True
+
+    def pending(self) -> int | None:
+        return self.unsent
 
     def frames(self) -> list[dict[str, Any]]:
         out = []
@@ -221,6 +225,32 @@ async def test_a_stalled_client_is_cut_off_and_others_are_not_held_up():
         assert rig.hub.stats.stalled_closed == 1
         assert json.loads(healthy.messages[-1])["type"] in ("batch", "beat")
         assert rig.hub.view("counters")[1]["pending"]["v"] == 2
+    finally:
+        await rig.hub.stop()
+
+
+async def test_a_slow_reader_is_not_cut_off_while_its_socket_takes_bytes():
+    """A send that waits is progress as long as the transport's buffer shrinks: only a socket that takes nothing
+    for stall_timeout is closed (docs/protocol.md 3.5), so a slow reader stays and gets snapshots."""
+    rig = Rig(stall_timeout=0.3, beat=0.1, client_queue=2)
+    rig.hub.start()
+    try:
+        slow, slow_client = rig.client(["counters"])
+        stuck, stuck_client = rig.client(["counters"])
+        for peer in (slow, stuck):
+            peer.stalled = True
+            peer.unsent = 60_000
+        for i in range(5):
+            rig.fold(depth(ts=T0 + i, email=(i, 0, 0)))
+            rig.hub.flush()
+        for _ in range(12):  # 1.2 s, four stall timeouts: the slow socket takes 1,000 bytes every 0.1 s
+            await asyncio.sleep(0.1)
+            assert slow.unsent is not None
+            slow.unsent -= 1_000
+        assert stuck.aborted and stuck_client not in rig.hub.clients
+        assert not slow.aborted and slow_client in rig.hub.clients
+        assert rig.hub.stats.stalled_closed == 1
+        assert slow_client.resync  # its backlog was dropped: a snapshot goes once its send completes
     finally:
         await rig.hub.stop()
 
