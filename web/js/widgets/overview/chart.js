@@ -39,7 +39,7 @@ export function loadUPlot() {
 
 /** @type {WeakMap<HTMLElement, ChartData>} root -> the data to draw (absent once the chart is closed) */
 const wanted = new WeakMap();
-/** @type {WeakMap<HTMLElement, {plot: any, shape: string}>} */
+/** @type {WeakMap<HTMLElement, {plot: any, shape: string, names: string[]}>} */
 const plots = new WeakMap();
 
 /** @param {HTMLElement} root @param {ChartData} data */
@@ -88,20 +88,37 @@ function draw(root, UPlot, data) {
     return { name, total };
   });
   totals.sort((a, b) => b.total - a.total || (a.name < b.name ? -1 : 1));
-  const names = totals.map((t) => t.name);
-  const ys = names.map((name) => xs.map((_, i) => data.series[name][String(data.from + i)] ?? null));
+  let names = totals.map((t) => t.name);
   const host = field(root, "plot");
-  const shape = `${data.metric}|${data.gran}|${n}|${names.join(",")}`;
+  // The plot is rebuilt only when its metric or width changes. Channels keep the place (colour, dash, legend
+  // row) they got when they first appeared, however their ranks move; a channel that appears is added as a
+  // series, one that goes is removed, and the data moves in place.
+  const shape = `${data.metric}|${data.gran}|${n}`;
   let held = plots.get(root);
   if (held && held.shape !== shape) {
     held.plot.destroy();
     plots.delete(root);
     held = undefined;
   }
+  if (held) {
+    const kept = held.names.filter((name) => names.includes(name));
+    for (let i = held.names.length - 1; i >= 0; i--) {
+      if (!names.includes(held.names[i])) held.plot.delSeries(i + 1);
+    }
+    const wide = window.innerWidth >= 2400;
+    for (const name of names) {
+      if (kept.includes(name)) continue;
+      held.plot.addSeries(seriesOptions(name, kept.length, wide), kept.length + 1);
+      kept.push(name);
+    }
+    held.names = kept;
+    names = kept;
+  }
+  const ys = names.map((name) => xs.map((_, i) => data.series[name][String(data.from + i)] ?? null));
   if (held) held.plot.setData([xs, ...ys]);
   else if (names.length) {
     const plot = new UPlot(options(data, names, host), [xs, ...ys], host);
-    plots.set(root, { plot, shape });
+    plots.set(root, { plot, shape, names });
   }
   field(root, "empty").hidden = names.length > 0;
   const all = totals.reduce((a, t) => a + t.total, 0);
@@ -112,6 +129,18 @@ function draw(root, UPlot, data) {
     `${count(all)} ${METRIC_WORDS[data.metric] || data.metric} in the last ${win} across ${names.length} channel${names.length === 1 ? "" : "s"}${busiest} · updated ${clockTime(now())}`,
   );
   root.removeAttribute("aria-busy");
+}
+
+/** One channel's line: its colour and dash by its place. @param {string} name @param {number} i @param {boolean} wide */
+function seriesOptions(name, i, wide) {
+  return {
+    label: name,
+    stroke: PALETTE[i % PALETTE.length],
+    width: wide ? 2.5 : 1.75,
+    dash: DASHES[i % DASHES.length],
+    spanGaps: false,
+    value: (/** @type {any} */ _u, /** @type {number | null} */ v) => (v === null || v === undefined ? "–" : count(v)),
+  };
 }
 
 /** @param {ChartData} data @param {string[]} names @param {HTMLElement} host */
@@ -128,14 +157,7 @@ function options(data, names, host) {
     scales: { x: { time: true } },
     series: [
       { label: "time" },
-      ...names.map((name, i) => ({
-        label: name,
-        stroke: PALETTE[i % PALETTE.length],
-        width: wide ? 2.5 : 1.75,
-        dash: DASHES[i % DASHES.length],
-        spanGaps: false,
-        value: (/** @type {any} */ _u, /** @type {number | null} */ v) => (v === null || v === undefined ? "–" : count(v)),
-      })),
+      ...names.map((name, i) => seriesOptions(name, i, wide)),
     ],
     axes: [
       { ...axis, size: wide ? 60 : 44 },
