@@ -155,32 +155,39 @@ def signed_in(server: LiveServer) -> dict[str, str]:
     return {"Cookie": f"jp_session={cookies['jp_session']}"}
 
 
-async def test_redis_crash_is_said_within_2s_and_the_truth_is_back_within_5s(
-    redis_server: RedisServer, direct: aredis.Redis, prefix: str
-) -> None:
-    """Redis SIGKILLed mid-load: health and /readyz say so at once, pages stay up, and after Redis returns
-    (its data back from the append-only file) jobpulse reconciles what changed meanwhile within 5 s."""
-    server = LiveServer(redis_server.url, prefix, env=users_env()).start()
-    load = fleet(server, redis_server.url)
+async def outage_test(
+    jobpulse_redis_url: str, redis_server: RedisServer, direct: aredis.Redis, prefix: str,
+    break_it: Any, mend_it: Any, what: str,
+) -> None:  # fmt: skip
+    """A jobpulse reading `jobpulse_redis_url`, a fleet writing to the real Redis, one `outage_round`; the limits."""
+    server = LiveServer(jobpulse_redis_url, prefix, env=users_env()).start()
+    load = fleet(server, redis_server.url)  # the fleet writes to Redis itself, also when jobpulse's link stalls
     try:
         load.wait_for_runners(5)
-        cookie = signed_in(server)
-
-        async def crash() -> None:
-            redis_server.kill()
-
-        async def restart() -> None:
-            await asyncio.sleep(1.0)  # down for a while, so the reconnect backoff has grown
-            redis_server.start()
-
-        timings = await outage_round(server, direct, cookie, crash, restart)
-        print(f"redis crash: said in {timings['said']:.2f} s, truth back in {timings['healed']:.2f} s")
+        timings = await outage_round(server, direct, signed_in(server), break_it, mend_it)
+        print(f"{what}: said in {timings['said']:.2f} s, truth back in {timings['healed']:.2f} s")
     finally:
         load.stop()
         output = server.finish()
     assert timings["said"] < OUTAGE_SAID_WITHIN, timings
     assert timings["healed"] < HEALED_WITHIN, timings
     assert "Traceback" not in output, output
+
+
+async def test_redis_crash_is_said_within_2s_and_the_truth_is_back_within_5s(
+    redis_server: RedisServer, direct: aredis.Redis, prefix: str
+) -> None:
+    """Redis SIGKILLed mid-load: health and /readyz say so at once, pages stay up, and after Redis returns
+    (its data back from the append-only file) jobpulse reconciles what changed meanwhile within 5 s."""
+
+    async def crash() -> None:
+        redis_server.kill()
+
+    async def restart() -> None:
+        await asyncio.sleep(1.0)  # down for a while, so the reconnect backoff has grown
+        redis_server.start()
+
+    await outage_test(redis_server.url, redis_server, direct, prefix, crash, restart, "redis crash")
 
 
 async def test_a_stalled_network_is_noticed_like_a_crash(
@@ -189,28 +196,18 @@ async def test_a_stalled_network_is_noticed_like_a_crash(
     """The network to Redis hangs (nothing closes, nothing arrives): jobpulse notices by its PING deadline
     within 2 s, keeps pages up, and heals within 5 s of the network's return, as after a crash."""
     proxy = FaultProxy("127.0.0.1", redis_server.port).start()
-    server = LiveServer(proxy.url, prefix, env=users_env()).start()
-    load = fleet(server, redis_server.url)  # the fleet itself keeps working: only jobpulse's link stalls
+
+    async def stall() -> None:
+        proxy.stall()
+
+    async def heal() -> None:
+        await asyncio.sleep(1.0)
+        proxy.heal()
+
     try:
-        load.wait_for_runners(5)
-        cookie = signed_in(server)
-
-        async def stall() -> None:
-            proxy.stall()
-
-        async def heal() -> None:
-            await asyncio.sleep(1.0)
-            proxy.heal()
-
-        timings = await outage_round(server, direct, cookie, stall, heal)
-        print(f"network stall: said in {timings['said']:.2f} s, truth back in {timings['healed']:.2f} s")
+        await outage_test(proxy.url, redis_server, direct, prefix, stall, heal, "network stall")
     finally:
-        load.stop()
-        output = server.finish()
         proxy.close()
-    assert timings["said"] < OUTAGE_SAID_WITHIN, timings
-    assert timings["healed"] < HEALED_WITHIN, timings
-    assert "Traceback" not in output, output
 
 
 async def audit_ids(server: LiveServer) -> list[str]:
