@@ -204,6 +204,21 @@ def say(obj: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+@contextlib.contextmanager
+def session(args: Any, facts: dict[str, Any], title: str) -> Iterator[tuple[Children, str]]:
+    """The frame every benchmark runs in: its hard timeout, its child processes (stopped at the end) and its
+    Redis (`--redis-url`, else a private one). Sets `args.redis_url` and `args.deadline` (no child outlives
+    the run), adds the Redis facts to `facts`, prints `title` and the facts; yields the children and where
+    the Redis came from."""
+    with hard_timeout(args.timeout), Children() as children, redis_for_bench(args.redis_url) as (url, origin):
+        args.redis_url = url
+        args.deadline = time.time() + args.timeout + 30
+        facts.update(redis_facts(url))
+        print(title)
+        print_facts(facts)
+        yield children, origin
+
+
 class HardTimeout(Exception):
     """The whole benchmark ran past its hard timeout."""
 

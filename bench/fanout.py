@@ -744,16 +744,9 @@ def orchestrate(args: argparse.Namespace) -> int:
     started = time.monotonic()
     interrupted = None
     try:
-        with (
-            common.hard_timeout(args.timeout),
-            common.Children() as children,
-            common.redis_for_bench(args.redis_url) as (url, origin),
-        ):
-            args.redis_url = url
-            args.deadline = time.time() + args.timeout + 30
-            facts.update(common.redis_facts(url))
-            print("jobpulse fan-out benchmark (B2/B3/B6)" + (" --quick" if args.quick else ""))
-            common.print_facts(facts)
+        title = "jobpulse fan-out benchmark (B2/B3/B6)" + (" --quick" if args.quick else "")
+        with common.session(args, facts, title) as (children, origin):
+            url = args.redis_url
             print(
                 f"redis {url} ({origin}, {facts.get('redis_version')}); {args.clients} clients in "
                 f"{args.client_procs} processes; source {args.rate} events/s; tick {args.tick_ms} ms; "

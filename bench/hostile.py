@@ -1390,16 +1390,9 @@ def orchestrate(args: argparse.Namespace) -> int:
     prefixes = [common.unique_prefix("hostile"), common.unique_prefix("hostile-control")]
     with tempfile.TemporaryFile("w+") as target_log, tempfile.TemporaryFile("w+") as control_log:
         try:
-            with (
-                common.hard_timeout(args.timeout),
-                common.Children() as children,
-                common.redis_for_bench(args.redis_url) as (url, origin),
-            ):
-                args.redis_url = url
+            with common.session(args, facts, "jobpulse hostile input (issue #6)") as (children, origin):
+                url = args.redis_url
                 try:
-                    facts.update(common.redis_facts(url))
-                    print("jobpulse hostile input (issue #6)")
-                    common.print_facts(facts)
                     print(f"redis {url} ({origin}, {facts.get('redis_version')}); {args.frames:,} websocket frames"
                           f" over {args.connections} parallel connections; {args.redis_messages:,} Redis messages;"
                           f" seed {args.seed}", flush=True)  # fmt: skip

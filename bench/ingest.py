@@ -617,16 +617,9 @@ def orchestrate(args: argparse.Namespace) -> int:
     budget = args.timeout - 6  # leave time to stop children and print
     interrupted = None
     try:
-        with (
-            common.hard_timeout(args.timeout),
-            common.Children() as children,
-            common.redis_for_bench(args.redis_url) as (url, origin),
-        ):
-            args.redis_url = url
-            args.deadline = time.time() + args.timeout + 30  # no child outlives the run
-            facts.update(common.redis_facts(url))
-            print("jobpulse ingest benchmark (B1)" + (" --quick" if args.quick else ""))
-            common.print_facts(facts)
+        title = "jobpulse ingest benchmark (B1)" + (" --quick" if args.quick else "")
+        with common.session(args, facts, title) as (children, origin):
+            url = args.redis_url
             print(
                 f"redis {url} ({origin}, {facts.get('redis_version')}); publishers {args.publishers}; "
                 f"window {args.duration} s after {args.warmup} s warmup; payload {'off' if args.no_payload else 'on'}"

@@ -1034,16 +1034,9 @@ def orchestrate(args: argparse.Namespace) -> int:
     started = time.monotonic()
     interrupted = None
     try:
-        with (
-            common.hard_timeout(args.timeout),
-            common.Children() as children,
-            common.redis_for_bench(args.redis_url) as (url, origin),
-        ):
-            args.redis_url = url
-            args.deadline = time.time() + args.timeout + 30
-            facts.update(common.redis_facts(url))
-            print(f"jobpulse reliability: {args.scenario}" + (" --quick" if args.quick else ""))
-            common.print_facts(facts)
+        title = f"jobpulse reliability: {args.scenario}" + (" --quick" if args.quick else "")
+        with common.session(args, facts, title) as (children, origin):
+            url = args.redis_url
             print(f"redis {url} ({origin}, {facts.get('redis_version')}); source {args.rate:,.0f} events/s", flush=True)
             result = SCENARIOS[args.scenario](children, args)
     except common.HardTimeout as exc:
