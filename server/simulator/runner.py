@@ -163,8 +163,10 @@ class Runner(Receiver):
                 self.up = False
                 log.warning("runner %s went silent holding %d job(s)", self.id, len(self._slots))
                 self._log("error", f"stopped responding, holding {len(self._slots)} job(s)")
-                # Cancelled, not settled: in Redis its jobs stay in flight, held by a runner that is gone.
-                await cancel_and_wait([beats, claims, *(slot.task for slot in self._slots.values())])
+                # Cancelled, not settled: in Redis its jobs stay in flight, held by a runner that is gone. Claims go
+                # first: a claim cut short still starts the jobs it took, and those slots must be cancelled too.
+                await cancel_and_wait([beats, claims])
+                await cancel_and_wait([slot.task for slot in self._slots.values() if slot.task is not None])
                 return "silent"
             await cancel_and_wait([claims])
             if reason != "stop":
@@ -283,7 +285,7 @@ class Runner(Receiver):
             # Cleared before the claim, so a job queued while the claim is in flight wakes the next one.
             self._wake.clear()
             try:
-                jobs = await self.ctx.queue.claim(self.id, self._order(), min(free, CLAIM_BATCH), time.time())
+                jobs = await self._claim(min(free, CLAIM_BATCH))
             except REDIS_ERRORS as exc:
                 delay = backoff.next()
                 log.warning("runner %s: claim failed (%s: %s); again in %.2fs", self.id, type(exc).__name__, exc, delay)
@@ -294,6 +296,23 @@ class Runner(Receiver):
                 self._start(job)
             if not jobs:
                 await self._sleep(IDLE_POLL)
+
+    async def _claim(self, count: int) -> list[Job]:
+        """Claim up to `count` jobs; a stop that lands mid-claim still gets the jobs the script took, as slots."""
+        claim = asyncio.ensure_future(self.ctx.queue.claim(self.id, self._order(), count, time.time()))
+        try:
+            return await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            # The script may already have moved jobs into this runner's in-flight set. Cancelling here would orphan
+            # them there (a stopped fleet reporting jobs in flight forever), so wait for the answer and hold them:
+            # the stop that cancelled us interrupts and requeues every slot.
+            while not claim.done():  # cancel_and_wait cancels again if we take long; the claim still finishes
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([claim])
+            if not claim.cancelled() and claim.exception() is None:
+                for job in claim.result():
+                    self._start(job)
+            raise
 
     async def _sleep(self, limit: float) -> None:
         with contextlib.suppress(TimeoutError):

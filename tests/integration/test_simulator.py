@@ -23,6 +23,7 @@ import redis.asyncio as aredis
 
 from server.simulator import Fleet, FleetConfig
 from server.simulator.layout import RunnerSpec
+from server.simulator.queue import Job, JobQueue
 
 pytestmark = pytest.mark.integration
 
@@ -550,6 +551,36 @@ async def test_stop_cleans_up_and_leaves_no_tasks(redis_url: str, prefix: str) -
     finally:
         await client.aclose()
     assert asyncio.all_tasks() <= before
+
+
+async def test_stop_during_a_claim_requeues_what_the_claim_took(
+    redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop that cancels a claim whose script already ran in Redis still requeues the jobs it took.
+
+    The reply is held back after the script ran, the window a loaded machine opens at random: cancelling the claim
+    then used to leave its jobs in flight for good, and a stopped fleet reported them in P:depth.
+    """
+    claimed = asyncio.Event()
+    real_claim = JobQueue.claim
+
+    async def slow_reply(self: JobQueue, runner: str, channels: Any, count: int, now: float) -> list[Job]:
+        jobs = await real_claim(self, runner, channels, count, now)
+        if jobs:
+            claimed.set()
+            await asyncio.sleep(0.5)
+        return jobs
+
+    monkeypatch.setattr(JobQueue, "claim", slow_reply)
+    async with fleet_running(redis_url, prefix) as (_, feed):
+        await asyncio.wait_for(claimed.wait(), 10)
+    client = aredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        assert sum(json.loads(v)["inflight"] for v in (await client.hgetall(f"{prefix}:depth")).values()) == 0
+        assert not [key async for key in client.scan_iter(f"{prefix}:sim:inflight:*") if await client.zcard(key)]
+    finally:
+        await client.aclose()
+    assert any(o["type"] == "job" and o["event"] == "retried" and o.get("reason") == "shutdown" for o in feed.objects)
 
 
 async def test_unreachable_redis_is_retried_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
