@@ -14,6 +14,8 @@ PURE = [
     "server/actions.py",
     "server/streams/events.py",
     "server/streams/celery_events.py",
+    "server/streams/mojo_events.py",
+    "server/streams/mojo_keys.py",
     "server/streams/state.py",
     "server/streams/reducer.py",
     "server/streams/rules.py",
