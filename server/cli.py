@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the web server against REDIS_URL")
     serve.add_argument("--host", default=None, help="bind address (default HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default PORT or 8000)")
-    serve.add_argument("--source", choices=("native", "celery"), default=None, help="default JOBPULSE_SOURCE")
+    serve.add_argument("--source", choices=("native", "celery", "mojo"), default=None, help="default JOBPULSE_SOURCE")
     serve.add_argument("--celery-broker", default=None, help="Celery's Redis broker URL (JOBPULSE_CELERY_BROKER)")
     serve.set_defaults(func=cmd_serve)
 

@@ -19,6 +19,8 @@ from server.streams.widgets import ViewLimits
 
 CELERY_STALE_FACTOR = 1.5
 CELERY_OFFLINE_FACTOR = 2.0
+MOJO_STALE_FACTOR = 1.5
+MOJO_OFFLINE_FACTOR = 3.0
 
 
 def _setting(env: str, default: Any, doc: str) -> Any:
@@ -32,7 +34,7 @@ class Settings:
     redis_url: str = _setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis of the job system (the source)")
     store_url: str = _setting("JOBPULSE_STORE_URL", "", "Redis for jobpulse's own state; empty = the source's Redis")
     prefix: str = _setting("JOBPULSE_PREFIX", "jobpulse", "key and channel prefix of the native protocol")
-    source: str = _setting("JOBPULSE_SOURCE", "native", "job system: native or celery (mojo: not yet available)")
+    source: str = _setting("JOBPULSE_SOURCE", "native", "job system: native, celery or mojo (django-mojo)")
     host: str = _setting("HOST", "127.0.0.1", "address the web server binds")
     port: int = _setting("PORT", 8000, "port the web server listens on")
     log_level: str = _setting("JOBPULSE_LOG_LEVEL", "info", "debug, info, warning or error")
@@ -60,10 +62,10 @@ class Settings:
     payload_cap: int = _setting("JOBPULSE_PAYLOAD_CAP", 4_096, "bytes of a job's payload kept")
     traceback_cap: int = _setting("JOBPULSE_TRACEBACK_CAP", 8_192, "characters of a traceback kept (the tail)")
     stale_factor: float = _setting(
-        "JOBPULSE_STALE_FACTOR", 2.5, "a runner is stale after this many intervals silent (celery: 1.5)"
+        "JOBPULSE_STALE_FACTOR", 2.5, "a runner is stale after this many intervals silent (celery, mojo: 1.5)"
     )
     offline_factor: float = _setting(
-        "JOBPULSE_OFFLINE_FACTOR", 6.0, "... and offline after this many (celery: 2, its own rule)"
+        "JOBPULSE_OFFLINE_FACTOR", 6.0, "... and offline after this many (celery: 2, mojo: 3: their own rules)"
     )
     spark_minutes: int = _setting("JOBPULSE_SPARK_MINUTES", 60, "minutes in the Jobs Published sparkline")
     patch_ring: int = _setting("JOBPULSE_PATCH_RING", 256, "patches kept per widget for resume after reconnect")
@@ -106,6 +108,32 @@ class Settings:
     )
     celery_inspect_timeout_s: float = _setting(
         "JOBPULSE_CELERY_INSPECT_TIMEOUT_S", 1.0, "wait this long for inspect replies"
+    )
+    # -- the mojo source: a django-mojo deployment's Redis and Postgres (docs/mojo.md) --
+    mojo_redis_url: str = _setting("JOBPULSE_MOJO_REDIS_URL", "", "django-mojo's REDIS_URL; empty = REDIS_URL")
+    mojo_prefix: str = _setting("JOBPULSE_MOJO_PREFIX", "mojo:jobs", "django-mojo's JOBS_REDIS_PREFIX")
+    mojo_pubsub_prefix: str = _setting("JOBPULSE_MOJO_PUBSUB_PREFIX", "", "django-mojo's REDIS_PUBSUB_PREFIX")
+    mojo_database_url: str = _setting(
+        "JOBPULSE_MOJO_DATABASE_URL", "", "django-mojo's Postgres (postgresql://...); a read-only role is enough"
+    )
+    mojo_write_database_url: str = _setting(
+        "JOBPULSE_MOJO_WRITE_DATABASE_URL", "", "a role that may write jobs_job and jobs_jobevent (run, cancel, purge)"
+    )
+    mojo_heartbeat_s: float = _setting("JOBPULSE_MOJO_HEARTBEAT_S", 5.0, "django-mojo's JOBS_RUNNER_HEARTBEAT_SEC")
+    mojo_concurrency: int = _setting(
+        "JOBPULSE_MOJO_CONCURRENCY", 10, "django-mojo's JOBS_ENGINE_MAX_WORKERS (slots shown per runner)"
+    )
+    mojo_channels: str = _setting("JOBPULSE_MOJO_CHANNELS", "", "channels to watch besides those found (comma list)")
+    mojo_poll_s: float = _setting("JOBPULSE_MOJO_POLL_S", 0.5, "read new job events from Postgres this often")
+    mojo_redis_poll_s: float = _setting("JOBPULSE_MOJO_REDIS_POLL_S", 1.0, "read heartbeats and depths this often")
+    mojo_lookback_s: float = _setting(
+        "JOBPULSE_MOJO_LOOKBACK_S", 60.0, "wait this long for an event id that commits late before giving up on it"
+    )
+    mojo_metrics_tz: str = _setting(
+        "JOBPULSE_MOJO_METRICS_TZ", "America/Los_Angeles", "django-mojo's METRICS_TIMEZONE (its engine's hour buckets)"
+    )
+    mojo_rows_s: float = _setting(
+        "JOBPULSE_MOJO_ROWS_S", 5.0, "re-read the rows of jobs shown as waiting or running this often"
     )
     # -- sign-in, commands, audit (docs/protocol.md sections 4 and 5) --
     auth: str = _setting("JOBPULSE_AUTH", "users", "users (sign-in), proxy (trusted header) or dev (no sign-in)")
@@ -150,6 +178,11 @@ class Settings:
                 continue
             values[f.name] = _parse(name, raw, type(f.default))
         values.update(overrides)
+        if values.get("source") == "mojo":
+            # django-mojo's own rule (manager.py get_runners): alive while its last beat is younger than 3
+            # intervals, which is also the heartbeat key's TTL. Stale halfway there.
+            values.setdefault("stale_factor", MOJO_STALE_FACTOR)
+            values.setdefault("offline_factor", MOJO_OFFLINE_FACTOR)
         if values.get("source") == "celery":
             # Celery's own rule (celery.events.state, HEARTBEAT_EXPIRE_WINDOW): a worker is gone after two
             # heartbeat intervals of silence. Stale halfway there. Set the factors yourself to override.
@@ -163,10 +196,14 @@ class Settings:
         """Raise ValueError for values that cannot work."""
         if self.log_format not in ("text", "json"):
             raise ValueError(f"JOBPULSE_LOG_FORMAT={self.log_format!r}: 'text' or 'json'")
-        if self.source not in ("native", "celery"):
-            raise ValueError(
-                f"JOBPULSE_SOURCE={self.source!r}: 'native' or 'celery' (the mojo connector is not yet available)"
-            )
+        if self.source not in ("native", "celery", "mojo"):
+            raise ValueError(f"JOBPULSE_SOURCE={self.source!r}: 'native', 'celery' or 'mojo'")
+        if self.source == "mojo":
+            if not self.mojo_database_url:
+                raise ValueError("JOBPULSE_SOURCE=mojo needs JOBPULSE_MOJO_DATABASE_URL (django-mojo's Postgres)")
+            for name in ("mojo_heartbeat_s", "mojo_poll_s", "mojo_redis_poll_s", "mojo_lookback_s", "mojo_rows_s"):
+                if getattr(self, name) <= 0:
+                    raise ValueError(f"{self.env_name(name)} must be > 0")
         positive = ("tick_ms", "clock_ms", "max_jobs", "max_runners", "failures_cap", "dedupe_window", "patch_ring")
         for name in positive:
             if getattr(self, name) <= 0:
@@ -187,10 +224,11 @@ class Settings:
             raise ValueError(
                 "JOBPULSE_AUTH=dev (no sign-in, everyone admin) is refused when JOBPULSE_ENV is production"
             )
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"JOBPULSE_TIMEZONE={self.timezone!r} is not a known time zone") from None
+        for name in ("timezone", "mojo_metrics_tz"):
+            try:
+                ZoneInfo(getattr(self, name))
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"{self.env_name(name)}={getattr(self, name)!r} is not a known time zone") from None
 
     def sla_map(self) -> dict[str, float]:
         """JOBPULSE_SLA as channel -> seconds ("*" for every other channel)."""
@@ -221,6 +259,8 @@ class Settings:
             return self.store_url
         if self.source == "celery" and self.celery_broker:
             return self.celery_broker
+        if self.source == "mojo" and self.mojo_redis_url:
+            return self.mojo_redis_url
         return self.redis_url
 
     def limits(self) -> Limits:

@@ -5,7 +5,8 @@ stalled network (a dead switch, a black-holed route, a frozen VM) is harder:
 the sockets stay open, writes succeed into buffers, and nothing comes back.
 Put this proxy between jobpulse and Redis; `stall()` stops forwarding in both
 directions without closing anything (new connections are accepted and hang
-too), `heal()` lets the bytes flow again. It runs its own event loop in a
+too), `heal()` lets the bytes flow again. `cut()` is the far end going away:
+every connection closes and new ones are closed at once, until `heal()`. It runs its own event loop in a
 thread, so it keeps forwarding while the test blocks (starting a server).
 """
 
@@ -25,6 +26,7 @@ class FaultProxy:
         self._loop = asyncio.new_event_loop()
         self._flowing = asyncio.Event()
         self._flowing.set()
+        self._refusing = False
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fault-proxy", daemon=True)
@@ -42,7 +44,19 @@ class FaultProxy:
         self._loop.call_soon_threadsafe(self._flowing.clear)
 
     def heal(self) -> None:
-        self._loop.call_soon_threadsafe(self._flowing.set)
+        def mend() -> None:
+            self._refusing = False
+            self._flowing.set()
+
+        self._loop.call_soon_threadsafe(mend)
+
+    def cut(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._cut(), self._loop).result(timeout=5)
+
+    async def _cut(self) -> None:
+        self._refusing = True
+        for task in list(self._tasks):
+            task.cancel()
 
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=5)
@@ -63,6 +77,9 @@ class FaultProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await self._flowing.wait()  # a stalled network does not get as far as the far end
+        if self._refusing:
+            writer.close()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:

@@ -29,6 +29,7 @@ from server.streams.celery import CeleryConnector
 from server.streams.connector import Connector
 from server.streams.events import Event, LogRecorded, ShellStats, Tick
 from server.streams.hub import Hub
+from server.streams.mojo import MojoConnector
 from server.streams.native import NativeConnector
 from server.streams.reducer import ALL, GAP, fold, initial_state
 from server.streams.store import Store
@@ -89,11 +90,13 @@ class Aggregator:
         self.clock = clock
         self.state = initial_state(settings.limits())
         self.hub: Hub | None = None
-        self.connector: Connector = (
-            CeleryConnector(settings, self, clock)
-            if settings.source == "celery"
-            else NativeConnector(settings, self, clock)
-        )
+        self.connector: Connector
+        if settings.source == "celery":
+            self.connector = CeleryConnector(settings, self, clock)
+        elif settings.source == "mojo":
+            self.connector = MojoConnector(settings, self, clock)
+        else:
+            self.connector = NativeConnector(settings, self, clock)
         self.store_client = aredis.Redis.from_url(settings.store, socket_timeout=5.0, socket_connect_timeout=5.0)
         self.store = Store(self.store_client, settings.prefix, settings.series_minutes, settings.failures_cap)
         self.restored = False

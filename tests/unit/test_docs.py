@@ -38,8 +38,14 @@ def test_settings_parse_and_reject_bad_values():
     with pytest.raises(ValueError, match="JOBPULSE_TICK_MS"):
         Settings.from_env({"JOBPULSE_TICK_MS": "fast"})
     assert Settings.from_env({"JOBPULSE_SOURCE": "celery"}).source == "celery"
-    with pytest.raises(ValueError, match="the mojo connector is not yet available"):
+    with pytest.raises(ValueError, match="JOBPULSE_SOURCE=mojo needs JOBPULSE_MOJO_DATABASE_URL"):
         Settings.from_env({"JOBPULSE_SOURCE": "mojo"})
+    mojo = Settings.from_env({"JOBPULSE_SOURCE": "mojo", "JOBPULSE_MOJO_DATABASE_URL": "postgresql://db/jobs"})
+    assert (mojo.stale_factor, mojo.offline_factor) == (1.5, 3.0)  # django-mojo's own rule: gone after 3 beats
+    with pytest.raises(ValueError, match="JOBPULSE_MOJO_METRICS_TZ"):
+        Settings.from_env({"JOBPULSE_MOJO_METRICS_TZ": "Mars/Base"})
+    with pytest.raises(ValueError, match="JOBPULSE_SOURCE='kafka'"):
+        Settings.from_env({"JOBPULSE_SOURCE": "kafka"})
 
 
 @pytest.mark.parametrize("name", WIDGET_NAMES)
