@@ -23,7 +23,7 @@ NO_PSYCOPG = "the psycopg package is not installed: pip install 'jobpulse[mojo]'
 _EVENT_COLUMNS = "id, job_id, channel, event, at, runner_id, attempt, details"
 _JOB_COLUMNS = (
     "id, channel, func, status, attempt, max_retries, runner_id, last_error, stack_trace, run_at, started_at, "
-    "finished_at, created, payload::text"
+    "finished_at, created, payload::text, metadata->>'cid'"
 )
 
 
@@ -53,12 +53,12 @@ def _event(row: Sequence[Any]) -> EventRow:
 
 def _job(row: Sequence[Any]) -> JobRow:
     (job_id, channel, func, status, attempt, max_retries, runner, error, trace, run_at, started_at, finished_at,
-     created, payload) = row  # fmt: skip
+     created, payload, cid) = row  # fmt: skip
     return JobRow(
         id=str(job_id), channel=str(channel), func=str(func or ""), status=str(status), attempt=int(attempt or 0),
         max_retries=int(max_retries or 0), runner=runner or None, error=error or "", traceback=trace or "",
         run_at=epoch(run_at), started_at=epoch(started_at), finished_at=epoch(finished_at),
-        created=epoch(created) or 0.0, payload=(payload or "").encode(),
+        created=epoch(created) or 0.0, payload=(payload or "").encode(), cid=str(cid)[:200] if cid else None,
     )  # fmt: skip
 
 

@@ -88,6 +88,7 @@ class JobRow:
     finished_at: float | None
     created: float
     payload: bytes  # raw JSON
+    cid: str | None = None  # a correlation id, kept in metadata["cid"] (django-mojo has no column for it)
 
 
 class IdCursor:
@@ -290,7 +291,7 @@ class MojoTranslator:
         fn = row.func[:MAX_FN] or "?"
         return JobEvent(
             v=1, id=f"mojo:{row.id}:{attempt}:{name}", src=SRC, seq=self.seq, ts=ts, event=name,  # type: ignore[arg-type]
-            job=row.id, channel=row.channel, fn=fn, attempt=attempt, runner=runner or job.runner,
+            job=row.id, channel=row.channel, fn=fn, attempt=attempt, cid=row.cid, runner=runner or job.runner,
             max_attempts=max(1, row.max_retries), queued_at=job.queued_at, run_at=run_at, started_at=started_at,
             duration=duration, payload=msgspec.Raw(row.payload) if row.payload else msgspec.Raw(), error=error,
             traceback=traceback, reason=reason,

@@ -244,3 +244,44 @@ def test_a_postgres_outage_is_said_within_2s_and_the_truth_is_back_within_5s(
     print(f"postgres {fault}: said in {said:.2f} s, truth back in {healed:.2f} s")
     assert said < 2.0 and healed < 5.0, (said, healed)
     assert "Traceback" not in output, output
+
+
+async def test_operator_actions_through_jobpulse_take_effect_in_django_mojo(
+    mojo: MojoCluster, server: LiveServer
+) -> None:
+    """The page's `cmd` frames on the mojo source: what django-mojo cannot do is offered as unavailable with the
+    reason; a run job runs; a purge (previewed, confirmed) empties the channel in django-mojo, its rows canceled."""
+    import asyncio
+
+    from tests.integration.helpers import LiveClient
+
+    await asyncio.to_thread(eventually, lambda: widget(server, "runners")["rows"].get(RUNNER), 30.0, "the engine")
+    client = await LiveClient.connect(server.ws_url, ["runners", "channels", "live_jobs"])
+    try:
+        offered = client.welcome["actions"]
+        assert offered["channel.pause"]["ok"] is False and "scheduler" in offered["channel.pause"]["reason"]
+        assert offered["runner.restart"]["ok"] is False and offered["channel.purge"]["ok"] is True
+        refused = await client.command("runner.restart", {"runners": [RUNNER]})
+        assert refused["error"]["code"] == "unavailable", refused
+
+        ping = await client.command("runner.ping", {"runners": [RUNNER]})
+        assert ping["ok"], ping
+
+        run = await client.command("job.run", {"fn": "demo_jobs.ok_job", "channel": "default", "payload": {"n": 7},
+                                               "cid": "order-7"})  # fmt: skip
+        assert run["ok"], run
+        job = run["result"]["job"]
+        rows = await asyncio.to_thread(mojo.wait_for_jobs, [job])
+        assert rows[job]["status"] == "completed" and rows[job]["metadata"]["result"] == {"echo": {"n": 7}}
+
+        waiting = [await asyncio.to_thread(mojo.publish, "demo_jobs.ok_job", {"n": i}, channel="purgeme")
+                   for i in range(4)]  # fmt: skip
+        await client.wait_for(lambda c: c.data["channels"]["rows"].get("purgeme", {}).get("queued") == 4, 10)
+        purged = await client.confirmed("channel.purge", {"channel": "purgeme"})
+        assert purged["ok"], purged
+        after = await asyncio.to_thread(mojo.jobs, waiting)
+        assert {r["status"] for r in after.values()} == {"canceled"}
+        assert mojo.client.llen(mojo.queue_key("purgeme")) == 0  # django-mojo's own queue list
+        await client.wait_for(lambda c: c.data["channels"]["rows"].get("purgeme", {}).get("queued", 0) == 0, 10)
+    finally:
+        await client.close()
