@@ -1,0 +1,253 @@
+"""The pages on a real django-mojo 1.39.10 deployment (JOBPULSE_SOURCE=mojo): the same pages, no page knows the source.
+
+django-mojo's real engine ("page-engine", on default and priority) and scheduler run on a private Redis and a
+Postgres database of their own (tests/mojo_cluster, one deployment for the module); each test gets a jobpulse of
+its own reading it, as tests/integration/test_mojo_source.py does. Jobs are published with django-mojo's own
+`publish`, and what the operator does from a page is checked in django-mojo's own rows and queues. Deadlines are
+generous and functional (`expect(...)` and `wait_for_function` poll until true); nothing sleeps to assert.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import LiveServer
+from tests.e2e.support import Locator, Page, expect, install_ws_probe
+from tests.integration.test_mojo_source import PREFIX, mojo_env
+from tests.mojo_cluster.cluster import MojoCluster
+from tests.mojo_cluster.environment import pg_unreachable
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+ENGINE = "page-engine"
+UNSERVED = "bulk"  # a channel no engine consumes: what is published there waits
+DASHBOARD = "/admin/jobs"
+RUNNERS = "/admin/jobs/runners"
+TABLE = "/admin/jobs/table"
+MANAGE = "/admin/jobs/manage"
+WAIT = 20_000  # ms: django-mojo's engine, jobpulse's polls (0.5 s) and the page, end to end
+
+# Records every text the badge of a runner's card shows from now on (the card is found again if re-created), so a
+# test can tell it went through "stale" on its way to "offline" however briefly it stayed there.
+BADGE_RECORDER = """
+(runner) => {
+  window.__e2eBadges = [];
+  const record = () => {
+    const badge = document.querySelector(`#fleet .rcard[data-key="${runner}"] .badge`);
+    const text = badge ? badge.textContent : "(gone)";
+    if (window.__e2eBadges.at(-1) !== text) window.__e2eBadges.push(text);
+  };
+  record();
+  new MutationObserver(record).observe(document.querySelector("#fleet"),
+    { subtree: true, childList: true, characterData: true, attributes: true });
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def mojo() -> Iterator[MojoCluster]:
+    """django-mojo with one engine on default and priority, and its scheduler; "bulk" has no engine."""
+    reason = pg_unreachable()
+    if reason:
+        if os.environ.get("JOBPULSE_REQUIRE_MOJO") == "1":
+            pytest.fail(f"{reason} (JOBPULSE_REQUIRE_MOJO=1: failing instead of skipping)", pytrace=False)
+        pytest.skip(f"{reason}: the django-mojo tests need a local Postgres (or JOBPULSE_MOJO_PG_URL)")
+    cluster = MojoCluster(prefix=PREFIX, channels=("default", "priority", UNSERVED), heartbeat_s=1,
+                          settings={"JOBS_VISIBILITY_TIMEOUT_MS": 5000}).start()  # fmt: skip
+    try:
+        cluster.engine(ENGINE, channels=("default", "priority"))
+        cluster.scheduler()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def server(mojo: MojoCluster, prefix: str) -> Iterator[LiveServer]:
+    """A jobpulse of this test's own on the deployment (dev sign-in: everyone is admin)."""
+    live = LiveServer(mojo.redis_url, prefix, env=mojo_env(mojo)).start()
+    try:
+        yield live
+    finally:
+        output = live.finish()
+        assert "Traceback" not in output, output
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+
+def open_page(page: Page, server: LiveServer, path: str) -> Page:
+    """Load a page; return once its socket is live."""
+    install_ws_probe(page)
+    page.goto(server.url + path)
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=15_000)
+    return page
+
+
+def card(page: Page, runner: str) -> Locator:
+    return page.locator(f'#fleet .rcard[data-key="{runner}"]')
+
+
+def counter(page: Page, key: str) -> Locator:
+    return page.locator(f'[data-widget=counters] [data-key="{key}"] [data-f=v]')
+
+
+def count_of(locator: Locator) -> int:
+    """The number a counter shows (once it shows one)."""
+    expect(locator).to_have_text(re.compile(r"^\d[\d,]*$"), timeout=10_000)
+    return int((locator.text_content() or "").replace(",", ""))
+
+
+def modal(page: Page) -> Locator:
+    return page.locator("#job-modal")
+
+
+def overview(page: Page, field: str) -> Locator:
+    return modal(page).locator(f'[data-panel="overview"] dd[data-f="{field}"]')
+
+
+# -- tests -------------------------------------------------------------------------------------------
+
+
+def test_runners_console_shows_django_mojos_engines_live(page: Page, mojo: MojoCluster, server: LiveServer) -> None:
+    """The engine's card is live with its host; what django-mojo cannot do (logs, restart) is disabled with its
+    reason, drain is offered; a second engine killed with SIGKILL goes stale, then offline, and stays listed."""
+    open_page(page, server, RUNNERS)
+    engine = card(page, ENGINE)
+    expect(engine.locator(".badge")).to_have_text(re.compile("^(online|busy)$"), timeout=WAIT)
+    expect(engine.locator(".rc-where")).to_contain_text(socket.gethostname())
+    # Not dead buttons: disabled, saying why (the title names the button, then django-mojo's reason).
+    logs = engine.locator('[data-op="logs"]')
+    expect(logs).to_be_disabled()
+    expect(logs).to_have_attribute("title", re.compile(r"^Logs: .*django-mojo engines log to files on their own hosts"))
+    restart = engine.locator('[data-op="restart"]')
+    expect(restart).to_be_disabled()
+    expect(restart).to_have_attribute("title", re.compile(r"^Restart: .*django-mojo has no restart"))
+    expect(engine.locator('[data-op="drain"]')).to_have_text("Drain")
+    expect(engine.locator('[data-op="drain"]')).to_be_enabled()
+
+    crash = f"page-crash-{uuid.uuid4().hex[:6]}"
+    process = mojo.engine(crash, channels=(f"{crash}-ch",))
+    crashed = card(page, crash)
+    expect(crashed.locator(".badge")).to_have_text("online", timeout=WAIT)
+    page.evaluate(BADGE_RECORDER, crash)
+    process.kill()
+    expect(crashed.locator(".badge")).to_have_text("offline", timeout=WAIT)
+    seen = page.evaluate("() => window.__e2eBadges")
+    assert seen[:3] == ["online", "stale", "offline"], f"the killed engine's badge showed {seen}"
+    expect(crashed).to_have_attribute("data-status", "offline")
+    expect(engine.locator(".badge")).to_have_text(re.compile("^(online|busy)$"))  # the other one is unharmed
+
+
+def test_dashboard_counts_django_mojos_jobs_live(page: Page, mojo: MojoCluster, server: LiveServer) -> None:
+    """Jobs published with django-mojo's own publish move the completed and failed counters; the failure shows
+    with its error; a delayed job shows in the scheduled widget, then runs."""
+    open_page(page, server, DASHBOARD)
+    expect(page.locator("[data-widget=runners]")).to_contain_text(ENGINE, timeout=WAIT)
+    completed, failed = counter(page, "completed"), counter(page, "failed")
+    done_before, failed_before = count_of(completed), count_of(failed)  # this hour's, from django-mojo's rows
+
+    tag = uuid.uuid4().hex[:6]
+    later = mojo.publish("demo_jobs.ok_job", {"n": "later"}, delay=3)
+    scheduled = page.locator(f'[data-widget=scheduled] tbody[data-f=rows] tr[data-key="{later}"]')
+    expect(scheduled).to_be_visible(timeout=WAIT)
+    expect(scheduled.locator("[data-until]")).to_have_text(re.compile(r"^(in \d+s|due)"))
+    expect(scheduled.locator(".chip")).to_have_text("default")
+
+    oks = [mojo.publish("demo_jobs.ok_job", {"n": i}) for i in range(4)]
+    bads = [mojo.publish("demo_jobs.fail_job", {"message": f"page boom {tag} {i}"}) for i in range(2)]
+    expect(failed).to_have_text(str(failed_before + 2), timeout=WAIT)
+    expect(completed).to_have_text(str(done_before + 4), timeout=WAIT)
+    failures = page.locator("[data-widget=failures] tbody[data-f=rows]")
+    for i, job in enumerate(bads):
+        row = failures.locator(f'tr[data-key="{job}"]')
+        expect(row.locator(".err")).to_contain_text(f"page boom {tag} {i}")
+        expect(row.locator(".small")).to_contain_text("demo_jobs.fail_job")
+        expect(row.locator(".chip")).to_have_text("default")
+
+    # The delayed job leaves the scheduled widget when django-mojo's scheduler queues it, and is counted done.
+    expect(scheduled).to_have_count(0, timeout=WAIT)
+    expect(completed).to_have_text(str(done_before + 5), timeout=WAIT)
+    rows = mojo.wait_for_jobs([*oks, *bads, later])
+    assert sorted(r["status"] for r in rows.values()) == ["completed"] * 5 + ["failed"] * 2
+
+
+def test_purge_from_the_operations_center_cancels_django_mojos_jobs(
+    page: Page, mojo: MojoCluster, server: LiveServer
+) -> None:
+    """The Purge tile on a channel no engine consumes: previewed, confirmed; django-mojo's rows are canceled and its
+    queue list is gone; the tile shows the channel empty."""
+    waiting = [mojo.publish("demo_jobs.ok_job", {"n": i}, channel=UNSERVED) for i in range(3)]
+    open_page(page, server, MANAGE)
+    purge_row = page.locator(f'[data-part="purge"] tr[data-key="{UNSERVED}"]')
+    expect(purge_row.locator("td").nth(1)).to_have_text("3", timeout=WAIT)
+
+    tile_button = page.locator('[data-tile="purge"] .tile-foot button')
+    expect(tile_button).to_be_enabled()
+    tile_button.click()
+    form = page.locator("dialog.ad-form")
+    expect(form).to_be_visible()
+    form.locator("select").select_option(UNSERVED)
+    form.get_by_role("button", name="Preview purge…").click()
+    confirm = page.locator("dialog.ad-confirm")
+    expect(confirm).to_be_visible(timeout=15_000)
+    expect(confirm.locator(".ad-count")).to_have_text("Would affect 3")
+    expect(confirm.locator(".ad-sample li")).to_have_count(3)
+    assert mojo.client.llen(mojo.queue_key(UNSERVED)) == 3  # a preview changes nothing
+    confirm.get_by_role("button", name="Purge").click()
+    expect(confirm).to_be_hidden(timeout=15_000)
+    expect(page.locator("#toasts .toast-success")).to_contain_text("Done:", timeout=15_000)
+
+    rows = mojo.jobs(waiting)
+    assert {r["status"] for r in rows.values()} == {"canceled"}, rows
+    assert mojo.client.llen(mojo.queue_key(UNSERVED)) == 0  # django-mojo's own queue list
+    expect(purge_row.locator("td").nth(1)).to_have_text("0", timeout=WAIT)
+
+
+def test_job_details_follow_a_django_mojo_job(page: Page, mojo: MojoCluster, server: LiveServer) -> None:
+    """A django-mojo job in the job table and its details: function, runner, and its lifecycle from queued to
+    started to completed; a failed one with its error."""
+    job = mojo.publish("demo_jobs.sleep_job", {"seconds": 3})
+    open_page(page, server, f"{TABLE}?q=id%3A{job}")
+    row = page.locator(f'#jt-rows tr[data-key="{job}"]')
+    expect(row.locator(".badge")).to_have_text("running", timeout=WAIT)
+    expect(row.locator(".fn")).to_have_text("demo_jobs.sleep_job")
+    row.click()
+    dialog = modal(page)
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("#jm-title")).to_have_text(f"Job {job}")
+    expect(overview(page, "fn")).to_have_text("demo_jobs.sleep_job")
+    expect(overview(page, "channel")).to_contain_text("default")
+    expect(overview(page, "runner")).to_have_text(ENGINE)
+    status = overview(page, "status").locator(".badge")
+    expect(status).to_have_text("completed", timeout=WAIT)
+    expect(row.locator(".badge")).to_have_text("completed")  # the table behind the modal follows too
+    dialog.get_by_role("tab", name="Payload").click()
+    expect(dialog.locator('[data-f="payload"]')).to_have_text('{\n  "seconds": 3\n}')
+    dialog.get_by_role("tab", name="Event history").click()
+    history = dialog.locator('[data-f="history"] tr')
+    expect(history.locator("td:nth-child(2)")).to_have_text(["queued", "started", "completed"], timeout=WAIT)
+    expect(history.nth(2).locator("td").nth(3)).to_have_text(ENGINE)
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+
+    message = f"page details {uuid.uuid4().hex[:6]}"
+    bad = mojo.publish("demo_jobs.fail_job", {"message": message})
+    page.locator("#jt-q").fill(f"id:{bad}")
+    page.locator("#jt-q").press("Enter")
+    failed = page.locator(f'#jt-rows tr[data-key="{bad}"]')
+    expect(failed.locator(".badge")).to_have_text("failed", timeout=WAIT)
+    expect(failed.locator(".err")).to_contain_text(message)
+    failed.click()
+    expect(overview(page, "status").locator(".badge")).to_have_text("failed")
+    expect(overview(page, "fn")).to_have_text("demo_jobs.fail_job")
+    dialog.get_by_role("tab", name=re.compile("^Error")).click()
+    expect(dialog.locator('[data-f="error"]')).to_contain_text(message)
+    dialog.get_by_role("tab", name="Event history").click()
+    expect(dialog.locator('[data-f="history"] tr td:nth-child(2)')).to_have_text(["queued", "started", "failed"])
