@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from server.redis_server import RedisServer
 from tests.conftest import LiveServer
@@ -257,3 +258,56 @@ async def test_actions_on_a_real_worker(broker: str, prefix: str) -> None:
         worker.log.close()
         output = server.finish()
         assert "Traceback" not in output, output
+
+
+def test_a_broker_crash_is_said_within_2s_and_the_truth_is_back_within_5s(prefix: str) -> None:
+    """The Celery source through a Redis outage, against a live worker: the broker SIGKILLed (its data kept in the
+    append-only file) is said within 2 s; while it is down jobpulse is blind, and once it returns the worker's
+    heartbeats resume and the queue depths equal the broker's lists again within 5 s (docs/reliability.md 1)."""
+    from tests.celery_cluster.app import Tasks
+
+    server_redis = RedisServer(persist=True).start()
+    broker = server_redis.url
+    tasks = Tasks(broker)
+    name = f"o-{prefix[-6:]}@test"
+    env = {"JOBPULSE_SOURCE": "celery", "JOBPULSE_RECONCILE_S": "0.5", "JOBPULSE_CELERY_QUEUES": "nobody"}
+    server = LiveServer(broker, prefix, env=env).start()
+    worker = Worker(broker, name)
+    try:
+        eventually(lambda: (widget(server, "runners")["rows"].get(name) or {}).get("status") in ("online", "busy"))
+        for i in range(3):
+            tasks.add.apply_async((i, i), queue="nobody")
+        eventually(lambda: widget(server, "channels")["rows"].get("nobody", {}).get("queued") == 3, 10)
+        broke = time.monotonic()
+        server_redis.kill()
+        eventually(lambda: widget(server, "health")["connected"] is False, 5)
+        said = time.monotonic() - broke
+        time.sleep(1.0)  # down for a while: the reconnect backoff grows
+        server_redis.start()
+        back = time.monotonic()
+        client = redis.Redis.from_url(broker)
+        try:
+            for _ in range(4):  # the truth changes as Redis returns: jobpulse must read it, not remember
+                client.rpush("nobody", client.lindex("nobody", 0) or b"")
+            truth = int(client.llen("nobody"))
+        finally:
+            client.close()
+
+        def healed() -> bool:
+            rows = widget(server, "channels")["rows"]
+            health = widget(server, "health")
+            return bool(health["connected"]) and rows.get("nobody", {}).get("queued") == truth
+
+        eventually(healed, 10)
+        healed_in = time.monotonic() - back
+        # The worker reconnects to the broker by itself and beats again (Celery's own retry).
+        eventually(lambda: widget(server, "runners")["rows"][name]["status"] in ("online", "busy"), 30)
+    finally:
+        tasks.close()
+        worker.stop()
+        worker.log.close()
+        output = server.finish()
+        server_redis.stop()
+    print(f"celery broker crash: said in {said:.2f} s, truth back in {healed_in:.2f} s")
+    assert said < 2.0 and healed_in < 5.0, (said, healed_in)
+    assert "Traceback" not in output, output
