@@ -1101,11 +1101,11 @@ def main(argv: list[str] | None = None) -> int:
     # soak
     parser.add_argument("--minutes", type=float, default=None, help="soak length (default 10; quick 1)")
     parser.add_argument("--sample-every", type=float, default=None, help="soak sample period, s (5; quick 2)")
-    parser.add_argument("--soak-warmup", type=float, default=None, help="soak warm-up, s (default 20% of it; quick 30)")
+    parser.add_argument("--soak-warmup", type=float, default=None, help="soak warm-up, s (20%% of it; quick 30)")
     parser.add_argument("--max-jobs", type=int, default=0, help="JOBPULSE_MAX_JOBS for the soak (default: reached "
-                        "in 70% of the warm-up)")  # fmt: skip
+                        "in 70%% of the warm-up)")  # fmt: skip
     parser.add_argument("--dedupe-window", type=int, default=0, help="JOBPULSE_DEDUPE_WINDOW for the soak (default: "
-                        "reached in 70% of the warm-up)")  # fmt: skip
+                        "reached in 70%% of the warm-up)")  # fmt: skip
     # roles (internal)
     parser.add_argument("--role", default="orchestrator", choices=("orchestrator", "clients"))
     parser.add_argument("--host", default="127.0.0.1")

@@ -64,3 +64,19 @@ def test_every_error_code_is_documented(code):
 def test_every_close_code_is_documented(code):
     """docs/protocol.md lists every close code."""
     assert f"| {code.value} |" in PROTOCOL
+
+
+BENCHES = sorted(p.stem for p in (ROOT / "bench").glob("*.py") if p.stem not in ("__init__", "common", "workload",
+                                                                                  "wsclient"))  # fmt: skip
+
+
+@pytest.mark.parametrize("bench", BENCHES)
+def test_every_benchmark_explains_itself(bench: str) -> None:
+    """`python -m bench.<name> --help` works: the documented commands' options are readable (a stray '%' in a help
+    string once made argparse crash instead)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", f"bench.{bench}", "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=30)  # fmt: skip
+    assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-2000:]
