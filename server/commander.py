@@ -84,10 +84,20 @@ class Commander:
         self._rates: OrderedDict[str, deque[float]] = OrderedDict()
         self._rate_audited: dict[str, float] = {}
         self.counters: dict[tuple[str, str], int] = {}  # (action, outcome) -> commands
+        self._offers: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, dict[str, Any]]] = {}
 
     # -- what a user may do (the welcome frame) ---------------------------------------------------
 
     def actions_for(self, principal: Principal) -> dict[str, dict[str, Any]]:
+        """What the welcome frame offers `principal`: the same for everyone of one role, so worked out once per role
+        (every page connect asks; a reconnect storm asks a thousand times at once)."""
+        key = (principal.role, tuple(sorted(self.connector.unsupported.items())))
+        cached = self._offers.get(key)
+        if cached is None:
+            cached = self._offers[key] = self._actions_for(principal)
+        return cached
+
+    def _actions_for(self, principal: Principal) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for name in actions.SPECS:
             decision = actions.decide(principal, name)

@@ -61,6 +61,10 @@ class Peer(Protocol):
 @dataclass(frozen=True)
 class HubLimits:
     tick: float = 0.025
+    # The most of the event loop's time flushes may take: after a flush that took t seconds the next waits at least
+    # t / flush_share. With many clients a flush (one write per client) grows, and without this rule the loop would
+    # spend most of its time fanning out 40 times a second, starving connects and intake (docs/reliability.md 4).
+    flush_share: float = 0.25
     beat: float = 2.0
     patch_ring: int = 256
     client_queue: int = 64
@@ -331,7 +335,6 @@ class Hub:
 
     def attach(self, peer: Peer) -> Client:
         client = Client(peer)
-        client.writer = asyncio.create_task(self._writer(client), name="hub-writer")
         self.clients.add(client)
         return client
 
@@ -459,7 +462,7 @@ class Hub:
             client.outbox.append(message)
             client.outbox_bytes += len(message)
             self.stats.queued_sends += 1
-        client.wake.set()
+        self._kick(client)
 
     def _send_inline(self, client: Client, message: Outgoing) -> None:
         # The peer said it has room, so this coroutine finishes without suspending; drive it here rather
@@ -479,7 +482,14 @@ class Hub:
         coro.close()
         client.outbox.appendleft(message)
         client.outbox_bytes += len(message)
+        self._kick(client)
+
+    def _kick(self, client: Client) -> None:
+        """Wake the client's writer, starting it the first time: most clients take every frame at once and never
+        need one, and a task per client made connect storms dearer (docs/reliability.md 4)."""
         client.wake.set()
+        if client.writer is None and not client.closed:
+            client.writer = asyncio.create_task(self._writer(client), name="hub-writer")
 
     async def _writer(self, client: Client) -> None:
         try:
@@ -534,9 +544,11 @@ class Hub:
     async def _flush_loop(self) -> None:
         loop = asyncio.get_running_loop()
         tick = self.limits.tick
+        share = self.limits.flush_share
+        gap = tick
         while True:
             await self._dirty_event.wait()
-            wait = self._last_flush + tick - loop.time()
+            wait = self._last_flush + gap - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
             self._last_flush = loop.time()
@@ -544,6 +556,8 @@ class Hub:
                 self.flush()
             except Exception:
                 log.exception("flush failed")
+            took = loop.time() - self._last_flush
+            gap = max(tick, took / share) if share > 0 else tick
 
     async def _housekeeping_loop(self) -> None:
         interval = min(self.limits.beat / 2, 1.0)
