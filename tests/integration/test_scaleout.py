@@ -175,16 +175,20 @@ async def test_three_processes_behind_nginx_act_as_one(cluster: tuple[list[LiveS
             await watcher.close()
 
 
+def serve(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`jobpulse serve` in a session of its own (its workers are killed with it)."""
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+
+
 async def test_serve_with_workers_runs_whole_processes_on_one_port(redis_url: str, prefix: str) -> None:
     """`JOBPULSE_WORKERS=2 jobpulse serve`: two processes share the port, each a whole jobpulse (its own epoch),
     both ready; pages connect to either and get the same widgets."""
-    import sys
-
     port = free_port()
-    env = {**os.environ, "REDIS_URL": redis_url, "JOBPULSE_PREFIX": prefix, "JOBPULSE_AUTH": "dev",
-           "JOBPULSE_WORKERS": "2", "HOST": "127.0.0.1", "PORT": str(port), "JOBPULSE_LOG_LEVEL": "warning"}  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    proc = serve({"REDIS_URL": redis_url, "JOBPULSE_PREFIX": prefix, "JOBPULSE_AUTH": "dev", "JOBPULSE_WORKERS": "2",
+                  "HOST": "127.0.0.1", "PORT": str(port), "JOBPULSE_LOG_LEVEL": "warning"})  # fmt: skip
     try:
         epochs: set[str] = set()
         deadline = time.monotonic() + 30
@@ -202,5 +206,5 @@ async def test_serve_with_workers_runs_whole_processes_on_one_port(redis_url: st
                 await client.close()
     finally:
         os.killpg(proc.pid, 15)
-        _, err = proc.communicate(timeout=20)
+        _, err = await asyncio.to_thread(proc.communicate, timeout=20)
     assert "Traceback" not in err.decode(errors="replace"), err[-3000:]
