@@ -397,25 +397,56 @@ def proc_sample(pid: int) -> dict[str, Any]:
     return {"rss_mib": rss_kib / 1024, "threads": threads, "fds": len(os.listdir(f"/proc/{pid}/fd"))}
 
 
-def stats_of(port: int, within: float = 20.0) -> dict[str, Any]:
-    """GET /api/stats, tried again for up to `within` seconds (a server busy with 1,000 reconnects answers late)."""
+def stats_of(port: int, within: float = 20.0, workers: int = 1) -> dict[str, Any]:
+    """GET /api/stats, tried again for up to `within` seconds (a server busy with 1,000 reconnects answers late).
+
+    With several worker processes on the port (JOBPULSE_WORKERS) each request reaches one of them: ask until every
+    worker (each its own epoch) has answered, and add their hub counters up.
+    """
     give_up = time.monotonic() + within
+    seen: dict[str, dict[str, Any]] = {}
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/stats", timeout=10) as response:
                 value: dict[str, Any] = json.loads(response.read())
-                return value
+            seen[value["epoch"]] = value
+            if len(seen) >= workers:
+                break
         except (OSError, ValueError) as exc:
             if time.monotonic() > give_up:
                 raise RuntimeError(f"GET /api/stats failed: {exc!r}") from exc
             time.sleep(0.2)
+        if time.monotonic() > give_up:
+            raise RuntimeError(f"GET /api/stats: {len(seen)} of {workers} workers answered")
+    if workers == 1:
+        return value
+    hub: dict[str, Any] = {}
+    for answer in seen.values():
+        for name, n in answer["hub"].items():
+            if isinstance(n, int | float) and not isinstance(n, bool):
+                hub[name] = hub.get(name, 0) + n
+    return {**value, "hub": hub, "epoch": ",".join(sorted(seen))}
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used (/proc/<pid>/stat)."""
+    """User + system CPU seconds a process and its descendants (uvicorn's workers) have used (/proc)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return total
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children = [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+        for child in children:
+            with contextlib.suppress(OSError):
+                total += cpu_seconds(child)
+    return total
 
 
 def hub_delta(before: dict[str, Any], after: dict[str, Any], *names: str) -> dict[str, int]:
@@ -431,6 +462,7 @@ class Run:
         self.children = children
         self.args = args
         self.env = {**(env or {}), **dict(kv.split("=", 1) for kv in args.server_env)}
+        self.workers = int(self.env.get("JOBPULSE_WORKERS", "1"))
         self.prefix = common.unique_prefix(f"rel-{args.scenario}")
         self.port = free_port()
         self.server = fanout.start_server(children, args, "jobpulse", self.prefix, self.port, self.env)
@@ -544,7 +576,7 @@ def scenario_slow(children: common.Children, args: argparse.Namespace) -> dict[s
             common.tell(extra, {"cmd": "open", "counts": counts})
             opened = common.read_json(extra.stdout, 90, "opening the others")
             time.sleep(args.settle)
-            stats0 = stats_of(run.port)
+            stats0 = stats_of(run.port, workers=run.workers)
             closed_at: list[float] = []  # when the server's stalled_closed counter reached each new close
             rss: list[float] = []
             started = time.time()
@@ -557,7 +589,8 @@ def scenario_slow(children: common.Children, args: argparse.Namespace) -> dict[s
             ) -> None:
                 rss.append(proc_sample(run.server.pid)["rss_mib"])
                 if phase == "B":
-                    now = stats_of(run.port)["hub"]["stalled_closed"] - stats0["hub"]["stalled_closed"]
+                    hub_now = stats_of(run.port, workers=run.workers)["hub"]
+                    now = hub_now["stalled_closed"] - stats0["hub"]["stalled_closed"]
                     closed_at.extend([time.time()] * (now - len(closed_at)))
 
             window = measure_window(run, healthy, args.window, tick)
@@ -571,7 +604,7 @@ def scenario_slow(children: common.Children, args: argparse.Namespace) -> dict[s
                     if common.read_json(extra.stdout, 30, "status")["stalled_open"] == 0:
                         break
                     time.sleep(0.5)
-            stats1 = stats_of(run.port)
+            stats1 = stats_of(run.port, workers=run.workers)
             common.tell(extra, {"cmd": "drop"})
             others = common.read_json(extra.stdout, 30, "dropping the others")
             lat = window["latency"]
@@ -596,7 +629,7 @@ def scenario_slow(children: common.Children, args: argparse.Namespace) -> dict[s
             _print_slow_window(index, row, n_stalled)
         time.sleep(3)
         result["rss_mib"] = {"idle": rss_idle, "after": proc_sample(run.server.pid)["rss_mib"]}
-        result["hub"] = stats_of(run.port)["hub"]
+        result["hub"] = stats_of(run.port, workers=run.workers)["hub"]
     finally:
         run.close()
     return summarize_slow(result, args)
@@ -740,7 +773,9 @@ def scenario_reconnect(children: common.Children, args: argparse.Namespace) -> d
         flush=True,
     )
     run = Run(children, args)
-    result: dict[str, Any] = {"scenario": "reconnect", "clients": args.clients, "cases": {}}
+    if run.workers > 1:
+        print(f"server: {run.workers} worker processes on one port (JOBPULSE_WORKERS); CPU and hub counts are summed")
+    result: dict[str, Any] = {"scenario": "reconnect", "clients": args.clients, "cases": {}, "workers": run.workers}
     try:
         procs = run.start_clients(args.clients, args.client_procs, track=True)
         ready = [common.read_json(p.stdout, 90, "clients connecting") for p in procs]
@@ -751,7 +786,7 @@ def scenario_reconnect(children: common.Children, args: argparse.Namespace) -> d
             if case not in args.cases.split(","):
                 continue
             restart_s = run.restart_server() if restart else None
-            before = stats_of(run.port)
+            before = stats_of(run.port, workers=run.workers)
             at = time.time() + 0.5
             for proc in procs:
                 common.tell(proc, {"cmd": "reconnect", "at": at, "within": args.reconnect_timeout, "spread": spread})
@@ -760,7 +795,7 @@ def scenario_reconnect(children: common.Children, args: argparse.Namespace) -> d
             reports = [common.read_json(p.stdout, args.reconnect_timeout + 30, "reconnect") for p in procs]
             wall = time.time() - at
             cpu1 = cpu_seconds(run.server.pid), sum(cpu_seconds(p.pid) for p in procs)
-            after = stats_of(run.port)
+            after = stats_of(run.port, workers=run.workers)
 
             def pooled(key: str, reports: list[dict[str, Any]] = reports) -> list[float]:
                 return sorted(x for r in reports for x in r[key])
@@ -827,6 +862,10 @@ def summarize_reconnect(result: dict[str, Any]) -> dict[str, Any]:
         epochs[case] = row["epoch"]
         if restart:
             checks[f"{case}_all_snapshot"] = row["snapshot"] == n and row["failed"] == 0
+        elif result.get("workers", 1) > 1:
+            # A client that lands on another worker finds another epoch: it is brought up to date by snapshots.
+            checks[f"{case}_all_back"] = row["resumed"] + row["snapshot"] == n and row["failed"] == 0
+            checks[f"{case}_no_gaps"] = row["gaps"] == 0
         else:
             checks[f"{case}_all_resumed"] = row["resumed"] == n and row["failed"] == 0
             checks[f"{case}_no_gaps"] = row["gaps"] == 0
@@ -886,7 +925,7 @@ def scenario_soak(children: common.Children, args: argparse.Namespace) -> dict[s
             common.tell(proc, {"cmd": "sample"})
         for proc in procs:
             common.read_json(proc.stdout, 30, "clients sample")
-        stats_prev = stats_of(run.port)
+        stats_prev = stats_of(run.port, workers=run.workers)
         t_prev = time.time()
         cpu_prev = cpu_seconds(run.server.pid), sum(cpu_seconds(p.pid) for p in procs)
         end = start_at + duration
@@ -896,7 +935,7 @@ def scenario_soak(children: common.Children, args: argparse.Namespace) -> dict[s
                 common.tell(proc, {"cmd": "sample"})
             # /proc first: right after a /api/stats request the server may still hold that request's socket.
             proc_now = proc_sample(run.server.pid)
-            stats = stats_of(run.port)
+            stats = stats_of(run.port, workers=run.workers)
             now = time.time()
             cpu_now = cpu_seconds(run.server.pid), sum(cpu_seconds(p.pid) for p in procs)
             reports = [common.read_json(p.stdout, 30, "clients sample") for p in procs]
