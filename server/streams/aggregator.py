@@ -214,6 +214,7 @@ class Aggregator:
             "events_per_s": round(rate, 1),
             "rss_mb": round(_rss_bytes() / 1_048_576, 1),
             "crashes": self.crashes,
+            "source": self.connector.name,
         }
         hub = self.hub
         if hub is not None:

@@ -179,11 +179,16 @@ class ShellStats(Struct, frozen=True):
 
 
 class SourceStatus(Struct, frozen=True):
-    """The connection to the source went up or down at `at`."""
+    """The connection to the source went up or down at `at`.
+
+    A source read over several connections (django-mojo: Redis and Postgres) names each in `parts`, with its error
+    ("" while it is up), so the status page can say which one is down.
+    """
 
     connected: bool
     at: float
     error: str = ""
+    parts: dict[str, str] = {}
 
 
 class Rejected(Struct, frozen=True):

@@ -173,7 +173,11 @@ class MojoConnector:
             errors.append(f"Postgres: {self.db_error or 'not connected'}")
         self.connected = not errors
         now = self.clock()
-        self.sink.feed(SourceStatus(connected=self.connected, at=now, error="; ".join(errors)[:500]), now)
+        parts = {
+            "Redis": "" if self.redis_up else (self.redis_error or "not connected")[:300],
+            "Postgres": "" if self.db_up else (self.db_error or "not connected")[:300],
+        }
+        self.sink.feed(SourceStatus(connected=self.connected, at=now, error="; ".join(errors)[:500], parts=parts), now)
         self.sink.chunk_end()
 
     # -- Redis: runners, depths, the scheduler ----------------------------------------------------------

@@ -273,12 +273,18 @@ class MojoTranslator:
             job.queued_at = ts
         started_at = None
         duration = None
+        if job.queued_at is None and attempt == 1 and name != "scheduled":
+            # Its `queued` is not read yet (publish RPUSHes before it writes the event, so the engine's `running`
+            # can come first) or was never watched: the row's creation (or due time) is when it began to wait.
+            job.queued_at = row.run_at if row.run_at is not None and row.run_at > row.created else row.created
         if name == "started":
             job.started_at = started_at = ts
             job.runner = runner
             if runner:
                 self._hold(runner, row.id)
         elif phase >= 2:
+            if phase == 3:  # the end says when it started, for a job whose start jobpulse did not see
+                started_at = job.started_at if job.started_at is not None else row.started_at
             began = job.started_at if job.started_at is not None else row.started_at
             if began is not None and name != "canceled":
                 duration = max(0.0, ts - began)

@@ -365,6 +365,8 @@ def _job(state: State, ev: JobEvent, at: float, replay: bool) -> int:
             changed |= _move(state, job, "queued")
     else:
         job.attempt, job.phase = ev.attempt, 3
+        if job.started_at is None and ev.started_at is not None:
+            job.started_at = ev.started_at  # its start was not seen (before jobpulse watched); the end says when
         if ev.duration is not None:
             job.duration = ev.duration
         if name in ("failed", "expired"):
@@ -870,12 +872,13 @@ def _status_event(state: State, runner: Runner, status: str, at: float) -> int:
 
 def _source_status(state: State, msg: SourceStatus) -> int:
     health = state.health
-    if health.connected == msg.connected and health.error == msg.error:
+    if health.connected == msg.connected and health.error == msg.error and health.parts == msg.parts:
         return 0
     if health.connected != msg.connected:
         health.since = msg.at
     health.connected = msg.connected
     health.error = msg.error
+    health.parts = dict(msg.parts)
     return HEALTH
 
 

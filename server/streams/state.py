@@ -304,6 +304,7 @@ class Health:
         "lag",
         "last_event",
         "missed",
+        "parts",
         "reconciled",
         "rejected",
         "rtt",
@@ -328,6 +329,7 @@ class Health:
         self.rtt: float | None = None  # s, the source Redis' round trip at the last reconcile
         # s, our receive time minus the source's `ts` of the last live job event: how far behind the source the
         # fold runs (includes the two clocks' skew; replayed events do not count).
+        self.parts: dict[str, str] = {}  # a source's connections by name -> error ("" while up)
         self.lag: float | None = None
         self.shown: tuple[int, ...] = ()  # the intake counters as of the last tick that flagged them
 

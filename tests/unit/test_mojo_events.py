@@ -175,3 +175,17 @@ def test_any_read_order_of_the_trail_ends_where_the_row_says(rnd: random.Random,
     assert (job.status, job.attempt) == ("failed", 2)
     assert len({e.id for e in made}) == len(made)  # one event per step
     assert sum(1 for e in made if e.event == "failed") == 1
+
+
+def test_a_job_whose_queued_comes_late_or_was_never_seen_still_shows_when_it_waited_and_started() -> None:
+    translator = MojoTranslator(1.0, 4)
+    # publish RPUSHes before it writes `queued`: the engine's `running` can be read first.
+    [started] = translator.events([ev(2, "running", 1, 1, "e1")], {JOB: row("running", 1)}, NOW + 1)
+    assert started.queued_at == NOW  # the row's creation
+    # A job that finished before jobpulse watched: only its row is read, and its end says when it waited and ran.
+    other = MojoTranslator(1.0, 4)
+    [done] = other.rows([row("completed", 1)], NOW + 10)
+    assert (done.queued_at, done.started_at) == (NOW, NOW + 2)
+    state = fold_events([done])
+    job = state.jobs[JOB]
+    assert (job.status, job.queued_at, job.started_at) == ("completed", NOW, NOW + 2)

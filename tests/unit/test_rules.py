@@ -169,3 +169,25 @@ def test_scheduled_today_counts_only_jobs_due_before_the_day_ends():
     fold(state, job("scheduled", "tomorrow", ts=T0, run_at=T0 + 90_000), T0)
     fold(state, Tick(now=T0 + 1, day_end=T0 + 3600), T0 + 1)
     assert overview.snapshot(state, VL)["scheduled_today"] == 1
+
+
+def test_the_service_matrix_names_the_source_and_each_of_its_connections():
+    """A source read over Redis and Postgres (django-mojo) gets a row for each, so a Postgres outage is not shown as
+    Redis down; the connector row names the source."""
+    from server.streams.widgets import platform
+
+    state = fresh()
+    fold(state, ShellStats(T0, {"source": "mojo"}), T0)
+    down = SourceStatus(False, T0, "Postgres: gone", parts={"Redis": "", "Postgres": "gone"})
+    assert fold(state, down, T0) == reducer.HEALTH
+    rows = platform.platform(state, VL)["matrix"]["rows"]
+    assert list(rows) == ["redis", "postgres", "connector", "runners", "jobpulse"]
+    assert (rows["redis"]["status"], rows["postgres"]["status"]) == ("ok", "critical")
+    assert rows["postgres"]["detail"] == "gone"
+    assert rows["connector"]["name"] == "Connector (mojo)"
+    fold(state, SourceStatus(True, T0 + 1, "", parts={"Redis": "", "Postgres": ""}), T0 + 1)
+    assert platform.platform(state, VL)["matrix"]["rows"]["postgres"]["status"] == "ok"
+    # One connection (native, celery): the row it always had.
+    native = fresh()
+    fold(native, SourceStatus(False, T0, "refused"), T0)
+    assert list(platform.platform(native, VL)["matrix"]["rows"]) == ["redis", "connector", "runners", "jobpulse"]

@@ -6,6 +6,7 @@ Pure layer: standard library only. Shapes are documented in docs/protocol.md sec
 from __future__ import annotations
 
 from itertools import islice
+from typing import Any
 
 from server.streams import rules
 from server.streams.state import State
@@ -21,35 +22,44 @@ def platform(state: State, limits: ViewLimits) -> View:
     shell = state.shell
     live = sum(1 for r in state.runners.values() if r.status in LIVE_RUNNER)
     silent = sum(1 for r in state.runners.values() if r.status in ("stale", "offline") and not r.stopped)
-    matrix = {
-        "redis": compact(
+    rtt = f"round trip {health.rtt * 1000:.2f} ms" if health.rtt is not None else "connected"
+    matrix: dict[str, Any] = {}
+    if health.parts:  # a source read over several connections: one row each
+        for part, error in health.parts.items():
+            matrix[part.lower()] = compact(
+                name=f"{part} (source)",
+                status="critical" if error else "ok",
+                detail=error or (rtt if part == "Redis" else "connected"),
+                since=health.since,
+            )
+    else:
+        matrix["redis"] = compact(
             name="Redis (source)",
             status="ok" if health.connected else "critical",
-            detail=(f"round trip {health.rtt * 1000:.2f} ms" if health.rtt is not None else "connected")
-            if health.connected
-            else (health.error or "not connected"),
+            detail=rtt if health.connected else (health.error or "not connected"),
             since=health.since,
-        ),
-        "connector": compact(
-            name="Connector (native)",
+        )
+    matrix.update(
+        connector=compact(
+            name=f"Connector ({shell.get('source', 'native')})",
             status="ok"
             if health.connected and not health.rejected
             else ("warning" if health.connected else "critical"),
             detail=f"{health.events} events, {sum(health.rejected.values())} rejected, {health.gaps} gaps",
             since=health.reconciled,
         ),
-        "runners": {
+        runners={
             "name": "Runners",
             "status": "critical" if not live and state.runners else ("warning" if silent else "ok"),
             "detail": f"{live} live, {silent} silent, {len(state.runners)} known",
         },
-        "jobpulse": compact(
+        jobpulse=compact(
             name=f"jobpulse process {shell.get('epoch', '')}".strip(),
             status="ok" if not shell.get("crashes") else "warning",
             detail=f"pid {shell.get('pid', '?')}, {shell.get('clients', 0)} clients, {shell.get('rss_mb', '?')} MB",
             since=shell.get("started"),
         ),
-    }
+    )
     return {
         "status": status,
         "rule": rule,
