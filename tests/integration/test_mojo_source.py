@@ -285,3 +285,37 @@ async def test_operator_actions_through_jobpulse_take_effect_in_django_mojo(
         await client.wait_for(lambda c: c.data["channels"]["rows"].get("purgeme", {}).get("queued", 0) == 0, 10)
     finally:
         await client.close()
+
+
+async def test_the_hours_chart_starts_with_django_mojos_own_hourly_metrics(mojo: MojoCluster, prefix: str) -> None:
+    """Hours before jobpulse watched come from the counters django-mojo keeps (publishes by UTC hour, the engine's
+    by METRICS_TIMEZONE hour), recorded here with django-mojo's own `metrics.record` as its writers call it."""
+    import asyncio
+
+    from server.protocol import view_key
+    from tests.integration.helpers import LiveClient
+
+    recorded = {("jobs.published", "utc", 3): 7, ("jobs.completed", "engine", 3): 5, ("jobs.failed", "engine", 3): 2,
+                ("jobs.completed", "engine", 5): 4}  # fmt: skip
+    for (slug, clock, hours_ago), count in recorded.items():
+        await asyncio.to_thread(mojo.call, "record_metric", slug=slug, hours_ago=hours_ago, count=count, clock=clock)
+    hour_now = int(time.time() // 3600)
+    live = LiveServer(mojo.redis_url, prefix + "h", env=mojo_env(mojo)).start()
+    client: LiveClient | None = None
+    try:
+        await asyncio.to_thread(eventually, lambda: ready(live) == 200, 15.0, "ready")
+        keys = {m: view_key("kpi", {"metric": m, "gran": "hours"}) for m in ("published", "completed", "failed")}
+        client = await LiveClient.connect(live.ws_url, list(keys.values()))
+
+        def hour(metric: str, back: int) -> int:
+            points: dict[str, int] = client.data.get(keys[metric], {}).get("points", {}) if client else {}
+            return points.get(str(hour_now - back), 0)
+
+        await client.wait_for(lambda c: hour("published", 3) >= 7 and hour("completed", 5) >= 4, 15)
+        # At least what was recorded: the module's other tests ran real jobs in the current hour only.
+        assert (hour("published", 3), hour("completed", 3), hour("failed", 3), hour("completed", 5)) == (7, 5, 2, 4)
+    finally:
+        if client is not None:
+            await client.close()
+        output = live.finish()
+    assert "Traceback" not in output, output

@@ -161,6 +161,18 @@ def op_metrics(slugs: list[str], granularity: str = "hours") -> Any:
     return {slug: fetch(slug, granularity=granularity) for slug in slugs}
 
 
+def op_record_metric(slug: str, hours_ago: float, count: int = 1, clock: str = "engine") -> Any:
+    """`mojo.apps.metrics.record` as django-mojo's own writers call it, `hours_ago` in the past: publish passes an
+    aware UTC time (`clock="utc"`), the engine passes none, so its buckets are in METRICS_TIMEZONE ("engine").
+    History for the hours chart that a test cannot wait hours for."""
+    from datetime import UTC, datetime, timedelta
+
+    metrics = importlib.import_module("mojo.apps.metrics")
+    utils = importlib.import_module("mojo.apps.metrics.utils")
+    now = datetime.now(UTC) if clock == "utc" else utils.normalize_datetime(None)
+    return metrics.record(slug, when=now - timedelta(hours=hours_ago), count=count)
+
+
 def op_setting(name: str) -> Any:
     """A Django setting as django-mojo's settings helper sees it (None when unset)."""
     return getattr(importlib.import_module("mojo.helpers.settings").settings, name)
