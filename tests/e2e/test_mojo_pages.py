@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 import socket
+import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 
@@ -19,6 +21,7 @@ import pytest
 
 from tests.conftest import LiveServer
 from tests.e2e.support import Locator, Page, expect, install_ws_probe
+from tests.faultproxy import FaultProxy
 from tests.integration.test_mojo_source import PREFIX, mojo_env
 from tests.mojo_cluster.cluster import MojoCluster
 from tests.mojo_cluster.environment import pg_unreachable
@@ -274,3 +277,35 @@ def test_job_details_follow_a_django_mojo_job(page: Page, mojo: MojoCluster, ser
     expect(dialog.locator('[data-f="traceback"]')).to_contain_text(f"RuntimeError: {message}")
     dialog.get_by_role("tab", name="Event history").click()
     lifecycle(page, ["queued", "started", "failed"])
+
+
+def test_a_postgres_outage_says_database_down_and_clears_by_itself(page: Page, mojo: MojoCluster, prefix: str) -> None:
+    """django-mojo's Postgres goes away under the overview page: "Database down" (not "Broker down": its Redis is
+    fine) on the banner and the health card within 2 s; back, the banner goes and the page is live again without a
+    reload."""
+    target = urllib.parse.urlsplit(mojo.pg_url)
+    proxy = FaultProxy(target.hostname or "127.0.0.1", target.port or 5432).start()
+    url = urllib.parse.urlunsplit(target._replace(netloc=f"{target.username or 'postgres'}@127.0.0.1:{proxy.port}"))
+    live = LiveServer(mojo.redis_url, prefix, env=mojo_env(mojo, JOBPULSE_MOJO_DATABASE_URL=url)).start()
+    try:
+        open_page(page, live, "/admin/jobs/overview")
+        card = page.locator('[data-widget=service] [data-f="broker"]')
+        expect(card).to_have_text("Connected", timeout=WAIT)
+        page.evaluate("() => { window.__e2eSameDocument = true; }")
+        cut = time.monotonic()
+        proxy.cut()
+        banner = page.locator("#banner")
+        expect(banner).to_contain_text("Database down", timeout=5_000)
+        said = time.monotonic() - cut
+        expect(banner).to_contain_text("Postgres")
+        expect(card).to_have_text("Database down")
+        assert said < 2.0, f"the banner took {said:.2f} s"
+        proxy.heal()
+        expect(banner).to_be_hidden(timeout=10_000)
+        expect(card).to_have_text("Connected")
+        expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+        assert page.evaluate("() => window.__e2eSameDocument === true"), "the page reloaded instead of healing"
+    finally:
+        output = live.finish()
+        proxy.close()
+    assert "Traceback" not in output, output

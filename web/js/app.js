@@ -112,6 +112,7 @@ socket.addEventListener("widget", (event) => {
 // -- connection indicator and banner ------------------------------------------------------------
 
 let sourceDown = "";
+let databaseOnly = false; // only the job system's database is down (django-mojo's Postgres), not its Redis
 const LABELS = /** @type {Record<string, string>} */ ({
   connecting: "connecting",
   live: "live",
@@ -148,7 +149,9 @@ function showStatus(status, detail = "") {
     warn = true;
   } else if (sourceDown) {
     text =
-      `Broker down: the job system's Redis is unreachable (${sourceDown}). ` +
+      (databaseOnly
+        ? `Database down: the job system's Postgres is unreachable (${sourceDown}). `
+        : `Broker down: the job system's Redis is unreachable (${sourceDown}). `) +
       "Showing the last known state; jobpulse reconnects by itself.";
   }
   banner.hidden = !text;
@@ -248,8 +251,10 @@ export function start() {
   }
   listen("health", (data) => {
     const down = data.connected ? "" : data.error || "not connected";
-    if (down !== sourceDown) {
+    const dbOnly = Array.isArray(data.down) && data.down.length === 1 && data.down[0] === "Postgres";
+    if (down !== sourceDown || dbOnly !== databaseOnly) {
       sourceDown = down;
+      databaseOnly = dbOnly;
       showStatus(socket.status);
     }
   });

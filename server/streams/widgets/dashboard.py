@@ -163,6 +163,9 @@ def health(state: State, limits: ViewLimits) -> View:
     }
     if h.error:
         view["error"] = h.error
+    down = [name for name, error in h.parts.items() if error]
+    if down:
+        view["down"] = down  # which of the source's connections are down (django-mojo: Redis, Postgres)
     for key, value in (("since", h.since), ("last_event", h.last_event), ("reconciled", h.reconciled)):
         if value is not None:
             view[key] = value

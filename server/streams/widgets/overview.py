@@ -151,6 +151,8 @@ def service(state: State, limits: ViewLimits) -> View:
         rtt_ms=None if health.rtt is None else round(health.rtt * 1000, 2),
         error=health.error or None,
         since=health.since,
+        # A source read over several connections names those that are down ("Postgres" alone: the database).
+        down=[name for name, error in health.parts.items() if error] or None,
     )
     return {
         "status": status,

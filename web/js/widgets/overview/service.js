@@ -11,7 +11,7 @@ const STATUS = /** @type {Record<string, string>} */ ({ ok: "OK", warning: "Warn
 /**
  * @param {HTMLElement} root
  * @param {{status: string, rule?: string, alerts: number, channels: number,
- *   broker: {connected: boolean, rtt_ms?: number, error?: string, since?: number},
+ *   broker: {connected: boolean, rtt_ms?: number, error?: string, since?: number, down?: string[]},
  *   runners: {active: number, stale: number, offline: number, total: number}}} data
  */
 export function render(root, data) {
@@ -25,7 +25,8 @@ export function render(root, data) {
 
   const broker = data.broker || { connected: false };
   const badge = field(root, "broker");
-  setText(badge, broker.connected ? "Connected" : "Broker down");
+  const dbOnly = Array.isArray(broker.down) && broker.down.length === 1 && broker.down[0] === "Postgres";
+  setText(badge, broker.connected ? "Connected" : dbOnly ? "Database down" : "Broker down");
   setAttr(badge, "class", `badge ${broker.connected ? "online" : "offline"}`);
   setText(
     field(root, "rtt"),
