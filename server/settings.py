@@ -42,7 +42,7 @@ class Settings:
     workers: int = _setting("JOBPULSE_WORKERS", 1, "jobpulse serve: processes sharing the port (each a whole jobpulse)")
     tick_ms: int = _setting("JOBPULSE_TICK_MS", 25, "coalescing tick: widget patches go out at most this often")
     flush_share: float = _setting(
-        "JOBPULSE_FLUSH_SHARE", 0.25, "most of the loop's time fan-out may take: a flush of t s waits t/share after"
+        "JOBPULSE_FLUSH_SHARE", 0.5, "most of the loop's time fan-out may take: a flush of t s waits t/share after"
     )
     beat_s: float = _setting("JOBPULSE_BEAT_S", 2.0, "a quiet client gets a beat this often (its stale detector)")
     clock_ms: int = _setting("JOBPULSE_CLOCK_MS", 1000, "clock tick into the fold (staleness, minute roll-over)")

@@ -62,9 +62,10 @@ class Peer(Protocol):
 class HubLimits:
     tick: float = 0.025
     # The most of the event loop's time flushes may take: after a flush that took t seconds the next waits at least
-    # t / flush_share. With many clients a flush (one write per client) grows, and without this rule the loop would
-    # spend most of its time fanning out 40 times a second, starving connects and intake (docs/reliability.md 4).
-    flush_share: float = 0.25
+    # t / flush_share. A flush writes once to every client; 1,000 clients take ~13 ms, about half a 25 ms tick, so
+    # steady fan-out keeps its tick (docs/benchmarks.md B2). In a reconnect storm flushes grow (catch-ups, more
+    # sockets) and would take the whole loop from the connects; then the tick stretches (docs/reliability.md 4).
+    flush_share: float = 0.5
     beat: float = 2.0
     patch_ring: int = 256
     client_queue: int = 64
