@@ -86,7 +86,6 @@ def build_hub(settings: Settings, aggregator: Aggregator) -> Hub:
         [(w.name, w.aspects, _projector(w, aggregator.state, view_limits)) for w in WIDGETS],
         HubLimits(
             tick=settings.tick_ms / 1000,
-            flush_share=settings.flush_share,
             beat=settings.beat_s,
             patch_ring=settings.patch_ring,
             client_queue=settings.client_queue,

@@ -41,9 +41,6 @@ class Settings:
     log_format: str = _setting("JOBPULSE_LOG_FORMAT", "text", "text, or json: one JSON object per line (structured)")
     workers: int = _setting("JOBPULSE_WORKERS", 1, "jobpulse serve: processes sharing the port (each a whole jobpulse)")
     tick_ms: int = _setting("JOBPULSE_TICK_MS", 25, "coalescing tick: widget patches go out at most this often")
-    flush_share: float = _setting(
-        "JOBPULSE_FLUSH_SHARE", 0.5, "most of the loop's time fan-out may take: a flush of t s waits t/share after"
-    )
     beat_s: float = _setting("JOBPULSE_BEAT_S", 2.0, "a quiet client gets a beat this often (its stale detector)")
     clock_ms: int = _setting("JOBPULSE_CLOCK_MS", 1000, "clock tick into the fold (staleness, minute roll-over)")
     reconcile_s: float = _setting("JOBPULSE_RECONCILE_S", 5.0, "re-read the authoritative keys this often")
@@ -212,8 +209,6 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{self.env_name(name)} must be > 0")
-        if not 0 < self.flush_share <= 1:
-            raise ValueError("JOBPULSE_FLUSH_SHARE must be in (0, 1]")
         if self.ws_sndbuf < 0:
             raise ValueError("JOBPULSE_WS_SNDBUF must be >= 0 (0: the kernel's own)")
         for name in ("max_clients_per_address", "connects_per_address"):

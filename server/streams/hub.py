@@ -61,11 +61,6 @@ class Peer(Protocol):
 @dataclass(frozen=True)
 class HubLimits:
     tick: float = 0.025
-    # The most of the event loop's time flushes may take: after a flush that took t seconds the next waits at least
-    # t / flush_share. A flush writes once to every client; 1,000 clients take ~13 ms, about half a 25 ms tick, so
-    # steady fan-out keeps its tick (docs/benchmarks.md B2). In a reconnect storm flushes grow (catch-ups, more
-    # sockets) and would take the whole loop from the connects; then the tick stretches (docs/reliability.md 4).
-    flush_share: float = 0.5
     beat: float = 2.0
     patch_ring: int = 256
     client_queue: int = 64
@@ -545,11 +540,9 @@ class Hub:
     async def _flush_loop(self) -> None:
         loop = asyncio.get_running_loop()
         tick = self.limits.tick
-        share = self.limits.flush_share
-        gap = tick
         while True:
             await self._dirty_event.wait()
-            wait = self._last_flush + gap - loop.time()
+            wait = self._last_flush + tick - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
             self._last_flush = loop.time()
@@ -557,8 +550,6 @@ class Hub:
                 self.flush()
             except Exception:
                 log.exception("flush failed")
-            took = loop.time() - self._last_flush
-            gap = max(tick, took / share) if share > 0 else tick
 
     async def _housekeeping_loop(self) -> None:
         interval = min(self.limits.beat / 2, 1.0)
