@@ -63,6 +63,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["JOBPULSE_SOURCE"] = args.source
     if args.celery_broker:
         os.environ["JOBPULSE_CELERY_BROKER"] = args.celery_broker
+    if args.workers:
+        os.environ["JOBPULSE_WORKERS"] = str(args.workers)  # the workers read their settings from the environment
     settings = Settings.from_env()
     _uvicorn_run(settings, args.host or settings.host, args.port or settings.port)
     return 0
@@ -292,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="port (default PORT or 8000)")
     serve.add_argument("--source", choices=("native", "celery", "mojo"), default=None, help="default JOBPULSE_SOURCE")
     serve.add_argument("--celery-broker", default=None, help="Celery's Redis broker URL (JOBPULSE_CELERY_BROKER)")
+    serve.add_argument("--workers", type=int, default=None, help="processes sharing the port (JOBPULSE_WORKERS)")
     serve.set_defaults(func=cmd_serve)
 
     demo = commands.add_parser(

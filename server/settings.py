@@ -206,6 +206,7 @@ class Settings:
                 if getattr(self, name) <= 0:
                     raise ValueError(f"{self.env_name(name)} must be > 0")
         positive = ("tick_ms", "clock_ms", "max_jobs", "max_runners", "failures_cap", "dedupe_window", "patch_ring")
+        positive += ("workers",)
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{self.env_name(name)} must be > 0")
