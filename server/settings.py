@@ -205,8 +205,8 @@ class Settings:
             for name in ("mojo_heartbeat_s", "mojo_poll_s", "mojo_redis_poll_s", "mojo_lookback_s", "mojo_rows_s"):
                 if getattr(self, name) <= 0:
                     raise ValueError(f"{self.env_name(name)} must be > 0")
-        positive = ("tick_ms", "clock_ms", "max_jobs", "max_runners", "failures_cap", "dedupe_window", "patch_ring")
-        positive += ("workers",)
+        positive: tuple[str, ...] = ("tick_ms", "clock_ms", "max_jobs", "max_runners", "failures_cap", "dedupe_window")
+        positive += ("patch_ring", "workers")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{self.env_name(name)} must be > 0")
