@@ -191,6 +191,17 @@ class SourceStatus(Struct, frozen=True):
     parts: dict[str, str] = {}
 
 
+class SourceWarning(Struct, frozen=True):
+    """A condition of the job system itself that its connector sees and the fold cannot (django-mojo: its
+    scheduler holds no lock). Raised as a hot issue (`source_warning:<key>`) until an empty `severity` clears it."""
+
+    key: str
+    at: float
+    severity: str = ""  # "warning" or "critical"; "" clears
+    title: str = ""
+    detail: str = ""
+
+
 class Rejected(Struct, frozen=True):
     """An object from the source failed validation; `reason` is one of REJECT_REASONS."""
 
@@ -246,7 +257,18 @@ class Restored(Struct, frozen=True):
     channel_series: dict[str, dict[int, tuple[int, ...]]] = {}
 
 
-Event = SourceMessage | Tick | SourceStatus | Rejected | Reconciled | Restored | LogRecorded | ShellStats | AuditNoted
+Event = (
+    SourceMessage
+    | Tick
+    | SourceStatus
+    | SourceWarning
+    | Rejected
+    | Reconciled
+    | Restored
+    | LogRecorded
+    | ShellStats
+    | AuditNoted
+)
 
 REJECT_REASONS = ("too_large", "json", "schema", "version", "unknown_type", "batch", "error")
 

@@ -39,10 +39,10 @@ import redis.asyncio as aredis
 
 from server.actions import SPECS, Args
 from server.settings import Settings
-from server.streams.events import Reconciled, Restored, SourceStatus
+from server.streams.events import Reconciled, Restored, SourceStatus, SourceWarning
 from server.streams.mojo_actions import UNSUPPORTED, WRITE_ACTIONS, MojoActions, Performed
 from server.streams.mojo_db import NO_PSYCOPG, MojoDatabase, epoch
-from server.streams.mojo_events import Beat, IdCursor, MojoTranslator
+from server.streams.mojo_events import Beat, IdCursor, MojoTranslator, scheduler_warning
 from server.streams.mojo_keys import MojoKeys
 from server.streams.native import CommandError, Sink, WireCommand
 from server.streams.subscription import stay_subscribed
@@ -110,6 +110,7 @@ class MojoConnector:
         self.db_error = "not connected yet"
         self.redis_error = ""
         self.leader: str | None = None  # the scheduler lock's holder, as last read
+        self._scheduler_said: tuple[str, str] | None = None
         self._polls = 0
         self._found: set[str] = set()  # channels found by SCAN
         self._seeded = False
@@ -223,6 +224,7 @@ class MojoConnector:
             pipe.exists(keys.paused(ch))
             pipe.lindex(keys.queue(ch), 0)  # the list is LIFO at its tail: index 0 waited longest
         pipe.get(keys.scheduler_lock)
+        pipe.get(keys.scheduler_progress)
         started = time.perf_counter()
         values = await pipe.execute()
         rtt = time.perf_counter() - started
@@ -240,7 +242,7 @@ class MojoConnector:
         # broadcast jobs, shown on its card, not as a channel of its own.
         for runner_id in registered | set(self.translator.runners):
             depths.pop(runner_id, None)
-        self._scheduler(values[-1])
+        self._scheduler(values[-2], values[-1])
         ids = sorted(registered | set(self.translator.runners))[: self.settings.max_runners]
         docs: dict[str, Beat | None] = {}
         if ids:
@@ -255,16 +257,27 @@ class MojoConnector:
                                   rtt=rtt), now)  # fmt: skip
         self.sink.chunk_end()
 
-    def _scheduler(self, lock: bytes | None) -> None:
-        holder = lock.decode(errors="replace") if lock else None
-        if holder == self.leader:
+    def _scheduler(self, lock: bytes | None, progress: bytes | None) -> None:
+        """Say when django-mojo's scheduler is missing or stuck: a hot issue (`source_warning:scheduler`)."""
+        holder = _text(lock) if lock else None
+        lease = None
+        if progress:
+            try:
+                doc = json.loads(progress)
+                lease = str(doc.get("lease")) if isinstance(doc, dict) else None
+            except (ValueError, UnicodeDecodeError):
+                lease = None
+        severity, title, detail = scheduler_warning(self.keys.scheduler_lock, holder, lease)
+        if (severity, detail) == self._scheduler_said:
             return
-        if holder is None:
-            log.warning("django-mojo has no scheduler: nobody holds %s (delayed jobs and retries wait)",
-                        self.keys.scheduler_lock)  # fmt: skip
-        else:
-            log.info("django-mojo's scheduler lock is held (%s)", holder)
+        self._scheduler_said = (severity, detail)
+        if severity:
+            log.warning("%s: %s", title, detail)
+        elif holder is not None:
+            log.info("django-mojo's scheduler is at work (lock held by %s)", holder)
         self.leader = holder
+        now = self.clock()
+        self.sink.feed(SourceWarning("scheduler", now, severity, title, detail), now)
 
     # -- Postgres: job events and rows -----------------------------------------------------------------
 

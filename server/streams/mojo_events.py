@@ -22,6 +22,7 @@ Three rules from docs/mojo.md shape this module:
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -450,3 +451,20 @@ def _row_step(row: JobRow, now: float) -> tuple[str, int, float]:
     if row.run_at is not None and row.run_at > now:
         return "scheduled", row.attempt + 1, row.created
     return "queued", row.attempt + 1, row.created
+
+
+def scheduler_warning(lock_key: str, holder: str | None, lease: str | None) -> tuple[str, str, str]:
+    """(severity, title, detail) of django-mojo's scheduler, or ("", "", "") while it works.
+
+    `holder` is the value of `P:lock:scheduler` (a random id, `SET NX PX 5000`, renewed every 2.5 s); `lease` the
+    `lease` of `P:scheduler:progress`, which the leader writes at most every 5 s with `EX 30` as the sha256 of its
+    lock value (`scheduler.py:355-366`): a lock without a matching progress key is a leader that holds on and does
+    not loop. No clocks are compared: the keys' expiry is Redis' own.
+    """
+    if holder is None:
+        return ("warning", "django-mojo scheduler down",
+                f"nobody holds {lock_key}: delayed jobs and retries are not queued")  # fmt: skip
+    if lease != hashlib.sha256(holder.encode()).hexdigest():
+        detail = f"{lock_key} is held but its leader wrote no progress for 30 s: delayed jobs and retries may wait"
+        return ("warning", "django-mojo scheduler not looping", detail)
+    return ("", "", "")

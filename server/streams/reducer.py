@@ -41,6 +41,7 @@ from server.streams.events import (
     RunnerStopped,
     ShellStats,
     SourceStatus,
+    SourceWarning,
     Tick,
 )
 from server.streams.state import (
@@ -91,6 +92,9 @@ def initial_state(limits: Limits | None = None) -> State:
     return State(limits or Limits())
 
 
+MAX_SOURCE_WARNINGS = 100  # conditions a source may hold at once (bounded like everything else)
+
+
 def fold(state: State, event: Event, at: float, replay: bool = False) -> int:
     """Fold one event into `state`, received at `at`; return the aspects that changed.
 
@@ -118,6 +122,8 @@ def fold(state: State, event: Event, at: float, replay: bool = False) -> int:
         return HEALTH
     if isinstance(event, SourceStatus):
         return _source_status(state, event)
+    if isinstance(event, SourceWarning):
+        return _source_warning(state, event)
     if isinstance(event, Reconciled):
         return _reconciled(state, event)
     if isinstance(event, Restored):
@@ -879,6 +885,20 @@ def _source_status(state: State, msg: SourceStatus) -> int:
     health.connected = msg.connected
     health.error = msg.error
     health.parts = dict(msg.parts)
+    return HEALTH
+
+
+def _source_warning(state: State, msg: SourceWarning) -> int:
+    """Hold or clear a condition the source's connector reported; the rules raise it as an alert at the next tick."""
+    warnings = state.health.warnings
+    if not msg.severity:
+        return HEALTH if warnings.pop(msg.key, None) is not None else 0
+    value = (msg.severity, msg.title[:200], msg.detail[:500])
+    if warnings.get(msg.key) == value:
+        return 0
+    if msg.key not in warnings and len(warnings) >= MAX_SOURCE_WARNINGS:
+        return 0
+    warnings[msg.key] = value
     return HEALTH
 
 

@@ -14,6 +14,8 @@ Rules:
 - stuck_jobs: jobs of a channel have been running longer than `stuck_after` (warning).
 - backlog_sla: a channel's oldest queued job is older than the channel's SLA (critical at twice the SLA).
 - silent_runner: a runner stopped beating without saying it stopped (stale: warning; offline: critical).
+- source_warning: a condition the source's connector reports about the job system itself (SourceWarning; the
+  mojo source: django-mojo's scheduler holds no lock, or holds it and does not loop).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ def conditions(state: State, now: float) -> Iterator[Condition]:
     health = state.health
     if not health.connected and health.since is not None:
         yield "source_down", "", "critical", "Job system unreachable", health.error or "the source is not connected"
+    for key, (severity, title, detail) in health.warnings.items():
+        yield "source_warning", key, severity, title, detail
 
     consumed: dict[str, int] = {}
     for runner in state.runners.values():

@@ -311,6 +311,7 @@ class Health:
         "shown",
         "since",
         "stale_events",
+        "warnings",
     )
 
     def __init__(self) -> None:
@@ -330,6 +331,7 @@ class Health:
         # s, our receive time minus the source's `ts` of the last live job event: how far behind the source the
         # fold runs (includes the two clocks' skew; replayed events do not count).
         self.parts: dict[str, str] = {}  # a source's connections by name -> error ("" while up)
+        self.warnings: dict[str, tuple[str, str, str]] = {}  # key -> (severity, title, detail): SourceWarning
         self.lag: float | None = None
         self.shown: tuple[int, ...] = ()  # the intake counters as of the last tick that flagged them
 

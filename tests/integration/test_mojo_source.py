@@ -319,3 +319,28 @@ async def test_the_hours_chart_starts_with_django_mojos_own_hourly_metrics(mojo:
             await client.close()
         output = live.finish()
     assert "Traceback" not in output, output
+
+
+def test_a_stopped_scheduler_is_a_hot_issue_until_one_holds_the_lock_again(
+    mojo: MojoCluster, server: LiveServer
+) -> None:
+    """django-mojo's scheduler stopped (it deletes its lock): the overview's hot issues say so, the delayed jobs
+    wait; a scheduler started again clears it and queues them."""
+
+    def issue() -> dict[str, Any] | None:
+        row: dict[str, Any] | None = widget(server, "hot_issues")["rows"].get("source_warning:scheduler")
+        return row
+
+    eventually(lambda: widget(server, "runners")["rows"].get(RUNNER), 30, "the engine")
+    assert issue() is None
+    for scheduler in mojo.schedulers:
+        scheduler.stop()
+    mojo.schedulers.clear()
+    raised = eventually(issue, 10, "the hot issue")
+    assert raised["title"] == "django-mojo scheduler down" and raised["severity"] == "warning", raised
+    later = mojo.publish("demo_jobs.ok_job", {"n": 1}, delay=1)
+    time.sleep(2)
+    assert mojo.jobs([later])[later]["status"] == "pending"  # due, and nobody queues it
+    mojo.scheduler()
+    eventually(lambda: issue() is None, 10, "cleared")
+    assert mojo.wait_for_jobs([later])[later]["status"] == "completed"

@@ -189,3 +189,31 @@ def test_a_job_whose_queued_comes_late_or_was_never_seen_still_shows_when_it_wai
     state = fold_events([done])
     job = state.jobs[JOB]
     assert (job.status, job.queued_at, job.started_at) == ("completed", NOW, NOW + 2)
+
+
+def test_the_scheduler_is_judged_by_its_lock_and_its_progress_lease() -> None:
+    import hashlib
+
+    from server.streams.mojo_events import scheduler_warning
+
+    lock = "c434ca74b5544162bfacf22c246db264"
+    lease = hashlib.sha256(lock.encode()).hexdigest()
+    assert scheduler_warning("p:lock:scheduler", lock, lease) == ("", "", "")
+    severity, title, detail = scheduler_warning("p:lock:scheduler", None, None)
+    assert (severity, title) == ("warning", "django-mojo scheduler down") and "p:lock:scheduler" in detail
+    assert scheduler_warning("p:lock:scheduler", lock, None)[1] == "django-mojo scheduler not looping"
+    assert scheduler_warning("p:lock:scheduler", "another", lease)[1] == "django-mojo scheduler not looping"
+
+
+def test_a_source_warning_is_a_hot_issue_until_it_is_cleared() -> None:
+    from server.streams.events import SourceWarning, Tick
+    from server.streams.widgets import ViewLimits, overview
+
+    state = initial_state()
+    fold(state, SourceWarning("scheduler", NOW, "warning", "django-mojo scheduler down", "nobody holds it"), NOW)
+    fold(state, Tick(NOW + 1), NOW + 1)
+    issues = overview.hot_issues(state, ViewLimits())["rows"]
+    assert issues["source_warning:scheduler"]["title"] == "django-mojo scheduler down"
+    fold(state, SourceWarning("scheduler", NOW + 2), NOW + 2)
+    fold(state, Tick(NOW + 3), NOW + 3)
+    assert "source_warning:scheduler" not in overview.hot_issues(state, ViewLimits())["rows"]

@@ -210,6 +210,7 @@ _CTA: dict[str, tuple[str, Callable[[str], str]]] = {
     "stuck_jobs": ("Show stuck jobs", lambda key: table_link(f"status:running channel:{key}", "started")),
     "backlog_sla": ("Show backlog", lambda key: table_link(f"status:queued channel:{key}", "queued")),
     "silent_runner": ("Open runner", lambda key: "/admin/jobs/runners?q=" + quote(key, safe="")),
+    "source_warning": ("Show scheduled jobs", lambda key: table_link("status:scheduled")),  # the scheduler: who waits
 }
 
 
