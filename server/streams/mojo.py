@@ -76,7 +76,8 @@ def parse_beat(raw: bytes | str) -> Beat:
         ts = epoch(doc.get("last_heartbeat"))
         if ts is None:
             return Beat(error="no readable last_heartbeat")
-        channels = tuple(str(c) for c in doc.get("channels") or () if isinstance(c, str))
+        listed = doc.get("channels")
+        channels = tuple(c for c in listed if isinstance(c, str)) if isinstance(listed, list) else ()
         return Beat(
             ts=ts, boot=epoch(doc.get("started")) or ts, host=str(doc.get("hostname") or ""), channels=channels,
             processed=int(doc.get("jobs_processed") or 0), draining=bool(doc.get("draining")),

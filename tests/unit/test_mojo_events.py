@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -217,3 +218,24 @@ def test_a_source_warning_is_a_hot_issue_until_it_is_cleared() -> None:
     fold(state, SourceWarning("scheduler", NOW + 2), NOW + 2)
     fold(state, Tick(NOW + 3), NOW + 3)
     assert "source_warning:scheduler" not in overview.hot_issues(state, ViewLimits())["rows"]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=15), inner, max_size=6),
+    max_leaves=20,
+)
+HB_KEYS = st.sampled_from(["last_heartbeat", "started", "channels", "jobs_processed", "draining", "hostname"])
+
+
+@given(st.one_of(st.binary(max_size=200), st.dictionaries(HB_KEYS, json_values).map(lambda d: json.dumps(d).encode())))
+@settings(max_examples=300, deadline=None)
+def test_any_hb_document_is_read_or_rejected_never_raises(raw: bytes) -> None:
+    """Whatever sits in a hb key (another writer, a version change, garbage): a beat, or a counted rejection."""
+    from server.streams.mojo import parse_beat
+
+    beat = parse_beat(raw)
+    made = MojoTranslator(1.0, 4).beats({"e1": beat}, ["e1"], NOW)
+    assert all(isinstance(m, Heartbeat | Rejected) for m in made)
+    if beat.error:
+        assert [type(m) for m in made] == [Rejected]
