@@ -301,9 +301,7 @@ class MojoConnector:
                         await self._recheck_rows()
                         rows_due = time.monotonic() + self.settings.mojo_rows_s
                     await asyncio.sleep(self.settings.mojo_poll_s)
-            except Exception as exc:  # psycopg's errors, OSError, a timeout: all mean "not reading"
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
+            except Exception as exc:  # psycopg's errors, OSError, a stall: all mean "not reading" (never cancellation)
                 log.warning("could not read django-mojo's Postgres: %s: %s", type(exc).__name__, exc)
                 self._set_db(False, f"{type(exc).__name__}: {exc}"[:300])
                 await self.db.close()
