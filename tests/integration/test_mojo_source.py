@@ -104,6 +104,7 @@ def test_runner_depths_and_outcomes_match_django_mojos_own_stats(mojo: MojoClust
     assert channels["default"]["runners"] == 1 and channels["default"]["concurrency"] >= 1
 
     before = widget(server, "counters")
+    theirs_before = mojo.stats()["totals"]
     oks = [mojo.publish("demo_jobs.ok_job", {"n": i}) for i in range(5)]
     bads = [mojo.publish("demo_jobs.fail_job", {"message": f"boom {i}"}) for i in range(2)]
     later = mojo.publish("demo_jobs.ok_job", {"n": 99}, delay=2)
@@ -118,6 +119,12 @@ def test_runner_depths_and_outcomes_match_django_mojos_own_stats(mojo: MojoClust
         return now if (done, failed) == (6, 2) else None
 
     eventually(counted, 10, "6 completed and 2 failed counted")
+    # django-mojo's own stats (GET /api/jobs/stats) count the same outcomes.
+    theirs = mojo.stats()["totals"]
+    assert (theirs["completed"] - theirs_before["completed"], theirs["failed"] - theirs_before["failed"]) == (6, 2)
+    assert theirs["runners_active"] == sum(
+        1 for r in widget(server, "runners")["rows"].values() if r["status"] in ("online", "busy", "draining")
+    )
     failures = json.dumps(widget(server, "failures"))
     assert "boom 0" in failures and "boom 1" in failures
 
