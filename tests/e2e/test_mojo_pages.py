@@ -9,11 +9,9 @@ generous and functional (`expect(...)` and `wait_for_function` poll until true);
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import time
-import urllib.parse
 import uuid
 from collections.abc import Iterator
 
@@ -22,12 +20,11 @@ import pytest
 from tests.conftest import LiveServer
 from tests.e2e.support import Locator, Page, expect, install_ws_probe
 from tests.faultproxy import FaultProxy
-from tests.integration.test_mojo_source import PREFIX, mojo_env
-from tests.mojo_cluster.cluster import MojoCluster
-from tests.mojo_cluster.environment import pg_unreachable
+from tests.mojo_cluster.cluster import MojoCluster, deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
+PREFIX = "acme:jobs"
 ENGINE = "page-engine"
 UNSERVED = "bulk"  # a channel no engine consumes: what is published there waits
 DASHBOARD = "/admin/jobs"
@@ -56,25 +53,15 @@ BADGE_RECORDER = """
 @pytest.fixture(scope="module")
 def mojo() -> Iterator[MojoCluster]:
     """django-mojo with one engine on default and priority, and its scheduler; "bulk" has no engine."""
-    reason = pg_unreachable()
-    if reason:
-        if os.environ.get("JOBPULSE_REQUIRE_MOJO") == "1":
-            pytest.fail(f"{reason} (JOBPULSE_REQUIRE_MOJO=1: failing instead of skipping)", pytrace=False)
-        pytest.skip(f"{reason}: the django-mojo tests need a local Postgres (or JOBPULSE_MOJO_PG_URL)")
-    cluster = MojoCluster(prefix=PREFIX, channels=("default", "priority", UNSERVED), heartbeat_s=1,
-                          settings={"JOBS_VISIBILITY_TIMEOUT_MS": 5000}).start()  # fmt: skip
-    try:
-        cluster.engine(ENGINE, channels=("default", "priority"))
-        cluster.scheduler()
+    with deployment(ENGINE, prefix=PREFIX, channels=("default", "priority", UNSERVED),
+                    settings={"JOBS_VISIBILITY_TIMEOUT_MS": 5000}) as cluster:  # fmt: skip
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture
 def server(mojo: MojoCluster, prefix: str) -> Iterator[LiveServer]:
     """A jobpulse of this test's own on the deployment (dev sign-in: everyone is admin)."""
-    live = LiveServer(mojo.redis_url, prefix, env=mojo_env(mojo)).start()
+    live = LiveServer(mojo.redis_url, prefix, env=mojo.jobpulse_env()).start()
     try:
         yield live
     finally:
@@ -283,10 +270,10 @@ def test_a_postgres_outage_says_database_down_and_clears_by_itself(page: Page, m
     """django-mojo's Postgres goes away under the overview page: "Database down" (not "Broker down": its Redis is
     fine) on the banner and the health card within 2 s; back, the banner goes and the page is live again without a
     reload."""
-    target = urllib.parse.urlsplit(mojo.pg_url)
-    proxy = FaultProxy(target.hostname or "127.0.0.1", target.port or 5432).start()
-    url = urllib.parse.urlunsplit(target._replace(netloc=f"{target.username or 'postgres'}@127.0.0.1:{proxy.port}"))
-    live = LiveServer(mojo.redis_url, prefix, env=mojo_env(mojo, JOBPULSE_MOJO_DATABASE_URL=url)).start()
+    proxy = FaultProxy(*mojo.pg_address).start()
+    live = LiveServer(
+        mojo.redis_url, prefix, env=mojo.jobpulse_env(JOBPULSE_MOJO_DATABASE_URL=mojo.pg_url_via(proxy.port))
+    ).start()
     try:
         open_page(page, live, "/admin/jobs/overview")
         card = page.locator('[data-widget=service] [data-f="broker"]')

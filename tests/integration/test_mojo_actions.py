@@ -12,7 +12,6 @@ Skips only when the local Postgres is unreachable, and fails then too with JOBPU
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -29,8 +28,7 @@ from server.streams.mojo_keys import MojoKeys
 from server.streams.native import CommandError
 from server.streams.reducer import fold, initial_state
 from server.streams.state import State
-from tests.mojo_cluster.cluster import MojoCluster
-from tests.mojo_cluster.environment import pg_unreachable
+from tests.mojo_cluster.cluster import MojoCluster, deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -43,18 +41,8 @@ SLOW = {"seconds": 60, "first_attempt_only": True}  # sleep_job: a minute on its
 @pytest.fixture(scope="module")
 def mojo() -> Iterator[MojoCluster]:
     """django-mojo with one engine on default and priority, and its scheduler; "bulk" is consumed by nobody."""
-    reason = pg_unreachable()
-    if reason:
-        if os.environ.get("JOBPULSE_REQUIRE_MOJO") == "1":
-            pytest.fail(f"{reason} (JOBPULSE_REQUIRE_MOJO=1: failing instead of skipping)", pytrace=False)
-        pytest.skip(f"{reason}: the django-mojo tests need a local Postgres (or JOBPULSE_MOJO_PG_URL)")
-    cluster = MojoCluster(prefix=PREFIX, channels=("default", "priority", "bulk"), heartbeat_s=1).start()
-    try:
-        cluster.engine(ENGINE, channels=("default", "priority"))
-        cluster.scheduler()
+    with deployment(ENGINE, prefix=PREFIX, channels=("default", "priority", "bulk")) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @dataclass

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 import uuid
@@ -27,8 +26,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 
-from tests.mojo_cluster.cluster import MojoCluster
-from tests.mojo_cluster.environment import pg_unreachable
+from tests.mojo_cluster.cluster import MojoCluster, deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -44,23 +42,10 @@ METRICS = "{mets:global}:mets:global::"
 @pytest.fixture(scope="module")
 def mojo() -> Iterator[MojoCluster]:
     """django-mojo with one engine on default and priority and its scheduler; "bulk" is left for the tests' own."""
-    reason = pg_unreachable()
-    if reason:
-        if os.environ.get("JOBPULSE_REQUIRE_MOJO") == "1":
-            pytest.fail(f"{reason} (JOBPULSE_REQUIRE_MOJO=1: failing instead of skipping)", pytrace=False)
-        pytest.skip(f"{reason}: the django-mojo tests need a local Postgres (or JOBPULSE_MOJO_PG_URL)")
-    cluster = MojoCluster(
-        prefix=PREFIX,
-        channels=("default", "priority", "bulk"),
-        heartbeat_s=1,
-        settings={"JOBS_VISIBILITY_TIMEOUT_MS": 5000},  # the reaper takes a lease after 5 s instead of 30
-    ).start()
-    try:
-        cluster.engine(RUNNER, channels=("default", "priority"))
-        cluster.scheduler()
+    # The reaper takes a lease after 5 s instead of 30.
+    with deployment(RUNNER, prefix=PREFIX, channels=("default", "priority", "bulk"),
+                    settings={"JOBS_VISIBILITY_TIMEOUT_MS": 5000}) as cluster:  # fmt: skip
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def ask(client: redis.Redis, channel: str, message: dict[str, Any], reply_prefix: str, timeout: float = 5.0) -> Any:

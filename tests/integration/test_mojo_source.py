@@ -8,7 +8,6 @@ widgets with django-mojo's own stats (`JobManager.get_stats()`, what its REST en
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
 import urllib.error
@@ -21,8 +20,7 @@ import pytest
 
 from tests.conftest import LiveServer
 from tests.faultproxy import FaultProxy
-from tests.mojo_cluster.cluster import MojoCluster
-from tests.mojo_cluster.environment import pg_unreachable
+from tests.mojo_cluster.cluster import MojoCluster, deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -34,35 +32,14 @@ T = TypeVar("T")
 @pytest.fixture(scope="module")
 def mojo() -> Iterator[MojoCluster]:
     """django-mojo with one engine on default and priority, and its scheduler; "bulk" has no engine."""
-    reason = pg_unreachable()
-    if reason:
-        if os.environ.get("JOBPULSE_REQUIRE_MOJO") == "1":
-            pytest.fail(f"{reason} (JOBPULSE_REQUIRE_MOJO=1: failing instead of skipping)", pytrace=False)
-        pytest.skip(f"{reason}: the django-mojo tests need a local Postgres (or JOBPULSE_MOJO_PG_URL)")
-    cluster = MojoCluster(prefix=PREFIX, channels=("default", "priority", "bulk"), heartbeat_s=1,
-                          settings={"JOBS_VISIBILITY_TIMEOUT_MS": 5000}).start()  # fmt: skip
-    try:
-        cluster.engine(RUNNER, channels=("default", "priority"))
-        cluster.scheduler()
+    with deployment(RUNNER, prefix=PREFIX, channels=("default", "priority", "bulk"),
+                    settings={"JOBS_VISIBILITY_TIMEOUT_MS": 5000}) as cluster:  # fmt: skip
         yield cluster
-    finally:
-        cluster.stop()
-
-
-def mojo_env(mojo: MojoCluster, **extra: str) -> dict[str, str]:
-    return {
-        "JOBPULSE_SOURCE": "mojo",
-        "JOBPULSE_MOJO_PREFIX": PREFIX,
-        "JOBPULSE_MOJO_DATABASE_URL": mojo.pg_url,
-        "JOBPULSE_MOJO_WRITE_DATABASE_URL": mojo.pg_url,
-        "JOBPULSE_MOJO_HEARTBEAT_S": "1",
-        **extra,
-    }
 
 
 @pytest.fixture
 def server(mojo: MojoCluster, prefix: str) -> Iterator[LiveServer]:
-    live = LiveServer(mojo.redis_url, prefix, env=mojo_env(mojo)).start()
+    live = LiveServer(mojo.redis_url, prefix, env=mojo.jobpulse_env()).start()
     try:
         yield live
     finally:
@@ -193,7 +170,7 @@ def test_a_clean_shutdown_shows_as_stopped(mojo: MojoCluster, server: LiveServer
 
 def test_a_restarted_jobpulse_shows_open_and_recent_jobs_from_the_rows(mojo: MojoCluster, prefix: str) -> None:
     waiting = [mojo.publish("demo_jobs.ok_job", {"n": i}, channel="bulk") for i in range(2)]
-    live = LiveServer(mojo.redis_url, prefix + "r", env=mojo_env(mojo)).start()
+    live = LiveServer(mojo.redis_url, prefix + "r", env=mojo.jobpulse_env()).start()
     try:
         scheduled = eventually(lambda: widget(live, "channels")["rows"].get("bulk"), 10, "bulk")
         assert scheduled["queued"] >= len(waiting)
@@ -219,10 +196,10 @@ def test_a_postgres_outage_is_said_within_2s_and_the_truth_is_back_within_5s(
     """Postgres goes away (every connection closed and refused) or its network hangs (nothing closes, nothing
     arrives): health and /readyz say so within 2 s naming Postgres; jobs that finish meanwhile show within 5 s of
     its return, read from the event ids after the cursor (docs/reliability.md, as for Redis)."""
-    target = urllib.parse.urlsplit(mojo.pg_url)
-    proxy = FaultProxy(target.hostname or "127.0.0.1", target.port or 5432).start()
-    url = urllib.parse.urlunsplit(target._replace(netloc=f"{target.username or 'postgres'}@127.0.0.1:{proxy.port}"))
-    live = LiveServer(mojo.redis_url, prefix, env=mojo_env(mojo, JOBPULSE_MOJO_DATABASE_URL=url)).start()
+    proxy = FaultProxy(*mojo.pg_address).start()
+    live = LiveServer(
+        mojo.redis_url, prefix, env=mojo.jobpulse_env(JOBPULSE_MOJO_DATABASE_URL=mojo.pg_url_via(proxy.port))
+    ).start()
     try:
         eventually(lambda: ready(live) == 200, 15, "ready")
         eventually(lambda: widget(live, "runners")["rows"].get(RUNNER), 10, "the engine's card")
@@ -307,7 +284,7 @@ async def test_the_hours_chart_starts_with_django_mojos_own_hourly_metrics(mojo:
     for (slug, clock, hours_ago), count in recorded.items():
         await asyncio.to_thread(mojo.call, "record_metric", slug=slug, hours_ago=hours_ago, count=count, clock=clock)
     hour_now = int(time.time() // 3600)
-    live = LiveServer(mojo.redis_url, prefix + "h", env=mojo_env(mojo)).start()
+    live = LiveServer(mojo.redis_url, prefix + "h", env=mojo.jobpulse_env()).start()
     client: LiveClient | None = None
     try:
         await asyncio.to_thread(eventually, lambda: ready(live) == 200, 15.0, "ready")

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -30,7 +31,14 @@ from typing import IO, Any
 import redis
 
 from server.redis_server import RedisServer
-from tests.mojo_cluster.environment import MOJO_VERSION, PROJECT_DIR, database_url, mojo_python, pg_admin_url
+from tests.mojo_cluster.environment import (
+    MOJO_VERSION,
+    PROJECT_DIR,
+    database_url,
+    mojo_python,
+    pg_admin_url,
+    pg_unreachable,
+)
 
 DB_PREFIX = "jpmojo_"  # test databases are named jpmojo_<pid>_<hex>; a dead pid's are dropped at the next start
 # A database migrated once per django-mojo release and kept on the server: each run's database is a copy of it
@@ -188,6 +196,28 @@ class MojoCluster:
         self._redis: redis.Redis | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
+
+    def jobpulse_env(self, **extra: str) -> dict[str, str]:
+        """The environment of a jobpulse that reads this deployment (JOBPULSE_SOURCE=mojo, docs/mojo.md section 0),
+        with write access for the actions; `extra` adds or overrides."""
+        return {
+            "JOBPULSE_SOURCE": "mojo",
+            "JOBPULSE_MOJO_PREFIX": self.prefix,
+            "JOBPULSE_MOJO_DATABASE_URL": self.pg_url,
+            "JOBPULSE_MOJO_WRITE_DATABASE_URL": self.pg_url,
+            "JOBPULSE_MOJO_HEARTBEAT_S": str(self.heartbeat_s),
+            **extra,
+        }
+
+    def pg_url_via(self, port: int) -> str:
+        """This run's database URL through a proxy listening on 127.0.0.1:`port` (tests/faultproxy.py)."""
+        parts = urllib.parse.urlsplit(self.pg_url)
+        return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username or 'postgres'}@127.0.0.1:{port}"))
+
+    @property
+    def pg_address(self) -> tuple[str, int]:
+        parts = urllib.parse.urlsplit(self.pg_url)
+        return parts.hostname or "127.0.0.1", parts.port or 5432
 
     @property
     def redis_url(self) -> str:
@@ -425,6 +455,38 @@ def running_cluster(**options: Any) -> Iterator[MojoCluster]:
     """A started MojoCluster, stopped on the way out (whatever happened)."""
     cluster = MojoCluster(**options).start()
     try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def require_postgres() -> None:
+    """Skip a django-mojo test when the local Postgres does not answer; fail instead with JOBPULSE_REQUIRE_MOJO=1."""
+    import pytest
+
+    reason = pg_unreachable()
+    if reason:
+        if os.environ.get("JOBPULSE_REQUIRE_MOJO") == "1":
+            pytest.fail(f"{reason} (JOBPULSE_REQUIRE_MOJO=1: failing instead of skipping)", pytrace=False)
+        pytest.skip(f"{reason}: the django-mojo tests need a local Postgres (or JOBPULSE_MOJO_PG_URL)")
+
+
+@contextlib.contextmanager
+def deployment(
+    runner: str,
+    *,
+    prefix: str,
+    channels: Iterable[str],
+    engine_channels: Iterable[str] = ("default", "priority"),
+    settings: dict[str, Any] | None = None,
+) -> Iterator[MojoCluster]:
+    """A test module's django-mojo: Postgres required (`require_postgres`), one engine `runner` consuming
+    `engine_channels`, and the scheduler; stopped afterwards."""
+    require_postgres()
+    cluster = MojoCluster(prefix=prefix, channels=channels, heartbeat_s=1, settings=settings).start()
+    try:
+        cluster.engine(runner, channels=engine_channels)
+        cluster.scheduler()
         yield cluster
     finally:
         cluster.stop()

@@ -30,13 +30,8 @@ ENGINES = {"engine-a": ("default", "emails"), "engine-b": ("default", "reports")
 def console(cluster: MojoCluster, port: int) -> Iterator[subprocess.Popen[bytes]]:
     env = {
         **os.environ,
-        "JOBPULSE_SOURCE": "mojo",
+        **cluster.jobpulse_env(JOBPULSE_MOJO_CHANNELS=",".join(CHANNELS)),
         "REDIS_URL": cluster.redis_url,
-        "JOBPULSE_MOJO_PREFIX": PREFIX,
-        "JOBPULSE_MOJO_DATABASE_URL": cluster.pg_url,
-        "JOBPULSE_MOJO_WRITE_DATABASE_URL": cluster.pg_url,
-        "JOBPULSE_MOJO_HEARTBEAT_S": str(cluster.heartbeat_s),
-        "JOBPULSE_MOJO_CHANNELS": ",".join(CHANNELS),
         "JOBPULSE_AUTH": os.environ.get("JOBPULSE_AUTH", "dev"),
         "HOST": "127.0.0.1",
         "PORT": str(port),
