@@ -110,7 +110,6 @@ class MojoConnector:
         self.db_up = False
         self.db_error = "not connected yet"
         self.redis_error = ""
-        self.leader: str | None = None  # the scheduler lock's holder, as last read
         self._scheduler_said: tuple[str, str] | None = None
         self._polls = 0
         self._found: set[str] = set()  # channels found by SCAN
@@ -276,7 +275,6 @@ class MojoConnector:
             log.warning("%s: %s", title, detail)
         elif holder is not None:
             log.info("django-mojo's scheduler is at work (lock held by %s)", holder)
-        self.leader = holder
         now = self.clock()
         self.sink.feed(SourceWarning("scheduler", now, severity, title, detail), now)
 
