@@ -35,6 +35,7 @@ __all__ = [
     "Source",
     "expect",
     "install_ws_probe",
+    "preview_purge",
     "still_tagged",
     "tag",
     "tagged",
@@ -70,6 +71,20 @@ WS_PROBE = """
   };
 })();
 """
+
+
+def preview_purge(page: Page, channel: str) -> Locator:
+    """On the Operations page: the Purge tile's form, `channel` chosen, "Preview purge…"; the confirm dialog."""
+    tile_button = page.locator('[data-tile="purge"] .tile-foot button')
+    expect(tile_button).to_be_enabled()
+    tile_button.click()
+    form = page.locator("dialog.ad-form")
+    expect(form).to_be_visible()
+    form.locator("select").select_option(channel)
+    form.get_by_role("button", name="Preview purge…").click()
+    confirm = page.locator("dialog.ad-confirm")
+    expect(confirm).to_be_visible(timeout=15_000)
+    return confirm
 
 
 def install_ws_probe(page: Page) -> None:

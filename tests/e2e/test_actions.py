@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.conftest import TEST_USERS, LiveServer, SimulatedFleet, users_env
-from tests.e2e.support import FirstLoad, Locator, Page, expect, install_ws_probe
+from tests.e2e.support import FirstLoad, Locator, Page, expect, install_ws_probe, preview_purge
 
 if TYPE_CHECKING:
     from playwright.sync_api import Response
@@ -125,16 +125,7 @@ def test_purge_previews_confirms_toasts_and_audits_live(page: Page, server: Live
         expect(purge_row.locator("td").nth(1)).not_to_have_text("0", timeout=30_000)  # it has backed up
         page.evaluate(QUEUED_RECORDER, UNSERVED)
 
-        tile_button = page.locator('[data-tile="purge"] .tile-foot button')
-        expect(tile_button).to_be_enabled()
-        tile_button.click()
-        form = page.locator("dialog.ad-form")
-        expect(form).to_be_visible()
-        form.locator("select").select_option(UNSERVED)
-        form.get_by_role("button", name="Preview purge…").click()
-
-        confirm = page.locator("dialog.ad-confirm")
-        expect(confirm).to_be_visible(timeout=15_000)
+        confirm = preview_purge(page, UNSERVED)
         expect(confirm.locator(".ad-count")).to_have_text(re.compile(r"^Would affect [1-9][\d,]*$"))
         expect(confirm.locator(".ad-expiry")).to_have_text(re.compile(r"^confirm within \d+s$"))
         expect(confirm.locator(".ad-sample li").first).to_have_text(re.compile(r"\S"))
@@ -281,12 +272,7 @@ def test_dialog_traps_focus_and_escape_cancels(page: Page, server: LiveServer, f
     """The confirm dialog keeps Tab inside and Escape cancels: no execute is sent, focus returns."""
     sign_in(page, server, "ada", MANAGE)
     expect(page.locator(f'[data-part="purge"] tr[data-key="{UNSERVED}"]')).to_be_visible(timeout=30_000)
-    page.locator('[data-tile="purge"] .tile-foot button').click()
-    form = page.locator("dialog.ad-form")
-    form.locator("select").select_option(UNSERVED)
-    form.get_by_role("button", name="Preview purge…").click()
-    confirm = page.locator("dialog.ad-confirm")
-    expect(confirm).to_be_visible(timeout=15_000)
+    confirm = preview_purge(page, UNSERVED)
     for _ in range(6):
         page.keyboard.press("Tab")
         assert page.evaluate("() => !!document.activeElement.closest('dialog.ad-confirm')")

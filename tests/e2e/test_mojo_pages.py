@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import LiveServer
-from tests.e2e.support import Locator, Page, expect, install_ws_probe
+from tests.e2e.support import Locator, Page, expect, install_ws_probe, preview_purge
 from tests.faultproxy import FaultProxy
 from tests.mojo_cluster.cluster import MojoCluster, deployment
 
@@ -201,15 +201,7 @@ def test_purge_from_the_operations_center_cancels_django_mojos_jobs(
     purge_row = page.locator(f'[data-part="purge"] tr[data-key="{UNSERVED}"]')
     expect(purge_row.locator("td").nth(1)).to_have_text("3", timeout=WAIT)
 
-    tile_button = page.locator('[data-tile="purge"] .tile-foot button')
-    expect(tile_button).to_be_enabled()
-    tile_button.click()
-    form = page.locator("dialog.ad-form")
-    expect(form).to_be_visible()
-    form.locator("select").select_option(UNSERVED)
-    form.get_by_role("button", name="Preview purge…").click()
-    confirm = page.locator("dialog.ad-confirm")
-    expect(confirm).to_be_visible(timeout=15_000)
+    confirm = preview_purge(page, UNSERVED)
     expect(confirm.locator(".ad-count")).to_have_text("Would affect 3")
     expect(confirm.locator(".ad-sample li")).to_have_count(3)
     assert mojo.client.llen(mojo.queue_key(UNSERVED)) == 3  # a preview changes nothing
