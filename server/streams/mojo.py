@@ -167,18 +167,14 @@ class MojoConnector:
             self._report()
 
     def _report(self) -> None:
-        errors = []
-        if not self.redis_up:
-            errors.append(f"Redis: {self.redis_error or 'not connected'}")
-        if not self.db_up:
-            errors.append(f"Postgres: {self.db_error or 'not connected'}")
-        self.connected = not errors
-        now = self.clock()
         parts = {
             "Redis": "" if self.redis_up else (self.redis_error or "not connected")[:300],
             "Postgres": "" if self.db_up else (self.db_error or "not connected")[:300],
         }
-        self.sink.feed(SourceStatus(connected=self.connected, at=now, error="; ".join(errors)[:500], parts=parts), now)
+        error = "; ".join(f"{name}: {why}" for name, why in parts.items() if why)
+        self.connected = not error
+        now = self.clock()
+        self.sink.feed(SourceStatus(connected=self.connected, at=now, error=error[:500], parts=parts), now)
         self.sink.chunk_end()
 
     # -- Redis: runners, depths, the scheduler ----------------------------------------------------------
@@ -240,10 +236,11 @@ class MojoConnector:
             )  # fmt: skip
         # Each engine also consumes a channel named after itself (its registry lists only it): an address for
         # broadcast jobs, shown on its card, not as a channel of its own.
-        for runner_id in registered | set(self.translator.runners):
+        runner_ids = registered | set(self.translator.runners)
+        for runner_id in runner_ids:
             depths.pop(runner_id, None)
         self._scheduler(values[-2], values[-1])
-        ids = sorted(registered | set(self.translator.runners))[: self.settings.max_runners]
+        ids = sorted(runner_ids)[: self.settings.max_runners]
         docs: dict[str, Beat | None] = {}
         if ids:
             raws = await self.redis.mget([keys.runner_hb(r) for r in ids])
@@ -351,19 +348,21 @@ class MojoConnector:
         log.info("django-mojo: %d jobs shown at connect; following job events after id %d", len(rows), top)
 
     async def _read_events(self) -> None:
+        """The ids still missing below the cursor (once a poll), then new rows in batches while a backlog lasts."""
+        missing = list(self.cursor.missing)[:EVENT_BATCH]
+        late = await self.db.events_by_id(missing) if missing else []
         for _ in range(MAX_BATCHES):
-            rows = await self.db.events_after(self.cursor.top, EVENT_BATCH)
-            if self.cursor.missing:
-                rows += await self.db.events_by_id(list(self.cursor.missing)[:EVENT_BATCH])
+            fresh = await self.db.events_after(self.cursor.top, EVENT_BATCH)
+            read, late = [*late, *fresh], []
             now = self.clock()
-            new = self.cursor.observe([r.id for r in rows], now)
-            self.cursor.expire(now)
-            rows = [r for r in rows if r.id in new]
+            new = self.cursor.observe([r.id for r in read], now)
+            rows = [r for r in read if r.id in new]
             if rows:
                 jobs = await self.db.jobs(sorted({r.job for r in rows}))
                 self._feed(self.translator.events(rows, jobs, now), now)
-            if len(rows) < EVENT_BATCH:
-                return
+            if len(fresh) < EVENT_BATCH:
+                break
+        self.cursor.expire(self.clock())
 
     async def _recheck_rows(self) -> None:
         ids = self.translator.open_jobs(OPEN_ROWS)
