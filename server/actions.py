@@ -16,6 +16,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from server.roles import Principal, Role
+from server.streams.events import RunnerRemoved
 from server.streams.state import State
 
 RunnerId = Annotated[str, Meta(min_length=1, max_length=200)]
@@ -272,6 +273,24 @@ def dead_runners(state: State, older_than: float, now: float) -> list[str]:
         if heard is None or now - heard > older_than:
             out.append(runner.id)
     return out
+
+
+def forget_dead(state: State, older_than: float, src: str, first_seq: int) -> list[RunnerRemoved]:
+    """`runners.cleanup` on a source that keeps no runner registry jobpulse could clean (Celery, django-mojo): the
+    `runner.removed` events that make jobpulse forget the dead runners, numbered from `first_seq` for `src`."""
+    return [
+        RunnerRemoved(v=1, src=src, seq=first_seq + i, ts=state.now, runner=runner, reason="cleanup")
+        for i, runner in enumerate(dead_runners(state, older_than, state.now))
+    ]
+
+
+@dataclass
+class Performed:
+    """What a source that does its actions itself (Celery, django-mojo) answers: the ack's result, its toast."""
+
+    result: dict[str, Any]
+    message: str
+    count: int | None
 
 
 def preview(state: State, action: str, args: Args, now: float) -> Preview:

@@ -27,9 +27,9 @@ from urllib.parse import urlsplit
 import msgspec
 import redis.asyncio as aredis
 
-from server.actions import SPECS, Args
+from server.actions import SPECS, Args, Performed
 from server.settings import Settings
-from server.streams.celery_actions import PRIORITY_SEP, UNSUPPORTED, CeleryActions, Performed, queue_keys
+from server.streams.celery_actions import PRIORITY_SEP, UNSUPPORTED, CeleryActions, queue_keys
 from server.streams.celery_events import Inspection, Translator
 from server.streams.events import ChannelDepth, Reconciled, Rejected, SourceStatus
 from server.streams.native import CommandError, Sink, WireCommand

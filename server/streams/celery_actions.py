@@ -13,14 +13,12 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aredis
 
 from server import actions
-from server.actions import Args
-from server.streams.events import RunnerRemoved
+from server.actions import Args, Performed
 from server.streams.native import CommandError
 from server.streams.state import State
 
@@ -41,13 +39,6 @@ UNSUPPORTED = {
     "channel.clear_stuck": "Celery cannot take a running task back to its queue; cancel it (revoke) instead",
 }
 DRAIN_POLL_S = 2.0
-
-
-@dataclass
-class Performed:
-    result: dict[str, Any]
-    message: str
-    count: int | None
 
 
 class CeleryActions:
@@ -256,13 +247,12 @@ class CeleryActions:
 
     def _cleanup(self, older_than: float) -> Performed:
         """Celery keeps no registry of workers: forgetting dead ones is jobpulse's own state."""
-        dead = actions.dead_runners(self.state, older_than, self.state.now)
-        for host in dead:
-            self._seq += 1
-            removed = RunnerRemoved(v=1, src="jobpulse-celery", seq=self._seq, ts=self.state.now, runner=host,
-                                    reason="cleanup")  # fmt: skip
-            self.feed(removed)
-        return Performed({"removed": len(dead), "requeued": 0}, f"Forgot {len(dead)} dead workers", len(dead))
+        removed = actions.forget_dead(self.state, older_than, "jobpulse-celery", self._seq + 1)
+        self._seq += len(removed)
+        for event in removed:
+            self.feed(event)
+        n = len(removed)
+        return Performed({"removed": n, "requeued": 0}, f"Forgot {n} dead workers", n)
 
 
 def _who(hosts: list[str]) -> str:

@@ -37,10 +37,10 @@ from zoneinfo import ZoneInfo
 
 import redis.asyncio as aredis
 
-from server.actions import SPECS, Args
+from server.actions import SPECS, Args, Performed
 from server.settings import Settings
 from server.streams.events import Reconciled, Restored, SourceStatus, SourceWarning
-from server.streams.mojo_actions import UNSUPPORTED, WRITE_ACTIONS, MojoActions, Performed
+from server.streams.mojo_actions import UNSUPPORTED, WRITE_ACTIONS, MojoActions
 from server.streams.mojo_db import NO_PSYCOPG, MojoDatabase, epoch
 from server.streams.mojo_events import Beat, IdCursor, MojoTranslator, scheduler_warning
 from server.streams.mojo_keys import MojoKeys

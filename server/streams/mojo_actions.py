@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aredis
 
 from server import actions
-from server.actions import Args
-from server.streams.events import RunnerRemoved
+from server.actions import Args, Performed
 from server.streams.mojo_keys import MojoKeys
 from server.streams.native import CommandError
 from server.streams.state import State
@@ -90,13 +89,6 @@ EVENT_COLUMNS = "job_id, channel, event, at, runner_id, attempt, details, create
 INSERT_JOB = f"""INSERT INTO jobs_job ({JOB_COLUMNS}) VALUES (%s, %s, %s, %s::jsonb, 'pending', %s, %s, 0, %s, %s, %s,
     %s, false, %s, NULL, '', '', %s::jsonb, %s, %s, NULL, NULL, NULL)"""
 INSERT_EVENT = f"INSERT INTO jobs_jobevent ({EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)"
-
-
-@dataclass
-class Performed:
-    result: dict[str, Any]
-    message: str
-    count: int | None
 
 
 @dataclass(frozen=True)
@@ -614,14 +606,12 @@ class MojoActions:
 
     def _cleanup(self, older_than: float) -> Performed:
         """django-mojo's registries expire by themselves: forgetting dead engines is jobpulse's own state."""
-        dead = actions.dead_runners(self.state, older_than, self.state.now)
-        for runner in dead:
-            self._seq += 1
-            removed = RunnerRemoved(v=1, src="jobpulse-mojo", seq=self._seq, ts=self.state.now, runner=runner,
-                                    reason="cleanup")  # fmt: skip
-            self.feed(removed)
-        return Performed({"removed": len(dead), "requeued": 0}, f"Forgot {_plural(len(dead), 'dead engine')}",
-                         len(dead))  # fmt: skip
+        removed = actions.forget_dead(self.state, older_than, "jobpulse-mojo", self._seq + 1)
+        self._seq += len(removed)
+        for event in removed:
+            self.feed(event)
+        n = len(removed)
+        return Performed({"removed": n, "requeued": 0}, f"Forgot {_plural(n, 'dead engine')}", n)
 
     # -- Postgres -------------------------------------------------------------------------------------
 
