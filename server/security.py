@@ -85,13 +85,11 @@ def origin_allowed(scope: Scope, allowed: tuple[str, ...]) -> bool:
 
 
 class Gate:
-    """Principal resolution, the sign-in redirect and security headers."""
+    """The sign-in redirect and security headers, with the principal of every request put in its scope."""
 
-    def __init__(self, app: ASGIApp, mode: str, directory: Directory, proxy_header: str) -> None:
+    def __init__(self, app: ASGIApp, principals: Principals) -> None:
         self.app = app
-        self.mode = mode
-        self.directory = directory
-        self.proxy_header = proxy_header.lower().encode()
+        self.principals = principals
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -99,7 +97,7 @@ class Gate:
             return
         path: str = scope.get("path", "")
         open_path = path.startswith(OPEN_PATHS)
-        principal = None if open_path and scope["type"] == "http" else await self.resolve(scope)
+        principal = None if open_path and scope["type"] == "http" else await self.principals.resolve(scope)
         scope[PRINCIPAL] = principal
         if scope["type"] == "websocket":
             await self.app(scope, receive, send)
@@ -115,6 +113,29 @@ class Gate:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    async def _refuse(self, scope: Scope, send: Send, path: str) -> None:
+        if path.startswith("/api/") or path == "/metrics":
+            body = b'{"error":"unauthorized","message":"sign in, or send Authorization: Bearer <token>"}'
+            headers = [(b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="jobpulse"')]
+            await _respond(send, 401, headers, body)
+            return
+        if self.principals.mode == "proxy":
+            await _respond(send, 403, [(b"content-type", b"text/plain")], b"not signed in by the trusted proxy\n")
+            return
+        query = scope.get("query_string", b"").decode("latin-1")
+        target = path + (f"?{query}" if query else "")
+        location = "/login?next=" + quote(target, safe="")
+        await _respond(send, 303, [(b"location", location.encode())], b"")
+
+
+class Principals:
+    """Who a request or websocket upgrade is: by the auth mode, a bearer or viewer token, or a session cookie."""
+
+    def __init__(self, mode: str, directory: Directory, proxy_header: str) -> None:
+        self.mode = mode
+        self.directory = directory
+        self.proxy_header = proxy_header.lower().encode()
 
     async def resolve(self, scope: Scope) -> Principal | None:
         """The principal of a request or upgrade, or None."""
@@ -150,20 +171,6 @@ class Gate:
                 # The store is down or stalled: a session this process checked lately still counts.
                 return sessions.recall(session)
         return None
-
-    async def _refuse(self, scope: Scope, send: Send, path: str) -> None:
-        if path.startswith("/api/") or path == "/metrics":
-            body = b'{"error":"unauthorized","message":"sign in, or send Authorization: Bearer <token>"}'
-            headers = [(b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="jobpulse"')]
-            await _respond(send, 401, headers, body)
-            return
-        if self.mode == "proxy":
-            await _respond(send, 403, [(b"content-type", b"text/plain")], b"not signed in by the trusted proxy\n")
-            return
-        query = scope.get("query_string", b"").decode("latin-1")
-        target = path + (f"?{query}" if query else "")
-        location = "/login?next=" + quote(target, safe="")
-        await _respond(send, 303, [(b"location", location.encode())], b"")
 
 
 async def _respond(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
