@@ -279,6 +279,22 @@ async def test_changes_are_coalesced_on_the_tick_and_idle_ones_go_at_once():
         await rig.hub.stop()
 
 
+async def test_a_resume_at_the_rings_oldest_edge_gets_every_patch_it_holds():
+    """The ring is indexed from its newest end: a client one seq behind its oldest patch gets the whole ring."""
+    rig = Rig(patch_ring=5)
+    rig.client(["counters"])
+    for i in range(12):
+        rig.fold(depth(ts=T0 + i, email=(i + 1, 0, 0)))
+        rig.hub.flush()
+    seq = rig.hub.view("counters")[0]
+    edge, _ = rig.client(["counters"], epoch="ep1", resume={"counters": seq - 5})
+    assert [(f["type"], f["seq"]) for f in edge.frames()] == [("patch", seq - 4 + i) for i in range(5)]
+    beyond, _ = rig.client(["counters"], epoch="ep1", resume={"counters": seq - 6})
+    assert [f["type"] for f in beyond.frames()] == ["snapshot"]
+    ahead, _ = rig.client(["counters"], epoch="ep1", resume={"counters": seq + 3})
+    assert [f["type"] for f in ahead.frames()] == ["snapshot"]
+
+
 async def test_a_quiet_client_gets_beats():
     """With nothing to send, a subscribed client still hears a beat every beat interval."""
     rig = Rig(beat=0.1)
