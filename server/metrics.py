@@ -75,9 +75,19 @@ class JobpulseCollector(Collector):
             ("jobpulse_client_resyncs", "Slow clients sent a snapshot instead of a backlog", stats.resyncs),
             ("jobpulse_clients_stalled_closed", "Clients closed for reading nothing", stats.stalled_closed),
             ("jobpulse_snapshots_encoded", "Snapshots encoded (once per widget version)", stats.snapshots_encoded),
+            (
+                "jobpulse_ticks_stretched",
+                "Flushes after a stretched tick (the loop was saturated)",
+                stats.stretched_flushes,
+            ),
         ):
             yield CounterMetricFamily(name, doc, value=value)
         yield CounterMetricFamily("jobpulse_tick_seconds", "Time spent flushing widgets", value=stats.flush_seconds)
+        yield GaugeMetricFamily(
+            "jobpulse_tick_interval_seconds",
+            "The tick in force (stretched while the loop is saturated)",
+            value=stats.tick_interval or hub.limits.tick,
+        )
 
         commands = CounterMetricFamily(
             "jobpulse_commands", "Operator commands by action and outcome", labels=["action", "outcome"]

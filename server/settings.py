@@ -41,6 +41,9 @@ class Settings:
     log_format: str = _setting("JOBPULSE_LOG_FORMAT", "text", "text, or json: one JSON object per line (structured)")
     workers: int = _setting("JOBPULSE_WORKERS", 1, "jobpulse serve: processes sharing the port (each a whole jobpulse)")
     tick_ms: int = _setting("JOBPULSE_TICK_MS", 25, "coalescing tick: widget patches go out at most this often")
+    tick_max_ms: int = _setting(
+        "JOBPULSE_TICK_MAX_MS", 200, "the tick stretches up to this while the server is a tick behind (a connect storm)"
+    )
     beat_s: float = _setting("JOBPULSE_BEAT_S", 2.0, "a quiet client gets a beat this often (its stale detector)")
     clock_ms: int = _setting("JOBPULSE_CLOCK_MS", 1000, "clock tick into the fold (staleness, minute roll-over)")
     reconcile_s: float = _setting("JOBPULSE_RECONCILE_S", 5.0, "re-read the authoritative keys this often")
@@ -207,6 +210,8 @@ class Settings:
                     raise ValueError(f"{self.env_name(name)} must be > 0")
         positive: tuple[str, ...] = ("tick_ms", "clock_ms", "max_jobs", "max_runners", "failures_cap", "dedupe_window")
         positive += ("patch_ring", "workers")
+        if self.tick_max_ms < self.tick_ms:
+            raise ValueError("JOBPULSE_TICK_MAX_MS must be >= JOBPULSE_TICK_MS")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{self.env_name(name)} must be > 0")

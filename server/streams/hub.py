@@ -8,7 +8,11 @@ Rules:
   subscriptions get the very same message bytes.
 - A snapshot is encoded once per widget version, however many clients need it.
 - Changes are coalesced: a flush happens at most once per tick, and at once when
-  the hub was idle (so a lone event is not held back a whole tick).
+  the hub was idle (so a lone event is not held back a whole tick). While the
+  loop runs a whole tick late (a wall of pages connecting at once), the tick
+  doubles, up to `tick_max`, and halves back once the loop keeps time: a flush
+  costs one socket write per client, and fewer of them leave the loop to the
+  work it is behind on. Clients get the same patches, coalesced over more time.
 - A client that can take a message now gets it inline: where the server allows,
   the websocket frame itself is built once and the same bytes are written to
   every such socket. Otherwise the message goes to the client's bounded outbox,
@@ -31,9 +35,15 @@ from typing import Any, Protocol
 
 from server import protocol
 from server.streams import mergepatch
+from server.streams.pressure import LoopPressure
 from server.tasks import cancel_and_wait
 
 log = logging.getLogger("jobpulse.hub")
+
+# The loop's load (share of the time it ran or waited for a CPU) at which the tick doubles, and below which it
+# halves back: apart, so that it does not flap.
+BUSY = 0.9
+EASY = 0.7
 
 
 class Peer(Protocol):
@@ -61,6 +71,7 @@ class Peer(Protocol):
 @dataclass(frozen=True)
 class HubLimits:
     tick: float = 0.025
+    tick_max: float = 0.2  # the longest the tick stretches to while the loop is behind
     beat: float = 2.0
     patch_ring: int = 256
     client_queue: int = 64
@@ -90,6 +101,8 @@ class HubStats:
     views_opened: int = 0
     views_closed: int = 0
     flush_seconds: float = 0.0
+    stretched_flushes: int = 0  # flushes after a tick longer than the configured one (the loop was behind)
+    tick_interval: float = 0.0  # the tick in force now, s
 
 
 class Outgoing:
@@ -541,12 +554,26 @@ class Hub:
 
     async def _flush_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        tick = self.limits.tick
+        tick, tick_max = self.limits.tick, max(self.limits.tick, self.limits.tick_max)
+        interval = self.stats.tick_interval = tick
+        pressure = LoopPressure()
         while True:
             await self._dirty_event.wait()
-            wait = self._last_flush + tick - loop.time()
+            due = self._last_flush + interval
+            wait = due - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
+            # A loop that ran (or queued for a CPU) nearly all the time since the last flush has more work than
+            # time: flush half as often, since each flush is a socket write per client. Timers still fire on time
+            # then (uvloop interleaves them), so lateness would not tell; the thread's scheduler times do.
+            load = pressure.sample()
+            if load >= BUSY:
+                interval = min(interval * 2, tick_max)
+            elif load < EASY:
+                interval = max(interval / 2, tick)
+            self.stats.tick_interval = interval
+            if interval > tick:
+                self.stats.stretched_flushes += 1
             self._last_flush = loop.time()
             try:
                 self.flush()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import time
 from typing import Any
 
 from server.streams import reducer, widgets
@@ -293,6 +294,53 @@ async def test_a_resume_at_the_rings_oldest_edge_gets_every_patch_it_holds():
     assert [f["type"] for f in beyond.frames()] == ["snapshot"]
     ahead, _ = rig.client(["counters"], epoch="ep1", resume={"counters": seq + 3})
     assert [f["type"] for f in ahead.frames()] == ["snapshot"]
+
+
+async def test_the_tick_stretches_while_the_loop_is_saturated_and_comes_back():
+    """A loop with more work than time (here a task that spins) gets fewer flushes: the tick doubles up to
+    tick_max, so fewer socket writes compete with that work; once the loop idles again the tick returns."""
+    rig = Rig(tick=0.01, tick_max=0.08)
+    rig.hub.start()
+    spinning = True
+
+    async def spin() -> None:
+        while spinning:
+            until = time.perf_counter() + 0.004
+            while time.perf_counter() < until:
+                pass
+            await asyncio.sleep(0)
+
+    folded = 0
+
+    async def changes(seconds: float) -> int:
+        """Keep the hub dirty for `seconds` (a new depth every 2 ms); how many flushes it made meanwhile."""
+        nonlocal folded
+        before = rig.hub.stats.flushes
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            folded += 1
+            rig.fold(depth(ts=T0 + folded, email=(folded, 0, 0)))
+            await asyncio.sleep(0.002)
+        return rig.hub.stats.flushes - before
+
+    try:
+        rig.client(["counters"])
+        easy = await changes(0.5)
+        assert rig.hub.stats.tick_interval == 0.01
+        stretched = rig.hub.stats.stretched_flushes  # 0, unless other processes kept this one queued a while
+        spinner = asyncio.create_task(spin())
+        await changes(0.3)  # long enough to reach tick_max
+        busy = await changes(0.5)
+        assert rig.hub.stats.tick_interval == 0.08
+        assert rig.hub.stats.stretched_flushes > stretched
+        assert busy < easy / 2, (busy, easy)
+        spinning = False
+        await spinner
+        await changes(0.5)
+        assert rig.hub.stats.tick_interval == 0.01
+    finally:
+        spinning = False
+        await rig.hub.stop()
 
 
 async def test_a_quiet_client_gets_beats():

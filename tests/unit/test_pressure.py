@@ -1,0 +1,44 @@
+"""LoopPressure: the share of time the calling thread ran or waited for a CPU, sampled against the wall clock."""
+
+from __future__ import annotations
+
+import time
+
+from server.streams.pressure import LoopPressure
+
+
+def _spin(seconds: float) -> None:
+    until = time.perf_counter() + seconds
+    while time.perf_counter() < until:
+        pass
+
+
+def test_a_spinning_thread_reads_as_busy_and_a_sleeping_one_as_idle():
+    """Running and runnable-but-queued both count, so a thread that wants the CPU all along reads ~1 even on a
+    machine whose cores other processes share; sleeping counts as neither."""
+    pressure = LoopPressure()
+    try:
+        pressure.sample()
+        _spin(0.2)
+        busy = pressure.sample()
+        time.sleep(0.2)
+        idle = pressure.sample()
+    finally:
+        pressure.close()
+    assert busy > 0.9, busy
+    assert idle < 0.2, idle
+
+
+def test_without_schedstat_it_falls_back_to_the_threads_cpu_time(monkeypatch):
+    """Where /proc/thread-self/schedstat cannot be opened, the thread's own CPU time is the measure."""
+    monkeypatch.setattr("server.streams.pressure.SCHEDSTAT", "/nonexistent/schedstat")
+    pressure = LoopPressure()
+    assert pressure._fd is None
+    pressure.sample()
+    _spin(0.1)
+    busy = pressure.sample()
+    time.sleep(0.1)
+    idle = pressure.sample()
+    pressure.close()
+    assert busy > 0.5, busy  # CPU time only: a shared core can take some of it
+    assert idle < 0.2, idle
