@@ -782,9 +782,13 @@ def scenario_reconnect(children: common.Children, args: argparse.Namespace) -> d
         result["connected"] = sum(r["ready"] for r in ready)
         run.start_source(3600)
         time.sleep(0.5 + args.warmup)
-        for case, restart, spread in RECONNECT_CASES:
-            if case not in args.cases.split(","):
-                continue
+        runs = [
+            (case if args.repeat == 1 else f"{case}#{i + 1}", restart, spread)
+            for case, restart, spread in RECONNECT_CASES
+            if case in args.cases.split(",")
+            for i in range(args.repeat)
+        ]
+        for case, restart, spread in runs:
             restart_s = run.restart_server() if restart else None
             before = stats_of(run.port, workers=run.workers)
             at = time.time() + 0.5
@@ -859,7 +863,7 @@ def summarize_reconnect(result: dict[str, Any]) -> dict[str, Any]:
     epochs = {}
     for case, row in result["cases"].items():
         restart = case.startswith("restart")
-        epochs[case] = row["epoch"]
+        epochs[case.split("#")[0]] = row["epoch"]
         if restart:
             checks[f"{case}_all_snapshot"] = row["snapshot"] == n and row["failed"] == 0
         elif result.get("workers", 1) > 1:
@@ -1137,6 +1141,7 @@ def main(argv: list[str] | None = None) -> int:
     # reconnect
     parser.add_argument("--reconnect-timeout", type=float, default=10.0, help="a reconnect's own deadline, s")
     parser.add_argument("--cases", default=",".join(c for c, _, _ in RECONNECT_CASES), help="reconnect cases to run")
+    parser.add_argument("--repeat", type=int, default=1, help="run each reconnect case this many times (#1, #2, ...)")
     # soak
     parser.add_argument("--minutes", type=float, default=None, help="soak length (default 10; quick 1)")
     parser.add_argument("--sample-every", type=float, default=None, help="soak sample period, s (5; quick 2)")
