@@ -41,9 +41,12 @@ from server.tasks import cancel_and_wait
 log = logging.getLogger("jobpulse.hub")
 
 # The loop's load (share of the time it ran or waited for a CPU) at which the tick doubles, and below which it
-# halves back: apart, so that it does not flap.
+# halves back: apart, so that it does not flap. Doubling waits for three such ticks in a row: on a machine whose
+# cores are all taken a tick or two of queueing is common and says little, while a connect storm lasts hundreds of
+# milliseconds (side by side, doubling on the first such tick cost the fan-out benchmark's p99 ~10-20%).
 BUSY = 0.9
 EASY = 0.7
+SATURATED_TICKS = 3
 
 
 class Peer(Protocol):
@@ -557,28 +560,33 @@ class Hub:
         tick, tick_max = self.limits.tick, max(self.limits.tick, self.limits.tick_max)
         interval = self.stats.tick_interval = tick
         pressure = LoopPressure()
-        while True:
-            await self._dirty_event.wait()
-            due = self._last_flush + interval
-            wait = due - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            # A loop that ran (or queued for a CPU) nearly all the time since the last flush has more work than
-            # time: flush half as often, since each flush is a socket write per client. Timers still fire on time
-            # then (uvloop interleaves them), so lateness would not tell; the thread's scheduler times do.
-            load = pressure.sample()
-            if load >= BUSY:
-                interval = min(interval * 2, tick_max)
-            elif load < EASY:
-                interval = max(interval / 2, tick)
-            self.stats.tick_interval = interval
-            if interval > tick:
-                self.stats.stretched_flushes += 1
-            self._last_flush = loop.time()
-            try:
-                self.flush()
-            except Exception:
-                log.exception("flush failed")
+        saturated = 0  # ticks in a row that found the loop saturated
+        try:
+            while True:
+                await self._dirty_event.wait()
+                due = self._last_flush + interval
+                wait = due - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                # A loop that ran (or queued for a CPU) nearly all the time, tick after tick, has more work than
+                # time: flush half as often, since each flush is a socket write per client. Timers still fire on time
+                # then (uvloop interleaves them), so lateness would not tell; the thread's scheduler times do.
+                load = pressure.sample()
+                saturated = saturated + 1 if load >= BUSY else 0
+                if saturated >= SATURATED_TICKS:
+                    interval = min(interval * 2, tick_max)
+                elif load < EASY:
+                    interval = max(interval / 2, tick)
+                self.stats.tick_interval = interval
+                if interval > tick:
+                    self.stats.stretched_flushes += 1
+                self._last_flush = loop.time()
+                try:
+                    self.flush()
+                except Exception:
+                    log.exception("flush failed")
+        finally:
+            pressure.close()
 
     async def _housekeeping_loop(self) -> None:
         interval = min(self.limits.beat / 2, 1.0)
