@@ -115,7 +115,8 @@ def build_hub(settings: Settings, aggregator: Aggregator) -> Hub:
 def create_app(settings: Settings | None = None) -> ASGIApp:
     """Build the jobpulse ASGI application."""
     settings = settings or Settings.from_env()
-    logs.setup(settings.log_level, settings.log_format)  # also when a bare uvicorn (the Procfile) runs us
+    # Also when a bare uvicorn (the Procfile) runs us.
+    logs.setup(settings.log_level, settings.log_format, settings.access_log)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

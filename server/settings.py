@@ -39,6 +39,9 @@ class Settings:
     port: int = _setting("PORT", 8000, "port the web server listens on")
     log_level: str = _setting("JOBPULSE_LOG_LEVEL", "info", "debug, info, warning or error")
     log_format: str = _setting("JOBPULSE_LOG_FORMAT", "text", "text, or json: one JSON object per line (structured)")
+    access_log: bool = _setting(
+        "JOBPULSE_ACCESS_LOG", False, "log every HTTP request and websocket upgrade (a line each, at info)"
+    )
     workers: int = _setting("JOBPULSE_WORKERS", 1, "jobpulse serve: processes sharing the port (each a whole jobpulse)")
     tick_ms: int = _setting("JOBPULSE_TICK_MS", 25, "coalescing tick: widget patches go out at most this often")
     tick_max_ms: int = _setting(

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -15,6 +18,12 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from server.streams import mergepatch
+
+
+def serve(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`jobpulse serve` in a session of its own (its workers are killed with it); its stderr is piped."""
+    return subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
 
 
 class Publisher:

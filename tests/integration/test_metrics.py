@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -10,7 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from server.redis_server import free_port
 from tests.conftest import LiveServer, SimulatedFleet, bearer, users_env
+from tests.integration.helpers import LiveClient, serve
 
 
 def scrape(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
@@ -67,3 +71,31 @@ def test_json_logs_are_one_object_per_line(redis_url: str, prefix: str) -> None:
     assert all({"ts", "level", "logger", "msg", "pid"} <= set(r) for r in records), records
     assert any(r["logger"].startswith("jobpulse") for r in records)
     assert not [r for r in records if r["level"] == "error"], records
+
+
+@pytest.mark.parametrize("access_log", [False, True])
+async def test_upgrade_lines_are_logged_only_with_the_access_log(redis_url: str, prefix: str, access_log: bool) -> None:
+    """At the info level uvicorn writes a line per websocket upgrade; like its HTTP access lines they are left out
+    unless JOBPULSE_ACCESS_LOG is set (a wall of pages reconnecting at once would write one each)."""
+    port = free_port()
+    env = {"REDIS_URL": redis_url, "JOBPULSE_PREFIX": prefix, "JOBPULSE_AUTH": "dev", "HOST": "127.0.0.1",
+           "PORT": str(port), "JOBPULSE_LOG_LEVEL": "info",
+           "JOBPULSE_ACCESS_LOG": "1" if access_log else "0"}  # fmt: skip
+    proc = serve(env)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client = await LiveClient.connect(f"ws://127.0.0.1:{port}/ws", ["counters"])
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "jobpulse serve did not listen"
+                await asyncio.sleep(0.2)
+        await client.wait_for(lambda c: "counters" in c.data, 5)
+        await client.close()
+    finally:
+        os.killpg(proc.pid, 15)
+        _, err = await asyncio.to_thread(proc.communicate, timeout=20)
+    text = err.decode(errors="replace")
+    assert "Application startup complete" in text  # info lines are written
+    assert ('"WebSocket /ws" [accepted]' in text) is access_log, text[-2000:]

@@ -27,7 +27,7 @@ import pytest
 
 from server.redis_server import free_port
 from tests.conftest import LiveServer, SimulatedFleet, bearer, users_env
-from tests.integration.helpers import LiveClient
+from tests.integration.helpers import LiveClient, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -173,14 +173,6 @@ async def test_three_processes_behind_nginx_act_as_one(cluster: tuple[list[LiveS
     finally:
         for watcher in watchers:
             await watcher.close()
-
-
-def serve(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """`jobpulse serve` in a session of its own (its workers are killed with it)."""
-    import sys
-
-    return subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], env={**os.environ, **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
 
 
 async def test_serve_with_workers_runs_whole_processes_on_one_port(redis_url: str, prefix: str) -> None:
