@@ -453,6 +453,24 @@ def hub_delta(before: dict[str, Any], after: dict[str, Any], *names: str) -> dic
     return {name: after["hub"][name] - before["hub"][name] for name in names}
 
 
+def pin(proc: Any, cpus: str | None) -> None:
+    """Keep a process and its children (the server's workers) on `cpus` ("0", "1-3", "0,2"); None: anywhere."""
+    if not cpus:
+        return
+    import psutil
+
+    chosen = sorted({c for part in cpus.split(",") for c in _cpu_range(part)})
+    root = psutil.Process(proc.pid)
+    for p in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            p.cpu_affinity(chosen)
+
+
+def _cpu_range(part: str) -> range:
+    first, _, last = part.partition("-")
+    return range(int(first), int(last or first) + 1)
+
+
 class Run:
     """One scenario's server and client processes; `close()` asks the clients to quit and stops everything."""
 
@@ -466,6 +484,7 @@ class Run:
         self.prefix = common.unique_prefix(f"rel-{args.scenario}")
         self.port = free_port()
         self.server = fanout.start_server(children, args, "jobpulse", self.prefix, self.port, self.env)
+        pin(self.server, args.server_cpus)
         self.clients: list[Any] = []
         self.source: Any = None
 
@@ -474,6 +493,7 @@ class Run:
         started = time.monotonic()
         self.stop_server()
         self.server = fanout.start_server(self.children, self.args, "jobpulse", self.prefix, self.port, self.env)
+        pin(self.server, self.args.server_cpus)
         return time.monotonic() - started
 
     def stop_server(self) -> None:
@@ -485,12 +505,15 @@ class Run:
         extra = ["--kind", kind, "--slow-read-every", str(self.args.slow_read_every),
                  "--slow-rcvbuf", str(self.args.slow_rcvbuf), *(["--track-seqs"] if track else [])]  # fmt: skip
         procs = fanout.start_clients(self.children, self.args, self.port, total, nprocs, "bench.reliability", extra)
+        for proc in procs:
+            pin(proc, self.args.client_cpus)
         self.clients.extend(procs)
         return procs
 
     def start_source(self, duration: float) -> float:
         start_at = time.time() + 0.5
         self.source = fanout.start_source(self.children, self.args, self.prefix, start_at, duration, "rel")
+        pin(self.source, self.args.client_cpus)
         return start_at
 
     def close(self) -> None:
@@ -1117,6 +1140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=None, help="hard timeout of the whole run, s")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--profile-server", default=None, help="run jobpulse under cProfile, stats to this file")
+    parser.add_argument("--server-cpus", default=None, help="keep the server (and its workers) on these CPUs, e.g. 0")
+    parser.add_argument("--client-cpus", default=None, help="keep the clients and the source on these CPUs, e.g. 1")
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting of the server under test (repeatable), e.g. JOBPULSE_WS_SNDBUF=0")  # fmt: skip
     # slow
