@@ -68,7 +68,11 @@ class Edge:
             scope["app"] = self.app
             scope[PRINCIPAL] = await self.principals.resolve(scope)
             scope[ws.RAW_SEND] = send
-            await ws.live_ws(WebSocket(scope, receive, send))
+            try:
+                await ws.live_ws(WebSocket(scope, receive, send))
+            finally:
+                # The scope belongs to the protocol object that `send` is bound to: a cycle, left to the collector.
+                del scope[ws.RAW_SEND]
             return
         await self.app(scope, receive, send)
 
