@@ -20,7 +20,6 @@ import base64
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,6 +33,7 @@ from server.streams.celery_events import Inspection, Translator
 from server.streams.events import ChannelDepth, Reconciled, Rejected, SourceStatus
 from server.streams.native import CommandError, Sink, WireCommand
 from server.streams.subscription import stay_subscribed
+from server.streams.times import epoch
 
 log = logging.getLogger("jobpulse.celery")
 
@@ -41,16 +41,6 @@ MAX_UNACKED_READ = 10_000  # entries of kombu's unacked hash read per poll, at m
 MAX_EXCHANGES = 1000  # binding sets read to find queues
 NO_CELERY = "the celery package is not installed: pip install 'jobpulse[celery]'"
 _decode = msgspec.json.Decoder()
-
-
-def _epoch(value: Any) -> Any:
-    """Celery sends eta and expires as ISO 8601 text; the core wants epoch seconds."""
-    if isinstance(value, str) and value:
-        try:
-            return datetime.fromisoformat(value).timestamp()
-        except ValueError:
-            return None
-    return value
 
 
 def unwrap(data: bytes) -> list[dict[str, Any]]:
@@ -75,7 +65,7 @@ def unwrap(data: bytes) -> list[dict[str, Any]]:
             raise ValueError("the envelope's body is not an event or a list of events")
         for key in ("eta", "expires"):
             if key in event:
-                event[key] = _epoch(event[key])
+                event[key] = epoch(event[key])
     return events
 
 
@@ -263,7 +253,7 @@ class CeleryConnector:
     def _reconciled(self, found: dict[str, dict[str, Any]]) -> None:
         now = self.clock()
         scheduled = {
-            host: [{**entry, "eta": _epoch(entry.get("eta"))} for entry in entries if isinstance(entry, dict)]
+            host: [{**entry, "eta": epoch(entry.get("eta"))} for entry in entries if isinstance(entry, dict)]
             for host, entries in found.get("scheduled", {}).items()
             if isinstance(entries, list)
         }

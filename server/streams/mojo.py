@@ -41,11 +41,12 @@ from server.actions import SPECS, Args, Performed
 from server.settings import Settings
 from server.streams.events import Reconciled, Restored, SourceStatus, SourceWarning
 from server.streams.mojo_actions import UNSUPPORTED, WRITE_ACTIONS, MojoActions
-from server.streams.mojo_db import NO_PSYCOPG, MojoDatabase, epoch
+from server.streams.mojo_db import NO_PSYCOPG, MojoDatabase
 from server.streams.mojo_events import Beat, IdCursor, MojoTranslator, scheduler_warning
 from server.streams.mojo_keys import MojoKeys
 from server.streams.native import CommandError, Sink, WireCommand
 from server.streams.subscription import stay_subscribed
+from server.streams.times import epoch
 
 log = logging.getLogger("jobpulse.mojo")
 

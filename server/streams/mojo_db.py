@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from server.streams.mojo_events import EventRow, JobRow
+from server.streams.times import epoch
 
 log = logging.getLogger("jobpulse.mojo")
 
@@ -25,20 +25,6 @@ _JOB_COLUMNS = (
     "id, channel, func, status, attempt, max_retries, runner_id, last_error, stack_trace, run_at, started_at, "
     "finished_at, created, payload::text, metadata->>'cid'"
 )
-
-
-def epoch(value: Any) -> float | None:
-    """A datetime or an ISO 8601 time (django-mojo's JSON details) as epoch seconds; None when absent or unreadable."""
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str) and value:
-        try:
-            return datetime.fromisoformat(value).timestamp()
-        except ValueError:
-            return None
-    return None
 
 
 def _event(row: Sequence[Any]) -> EventRow:
