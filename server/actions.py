@@ -9,6 +9,7 @@ with `preview` and sends what `plan` says to the job system.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -275,13 +276,19 @@ def dead_runners(state: State, older_than: float, now: float) -> list[str]:
     return out
 
 
-def forget_dead(state: State, older_than: float, src: str, first_seq: int) -> list[RunnerRemoved]:
+def forget_dead(
+    state: State, older_than: float, src: str, seqs: Iterator[int], feed: Callable[[RunnerRemoved], None]
+) -> int:
     """`runners.cleanup` on a source that keeps no runner registry jobpulse could clean (Celery, django-mojo): the
-    `runner.removed` events that make jobpulse forget the dead runners, numbered from `first_seq` for `src`."""
-    return [
-        RunnerRemoved(v=1, src=src, seq=first_seq + i, ts=state.now, runner=runner, reason="cleanup")
-        for i, runner in enumerate(dead_runners(state, older_than, state.now))
+    `runner.removed` events that make jobpulse forget the dead runners, numbered by `seqs` for `src`, each handed
+    to `feed`; how many there were."""
+    removed = [
+        RunnerRemoved(v=1, src=src, seq=next(seqs), ts=state.now, runner=runner, reason="cleanup")
+        for runner in dead_runners(state, older_than, state.now)
     ]
+    for event in removed:  # made first: folding one changes the state the others were picked from
+        feed(event)
+    return len(removed)
 
 
 @dataclass

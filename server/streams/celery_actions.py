@@ -9,6 +9,7 @@ so they run in a thread; replies are gathered for `JOBPULSE_COMMAND_TIMEOUT_S`.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import uuid
@@ -58,7 +59,7 @@ class CeleryActions:
         self.feed = feed
         self.wait_s = wait_s
         self._drains: set[asyncio.Task[None]] = set()
-        self._seq = 0  # of the runner.removed events jobpulse itself makes (src "jobpulse-celery")
+        self._seqs = itertools.count(1)  # of the runner.removed events jobpulse itself makes (src "jobpulse-celery")
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         app_control = self.control.app.control
@@ -247,11 +248,7 @@ class CeleryActions:
 
     def _cleanup(self, older_than: float) -> Performed:
         """Celery keeps no registry of workers: forgetting dead ones is jobpulse's own state."""
-        removed = actions.forget_dead(self.state, older_than, "jobpulse-celery", self._seq + 1)
-        self._seq += len(removed)
-        for event in removed:
-            self.feed(event)
-        n = len(removed)
+        n = actions.forget_dead(self.state, older_than, "jobpulse-celery", self._seqs, self.feed)
         return Performed({"removed": n, "requeued": 0}, f"Forgot {n} dead workers", n)
 
 

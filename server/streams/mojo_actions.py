@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import re
@@ -139,7 +140,7 @@ class MojoActions:
         self._used = 0.0  # monotonic time the write connection last answered
         # One connection, one transaction at a time: psycopg serializes statements, not transactions.
         self._db_lock = asyncio.Lock()
-        self._seq = 0  # of the runner.removed events jobpulse itself makes (src "jobpulse-mojo")
+        self._seqs = itertools.count(1)  # of the runner.removed events jobpulse itself makes (src "jobpulse-mojo")
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -606,11 +607,7 @@ class MojoActions:
 
     def _cleanup(self, older_than: float) -> Performed:
         """django-mojo's registries expire by themselves: forgetting dead engines is jobpulse's own state."""
-        removed = actions.forget_dead(self.state, older_than, "jobpulse-mojo", self._seq + 1)
-        self._seq += len(removed)
-        for event in removed:
-            self.feed(event)
-        n = len(removed)
+        n = actions.forget_dead(self.state, older_than, "jobpulse-mojo", self._seqs, self.feed)
         return Performed({"removed": n, "requeued": 0}, f"Forgot {_plural(n, 'dead engine')}", n)
 
     # -- Postgres -------------------------------------------------------------------------------------
