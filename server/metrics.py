@@ -86,7 +86,7 @@ class JobpulseCollector(Collector):
         yield GaugeMetricFamily(
             "jobpulse_tick_interval_seconds",
             "The tick in force (stretched while the loop is saturated)",
-            value=stats.tick_interval or hub.limits.tick,
+            value=stats.tick_interval,
         )
 
         commands = CounterMetricFamily(

@@ -45,7 +45,7 @@ class Settings:
     workers: int = _setting("JOBPULSE_WORKERS", 1, "jobpulse serve: processes sharing the port (each a whole jobpulse)")
     tick_ms: int = _setting("JOBPULSE_TICK_MS", 25, "coalescing tick: widget patches go out at most this often")
     tick_max_ms: int = _setting(
-        "JOBPULSE_TICK_MAX_MS", 200, "the tick stretches up to this while the server is a tick behind (a connect storm)"
+        "JOBPULSE_TICK_MAX_MS", 200, "the tick stretches up to this while the server is saturated (a connect storm)"
     )
     beat_s: float = _setting("JOBPULSE_BEAT_S", 2.0, "a quiet client gets a beat this often (its stale detector)")
     clock_ms: int = _setting("JOBPULSE_CLOCK_MS", 1000, "clock tick into the fold (staleness, minute roll-over)")

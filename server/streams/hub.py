@@ -9,10 +9,10 @@ Rules:
 - A snapshot is encoded once per widget version, however many clients need it.
 - Changes are coalesced: a flush happens at most once per tick, and at once when
   the hub was idle (so a lone event is not held back a whole tick). While the
-  loop runs a whole tick late (a wall of pages connecting at once), the tick
-  doubles, up to `tick_max`, and halves back once the loop keeps time: a flush
-  costs one socket write per client, and fewer of them leave the loop to the
-  work it is behind on. Clients get the same patches, coalesced over more time.
+  loop is saturated (a wall of pages connecting at once), the tick doubles, up
+  to `tick_max`, and halves back once the loop has time to spare: a flush costs
+  one socket write per client, and fewer of them leave the loop to the work it
+  is behind on. Clients get the same patches, coalesced over more time.
 - A client that can take a message now gets it inline: where the server allows,
   the websocket frame itself is built once and the same bytes are written to
   every such socket. Otherwise the message goes to the client's bounded outbox,
@@ -104,8 +104,8 @@ class HubStats:
     views_opened: int = 0
     views_closed: int = 0
     flush_seconds: float = 0.0
-    stretched_flushes: int = 0  # flushes after a tick longer than the configured one (the loop was behind)
-    tick_interval: float = 0.0  # the tick in force now, s
+    stretched_flushes: int = 0  # flushes after a tick longer than the configured one (the loop was saturated)
+    tick_interval: float = 0.0  # the tick in force now, s (the hub starts it at the configured tick)
 
 
 class Outgoing:
@@ -224,7 +224,7 @@ class Hub:
         self.clients: set[Client] = set()
         # Clients grouped by the exact set of widgets they take: a tick builds one message per group.
         self.groups: dict[frozenset[str], set[Client]] = {}
-        self.stats = HubStats()
+        self.stats = HubStats(tick_interval=limits.tick)
         self._dirty = 0
         self._dirty_event = asyncio.Event()
         self._last_flush = 0.0
@@ -558,7 +558,7 @@ class Hub:
     async def _flush_loop(self) -> None:
         loop = asyncio.get_running_loop()
         tick, tick_max = self.limits.tick, max(self.limits.tick, self.limits.tick_max)
-        interval = self.stats.tick_interval = tick
+        interval = tick
         pressure = LoopPressure()
         saturated = 0  # ticks in a row that found the loop saturated
         try:
