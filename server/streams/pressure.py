@@ -2,7 +2,7 @@
 
 Shell layer. On Linux both come from `/proc/thread-self/schedstat` (time on a CPU and time runnable but queued
 for one, in ns), read with one `pread` of a descriptor kept open (about a microsecond). Elsewhere only the
-process's CPU time is known, which cannot see the waiting: on a machine whose cores are all taken, a process that
+thread's CPU time is known, which cannot see the waiting: on a machine whose cores are all taken, a thread that
 wants a whole core gets less and looks less loaded than it is. The hub samples it once a flush to tell a loop
 that keeps up from one that has more work than time (see hub.py, the tick).
 """
