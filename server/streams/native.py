@@ -184,6 +184,9 @@ class NativeConnector:
         meet a pooled connection that died with the old server, and the catch-up it was doing is still owed.
         """
         owed: tuple[float | None] | None = (since,)  # a catch-up to do, and from when
+        # One more read of the keys a second after connecting: after an outage the job system's own writers
+        # reconnect too, and what they write just after our first read would otherwise wait for the timer.
+        settle = True
         while True:
             try:
                 if owed is not None:
@@ -191,6 +194,9 @@ class NativeConnector:
                     await self.replay(owed[0])
                     owed = None
                     await asyncio.sleep(1.0)  # at most one catch-up a second, however many gaps
+                    if settle:
+                        await self.reconcile()
+                        settle = False
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.settings.reconcile_s):
                         await self._catch_up.wait()

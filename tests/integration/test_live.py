@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+import redis.asyncio as aredis
 import websockets
 
 from tests.conftest import LiveServer
@@ -178,6 +179,33 @@ async def test_restart_rebuilds_the_fleet_from_keys_and_keeps_history(redis_url,
         await client.close()
     finally:
         output = server.finish()
+    assert "Traceback" not in output
+
+
+async def test_keys_written_just_after_connecting_are_read_a_second_later(redis_url, prefix, aredis_client):
+    """After an outage the job system's writers reconnect with jobpulse, and what they write can land just after
+    jobpulse's first read of the keys: a second read a second after connecting learns it, not the reconcile timer
+    (30 s here). Redis's MONITOR shows when the first read happened, so the write lands after it every time."""
+    depth = f"{prefix}:depth"
+    await aredis_client.hset(depth, "email", json.dumps({"queued": 3, "inflight": 0, "scheduled": 0}))
+    watcher = aredis.Redis.from_url(redis_url)
+    async with watcher.monitor() as monitor:
+        server = LiveServer(redis_url, prefix, env={"JOBPULSE_RECONCILE_S": "30"})
+        server.start()
+        try:
+            async with asyncio.timeout(10):
+                while (await monitor.next_command())["command"] != f"HGETALL {depth}":
+                    pass
+            await aredis_client.hset(depth, "email", json.dumps({"queued": 8, "inflight": 0, "scheduled": 0}))
+            written = time.monotonic()
+            client = await LiveClient.connect(server.ws_url, ["counters"])
+            await client.wait_for(lambda c: c.data["counters"]["pending"]["v"] == 8, within=10)
+            learnt = time.monotonic() - written
+            await client.close()
+        finally:
+            output = server.finish()
+    await watcher.aclose()
+    assert learnt < 5, f"learnt {learnt:.1f} s after the write: the reconcile timer, not the second read"
     assert "Traceback" not in output
 
 
