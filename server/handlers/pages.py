@@ -7,16 +7,16 @@ ES modules in web/js do the rest.
 
 from __future__ import annotations
 
-from pathlib import Path
 from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
+from server.assets import web_dir
 from server.security import principal_of
 
-WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
+WEB_DIR = web_dir()
 templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
 
 
