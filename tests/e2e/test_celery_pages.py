@@ -13,8 +13,6 @@ from tests.conftest import LiveServer
 from tests.e2e.support import Page, expect, install_ws_probe
 from tests.integration.test_celery import Worker
 
-pytest.importorskip("celery", reason="the celery extra is not installed: pip install -e '.[test]'")
-
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 

@@ -6,7 +6,8 @@ the outcome where django-mojo keeps it: its engine answers the ping and drains, 
 by its engine (and the delayed one queued by its scheduler), purge, cancel and retry leave the rows and events its
 own services leave, and the stuck jobs handed over are requeued or failed by its own reaper.
 
-Skips only when the local Postgres is unreachable, and fails then too with JOBPULSE_REQUIRE_MOJO=1.
+The suite brings up a PostgreSQL and django-mojo's environment first (tests/provision.py); `-m "not mojo"` leaves
+these tests out.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from server.streams.reducer import fold, initial_state
 from server.streams.state import State
 from tests.mojo_cluster.cluster import MojoCluster, deployment
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.mojo, pytest.mark.timeout(120)]
 
 PREFIX = "acme:jobs"
 ENGINE = "e-main"

@@ -7,8 +7,8 @@ and Postgres rows: heartbeats and runner registries, the control and broadcast c
 jobs_jobevent (and that its ids commit out of order), the metrics counters and their hour buckets, the publish contract
 without Django, and what clear-stuck, the reaper, purge, cancel, retry and shutdown really do.
 
-Skips only when the local Postgres is unreachable, and fails then too with JOBPULSE_REQUIRE_MOJO=1. A missing
-django-mojo environment is a failure that names the command to build it (`python -m tests.mojo_cluster install`).
+The suite brings up a PostgreSQL and django-mojo's environment first (tests/provision.py); `-m "not mojo"` leaves
+these tests out.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import redis
 
 from tests.mojo_cluster.cluster import MojoCluster, deployment
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.mojo, pytest.mark.timeout(180)]
 
 PREFIX = "acme:jobs"  # not django-mojo's default: the prefix is a setting, and the broadcast channel ignores it
 RUNNER = "e2e-engine"

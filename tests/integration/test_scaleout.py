@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 import time
@@ -33,17 +32,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 CONFIG = Path(__file__).resolve().parents[2] / "docs" / "deploy" / "nginx.conf"
 PROCESSES = 3
-
-
-def nginx_binary() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
-    if found is None:
-        if os.environ.get("JOBPULSE_REQUIRE_NGINX") == "1":
-            pytest.fail(
-                "nginx is required here (JOBPULSE_REQUIRE_NGINX=1) but not installed: apt-get install nginx-light"
-            )
-        pytest.skip("nginx is not installed (apt-get install nginx-light); .ci/run installs it")
-    return found
 
 
 class Nginx:
@@ -91,8 +79,8 @@ class Nginx:
 
 
 @pytest.fixture
-def cluster(redis_url: str, prefix: str) -> Iterator[tuple[list[LiveServer], Nginx, SimulatedFleet]]:
-    binary = nginx_binary()
+def cluster(redis_url: str, prefix: str, nginx_path: str) -> Iterator[tuple[list[LiveServer], Nginx, SimulatedFleet]]:
+    binary = nginx_path
     servers = [LiveServer(redis_url, prefix, env=users_env()).start() for _ in range(PROCESSES)]
     fleet = SimulatedFleet(servers[0], "--runners", "4", "--channels", "3", "--rate", "20", "--seed", "3")
     nginx = None

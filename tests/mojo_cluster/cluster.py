@@ -37,7 +37,6 @@ from tests.mojo_cluster.environment import (
     database_url,
     mojo_python,
     pg_admin_url,
-    pg_unreachable,
 )
 
 DB_PREFIX = "jpmojo_"  # test databases are named jpmojo_<pid>_<hex>; a dead pid's are dropped at the next start
@@ -460,15 +459,13 @@ def running_cluster(**options: Any) -> Iterator[MojoCluster]:
         cluster.stop()
 
 
-def require_postgres() -> None:
-    """Skip a django-mojo test when the local Postgres does not answer; fail instead with JOBPULSE_REQUIRE_MOJO=1."""
-    import pytest
+def require_mojo() -> None:
+    """What a django-mojo test needs, brought up by tests/provision.py (a PostgreSQL, django-mojo's environment),
+    or the test fails saying what to do. The suite brings them up before the first test of the `mojo` marker."""
+    from tests.provision import mojo_python as provide_mojo, postgres, required
 
-    reason = pg_unreachable()
-    if reason:
-        if os.environ.get("JOBPULSE_REQUIRE_MOJO") == "1":
-            pytest.fail(f"{reason} (JOBPULSE_REQUIRE_MOJO=1: failing instead of skipping)", pytrace=False)
-        pytest.skip(f"{reason}: the django-mojo tests need a local Postgres (or JOBPULSE_MOJO_PG_URL)")
+    required(postgres)
+    required(provide_mojo)
 
 
 @contextlib.contextmanager
@@ -480,9 +477,9 @@ def deployment(
     engine_channels: Iterable[str] = ("default", "priority"),
     settings: dict[str, Any] | None = None,
 ) -> Iterator[MojoCluster]:
-    """A test module's django-mojo: Postgres required (`require_postgres`), one engine `runner` consuming
+    """A test module's django-mojo: Postgres and django-mojo required (`require_mojo`), one engine `runner` consuming
     `engine_channels`, and the scheduler; stopped afterwards."""
-    require_postgres()
+    require_mojo()
     cluster = MojoCluster(prefix=prefix, channels=channels, heartbeat_s=1, settings=settings).start()
     try:
         cluster.engine(runner, channels=engine_channels)

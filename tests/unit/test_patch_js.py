@@ -3,9 +3,8 @@
 The browser applies the server's widget patches with mergePatch, so the two
 must give identical results. The golden cases (tests/fixtures/mergepatch.json:
 RFC 7396 appendix A, then widget-shaped and edge cases) run through both. The
-JavaScript runs in node when it is installed, else in headless Chromium
-(/usr/bin/chromium or JOBPULSE_CHROMIUM); with neither, these tests skip
-(or fail, when JOBPULSE_REQUIRE_BROWSER=1).
+JavaScript runs in node, or in headless Chromium with
+JOBPULSE_PATCH_JS_ENGINE=chromium (tests/provision.py brings either up).
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import pytest
 
 from server.streams import mergepatch
+from tests.provision import chromium, required
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 GOLDEN = ROOT / "tests" / "fixtures" / "mergepatch.json"
@@ -60,18 +59,6 @@ async ([source, cases]) => {{
 """
 
 
-def _node() -> str | None:
-    found = shutil.which("node")
-    if found:
-        return found
-    return "/usr/bin/node" if os.access("/usr/bin/node", os.X_OK) else None
-
-
-def _chromium() -> str | None:
-    path = os.environ.get("JOBPULSE_CHROMIUM") or "/usr/bin/chromium"
-    return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
-
-
 def _run_in_node(node: str) -> list[dict[str, Any]]:
     done = subprocess.run(
         [node, "--input-type=module", "-e", NODE_SCRIPT],
@@ -101,21 +88,12 @@ def _run_in_chromium(executable: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def js_results() -> dict[str, dict[str, Any]]:
-    """Every golden case run through web/js/patch.js (node, else Chromium), by case name."""
-    engine = os.environ.get("JOBPULSE_PATCH_JS_ENGINE", "")  # "node" or "chromium" forces one
-    node, chromium = _node(), _chromium()
-    if engine != "chromium" and node:
-        results = _run_in_node(node)
-    elif engine != "node" and chromium:
-        results = _run_in_chromium(chromium)
+def js_results(node_path: str) -> dict[str, dict[str, Any]]:
+    """Every golden case run through web/js/patch.js (node, or Chromium with JOBPULSE_PATCH_JS_ENGINE=chromium)."""
+    if os.environ.get("JOBPULSE_PATCH_JS_ENGINE") == "chromium":
+        results = _run_in_chromium(required(chromium))
     else:
-        reason = (
-            "neither node nor Chromium (/usr/bin/chromium or JOBPULSE_CHROMIUM) is installed to run web/js/patch.js"
-        )
-        if os.environ.get("JOBPULSE_REQUIRE_BROWSER") == "1":
-            pytest.fail(reason + " (JOBPULSE_REQUIRE_BROWSER=1)", pytrace=False)
-        pytest.skip(reason)
+        results = _run_in_node(node_path)
     assert [r["name"] for r in results] == [c["name"] for c in CASES]
     return {r["name"]: r for r in results}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -40,11 +39,9 @@ def test_non_canonical_or_bad_keys_are_refused(key):
     assert info.value.code is ErrorCode.UNKNOWN_WIDGET
 
 
-def test_javascript_spells_keys_like_python():
+def test_javascript_spells_keys_like_python(node_path):
     """web/js/views.js viewKey gives the same keys as server/protocol.py view_key."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed: the JavaScript side of the widget keys is not checked here")
+    node = node_path
     script = (
         f"import {{ viewKey }} from {json.dumps((ROOT / 'web/js/views.js').as_uri())};"
         f"const cases = {json.dumps(CASES)};"
