@@ -21,7 +21,7 @@ import pytest
 
 from bench.common import REPO
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.load]
 
 
 def run_scenario(redis_url: str, tmp_path: Path, scenario: str, *extra: str, timeout: float) -> dict[str, Any]:
