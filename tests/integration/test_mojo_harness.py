@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 
-from tests.mojo_cluster.cluster import MojoCluster, deployment
+from tests.mojo_cluster.cluster import MojoCluster, by_writer, deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.mojo, pytest.mark.timeout(180)]
 
@@ -166,9 +166,9 @@ def test_jobs_run_through_the_engine_and_land_in_postgres_redis_and_the_metrics(
 
     # jobs_jobevent: the lifecycle, with bigint ids that grow per job.
     queue = mojo.queue_key("default")
-    assert names(mojo, ok) == ["created", "queued", "running", "completed"]
-    assert names(mojo, bad) == ["created", "queued", "running", "failed"]
-    assert names(mojo, later) == ["created", "scheduled", "queued", "running", "completed"]
+    assert by_writer(names(mojo, ok), ["created", "queued"], ["running", "completed"])
+    assert by_writer(names(mojo, bad), ["created", "queued"], ["running", "failed"])
+    assert by_writer(names(mojo, later), ["created", "scheduled"], ["queued"], ["running", "completed"])
     trail = events(mojo, flaky)
     assert [e["id"] for e in trail] == sorted(e["id"] for e in trail)  # the agent reads in id order
     # The scheduler RPUSHes a due retry before it writes its `queued` event (scheduler.py:417-431), so the engine can
@@ -249,7 +249,9 @@ def test_a_job_published_without_django_runs_the_publish_contract(mojo: MojoClus
     )
     row = mojo.wait_for_jobs([job_id])[job_id]
     assert (row["status"], row["attempt"], row["metadata"]) == ("completed", 1, {"result": {"echo": {"via": "sql"}}})
-    assert names(mojo, job_id) == ["created", "queued", "running", "completed"]
+    # The RPUSH comes before the queued event, so the engine may claim the job and write running first (seen on this
+    # 2-core machine in a parallel suite; django-mojo's own publish has the same window).
+    assert by_writer(names(mojo, job_id), ["created", "queued"], ["running", "completed"])
 
 
 def test_event_ids_commit_out_of_order(mojo: MojoCluster) -> None:

@@ -23,7 +23,8 @@ import tempfile
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -457,6 +458,21 @@ def running_cluster(**options: Any) -> Iterator[MojoCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+def by_writer(steps: Sequence[str], *writers: Sequence[str]) -> bool:
+    """Whether `steps` (one job's events in id order) are exactly the `writers`' events, each writer's in its order.
+
+    Ids order one process's writes; across processes django-mojo promises no order: its publish and its scheduler
+    RPUSH a job before they write its `queued` event, so an engine's `running` (even its outcome) can commit first.
+    """
+    if Counter(steps) != Counter(step for writer in writers for step in writer):
+        return False
+    for writer in writers:
+        remaining = iter(steps)
+        if not all(any(step == wanted for step in remaining) for wanted in writer):
+            return False
+    return True
 
 
 def require_mojo() -> None:
