@@ -52,6 +52,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(folder)
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto` (pyproject.toml): a worker a core, at least 2 since the tests mostly wait on servers, browsers and
+    engines; at most 4, since each worker runs its own Redis, servers and browser."""
+    return max(2, min(os.cpu_count() or 1, 4))
+
+
 def needed_parts(items: list[pytest.Item]) -> list[str]:
     """What the selected tests need beyond Python and Redis, in the order they are brought up."""
     needs: set[str] = set()
@@ -74,15 +80,15 @@ PARTS = {
 }
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Bring up what the selected tests need before the first runs (an install is not under a test's timeout).
+# Under pytest-xdist the controller collects nothing: it asks a collect-only run of the same selection for the
+# parts it needs (written to this file), brings them up, and the workers inherit them through the environment.
+PARTS_FILE = "JOBPULSE_TEST_PARTS_FILE"
 
-    A part that cannot be brought up stops the run with every such part and what to do, before any test runs.
-    """
-    if session.config.option.collectonly or not session.items:
-        return
+
+def bring_up(parts: list[str]) -> None:
+    """Bring up `parts`; a part that cannot be stops the run with every such part and what to do."""
     problems = []
-    for part in needed_parts(session.items):
+    for part in parts:
         try:
             found = PARTS[part]()
         except provision.Missing as exc:
@@ -96,6 +102,41 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             'Bring them up as said, or leave their tests out by marker (-m "not e2e", -m "not mojo").',
             returncode=4,
         )
+
+
+def distributing(config: pytest.Config) -> bool:
+    """This process is pytest-xdist's controller, which hands the tests to workers."""
+    return bool(getattr(config.option, "numprocesses", 0)) and not hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist starts its workers, so they inherit what this brings up
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    if not distributing(config) or config.option.collectonly:
+        return
+    with tempfile.TemporaryDirectory(prefix="jobpulse-parts-") as folder:
+        listing = os.path.join(folder, "parts.json")
+        args = [sys.executable, "-m", "pytest", *config.invocation_params.args,
+                "--collect-only", "-q", "-n", "0", "-p", "no:cacheprovider"]  # fmt: skip
+        done = subprocess.run(args, cwd=config.invocation_params.dir, env={**os.environ, PARTS_FILE: listing},
+                              capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+        if not os.path.exists(listing):
+            pytest.exit(f"collecting the tests failed:\n{done.stdout[-4000:]}{done.stderr[-4000:]}", returncode=4)
+        with open(listing) as handle:
+            parts = json.load(handle)
+    bring_up(parts)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Bring up what the selected tests need before the first runs (an install is not under a test's timeout)."""
+    listing = os.environ.get(PARTS_FILE)
+    if listing:  # the controller's collect-only run: say what is needed, bring up nothing
+        with open(listing, "w") as handle:
+            json.dump(needed_parts(session.items), handle)
+        return
+    if session.config.option.collectonly or not session.items or hasattr(session.config, "workerinput"):
+        return  # a worker: its controller brought everything up (the fixtures still fail a test saying how)
+    bring_up(needed_parts(session.items))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
