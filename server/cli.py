@@ -177,7 +177,7 @@ def cmd_control(args: argparse.Namespace) -> int:
     redis_url = args.redis_url or settings.redis_url
     prefix = args.prefix or settings.prefix
     client = redis.Redis.from_url(redis_url)
-    pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+    pubsub = client.pubsub()
     replies = f"{prefix}:replies"
     pubsub.subscribe(replies)
     pubsub.get_message(timeout=1.0)

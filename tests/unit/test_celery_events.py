@@ -17,6 +17,8 @@ from server.streams.state import Limits
 # Redis broker), kept in the repository so the test runs on any clone; the benchmarks fold the whole recording.
 DATA = Path(__file__).resolve().parents[1] / "fixtures" / "celery-events-12k.jsonl.gz"
 T0 = 1_795_882_924.0
+
+
 def recorded(limit: int) -> list[dict[str, Any]]:
     out = []
     with gzip.open(DATA, "rt") as lines:
