@@ -18,8 +18,7 @@ import redis
 
 from server.redis_server import RedisServer
 from tests.conftest import LiveServer
-
-celery = pytest.importorskip("celery", reason="the celery extra is not installed: pip install -e '.[test]'")
+from tests.outage import HEALED_BOUND_S, HEALED_GOAL_S, SAID_BOUND_S, SAID_GOAL_S
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -260,10 +259,12 @@ async def test_actions_on_a_real_worker(broker: str, prefix: str) -> None:
         assert "Traceback" not in output, output
 
 
-def test_a_broker_crash_is_said_within_2s_and_the_truth_is_back_within_5s(prefix: str) -> None:
+def broker_crash_round(prefix: str) -> dict[str, float]:
     """The Celery source through a Redis outage, against a live worker: the broker SIGKILLed (its data kept in the
-    append-only file) is said within 2 s; while it is down jobpulse is blind, and once it returns the worker's
-    heartbeats resume and the queue depths equal the broker's lists again within 5 s (docs/reliability.md 1)."""
+    append-only file), started again after 1 s, the queue's list changed as it returns. Times how long jobpulse
+    took to say so (`said`) and to show the broker's depth again (`healed`), waiting at most the bounds
+    (tests/outage.py); checks that the worker beats again and the server logged no traceback.
+    `python -m bench.outage --faults celery-broker-crash` runs it over rounds."""
     from tests.celery_cluster.app import Tasks
 
     server_redis = RedisServer(persist=True).start()
@@ -280,7 +281,7 @@ def test_a_broker_crash_is_said_within_2s_and_the_truth_is_back_within_5s(prefix
         eventually(lambda: widget(server, "channels")["rows"].get("nobody", {}).get("queued") == 3, 10)
         broke = time.monotonic()
         server_redis.kill()
-        eventually(lambda: widget(server, "health")["connected"] is False, 5)
+        eventually(lambda: widget(server, "health")["connected"] is False, SAID_BOUND_S)
         said = time.monotonic() - broke
         time.sleep(1.0)  # down for a while: the reconnect backoff grows
         server_redis.start()
@@ -298,7 +299,7 @@ def test_a_broker_crash_is_said_within_2s_and_the_truth_is_back_within_5s(prefix
             health = widget(server, "health")
             return bool(health["connected"]) and rows.get("nobody", {}).get("queued") == truth
 
-        eventually(healed, 10)
+        eventually(healed, HEALED_BOUND_S)
         healed_in = time.monotonic() - back
         # The worker reconnects to the broker by itself and beats again (Celery's own retry).
         eventually(lambda: widget(server, "runners")["rows"][name]["status"] in ("online", "busy"), 30)
@@ -308,6 +309,18 @@ def test_a_broker_crash_is_said_within_2s_and_the_truth_is_back_within_5s(prefix
         worker.log.close()
         output = server.finish()
         server_redis.stop()
-    print(f"celery broker crash: said in {said:.2f} s, truth back in {healed_in:.2f} s")
-    assert said < 2.0 and healed_in < 5.0, (said, healed_in)
     assert "Traceback" not in output, output
+    return {"said": said, "healed": healed_in}
+
+
+def test_a_broker_crash_is_said_and_the_truth_is_back(prefix: str) -> None:
+    """A broker crash under a live worker is said, and once the broker returns the worker's heartbeats resume and
+    the queue depths equal the broker's lists again (docs/reliability.md 1): goals 2 s and 5 s, measured by
+    `python -m bench.outage`; this one round is held to three times each."""
+    timings = broker_crash_round(prefix)
+    said, healed_in = timings["said"], timings["healed"]
+    print(
+        f"celery broker crash: said in {said:.2f} s (goal {SAID_GOAL_S:.0f} s), truth back in {healed_in:.2f} s "
+        f"(goal {HEALED_GOAL_S:.0f} s)"
+    )
+    assert said < SAID_BOUND_S and healed_in < HEALED_BOUND_S, (said, healed_in)

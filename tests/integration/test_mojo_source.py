@@ -7,6 +7,7 @@ widgets with django-mojo's own stats (`JobManager.get_stats()`, what its REST en
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
@@ -21,19 +22,27 @@ import pytest
 from tests.conftest import LiveServer
 from tests.faultproxy import FaultProxy
 from tests.mojo_cluster.cluster import MojoCluster, deployment
+from tests.outage import HEALED_BOUND_S, HEALED_GOAL_S, SAID_BOUND_S, SAID_GOAL_S
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.integration, pytest.mark.mojo, pytest.mark.timeout(240)]
 
 PREFIX = "acme:jobs"
 RUNNER = "mojo-e1"
+EVENT_GOAL_S = 1.0  # a job event reaches jobpulse within a second of django-mojo writing it (README)
+EVENT_BOUND_S = 3 * EVENT_GOAL_S  # what a test allows
 T = TypeVar("T")
+
+
+def mojo_deployment() -> contextlib.AbstractContextManager[MojoCluster]:
+    """django-mojo with one engine on default and priority, and its scheduler; "bulk" has no engine (also what
+    `python -m bench.outage` runs its Postgres rounds on)."""
+    return deployment(RUNNER, prefix=PREFIX, channels=("default", "priority", "bulk"),
+                      settings={"JOBS_VISIBILITY_TIMEOUT_MS": 5000})  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def mojo() -> Iterator[MojoCluster]:
-    """django-mojo with one engine on default and priority, and its scheduler; "bulk" has no engine."""
-    with deployment(RUNNER, prefix=PREFIX, channels=("default", "priority", "bulk"),
-                    settings={"JOBS_VISIBILITY_TIMEOUT_MS": 5000}) as cluster:  # fmt: skip
+    with mojo_deployment() as cluster:
         yield cluster
 
 
@@ -120,19 +129,29 @@ def test_runner_depths_and_outcomes_match_django_mojos_own_stats(mojo: MojoClust
     assert health["connected"] is True and not health["rejected"], health
 
 
-def test_a_job_event_reaches_jobpulse_within_a_second(mojo: MojoCluster, server: LiveServer) -> None:
+def event_delays(mojo: MojoCluster, server: LiveServer, jobs: int = 5) -> list[float]:
+    """Run `jobs` jobs one after the other; for each, the time from django-mojo's row saying completed to
+    jobpulse's completed counter counting it, waiting at most EVENT_BOUND_S each."""
     eventually(lambda: widget(server, "runners")["rows"].get(RUNNER), what="the engine's card")
     before = widget(server, "counters")["completed"]["v"]
     delays = []
-    for i in range(5):
+    for i in range(jobs):
         job = mojo.publish("demo_jobs.ok_job", {"n": i})
         mojo.wait_for_jobs([job])
         finished = time.monotonic()
         goal = before + i + 1
-        eventually(lambda: widget(server, "counters")["completed"]["v"] >= goal, 5, "the completion")  # noqa: B023
+        eventually(lambda: widget(server, "counters")["completed"]["v"] >= goal, EVENT_BOUND_S, "the completion")  # noqa: B023
         delays.append(time.monotonic() - finished)
-    # The poll is 0.5 s and the fold's tick pushes at once; the harness's own wait polls the rows every 0.1 s.
-    assert sorted(delays)[2] < 1.0, delays
+    return delays
+
+
+def test_a_job_event_reaches_jobpulse(mojo: MojoCluster, server: LiveServer) -> None:
+    """Each completion django-mojo writes is counted by jobpulse: the goal is within a second (the poll is 0.5 s
+    and the fold's tick pushes at once; the harness's own wait polls the rows every 0.1 s), measured over rounds by
+    `python -m bench.outage --faults mojo-event`; each of these five is held to three times that."""
+    delays = event_delays(mojo, server)
+    print(f"mojo job events counted after {', '.join(f'{d:.2f}' for d in delays)} s (goal {EVENT_GOAL_S:.0f} s)")
+    assert max(delays) < EVENT_BOUND_S, delays
 
 
 def test_a_killed_engine_goes_stale_then_offline_and_stays_listed(mojo: MojoCluster, server: LiveServer) -> None:
@@ -189,13 +208,11 @@ def ready(server: LiveServer) -> int:
         return int(exc.code)
 
 
-@pytest.mark.parametrize("fault", ["cut", "stall"])
-def test_a_postgres_outage_is_said_within_2s_and_the_truth_is_back_within_5s(
-    mojo: MojoCluster, prefix: str, fault: str
-) -> None:
-    """Postgres goes away (every connection closed and refused) or its network hangs (nothing closes, nothing
-    arrives): health and /readyz say so within 2 s naming Postgres; jobs that finish meanwhile show within 5 s of
-    its return, read from the event ids after the cursor (docs/reliability.md, as for Redis)."""
+def postgres_outage_round(mojo: MojoCluster, prefix: str, fault: str) -> dict[str, float]:
+    """Postgres goes away (`cut`: every connection closed and refused) or its network hangs (`stall`: nothing
+    closes, nothing arrives) between jobpulse and django-mojo's database. Times how long health took to say so
+    naming Postgres (`said`) and, after the return, to count the jobs that finished meanwhile and be ready again
+    (`healed`), waiting at most the bounds (tests/outage.py); checks /readyz both ways and the server's log."""
     proxy = FaultProxy(*mojo.pg_address).start()
     live = LiveServer(
         mojo.redis_url, prefix, env=mojo.jobpulse_env(JOBPULSE_MOJO_DATABASE_URL=mojo.pg_url_via(proxy.port))
@@ -211,7 +228,7 @@ def test_a_postgres_outage_is_said_within_2s_and_the_truth_is_back_within_5s(
             health = widget(live, "health")
             return None if health["connected"] else health
 
-        health = eventually(down, 5, "said")
+        health = eventually(down, SAID_BOUND_S, "said")
         said = time.monotonic() - broke
         assert "Postgres" in health["error"] and ready(live) == 503, health
         jobs = [mojo.publish("demo_jobs.ok_job", {"n": i}) for i in range(3)]
@@ -219,15 +236,28 @@ def test_a_postgres_outage_is_said_within_2s_and_the_truth_is_back_within_5s(
         assert widget(live, "counters")["completed"]["v"] == before  # jobpulse cannot see them yet
         proxy.heal()
         healed_from = time.monotonic()
-        eventually(lambda: widget(live, "counters")["completed"]["v"] >= before + 3, 10, "the catch-up")
-        eventually(lambda: ready(live) == 200, 10, "ready again")
+        eventually(lambda: widget(live, "counters")["completed"]["v"] >= before + 3, HEALED_BOUND_S, "the catch-up")
+        eventually(lambda: ready(live) == 200, HEALED_BOUND_S, "ready again")
         healed = time.monotonic() - healed_from
     finally:
         output = live.finish()
         proxy.close()
-    print(f"postgres {fault}: said in {said:.2f} s, truth back in {healed:.2f} s")
-    assert said < 2.0 and healed < 5.0, (said, healed)
     assert "Traceback" not in output, output
+    return {"said": said, "healed": healed}
+
+
+@pytest.mark.parametrize("fault", ["cut", "stall"])
+def test_a_postgres_outage_is_said_and_the_truth_is_back(mojo: MojoCluster, prefix: str, fault: str) -> None:
+    """Health and /readyz say so naming Postgres, and jobs that finish meanwhile show after its return, read from
+    the event ids after the cursor (docs/reliability.md, as for Redis): goals 2 s and 5 s, measured by
+    `python -m bench.outage`; this one round is held to three times each."""
+    timings = postgres_outage_round(mojo, prefix, fault)
+    said, healed = timings["said"], timings["healed"]
+    print(
+        f"postgres {fault}: said in {said:.2f} s (goal {SAID_GOAL_S:.0f} s), truth back in {healed:.2f} s "
+        f"(goal {HEALED_GOAL_S:.0f} s)"
+    )
+    assert said < SAID_BOUND_S and healed < HEALED_BOUND_S, (said, healed)
 
 
 async def test_operator_actions_through_jobpulse_take_effect_in_django_mojo(
