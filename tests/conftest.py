@@ -220,6 +220,17 @@ async def aredis_client(redis_url: str) -> AsyncIterator[aredis.Redis]:
     await client.aclose()
 
 
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """GET `url`: its status and body, error statuses too (a 4xx or 5xx is an answer here, not an exception)."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read()
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: object, **kwargs: object) -> None:
         return None

@@ -16,14 +16,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aredis
 
 from server.redis_server import RedisServer
-from tests.conftest import LiveServer, SimulatedFleet, users_env
+from tests.conftest import LiveServer, SimulatedFleet, get, users_env
 from tests.faultproxy import FaultProxy
 from tests.integration.helpers import LiveClient, Publisher
 
@@ -35,16 +33,6 @@ HEALED_BOUND_S = 3 * HEALED_GOAL_S
 MARK = "fault-check"  # the channel whose depth a round changes behind jobpulse's back
 
 Fault = Callable[[], Awaitable[None]]
-
-
-def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.read()
 
 
 def fleet(server: LiveServer, redis_url: str) -> SimulatedFleet:

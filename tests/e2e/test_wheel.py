@@ -28,6 +28,7 @@ import pytest
 from server import __version__
 from server.handlers.pages import NAV
 from server.redis_server import free_port
+from tests.conftest import get as fetch
 from tests.e2e.support import Page, expect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -104,15 +105,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
                 process.wait(timeout=5)
     assert "Traceback" not in running.output(), running.output()
     assert "jobpulse demo: stopped" in running.output(), running.output()
-
-
-def fetch(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.read()
 
 
 def test_the_wheel_and_the_sdist_hold_every_page_file_and_index_ready_metadata(demo: Demo) -> None:

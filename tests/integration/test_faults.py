@@ -25,7 +25,7 @@ import pytest
 import redis.asyncio as aredis
 
 from server.redis_server import RedisServer
-from tests.conftest import LiveServer, bearer, users_env
+from tests.conftest import LiveServer, bearer, get, users_env
 from tests.integration.helpers import LiveClient
 from tests.outage import (
     HEALED_BOUND_S,
@@ -33,7 +33,6 @@ from tests.outage import (
     SAID_BOUND_S,
     SAID_GOAL_S,
     fleet,
-    get,
     network_stall_round,
     redis_crash_round,
 )
