@@ -14,6 +14,7 @@ import io
 import logging
 import random
 import time
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -175,14 +176,31 @@ def _id_key(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+# What a spreadsheet may read as the start of a formula (OWASP, CSV injection): = + - @, tab and CR, and LF too.
+FORMULA_STARTS = frozenset("=+-@\t\r\n")
+
+
+def neutral_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: one that could start a formula gets a leading apostrophe.
+
+    Spreadsheets skip leading blanks before a formula and some fold full-width and small forms (`＝`, `﹢`) to
+    ASCII, so the first non-blank character is compared after NFKC normalisation as well as the first one.
+    """
+    if not isinstance(value, str) or not value:
+        return value
+    first = value[0]
+    visible = value.lstrip()[:1]
+    if first in FORMULA_STARTS or unicodedata.normalize("NFKC", visible)[:1] in FORMULA_STARTS:
+        return f"'{value}"
+    return value
+
+
 def to_csv(entries: Iterable[dict[str, Any]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["id", *FIELDS])
     for entry in entries:
-        row = [entry["id"], *(entry[name] for name in FIELDS)]
-        # A cell that starts like a formula is a spreadsheet injection: quote it as text.
-        writer.writerow([f"'{v}" if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v for v in row])
+        writer.writerow([neutral_cell(v) for v in (entry["id"], *(entry[name] for name in FIELDS))])
     return out.getvalue()
 
 
