@@ -32,6 +32,7 @@ from server.auth import Directory
 from server.commander import Commander
 from server.handlers import api, login, pages, ws
 from server.metrics import registry_for
+from server.redact import redact
 from server.security import PRINCIPAL, Gate, Principals
 from server.sessions import Sessions, shared_secret
 from server.settings import Settings
@@ -162,7 +163,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             "jobpulse %s: source %s at %s, prefix %r",
             hub.epoch,
             aggregator.connector.name,
-            settings.redis_url,
+            redact(settings.redis_url),
             settings.prefix,
         )
         try:

@@ -21,6 +21,7 @@ import uuid
 from typing import Any
 
 from server import __version__, logs
+from server.redact import redact
 from server.redis_server import RedisServer, free_port
 from server.settings import Settings, documented
 
@@ -95,7 +96,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         redis_url = redis_server.url
         print(f"jobpulse demo: started a private redis-server ({redis_server.binary}) at {redis_url}", flush=True)
     else:
-        print(f"jobpulse demo: using REDIS_URL={redis_url}", flush=True)
+        print(f"jobpulse demo: using REDIS_URL={redact(redis_url)}", flush=True)
     os.environ["REDIS_URL"] = redis_url
     # The demo's fleet has hung jobs and a backed-up channel from the start: tighter rules show them within
     # minutes rather than the production defaults' ten. Set them yourself to override.

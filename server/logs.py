@@ -17,13 +17,22 @@ from typing import Any
 
 import msgspec
 
+from server.redact import redact
+
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 # The attributes every LogRecord has; anything else on a record came from `extra=` and is logged as a field.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 _encoder = msgspec.json.Encoder()
 
 
-class JsonFormatter(logging.Formatter):
+class RedactingFormatter(logging.Formatter):
+    """Tracebacks too: an exception's message may quote the URL it was given."""
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        return redact(super().formatException(ei))
+
+
+class JsonFormatter(RedactingFormatter):
     """One JSON object per record, on one line."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -52,14 +61,26 @@ class NoUpgradeLines(logging.Filter):
 
 
 _NO_UPGRADE_LINES = NoUpgradeLines()
+_plain_records = logging.getLogRecordFactory()
+
+
+def _redacting_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    """Every record, jobpulse's, uvicorn's or a driver's, leaves without a URL's password (server/redact.py)."""
+    record = _plain_records(*args, **kwargs)
+    message = record.getMessage()
+    clean = redact(message)
+    if clean != message:  # rare: leave the others as they are, so filters that read `msg` still see the template
+        record.msg, record.args = clean, None
+    return record
 
 
 def setup(level: str, fmt: str, access_log: bool = False) -> None:
     """Send jobpulse's records to stderr at `level`, as `fmt` ("text" or "json"), with uvicorn's line per websocket
     upgrade only when `access_log`; idempotent."""
     formatter: logging.Formatter = (
-        JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT, datefmt="%H:%M:%S")
+        JsonFormatter() if fmt == "json" else RedactingFormatter(TEXT_FORMAT, datefmt="%H:%M:%S")
     )
+    logging.setLogRecordFactory(_redacting_record)
     root = logging.getLogger()
     ours = [h for h in root.handlers if getattr(h, "_jobpulse", False)]
     handler = ours[0] if ours else logging.StreamHandler()

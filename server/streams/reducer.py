@@ -23,6 +23,7 @@ from sys import intern
 
 import msgspec
 
+from server.redact import redact
 from server.streams import rules
 from server.streams.events import (
     ActiveJob,
@@ -878,12 +879,12 @@ def _status_event(state: State, runner: Runner, status: str, at: float) -> int:
 
 def _source_status(state: State, msg: SourceStatus) -> int:
     health = state.health
-    if health.connected == msg.connected and health.error == msg.error and health.parts == msg.parts:
+    if health.connected == msg.connected and health.error == redact(msg.error) and health.parts == msg.parts:
         return 0
     if health.connected != msg.connected:
         health.since = msg.at
     health.connected = msg.connected
-    health.error = msg.error
+    health.error = redact(msg.error)  # a driver's error may quote the URL it was given, password and all
     health.parts = dict(msg.parts)
     return HEALTH
 

@@ -7,6 +7,7 @@ import json
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -305,3 +306,13 @@ async def test_the_job_health_endpoint_reports_status_rules_and_channels(live_se
     assert body["channels"]["orphan"]["rules"] == ["no_runner"]
     assert body["channels"]["email"]["status"] == "ok"
     assert [r["rule"] for r in body["rules_fired"]] == ["no_runner"]
+
+
+async def test_the_start_line_shows_no_password(redis_url, prefix):
+    """REDIS_URL with a password (Redis's default user takes any while it has none): the log says `***`."""
+    parts = urllib.parse.urlsplit(redis_url)
+    secret_url = parts._replace(netloc=f"default:s3cret-pw@{parts.hostname}:{parts.port}").geturl()
+    server = LiveServer(secret_url, prefix, env={"JOBPULSE_LOG_LEVEL": "info"}).start()
+    output = server.finish()
+    assert f"source native at redis://default:***@{parts.hostname}:{parts.port}" in output, output
+    assert "s3cret-pw" not in output, output

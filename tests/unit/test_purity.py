@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PURE = [
     "server/protocol.py",
     "server/roles.py",
+    "server/redact.py",
     "server/actions.py",
     "server/streams/events.py",
     "server/streams/celery_events.py",
