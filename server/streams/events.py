@@ -19,8 +19,15 @@ MAX_BATCH = 1000
 Id = Annotated[str, Meta(min_length=1, max_length=200)]
 ChannelName = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 FnName = Annotated[str, Meta(min_length=1, max_length=300)]
-Count = Annotated[int, Meta(ge=0)]
-Seconds = Annotated[float, Meta(ge=0)]
+# Every number a source sends has a range (docs/protocol.md 1.1); one outside it rejects its object, counted as a
+# schema rejection. Counts and seqs stay below 2^53, the largest integer a browser holds exactly (a 4,300-digit
+# one broke /metrics, the counters widget and persistence); times are epoch seconds below 10^11 (the year 5138),
+# durations below that too: finite, and small enough for every sum and product the projections make.
+MAX_COUNT = 2**53 - 1
+MAX_TIME = 1e11
+Count = Annotated[int, Meta(ge=0, le=MAX_COUNT)]
+Seconds = Annotated[float, Meta(ge=0, le=MAX_TIME)]
+Time = Annotated[float, Meta(ge=0, le=MAX_TIME)]
 Version = Literal[1]
 RunnerState = Literal["running", "draining", "drained", "paused"]
 JobEventName = Literal["queued", "scheduled", "started", "retried", "completed", "failed", "canceled", "expired"]
@@ -32,7 +39,7 @@ class ActiveJob(Struct, frozen=True):
     job: Id
     channel: ChannelName
     fn: FnName
-    started: float
+    started: Time
 
 
 class Heartbeat(Struct, frozen=True, tag="heartbeat", tag_field="type"):
@@ -41,12 +48,12 @@ class Heartbeat(Struct, frozen=True, tag="heartbeat", tag_field="type"):
     v: Version
     src: Id
     seq: Count
-    ts: float
-    boot: float
+    ts: Time
+    boot: Time
     interval: Annotated[float, Meta(gt=0, le=3600)]
     host: Annotated[str, Meta(max_length=200)] = ""
     region: Annotated[str, Meta(max_length=100)] = ""
-    pid: int = 0
+    pid: Count = 0
     version: Annotated[str, Meta(max_length=100)] = ""
     state: RunnerState = "running"
     channels: Annotated[list[ChannelName], Meta(max_length=1000)] = []
@@ -63,7 +70,7 @@ class RunnerStopped(Struct, frozen=True, tag="runner.stopped", tag_field="type")
     v: Version
     src: Id
     seq: Count
-    ts: float
+    ts: Time
     reason: Annotated[str, Meta(max_length=200)] = ""
     id: Id | None = None
 
@@ -74,7 +81,7 @@ class RunnerRemoved(Struct, frozen=True, tag="runner.removed", tag_field="type")
     v: Version
     src: Id
     seq: Count
-    ts: float
+    ts: Time
     runner: Id
     reason: Annotated[str, Meta(max_length=200)] = ""
     id: Id | None = None
@@ -87,7 +94,7 @@ class JobEvent(Struct, frozen=True, tag="job", tag_field="type"):
     id: Id
     src: Id
     seq: Count
-    ts: float
+    ts: Time
     event: JobEventName
     job: Id
     channel: ChannelName
@@ -95,10 +102,10 @@ class JobEvent(Struct, frozen=True, tag="job", tag_field="type"):
     attempt: Count = 1
     cid: Annotated[str, Meta(max_length=200)] | None = None
     runner: Id | None = None
-    max_attempts: Annotated[int, Meta(ge=1)] | None = None
-    queued_at: float | None = None
-    run_at: float | None = None
-    started_at: float | None = None
+    max_attempts: Annotated[int, Meta(ge=1, le=MAX_COUNT)] | None = None
+    queued_at: Time | None = None
+    run_at: Time | None = None
+    started_at: Time | None = None
     duration: Seconds | None = None
     payload: msgspec.Raw = msgspec.Raw()  # raw JSON, not parsed; empty when absent
     error: str | None = None
@@ -112,9 +119,9 @@ class ChannelDepth(Struct, frozen=True):
     queued: Count = 0
     inflight: Count = 0
     scheduled: Count = 0
-    oldest: float | None = None
+    oldest: Time | None = None
     paused: bool = False
-    ts: float | None = None
+    ts: Time | None = None
 
 
 class Depth(Struct, frozen=True, tag="depth", tag_field="type"):
@@ -123,7 +130,7 @@ class Depth(Struct, frozen=True, tag="depth", tag_field="type"):
     v: Version
     src: Id
     seq: Count
-    ts: float
+    ts: Time
     channels: Annotated[dict[ChannelName, ChannelDepth], Meta(max_length=10_000)]
     id: Id | None = None
 

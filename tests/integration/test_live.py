@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aredis
 import websockets
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, get
 from tests.integration.helpers import LiveClient, Publisher
 
 pytestmark = pytest.mark.integration
@@ -316,3 +316,31 @@ async def test_the_start_line_shows_no_password(redis_url, prefix):
     output = server.finish()
     assert f"source native at redis://default:***@{parts.hostname}:{parts.port}" in output, output
     assert "s3cret-pw" not in output, output
+
+
+async def test_numbers_out_of_range_are_rejected_in_messages_and_in_keys(live_server, aredis_client):
+    """A 4,300-digit count or seq, or a time past 10^11, rejects its object, in a message and in the keys a reconcile
+    reads, counted as schema; pages, /metrics, /api/stats and persistence keep working (a server restart too)."""
+    prefix, huge = live_server.prefix, int("9" * 4300)
+    pub = Publisher(aredis_client, prefix)
+    client = await LiveClient.connect(live_server.ws_url, ["health", "counters", "channels", "runners"])
+    deep = pub.depth(email=(1, 0, 0))
+    deep["channels"]["email"]["queued"] = huge
+    far = {**pub.beat("far-runner"), "ts": 1e300}
+    numbered = {**pub.job("queued", "j-huge"), "seq": huge}
+    await pub.publish(json.dumps(deep).encode(), json.dumps(far).encode(), json.dumps(numbered).encode())
+    # The keys a reconcile reads: a depth hash entry and a runner key with numbers out of range.
+    await aredis_client.hset(f"{prefix}:depth", "email", json.dumps({"queued": huge, "inflight": 0, "scheduled": 0}))
+    await aredis_client.sadd(f"{prefix}:runners", "huge-runner")
+    await aredis_client.set(f"{prefix}:runner:huge-runner", json.dumps({**pub.beat("huge-runner"), "seq": huge}))
+    await pub.publish(pub.job("queued", "fine"), pub.depth(reports=(2, 0, 0)))
+    await client.wait_for(lambda c: c.data["counters"]["pending"]["v"] >= 1
+                          and c.data["health"]["rejected"].get("schema", 0) >= 5, within=15)  # fmt: skip
+    assert "email" not in client.data["channels"]["rows"] and "far-runner" not in client.data["runners"]["rows"]
+    # Registered, but its key's beat is rejected: known only from the registry, as a runner that never beat.
+    assert client.data["runners"]["rows"]["huge-runner"]["status"] == "offline"
+    for path in ("/api/stats", "/api/widgets/counters", "/api/widgets/health", "/readyz", "/metrics"):
+        status, body = get(live_server.url + path)
+        assert status == 200, (path, body[:500])
+    assert client.gaps == 0
+    await client.close()

@@ -7,7 +7,7 @@ import json
 import msgspec
 import pytest
 
-from server.streams.events import Depth, Heartbeat, JobEvent, RunnerStopped, parse_message
+from server.streams.events import MAX_COUNT, MAX_TIME, Depth, Heartbeat, JobEvent, RunnerStopped, parse_message
 
 JOB = {"v": 1, "type": "job", "id": "e1", "src": "r1", "seq": 1, "ts": 1.5, "event": "queued", "job": "j1",
        "channel": "email", "fn": "mail.send", "attempt": 1}  # fmt: skip
@@ -80,3 +80,29 @@ def test_a_batch_over_the_object_limit_is_rejected():
     """More than 1,000 objects in one message is refused whole."""
     messages, rejects = parse_message(json.dumps([JOB] * 1001).encode(), 1 << 24)
     assert messages == [] and rejects[0].reason == "batch"
+
+
+HUGE = int("9" * 4300)
+DEPTH = {"v": 1, "type": "depth", "src": "b", "seq": 1, "ts": 1.0, "channels": {"email": {"queued": 3}}}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {**JOB, "seq": HUGE}, {**JOB, "seq": MAX_COUNT + 1}, {**JOB, "seq": -1}, {**JOB, "attempt": HUGE},
+        {**JOB, "ts": 1e300}, {**JOB, "ts": -1.0}, {**JOB, "duration": 1e12}, {**JOB, "queued_at": 1e200},
+        {**JOB, "max_attempts": HUGE}, {**BEAT, "boot": 1e300}, {**BEAT, "processed": HUGE}, {**BEAT, "pid": HUGE},
+        {**BEAT, "active": [{"job": "j", "channel": "c", "fn": "f", "started": 1e300}]},
+        {**DEPTH, "channels": {"email": {"queued": HUGE}}}, {**DEPTH, "channels": {"email": {"oldest": 1e300}}},
+        {**DEPTH, "channels": {"email": {"inflight": MAX_COUNT + 1}}},
+    ],
+)  # fmt: skip
+def test_numbers_out_of_their_range_reject_the_object(message):
+    """Counts and seqs within 0..2^53-1, times and durations within 0..10^11 (docs/protocol.md 1.1)."""
+    good, bad = parse(message)
+    assert good == [] and [r.reason for r in bad] == ["schema"]
+
+
+def test_numbers_at_the_edges_of_their_range_pass():
+    good, bad = parse([{**JOB, "seq": MAX_COUNT, "ts": MAX_TIME}, {**BEAT, "seq": 0, "processed": MAX_COUNT}])
+    assert bad == [] and len(good) == 2
