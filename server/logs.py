@@ -28,7 +28,7 @@ _encoder = msgspec.json.Encoder()
 class RedactingFormatter(logging.Formatter):
     """Tracebacks too: an exception's message may quote the URL it was given."""
 
-    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+    def formatException(self, ei: Any) -> str:
         return redact(super().formatException(ei))
 
 

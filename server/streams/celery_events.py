@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from server.streams.events import ActiveJob, Heartbeat, JobEvent, RunnerStopped
+from server.streams.events import ActiveJob, Heartbeat, JobEvent, RunnerStopped, count, seconds
 
 DEFAULT_QUEUE = "celery"
 MAX_ATTEMPTS_KEPT = 50  # task-received clocks remembered per task
@@ -64,6 +64,24 @@ class Inspection:
     active: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     reserved: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     scheduled: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+# Celery's numbers, checked before anything is made of them (docs/protocol.md 1.1's ranges; section 6): an event
+# with one outside its range is rejected and counted like a malformed one.
+_COUNT_FIELDS = ("pid", "clock", "processed", "active", "retries")
+_TIME_FIELDS = ("timestamp", "runtime", "freq", "local_received", "eta")  # eta may also be ISO text
+
+
+def _check_numbers(event: dict[str, Any]) -> None:
+    """Raises ValueError when a count or time of `event` is out of its range."""
+    for name in _COUNT_FIELDS:
+        value = event.get(name)
+        if value:
+            count(value, name)
+    for name in _TIME_FIELDS:
+        value = event.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            seconds(value, name)
 
 
 class Translator:
@@ -158,6 +176,7 @@ class Translator:
             the shell counts it as rejected.
         """
         kind = event["type"]
+        _check_numbers(event)
         if kind.startswith("worker-"):
             return self._worker(kind, event)
         if kind.startswith("task-"):

@@ -28,6 +28,40 @@ MAX_TIME = 1e11
 Count = Annotated[int, Meta(ge=0, le=MAX_COUNT)]
 Seconds = Annotated[float, Meta(ge=0, le=MAX_TIME)]
 Time = Annotated[float, Meta(ge=0, le=MAX_TIME)]
+
+
+def count(value: Any, name: str = "count") -> int:
+    """`value` (an int, or text of one) as a count within 0..MAX_COUNT: the Celery and django-mojo edges, whose
+    numbers no schema decodes.
+
+    Raises:
+        ValueError: outside the range, or not an integer (the caller rejects and counts the object).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"{name}: not an integer")
+    if isinstance(value, str) and len(value) > 20:  # int() of 4,300 digits is slow, and no count is that long
+        raise ValueError(f"{name}: out of range")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{name}: not an integer") from None
+    if not 0 <= number <= MAX_COUNT:
+        raise ValueError(f"{name}: {str(number)[:30]} out of range")
+    return number
+
+
+def seconds(value: Any, name: str = "time") -> float:
+    """`value` (a number) as a time or duration within 0..MAX_TIME, finite.
+
+    Raises:
+        ValueError: outside the range, not finite, or not a number.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name}: not a number")
+    number = float(value) if not isinstance(value, int) or abs(value) <= MAX_COUNT else float("inf")
+    if not 0 <= number <= MAX_TIME:  # also false for NaN
+        raise ValueError(f"{name}: {str(value)[:30]} out of range")
+    return number
 Version = Literal[1]
 RunnerState = Literal["running", "draining", "drained", "paused"]
 JobEventName = Literal["queued", "scheduled", "started", "retried", "completed", "failed", "canceled", "expired"]

@@ -39,7 +39,7 @@ import redis.asyncio as aredis
 
 from server.actions import SPECS, Args, Performed
 from server.settings import Settings
-from server.streams.events import Reconciled, Restored, SourceStatus, SourceWarning
+from server.streams.events import Reconciled, Restored, SourceStatus, SourceWarning, count
 from server.streams.mojo_actions import UNSUPPORTED, WRITE_ACTIONS, MojoActions
 from server.streams.mojo_db import NO_PSYCOPG, MojoDatabase
 from server.streams.mojo_events import Beat, IdCursor, MojoTranslator, scheduler_warning
@@ -68,6 +68,15 @@ def _text(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
+def _counter(raw: bytes | str | None) -> int:
+    """One of django-mojo's hour counters; a value no counter can hold (out of range, not a number) counts 0."""
+    try:
+        return count(_text(raw)) if raw else 0
+    except ValueError:
+        log.warning("an hour counter of django-mojo holds %r, not a count: read as 0", raw[:40] if raw else raw)
+        return 0
+
+
 def parse_beat(raw: bytes | str) -> Beat:
     """One hb document (`job_engine.py:617-629`), times as epoch seconds."""
     try:
@@ -81,7 +90,7 @@ def parse_beat(raw: bytes | str) -> Beat:
         channels = tuple(c for c in listed if isinstance(c, str)) if isinstance(listed, list) else ()
         return Beat(
             ts=ts, boot=epoch(doc.get("started")) or ts, host=str(doc.get("hostname") or ""), channels=channels,
-            processed=int(doc.get("jobs_processed") or 0), draining=bool(doc.get("draining")),
+            processed=count(doc.get("jobs_processed") or 0, "jobs_processed"), draining=bool(doc.get("draining")),
         )  # fmt: skip
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
         return Beat(error=str(exc)[:200])
@@ -324,7 +333,7 @@ class MojoConnector:
         width = len(HISTORY_SLUGS)
         found: dict[int, tuple[int, ...]] = {}
         for i, hour in enumerate(hours):
-            counts = tuple(int(v or 0) for v in values[i * width : (i + 1) * width])
+            counts = tuple(_counter(v) for v in values[i * width : (i + 1) * width])
             if any(counts):
                 found[hour] = counts
         if found:
