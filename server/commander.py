@@ -42,6 +42,9 @@ MAX_RATE_USERS = 10_000  # users tracked by the rate limiter (proxy mode can bri
 MAX_BATCH_JOBS = 1_000
 
 
+UNKNOWN_ACTION = "(unknown action)"  # what the audit log says of an action jobpulse does not have
+
+
 class Refused(Exception):
     """A command refused before or while it ran; `code` is a docs/protocol.md 4.3 code."""
 
@@ -389,15 +392,21 @@ class Commander:
     ) -> str | None:
         ok = bool(ack.get("ok"))
         error = ack.get("error") or {}
+        known = cmd.action in actions.SPECS
+        if not known:
+            # Its action and arguments are the sender's own text: every operator's activity widget shows audit
+            # entries, so an unknown action is recorded under a fixed label, without what it said.
+            error = {"code": error.get("code", "unknown_action"), "message": UNKNOWN_ACTION}
+            ack = {**ack, "message": UNKNOWN_ACTION}
         entry = {
             "ts": self.clock(),
             "user": principal.name,
             "role": principal.role,
             "auth": principal.auth,
-            "action": cmd.action[:64],
+            "action": cmd.action[:64] if known else UNKNOWN_ACTION,
             "phase": cmd.phase,
             "target": actions.target(args) if args is not None else "",
-            "args": actions.audit_args(args) if args is not None else _raw_args(cmd.args),
+            "args": actions.audit_args(args) if args is not None else _raw_args(cmd.args) if known else "",
             "ok": ok,
             "result": ack.get("phase", "") if ok else error.get("code", "failed"),
             "count": count,

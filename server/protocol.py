@@ -52,6 +52,7 @@ class ErrorCode(enum.StrEnum):
     TOO_LARGE = "too_large"
     UNAVAILABLE = "unavailable"
     RATE = "rate"
+    FORBIDDEN = "forbidden"
 
 
 class ProtocolError(Exception):

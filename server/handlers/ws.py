@@ -57,6 +57,11 @@ ADDRESS_WINDOW = 10.0  # s, the window of JOBPULSE_CONNECTS_PER_ADDRESS
 BAD_FRAME = "bad_frame."
 # A frame that breaks RFC 6455, a text frame that is not UTF-8 or one over uvicorn's --ws-max-size never reaches
 # this handler: the websocket layer closes the connection itself, and all the handler sees is the close code.
+# What the wall's read-only link may subscribe to: the widgets of web/templates/wall.html and every page's health
+# (tests/unit/test_view_keys.py holds the two together).
+WALL_WIDGETS = frozenset({"counters", "service", "fleet_summary", "pulse", "hot_issues", "backlogs", "published",
+                          "health"})  # fmt: skip
+
 LAYER_CLOSES = {
     CloseCode.PROTOCOL_ERROR: "protocol_error",
     CloseCode.INVALID_DATA: "invalid_utf8",
@@ -234,6 +239,7 @@ async def _serve(websocket: WebSocket, address: str) -> None:
         return
     await websocket.accept()
     client = hub.attach(StarlettePeer(websocket, websocket.scope.get(RAW_SEND), settings.ws_sndbuf))
+    wall_only = WALL_WIDGETS if principal.auth == "wall" else None
     commander: Commander = app_state.commander
     hub.send(
         client,
@@ -260,7 +266,7 @@ async def _serve(websocket: WebSocket, address: str) -> None:
                     app_state.counters[BAD_FRAME + layer] += 1
                 break
             try:
-                frame = _handle(hub, client, message, settings.ws_max_frame, app_state.counters)
+                frame = _handle(hub, client, message, settings.ws_max_frame, app_state.counters, wall_only)
                 if frame is not None:
                     task = asyncio.create_task(_command(hub, client, commander, principal, frame, address))
                     commands.add(task)
@@ -320,7 +326,12 @@ async def _watch_session(websocket: WebSocket, client: Client, principal: Princi
 
 
 def _handle(
-    hub: Hub, client: Client, message: Mapping[str, Any], max_frame: int, counters: Counter[str]
+    hub: Hub,
+    client: Client,
+    message: Mapping[str, Any],
+    max_frame: int,
+    counters: Counter[str],
+    allowed: frozenset[str] | None = None,
 ) -> protocol.Cmd | None:
     text = message.get("text")
     if text is None:
@@ -331,9 +342,9 @@ def _handle(
     if isinstance(frame, protocol.Hello):
         if frame.v != protocol.PROTOCOL_VERSION:
             raise ProtocolError(ErrorCode.BAD_VERSION, f"protocol version {frame.v} is not supported; this server: 1")
-        _subscribe(hub, client, frame.widgets, frame.epoch, frame.resume, counters)
+        _subscribe(hub, client, frame.widgets, frame.epoch, frame.resume, counters, allowed)
     elif isinstance(frame, protocol.Sub):
-        _subscribe(hub, client, frame.widgets, hub.epoch, frame.resume, counters)
+        _subscribe(hub, client, frame.widgets, hub.epoch, frame.resume, counters, allowed)
     elif isinstance(frame, protocol.Unsub):
         hub.unsubscribe(client, frame.widgets)
     elif isinstance(frame, protocol.Ping):
@@ -344,8 +355,23 @@ def _handle(
 
 
 def _subscribe(
-    hub: Hub, client: Client, widgets: list[str], epoch: str | None, resume: dict[str, int], counters: Counter[str]
+    hub: Hub,
+    client: Client,
+    widgets: list[str],
+    epoch: str | None,
+    resume: dict[str, int],
+    counters: Counter[str],
+    allowed: frozenset[str] | None = None,
 ) -> None:
+    if allowed is not None:
+        # The wall's read-only link sees what the wall shows and nothing else (not who did what: activity).
+        refused = [key for key in widgets if key not in allowed]
+        for key in refused:
+            counters[BAD_FRAME + ErrorCode.FORBIDDEN.value] += 1
+            hub.send(
+                client, protocol.error(ErrorCode.FORBIDDEN, f"the wall link does not show {key[:100]!r}", key[:400])
+            )
+        widgets = [key for key in widgets if key in allowed]
     # A key the hub cannot serve is answered and counted, but not toward the 1008 close: the others are served.
     for problem in hub.subscribe(client, list(dict.fromkeys(widgets)), epoch, resume):
         counters[BAD_FRAME + problem.code.value] += 1

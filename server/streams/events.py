@@ -62,6 +62,8 @@ def seconds(value: Any, name: str = "time") -> float:
     if not 0 <= number <= MAX_TIME:  # also false for NaN
         raise ValueError(f"{name}: {str(value)[:30]} out of range")
     return number
+
+
 Version = Literal[1]
 RunnerState = Literal["running", "draining", "drained", "paused"]
 JobEventName = Literal["queued", "scheduled", "started", "retried", "completed", "failed", "canceled", "expired"]

@@ -149,13 +149,28 @@ async def test_wall_link_is_read_only(server: LiveServer) -> None:
     # Only a viewer token may travel in a URL, and only for the wall.
     assert get(f"{server.url}/wall?token={TEST_TOKENS['ada']}")[0] == 303
     assert get(f"{server.url}/admin/jobs?token={token}")[0] == 303
-    client = await LiveClient.connect(f"{server.ws_url}?token={token}", ["counters"])
+    # The wall link sees what the wall shows: not who did what (activity, notices); the others in a list are served.
+    client = await LiveClient.connect(f"{server.ws_url}?token={token}", ["counters", "activity", "notices", "health"])
+    operator = await LiveClient.connect(server.ws_url, ["activity"], headers=bearer("oscar"))
     try:
         assert client.welcome["user"] == {"name": "lobby-wall", "role": "viewer", "auth": "wall"}
+        await client.wait_for(lambda c: {"counters", "health"} <= set(c.data) and len(c.errors) == 2, 10)
+        assert sorted(e["ref"] for e in client.errors) == ["activity", "notices"]
+        assert {e["code"] for e in client.errors} == {"forbidden"} and "activity" not in client.data
         ack = await client.command("channel.purge", {"channel": "email"}, phase="preview")
         assert ack["error"]["code"] == "forbidden"
+        # A refused command with an action jobpulse does not have: audited under a fixed label, not its text.
+        ack = await client.command("<img src=x> pwned", {"note": "call +1-555"})
+        assert ack["error"]["code"] == "unknown_action"
+        await operator.wait_for(lambda c: any(r["result"] == "unknown_action"
+                                              for r in c.data["activity"]["rows"].values()), 10)  # fmt: skip
+        row = next(r for r in operator.data["activity"]["rows"].values() if r["result"] == "unknown_action")
+        assert row["action"] == "(unknown action)" and "pwned" not in json.dumps(row) and "555" not in json.dumps(row)
+        status, _, body = get(f"{server.url}/api/audit?ok=false", bearer("ada"))
+        assert status == 200 and "pwned" not in body.decode() and "555" not in body.decode()
     finally:
         await client.close()
+        await operator.close()
     with _closes_with(4401):
         bad = await LiveClient.connect(f"{server.ws_url}?token={TEST_TOKENS['ada']}", ["counters"])
         await bad.ws.recv()

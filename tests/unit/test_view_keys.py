@@ -49,3 +49,13 @@ def test_javascript_spells_keys_like_python(node_path):
     )
     done = subprocess.run([node, "--input-type=module", "-e", script], capture_output=True, timeout=30, check=True)
     assert json.loads(done.stdout) == [view_key(name, params) for name, params in CASES]
+
+
+def test_the_wall_link_may_see_exactly_what_the_wall_shows():
+    """server/handlers/ws.py's WALL_WIDGETS: the widgets of web/templates/wall.html and every page's health."""
+    import re
+
+    from server.handlers.ws import WALL_WIDGETS
+
+    template = (ROOT / "web" / "templates" / "wall.html").read_text()
+    assert set(re.findall(r'data-widget="([^"]+)"', template)) | {"health"} == WALL_WIDGETS

@@ -258,7 +258,8 @@ export function start() {
       showStatus(socket.status);
     }
   });
-  listenForNotices();
+  // Other operators' commands as toasts: not on the wall, whose read-only link may not see them (the server refuses).
+  if (document.body.dataset.page !== "wall") listenForNotices();
   setupTheme();
   setupLiveToggle();
   setupKeys();
