@@ -155,6 +155,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             settings, aggregator.state, aggregator.connector, store, app.state.audit, secret, live_audit.note
         )
         audit_task = asyncio.create_task(live_audit.run(), name="audit-feed")
+        ended_task = asyncio.create_task(app.state.sessions.listen(), name="sessions-ended")
         app.state.metrics_registry = registry_for(app.state)
         hub.start()
         await aggregator.start()
@@ -169,7 +170,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         try:
             yield
         finally:
-            await cancel_and_wait([audit_task])
+            await cancel_and_wait([audit_task, ended_task])
             await hub.stop()
             await aggregator.stop()
 

@@ -10,6 +10,7 @@ folded into the live `activity` widget.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -43,6 +44,9 @@ MAX_BATCH_JOBS = 1_000
 
 
 UNKNOWN_ACTION = "(unknown action)"  # what the audit log says of an action jobpulse does not have
+SESSION_ENDED = "this session has ended (signed out or revoked): sign in again"
+SESSION_UNKNOWN = "the session store cannot be reached, so this session cannot be checked: no commands until it can"
+SESSION_CHECK_WAIT_S = 1.0
 
 
 class Refused(Exception):
@@ -127,6 +131,13 @@ class Commander:
                 self._rate_audited[principal.name] = now
                 await self._audit(principal, cmd, None, ack, None, started, address)
             self._count(cmd.action, "rate")
+            return ack
+        if principal.session is not None and (alive := await self._session_alive(principal.session)) is not True:
+            # Fail closed: a session signed out or revoked in another process, or one this process only recalls
+            # while the store is down, may watch the pages but act on nothing until the store can vouch for it.
+            ack = self._refusal(cmd, "session", SESSION_ENDED if alive is False else SESSION_UNKNOWN)
+            await self._audit(principal, cmd, None, ack, None, started, address)
+            self._count(cmd.action, "session")
             return ack
         memory_key = f"{self._ids}{principal.name}:{cmd.id}"
         try:
@@ -371,6 +382,14 @@ class Commander:
             return False
         times.append(now)
         return True
+
+    async def _session_alive(self, key: str) -> bool | None:
+        """Whether the session still exists in the store; None when the store cannot say in time."""
+        try:
+            async with asyncio.timeout(SESSION_CHECK_WAIT_S):
+                return bool(await self.store.exists(key))
+        except (aredis.RedisError, OSError, TimeoutError):
+            return None
 
     def _refusal(self, cmd: Cmd, code: str, message: str) -> dict[str, Any]:
         return {"id": cmd.id, "ok": False, "action": cmd.action, "error": {"code": code, "message": message}}

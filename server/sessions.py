@@ -4,11 +4,19 @@ Shell layer. A session is a random id, sent to the browser signed (so a forged
 cookie is refused without a round trip) and kept as the hash
 `P:jp:session:<sha256(id)>` with an idle expiry; `P:jp:sessions:<user>` lists
 a user's sessions so they can be revoked together. docs/protocol.md 5.3.
+
+A sign-out or revocation is published on `P:jp:sessions-ended`, so every
+process forgets the session from its store-down fallback (`recall`) too; a
+process whose subscription was lost forgets its whole fallback when it is
+back, since it may have missed some.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
+import random
 import secrets
 import time
 from collections import OrderedDict
@@ -20,6 +28,7 @@ import redis.asyncio as aredis
 from server.auth import ROLES, Principal, Role, sign, unsign
 
 THROTTLE_WINDOW_S = 900
+log = logging.getLogger("jobpulse.sessions")
 
 
 async def shared_secret(client: aredis.Redis, prefix: str, configured: str) -> bytes:
@@ -62,6 +71,7 @@ class Sessions:
         self._key = f"{prefix}:jp:session:"
         self._user_key = f"{prefix}:jp:sessions:"
         self._fail_key = f"{prefix}:jp:login-fail:"
+        self.ended_channel = f"{prefix}:jp:sessions-ended"
 
     def key_of(self, session_id: str) -> str:
         return self._key + hashlib.sha256(session_id.encode()).hexdigest()
@@ -132,18 +142,50 @@ class Sessions:
             return None
 
     async def end(self, cookie: str) -> None:
+        """Sign out: the session is gone from the store and from every process's fallback."""
         session_id = unsign(self.secret, cookie)
         if session_id is not None:
-            await self.client.delete(self.key_of(session_id))
+            key = self.key_of(session_id)
+            self.forget(key)
+            await self.client.delete(key)
+            await self.client.publish(self.ended_channel, key)
 
     async def revoke_user(self, user: str) -> int:
-        """End every session of `user`; returns how many there were."""
-        keys = await self.client.smembers(self._user_key + user)
-        if not keys:
-            return 0
-        deleted = await self.client.delete(*keys)
+        """End every session of `user` (in the store and every process's fallback); returns how many there were."""
+        members = await self.client.smembers(self._user_key + user)
+        keys = [k.decode() if isinstance(k, bytes) else str(k) for k in members]
+        for key in keys:
+            self.forget(key)
+        deleted = await self.client.delete(*keys) if keys else 0
         await self.client.delete(self._user_key + user)
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.publish(self.ended_channel, key)
+        await pipe.execute()
         return int(deleted)
+
+    def forget(self, key: str) -> None:
+        """Drop a session from this process's store-down fallback."""
+        self._recent.pop(key, None)
+
+    async def listen(self) -> None:
+        """Forget the sessions other processes end, until cancelled; resubscribe after a Redis error."""
+        backoff = 0.1
+        while True:
+            try:
+                async with self.client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(self.ended_channel)
+                    # Ends published while this process was not listening are lost: trust nothing recalled so far.
+                    self._recent.clear()
+                    backoff = 0.1
+                    async for message in pubsub.listen():
+                        data = message.get("data")
+                        if message.get("type") == "message" and isinstance(data, bytes):
+                            self.forget(data.decode(errors="replace"))
+            except (aredis.RedisError, OSError) as exc:
+                log.warning("sessions-ended subscription lost (%s); again in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, 5.0)
 
     # -- throttling -------------------------------------------------------------------------------
 

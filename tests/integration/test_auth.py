@@ -16,6 +16,7 @@ import pytest
 import websockets
 
 from tests.conftest import TEST_TOKENS, LiveServer, bearer, users_env
+from tests.faultproxy import FaultProxy
 from tests.integration.helpers import LiveClient
 
 pytestmark = pytest.mark.timeout(90)
@@ -94,27 +95,30 @@ def test_login_csrf_throttle_and_session(server: LiveServer) -> None:
     assert server.sign_in("vera")[0] == 429  # the same client address is throttled too
 
 
+def sign_out(server: LiveServer, cookies: dict[str, str]) -> int:
+    """POST /logout through the form (CSRF field and cookie); the status."""
+    header = {"Cookie": f"jp_session={cookies['jp_session']}; jp_csrf={cookies['jp_csrf']}", "Origin": server.url}
+    body = urllib.parse.urlencode({"csrf": cookies["jp_csrf"]}).encode()
+    request = urllib.request.Request(server.url + "/logout", data=body, headers=header)
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    try:
+        with urllib.request.build_opener(NoRedirect()).open(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return exc.code
+
+
 async def test_sign_out_and_revoke_close_open_sockets(server: LiveServer) -> None:
     _, cookies = server.sign_in("oscar")
     header = {"Cookie": f"jp_session={cookies['jp_session']}; jp_csrf={cookies['jp_csrf']}"}
     client = await LiveClient.connect(server.ws_url, ["counters"], headers=header)
     assert client.welcome["user"] == {"name": "oscar", "role": "operator", "auth": "session"}
-    body = urllib.parse.urlencode({"csrf": cookies["jp_csrf"]}).encode()
-    request = urllib.request.Request(server.url + "/logout", data=body, headers={**header, "Origin": server.url})
-
-    def post() -> int:
-        class NoRedirect(urllib.request.HTTPRedirectHandler):
-            def redirect_request(self, *args: object, **kwargs: object) -> None:
-                return None
-
-        try:
-            with urllib.request.build_opener(NoRedirect()).open(request, timeout=5) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            return exc.code
-
-    assert await asyncio.to_thread(post) == 303
+    assert await asyncio.to_thread(sign_out, server, cookies) == 303
     async with asyncio.timeout(5):
         await client.ws.wait_closed()
     assert client.ws.close_code == 4401
@@ -189,3 +193,41 @@ class _closes_with:
         assert isinstance(exc, websockets.ConnectionClosed), f"expected a close {self.code}, got {exc!r}"
         assert exc.rcvd is not None and exc.rcvd.code == self.code
         return True
+
+
+async def test_an_ended_session_does_not_come_back_while_the_store_is_down(redis_url: str, prefix: str) -> None:
+    """Two processes on one store; B reads it through a proxy the test stalls. A session signed out on A is gone
+    from B's store-down fallback too (a stolen cookie cannot open B's pages or socket), and a session B only
+    recalls while its store is down may watch but not act: commands fail closed."""
+    parts = urllib.parse.urlsplit(redis_url)
+    proxy = FaultProxy(parts.hostname or "127.0.0.1", parts.port or 6379).start()
+    env = users_env(JOBPULSE_SESSION_GRACE_S="900")
+    a = LiveServer(redis_url, prefix, env=env).start()
+    b = LiveServer(urllib.parse.urlunsplit(parts._replace(netloc=f"127.0.0.1:{proxy.port}")), prefix, env=env).start()
+    try:
+        _, stolen = a.sign_in("oscar")
+        _, kept = a.sign_in("oscar")
+        cookie = {name: {"Cookie": f"jp_session={c['jp_session']}"} for name, c in (("stolen", stolen), ("kept", kept))}
+        for headers in cookie.values():  # B checks both in the store, so its fallback would recall both
+            assert get(b.url + "/admin/jobs", headers)[0] == 200
+        assert await asyncio.to_thread(sign_out, a, stolen) == 303
+        await asyncio.sleep(0.5)  # the sign-out reaches B over pub/sub
+        proxy.stall()
+        await asyncio.sleep(1.5)  # B's store reads now time out: only its fallback answers
+        assert get(b.url + "/admin/jobs", cookie["stolen"])[0] == 303, "a signed-out session came back"
+        with _closes_with(4401):
+            gone = await LiveClient.connect(b.ws_url, ["counters"], headers=cookie["stolen"])
+            await gone.ws.recv()
+        assert get(b.url + "/admin/jobs", cookie["kept"])[0] == 200, "the pages stay up for a live session"
+        client = await LiveClient.connect(b.ws_url, ["counters"], headers=cookie["kept"])
+        try:
+            ack = await client.command("runner.ping", {"runners": ["r-1"]})
+            assert ack["ok"] is False and ack["error"]["code"] == "session", ack
+        finally:
+            await client.close()
+    finally:
+        proxy.heal()
+        for server in (a, b):
+            output = server.finish()
+            assert "Traceback" not in output, output
+        proxy.close()
