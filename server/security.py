@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.auth import DEV, Directory, Principal
 from server.sessions import Sessions
+from server.settings import loopback
 
 PRINCIPAL = "jobpulse.principal"
 SESSION_COOKIE = "jp_session"
@@ -66,6 +67,24 @@ def own_origin(scope: Scope) -> str:
     scheme = {"ws": "http", "wss": "https"}.get(scope.get("scheme", "http"), scope.get("scheme", "http"))
     host = header(scope, b"host") or ""
     return f"{scheme}://{host}".lower()
+
+
+DEV_ELSEWHERE = (
+    b"jobpulse runs without sign-in (JOBPULSE_AUTH=dev), which it serves only to this machine: open it as "
+    b"localhost, 127.0.0.1 or [::1], or configure users (JOBPULSE_AUTH=users) to serve other hosts\n"
+)
+
+
+def loopback_request(scope: Scope) -> bool:
+    """Whether the request names this machine's loopback in its Host, and in its Origin when it has one."""
+    host = urlsplit("//" + (header(scope, b"host") or "")).hostname
+    if not host or not loopback(host):
+        return False
+    origin = header(scope, b"origin")
+    if origin is None:
+        return True
+    origin_host = urlsplit(origin).hostname
+    return bool(origin_host) and loopback(origin_host or "")
 
 
 def origin_allowed(scope: Scope, allowed: tuple[str, ...]) -> bool:
@@ -115,6 +134,9 @@ class Gate:
         await self.app(scope, receive, send_with_headers)
 
     async def _refuse(self, scope: Scope, send: Send, path: str) -> None:
+        if self.principals.mode == "dev":
+            await _respond(send, 403, [(b"content-type", b"text/plain")], DEV_ELSEWHERE)
+            return
         if path.startswith("/api/") or path == "/metrics":
             body = b'{"error":"unauthorized","message":"sign in, or send Authorization: Bearer <token>"}'
             headers = [(b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="jobpulse"')]
@@ -140,7 +162,9 @@ class Principals:
     async def resolve(self, scope: Scope) -> Principal | None:
         """The principal of a request or upgrade, or None."""
         if self.mode == "dev":
-            return DEV
+            # No sign-in, everyone admin: only for a browser on this machine. A page on a rebinding domain
+            # (evil.example resolving to 127.0.0.1) carries its own name in Host and Origin.
+            return DEV if loopback_request(scope) else None
         if self.mode == "proxy":
             client = scope.get("client")
             if not self.directory.trusts(client[0] if client else None):

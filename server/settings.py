@@ -8,10 +8,12 @@ Every cap on memory jobpulse keeps is a setting here.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from server.streams.state import Limits
@@ -21,6 +23,17 @@ CELERY_STALE_FACTOR = 1.5
 CELERY_OFFLINE_FACTOR = 2.0
 MOJO_STALE_FACTOR = 1.5
 MOJO_OFFLINE_FACTOR = 3.0
+
+
+def loopback(host: str) -> bool:
+    """Whether `host` (a name or an address, IPv6 with or without brackets) is this machine's loopback."""
+    name = host.strip().lower().strip("[]").rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _setting(env: str, default: Any, doc: str) -> Any:
@@ -144,6 +157,9 @@ class Settings:
     )
     # -- sign-in, commands, audit (docs/protocol.md sections 4 and 5) --
     auth: str = _setting("JOBPULSE_AUTH", "users", "users (sign-in), proxy (trusted header) or dev (no sign-in)")
+    dev_remote: bool = _setting(
+        "JOBPULSE_DEV_REMOTE", False, "allow dev mode (no sign-in) against a Redis or Postgres on another host"
+    )
     users: str = _setting("JOBPULSE_USERS", "", "name:role:argon2-hash entries, space-separated (hash-password)")
     tokens: str = _setting("JOBPULSE_TOKENS", "", "API tokens as name:role:sha256 entries, space-separated (token)")
     secret: str = _setting("JOBPULSE_SECRET", "", "signs cookies and confirm tokens; empty = one shared via the store")
@@ -234,6 +250,15 @@ class Settings:
             raise ValueError(
                 "JOBPULSE_AUTH=dev (no sign-in, everyone admin) is refused when JOBPULSE_ENV is production"
             )
+        if self.auth == "dev" and not self.dev_remote:
+            for name in ("redis_url", "store_url", "celery_broker", "mojo_redis_url", "mojo_database_url",
+                         "mojo_write_database_url"):  # fmt: skip
+                host = urlsplit(getattr(self, name)).hostname
+                if getattr(self, name) and host and not loopback(host):
+                    raise ValueError(
+                        f"JOBPULSE_AUTH=dev (no sign-in, everyone admin) is refused against {self.env_name(name)} "
+                        f"on {host}, another host: set JOBPULSE_DEV_REMOTE=1 if that is really meant"
+                    )
         for name in ("timezone", "mojo_metrics_tz"):
             try:
                 ZoneInfo(getattr(self, name))

@@ -247,7 +247,7 @@ async def test_a_client_that_never_reads_is_closed_and_others_keep_going(redis_u
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", server.port))
-        sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        sock.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")  # fmt: skip
         assert b"101" in sock.recv(4096)
         hello = json.dumps({"type": "hello", "v": 1, "widgets": ["failures", "live_jobs"]}).encode()
@@ -344,3 +344,18 @@ async def test_numbers_out_of_range_are_rejected_in_messages_and_in_keys(live_se
         assert status == 200, (path, body[:500])
     assert client.gaps == 0
     await client.close()
+
+
+async def test_dev_mode_serves_loopback_names_only(live_server):
+    """A page on a rebinding domain (evil.example resolving to 127.0.0.1) reaches the same socket with its own
+    name in Host and Origin: dev mode's everyone-admin is not for it, over HTTP or the websocket."""
+    port = live_server.port
+    status, body = get(live_server.url + "/admin/jobs", {"Host": f"evil.example:{port}"})
+    assert status == 403 and b"only to this machine" in body
+    assert get(live_server.url + "/api/widgets/counters", {"Host": f"evil.example:{port}"})[0] == 403
+    assert get(f"http://localhost:{port}/admin/jobs")[0] == 200
+    sock = socket.create_connection(("127.0.0.1", port))
+    async with websockets.connect(
+        f"ws://evil.example:{port}/ws", sock=sock, origin=websockets.Origin(f"http://evil.example:{port}")
+    ) as ws:
+        assert await close_code(ws) == 4401
