@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import redis.asyncio as aredis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
@@ -143,7 +144,12 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             settings.login_failures,
             grace_s=settings.session_grace_s,
             remember=settings.session_cache,
-        )
+            login_client=aredis.Redis.from_url(
+                settings.store, socket_timeout=5.0, socket_connect_timeout=5.0,
+                max_connections=settings.logins_in_flight + 2,
+            ),
+        )  # fmt: skip
+        app.state.hashing = login.Hashing(settings.logins_in_flight)
         app.state.audit = AuditLog(store, settings.prefix, settings.audit_retention_days)
 
         def fold(entry: AuditNoted) -> None:
@@ -173,6 +179,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             await cancel_and_wait([audit_task, ended_task])
             await hub.stop()
             await aggregator.stop()
+            app.state.hashing.close()
+            await app.state.sessions.login_client.aclose()
 
     routes = [
         Route("/", pages.home_page, name="home_page"),

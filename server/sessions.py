@@ -57,8 +57,11 @@ class Sessions:
         clock: Callable[[], float] = time.time,
         grace_s: float = 0.0,
         remember: int = 0,
+        login_client: aredis.Redis | None = None,
     ) -> None:
         self.client = client
+        # Sign-in's own small pool: a flood of sign-ins cannot take the connections the live path needs.
+        self.login_client = login_client or client
         self.grace_s = grace_s
         self.remember = remember
         # Sessions this process resolved lately, for `recall` while the store is unreachable (LRU, capped).
@@ -81,7 +84,7 @@ class Sessions:
         session_id = secrets.token_urlsafe(32)
         key = self.key_of(session_id)
         now = self.clock()
-        pipe = self.client.pipeline(transaction=True)
+        pipe = self.login_client.pipeline(transaction=True)
         pipe.hset(
             key,
             mapping={"user": principal.name, "role": principal.role, "created": now, "addr": address},
@@ -189,25 +192,28 @@ class Sessions:
 
     # -- throttling -------------------------------------------------------------------------------
 
-    async def throttled(self, user: str, address: str) -> int:
-        """Seconds until another attempt is allowed for this user name or address (0: allowed now)."""
-        pipe = self.client.pipeline(transaction=False)
-        for who in (f"u:{user}", f"a:{address}"):
-            pipe.get(self._fail_key + who)
-            pipe.ttl(self._fail_key + who)
-        u_count, u_ttl, a_count, a_ttl = await pipe.execute()
-        wait = 0
-        for count, ttl in ((u_count, u_ttl), (a_count, a_ttl)):
-            if count is not None and int(count) >= self.max_failures:
-                wait = max(wait, int(ttl) if ttl and ttl > 0 else THROTTLE_WINDOW_S)
-        return wait
+    async def reserve(self, user: str, address: str) -> int:
+        """Count a sign-in attempt before its password is checked; the seconds to wait when it is one too many.
 
-    async def failed(self, user: str, address: str) -> None:
-        pipe = self.client.pipeline(transaction=False)
+        Counting first, with INCR, is what holds the limit however many attempts arrive at once: checking the
+        count and counting the failure afterwards let 99 of 300 concurrent guesses through a limit of 5. A
+        right password gives its attempt back (`succeeded`).
+        """
+        pipe = self.login_client.pipeline(transaction=True)
         for who in (f"u:{user}", f"a:{address}"):
             pipe.incr(self._fail_key + who)
             pipe.expire(self._fail_key + who, THROTTLE_WINDOW_S, nx=True)
-        await pipe.execute()
+            pipe.ttl(self._fail_key + who)
+        u_count, _, u_ttl, a_count, _, a_ttl = await pipe.execute()
+        wait = 0
+        for count, ttl in ((u_count, u_ttl), (a_count, a_ttl)):
+            if int(count) > self.max_failures:
+                wait = max(wait, int(ttl) if ttl and ttl > 0 else THROTTLE_WINDOW_S)
+        return wait
 
-    async def succeeded(self, user: str) -> None:
-        await self.client.delete(self._fail_key + f"u:{user}")
+    async def succeeded(self, user: str, address: str) -> None:
+        """A right password: the user's failures are forgiven, and the address's reserved attempt given back."""
+        pipe = self.login_client.pipeline(transaction=True)
+        pipe.delete(self._fail_key + f"u:{user}")
+        pipe.decr(self._fail_key + f"a:{address}")
+        await pipe.execute()

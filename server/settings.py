@@ -177,6 +177,9 @@ class Settings:
     )
     session_cache: int = _setting("JOBPULSE_SESSION_CACHE", 10_000, "sessions remembered for the store-down grace")
     login_failures: int = _setting("JOBPULSE_LOGIN_FAILURES", 5, "failed sign-ins per user or address in 15 min")
+    logins_in_flight: int = _setting(
+        "JOBPULSE_LOGINS_IN_FLIGHT", 2, "sign-ins checked at once (password hashing off the event loop); more get 429"
+    )
     command_rate: int = _setting("JOBPULSE_COMMAND_RATE", 60, "commands a user may send a minute")
     command_timeout_s: float = _setting("JOBPULSE_COMMAND_TIMEOUT_S", 5.0, "wait this long for runners' replies")
     command_memory_s: float = _setting("JOBPULSE_COMMAND_MEMORY_S", 3_600.0, "remember command ids (retries) this long")
@@ -228,7 +231,7 @@ class Settings:
                 if getattr(self, name) <= 0:
                     raise ValueError(f"{self.env_name(name)} must be > 0")
         positive: tuple[str, ...] = ("tick_ms", "clock_ms", "max_jobs", "max_runners", "failures_cap", "dedupe_window")
-        positive += ("patch_ring", "workers")
+        positive += ("patch_ring", "workers", "logins_in_flight")
         if self.tick_max_ms < self.tick_ms:
             raise ValueError("JOBPULSE_TICK_MAX_MS must be >= JOBPULSE_TICK_MS")
         for name in positive:

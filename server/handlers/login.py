@@ -7,20 +7,54 @@ attempts are throttled per user name and per address (docs/protocol.md 5.3).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs
 
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from server.audit import AuditLog, Filters, to_csv
+from server.auth import Directory, Principal
 from server.handlers.pages import templates
 from server.security import CSRF_COOKIE, SESSION_COOKIE, origin_allowed, principal_of
 from server.sessions import Sessions
 
 MAX_FORM = 4096
 CSRF_MAX_AGE = 12 * 3600
+
+
+class Hashing:
+    """Password checks off the event loop, at most `limit` at once; `enter()` says no at once past that.
+
+    argon2 takes tens of milliseconds of CPU a check by design: on the loop, 300 sign-ins at once stalled every
+    page, socket and the source's subscription for seconds. In its own threads, and bounded, a flood costs a
+    few cores' worth of hashing and the excess is refused before it costs anything.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.busy = 0
+        self._executor = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="jobpulse-argon2")
+
+    def enter(self) -> bool:
+        if self.busy >= self.limit:
+            return False
+        self.busy += 1
+        return True
+
+    def leave(self) -> None:
+        self.busy -= 1
+
+    async def check(self, directory: Directory, name: str, password: str) -> Principal | None:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, directory.check_password, name, password)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def csrf_token(request: Request) -> tuple[str, bool]:
@@ -92,20 +126,32 @@ async def login_submit(request: Request) -> Response:
         request.app.state.counters["login_csrf"] += 1
         return _login_page(request, "The form expired or came from another site; please sign in again.", 403, next_)
     sessions: Sessions = request.app.state.sessions
+    hashing: Hashing = request.app.state.hashing
+    counters = request.app.state.counters
     address = request.client.host if request.client else ""
-    wait = await sessions.throttled(name, address)
-    if wait:
-        request.app.state.counters["login_throttled"] += 1
-        response = _login_page(request, f"Too many failed sign-ins; try again in {wait // 60 + 1} min.", 429, next_)
-        response.headers["retry-after"] = str(wait)
+    if not hashing.enter():
+        counters["login_busy"] += 1
+        response = _login_page(request, "Too many sign-ins at once; try again in a moment.", 429, next_, name)
+        response.headers["retry-after"] = "1"
         return response
-    principal = request.app.state.directory.check_password(name, form.get("password", ""))
-    if principal is None:
-        await sessions.failed(name, address)
-        request.app.state.counters["login_failed"] += 1
-        return _login_page(request, "Unknown user name or wrong password.", 401, next_, name)
-    await sessions.succeeded(name)
-    cookie = await sessions.create(principal, address)
+    try:
+        wait = await sessions.reserve(name, address)
+        if wait:
+            counters["login_throttled"] += 1
+            response = _login_page(request, f"Too many failed sign-ins; try again in {wait // 60 + 1} min.", 429, next_)
+            response.headers["retry-after"] = str(wait)
+            return response
+        principal = await hashing.check(request.app.state.directory, name, form.get("password", ""))
+        if principal is None:
+            counters["login_failed"] += 1
+            return _login_page(request, "Unknown user name or wrong password.", 401, next_, name)
+        await sessions.succeeded(name, address)
+        cookie = await sessions.create(principal, address)
+    except (RedisError, OSError):
+        counters["login_store_down"] += 1
+        return _login_page(request, "Sign-in is unavailable while the session store is unreachable.", 503, next_)
+    finally:
+        hashing.leave()
     response = RedirectResponse(next_, status_code=303)
     response.set_cookie(SESSION_COOKIE, cookie, max_age=int(settings.session_max_s), httponly=True, samesite="lax",
                         secure=request.url.scheme == "https", path="/")  # fmt: skip
