@@ -125,10 +125,17 @@ class Gate:
             await self._refuse(scope, send, path)
             return
 
+        extra = list(HEADERS)
+        if not path.startswith("/static/"):
+            # Pages, the API and the audit export hold what a user may see: no shared or disk cache keeps them.
+            extra.append((b"cache-control", b"no-store"))
+        if scope.get("scheme") == "https":
+            extra.append((b"strict-transport-security", b"max-age=31536000"))
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], *HEADERS]
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                message["headers"] = [*message.get("headers", []), *(h for h in extra if h[0] not in present)]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -169,7 +176,10 @@ class Principals:
             client = scope.get("client")
             if not self.directory.trusts(client[0] if client else None):
                 return None
-            user = header(scope, self.proxy_header)
+            sent = [v for k, v in scope.get("headers", ()) if k == self.proxy_header]
+            if len(sent) != 1:  # none, or two that could disagree (one from the client, one from the proxy)
+                return None
+            user = sent[0].decode("latin-1")
             if not user or len(user) > 200:
                 return None
             role = self.directory.role_of_proxy_user(user.strip())

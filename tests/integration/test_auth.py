@@ -76,6 +76,14 @@ def test_pages_and_api_need_a_user(server: LiveServer) -> None:
     assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff"
     # A token works for the API; a wrong one does not.
     assert get(server.url + "/api/widgets/counters", bearer("vera"))[0] == 200
+    # What a user may see is never kept by a cache: pages, the API, the audit export; static files may be.
+    for path in ("/admin/jobs", "/api/widgets/counters", "/api/audit.csv", "/api/stats"):
+        status, headers, _ = get(server.url + path, bearer("ada"))
+        assert status == 200 and headers.get("cache-control") == "no-store", (path, headers)
+    assert get(server.url + "/login")[1].get("cache-control") == "no-store"
+    assert "strict-transport-security" not in headers  # plain http here: HSTS only over https
+    status, headers, _ = get(server.url + "/static/css/app.css")
+    assert status == 200 and headers.get("cache-control") != "no-store"
     assert get(server.url + "/api/widgets/counters", {"Authorization": "Bearer jpt_wrong"})[0] == 401
 
 
@@ -299,3 +307,22 @@ async def test_a_login_burst_checks_at_most_the_limit_and_leaves_the_live_path_a
     assert 1 <= counts[401] <= 3, counts
     assert max(healthz) < 3 * HEALTHZ_GOAL_S, healthz
     assert not drops, drops
+
+
+async def test_proxy_mode_believes_one_user_header_from_a_trusted_address(redis_url: str, prefix: str) -> None:
+    """Behind a trusted proxy the user comes from one X-Forwarded-User header; two (one the client's, one the
+    proxy's) are refused, as is none."""
+    env = {
+        "JOBPULSE_AUTH": "proxy",
+        "JOBPULSE_PROXY_ROLES": "alice=admin,*=viewer",
+        "JOBPULSE_TRUSTED_PROXIES": "127.0.0.1",
+    }
+    server = LiveServer(redis_url, prefix, env=env).start()
+    try:
+        one = "X-Forwarded-User: alice\r\n"
+        assert await raw_request(server.port, "GET", "/admin/jobs", headers=one) == 200
+        assert await raw_request(server.port, "GET", "/admin/jobs", headers=one + "X-Forwarded-User: bob\r\n") == 403
+        assert await raw_request(server.port, "GET", "/admin/jobs") == 403
+    finally:
+        output = server.finish()
+    assert "Traceback" not in output, output
