@@ -104,9 +104,10 @@ def activity(state: State, limits: ViewLimits) -> View:
             "target": e.target,
             "ok": e.ok,
             "result": e.result,
-            "count": e.count,
             "message": e.message,
             "error": e.error,
+            # A refused command has no count: the key is left out (a merge patch cannot carry a null).
+            **({"count": e.count} if e.count is not None else {}),
         }
         for e in state.activity
     }
