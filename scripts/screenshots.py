@@ -180,7 +180,7 @@ def stack(seed: int, runners: int, rate: float) -> Iterator[str]:
             sys.executable, "-m", "uvicorn", "server.app:create_app", "--factory",
             "--host", "127.0.0.1", "--port", str(port),
             "--ws", "websockets-sansio", "--ws-per-message-deflate", "false",
-            "--no-access-log", "--log-level", "warning",
+            "--no-access-log", "--log-level", "warning", "--no-proxy-headers",
         ]  # fmt: skip
         server = Child("jobpulse", server_args, env)
         children.append(server)

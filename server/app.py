@@ -34,7 +34,7 @@ from server.commander import Commander
 from server.handlers import api, login, pages, ws
 from server.metrics import registry_for
 from server.redact import redact
-from server.security import PRINCIPAL, Gate, Principals
+from server.security import PRINCIPAL, Gate, Principals, apply_forwarded
 from server.sessions import Sessions, shared_secret
 from server.settings import Settings
 from server.streams.aggregator import Aggregator
@@ -66,6 +66,8 @@ class Edge:
         return self.app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            apply_forwarded(scope, self.principals.directory)
         if scope["type"] == "websocket" and scope["path"] == "/ws":
             scope["app"] = self.app
             scope[PRINCIPAL] = await self.principals.resolve(scope)

@@ -50,7 +50,7 @@ def _uvicorn_run(settings: Settings, host: str, port: int) -> None:
         http="httptools",
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         log_level=settings.log_level,
-        proxy_headers=True,
+        proxy_headers=False,  # jobpulse applies them itself, for trusted peers only (server/security.py)
         access_log=settings.access_log,
         # Several processes on one port (the kernel spreads the connections): each is a whole jobpulse on the
         # same Redis, as behind a load balancer (docs/reliability.md 8).

@@ -75,6 +75,36 @@ DEV_ELSEWHERE = (
 )
 
 
+PEER = "jobpulse.peer"  # the scope key of the connection's own peer address, before X-Forwarded-For
+
+
+def apply_forwarded(scope: Scope, directory: Directory) -> None:
+    """Keep the connection's peer in `scope[PEER]`; when that peer is a trusted proxy, take the client address from
+    X-Forwarded-For (its last address not itself a trusted proxy) and the scheme from X-Forwarded-Proto.
+
+    uvicorn's own proxy headers decide nothing here (jobpulse runs it without them): trust is a property of the
+    peer that connected, never of what a header says (`X-Forwarded-For: 127.0.0.1` from anywhere made a
+    request look local, and a normal proxy's header made its requests look untrusted).
+    """
+    client = scope.get("client")
+    peer = client[0] if client else None
+    scope[PEER] = peer
+    if not directory.trusts(peer):
+        return
+    chain = [a.strip() for h in headers_named(scope, b"x-forwarded-for") for a in h.split(",") if a.strip()]
+    while chain and directory.trusts(chain[-1]):
+        chain.pop()  # proxies in front of proxies
+    if chain:
+        scope["client"] = (chain[-1][:100], 0)
+    proto = (header(scope, b"x-forwarded-proto") or "").strip().lower()
+    if proto in ("http", "https"):
+        scope["scheme"] = {"http": "ws", "https": "wss"}[proto] if scope["type"] == "websocket" else proto
+
+
+def headers_named(scope: Scope, name: bytes) -> list[str]:
+    return [value.decode("latin-1") for key, value in scope.get("headers", ()) if key == name]
+
+
 def loopback_request(scope: Scope) -> bool:
     """Whether the request names this machine's loopback in its Host, and in its Origin when it has one."""
     host = urlsplit("//" + (header(scope, b"host") or "")).hostname
@@ -173,8 +203,7 @@ class Principals:
             # (evil.example resolving to 127.0.0.1) carries its own name in Host and Origin.
             return DEV if loopback_request(scope) else None
         if self.mode == "proxy":
-            client = scope.get("client")
-            if not self.directory.trusts(client[0] if client else None):
+            if not self.directory.trusts(scope.get(PEER)):  # the peer that connected, not a forwarded address
                 return None
             sent = [v for k, v in scope.get("headers", ()) if k == self.proxy_header]
             if len(sent) != 1:  # none, or two that could disagree (one from the client, one from the proxy)

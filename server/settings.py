@@ -165,7 +165,11 @@ class Settings:
     secret: str = _setting("JOBPULSE_SECRET", "", "signs cookies and confirm tokens; empty = one shared via the store")
     proxy_user_header: str = _setting("JOBPULSE_PROXY_USER_HEADER", "X-Forwarded-User", "proxy mode: user header")
     proxy_roles: str = _setting("JOBPULSE_PROXY_ROLES", "*=viewer", "proxy mode: user=role,...; * for the rest")
-    trusted_proxies: str = _setting("JOBPULSE_TRUSTED_PROXIES", "127.0.0.1,::1", "proxy mode: addresses believed")
+    trusted_proxies: str = _setting(
+        "JOBPULSE_TRUSTED_PROXIES",
+        "127.0.0.1,::1",
+        "proxies whose X-Forwarded-For/-Proto and (proxy mode) user header are believed",
+    )
     allowed_origins: str = _setting(
         "JOBPULSE_ALLOWED_ORIGINS", "", "other origins allowed to open /ws, comma-separated"
     )

@@ -264,7 +264,7 @@ class LiveServer:
             sys.executable, "-m", "uvicorn", "server.app:create_app", "--factory",
             "--host", "127.0.0.1", "--port", str(self.port),
             "--ws", "websockets-sansio", "--ws-per-message-deflate", "false",
-            "--no-access-log", "--log-level", "warning",
+            "--no-access-log", "--log-level", "warning", "--no-proxy-headers",
         ]  # fmt: skip
         self.process = subprocess.Popen(args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

@@ -321,6 +321,9 @@ async def test_proxy_mode_believes_one_user_header_from_a_trusted_address(redis_
     try:
         one = "X-Forwarded-User: alice\r\n"
         assert await raw_request(server.port, "GET", "/admin/jobs", headers=one) == 200
+        # A normal proxy adds the client's address: trust is the peer's (this test's 127.0.0.1), not the header's.
+        via = one + "X-Forwarded-For: 203.0.113.9\r\n"
+        assert await raw_request(server.port, "GET", "/admin/jobs", headers=via) == 200
         assert await raw_request(server.port, "GET", "/admin/jobs", headers=one + "X-Forwarded-User: bob\r\n") == 403
         assert await raw_request(server.port, "GET", "/admin/jobs") == 403
     finally:

@@ -48,3 +48,29 @@ def test_signed_values() -> None:
     assert unsign(b"other", signed) is None
     assert unsign(b"secret", signed[:-1] + ("0" if signed[-1] != "0" else "1")) is None
     assert unsign(b"secret", "nodot") is None
+
+
+def forwarded(peer: str, *headers: tuple[bytes, bytes], kind: str = "http") -> dict[str, object]:
+    from server.security import apply_forwarded
+
+    scope: dict[str, object] = {"type": kind, "client": (peer, 5000), "scheme": "http" if kind == "http" else "ws",
+                                "headers": list(headers)}  # fmt: skip
+    apply_forwarded(scope, Directory.parse("", "", "*=viewer", "127.0.0.1, 10.0.0.0/8"))
+    return scope
+
+
+def test_forwarded_headers_are_believed_from_trusted_peers_only() -> None:
+    """Trust is the peer's that connected: a trusted proxy's X-Forwarded-For names the client; anyone else's
+    header changes nothing (`X-Forwarded-For: 127.0.0.1` must not make a request look local)."""
+    from server.security import PEER
+
+    via_proxy = forwarded("127.0.0.1", (b"x-forwarded-for", b"203.0.113.9"), (b"x-forwarded-proto", b"https"))
+    assert via_proxy["client"] == ("203.0.113.9", 0) and via_proxy[PEER] == "127.0.0.1"
+    assert via_proxy["scheme"] == "https"
+    chained = forwarded("10.0.0.2", (b"x-forwarded-for", b"198.51.100.7, 203.0.113.9, 10.0.0.3"))
+    assert chained["client"] == ("203.0.113.9", 0)  # the last address that is not a trusted proxy
+    spoofed = forwarded("198.51.100.7", (b"x-forwarded-for", b"127.0.0.1"), (b"x-forwarded-proto", b"https"))
+    assert spoofed["client"] == ("198.51.100.7", 5000) and spoofed["scheme"] == "http"
+    assert forwarded("127.0.0.1")["client"] == ("127.0.0.1", 5000)
+    upgrade = forwarded("127.0.0.1", (b"x-forwarded-proto", b"https"), kind="websocket")
+    assert upgrade["scheme"] == "wss"
