@@ -72,8 +72,9 @@ LAYER_CLOSES = {
 class AddressLimits:
     """Websockets open and connects per client address, for JOBPULSE_MAX_CLIENTS_PER_ADDRESS and _CONNECTS_.
 
-    The address is the one uvicorn puts in the scope: the peer's, or the X-Forwarded-For one when the peer is in
-    uvicorn's --forwarded-allow-ips (FORWARDED_ALLOW_IPS). Connects are counted over a sliding 10 s window,
+    The address is the scope's client: the peer's, or the X-Forwarded-For one when the peer is in
+    JOBPULSE_TRUSTED_PROXIES (security.apply_forwarded); connects that bring no user count under a key of their
+    own (`anonymous:<address>`). Connects are counted over a sliding 10 s window,
     estimated from two fixed windows (this one, and the last one weighted by how much of it still overlaps), so
     memory is two dicts of the addresses seen in the last 20 s however many connect; `opened` holds only
     addresses with a socket open. A limit of 0 is no limit.
@@ -202,9 +203,12 @@ async def live_ws(websocket: WebSocket) -> None:
     app_state = websocket.app.state
     address = websocket.client.host if websocket.client else ""
     limits = address_limits(app_state)
+    # Connects that bring no user have a budget of their own: a flood of them from an address must not refuse
+    # the signed-in pages that share it (an office behind one NAT, or the attacker's neighbour).
+    budget = address if principal_of(websocket.scope) is not None or not address else f"anonymous:{address}"
     # First, before any other work: a flood from one address is refused as cheaply as it can be. Refusals are a
     # close after accept, so the page sees the code (a refused upgrade is an opaque failure).
-    refused = limits.admit(address, time.monotonic())
+    refused = limits.admit(budget, time.monotonic())
     if refused is not None:
         app_state.counters["ws_address_limit"] += 1
         await websocket.accept()
@@ -213,7 +217,7 @@ async def live_ws(websocket: WebSocket) -> None:
     try:
         await _serve(websocket, address)
     finally:
-        limits.release(address)
+        limits.release(budget)
 
 
 async def _serve(websocket: WebSocket, address: str) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from bench import hostile
 from server.handlers.ws import AddressLimits
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, bearer, users_env
 
 
 def _server(live: LiveServer) -> hostile.Server:
@@ -220,6 +220,22 @@ async def test_hostile_entries_in_the_replay_stream(redis_url: str, prefix: str)
         reconciled = json.loads(jobpulse.get("/api/widgets/health")[1])["data"]["reconciled"]
         await asyncio.sleep(1.5)
         assert json.loads(jobpulse.get("/api/widgets/health")[1])["data"]["reconciled"] > reconciled
+    finally:
+        output = server.finish()
+    assert "Traceback" not in output
+
+
+async def test_connects_without_a_user_do_not_spend_the_signed_in_budget(redis_url: str, prefix: str) -> None:
+    """With sign-in on, 30 connects that bring no user from one address (each refused 4401, past the rate 4429)
+    leave that address's own budget alone: a signed-in page from it still connects."""
+    env = users_env(JOBPULSE_CONNECTS_PER_ADDRESS="20")
+    server = LiveServer(redis_url, prefix, env=env).start()
+    try:
+        refused = [await _open(server, "127.0.0.8") for _ in range(30)]
+        assert refused[:20] == [4401] * 20 and set(refused[20:]) == {4429}, refused
+        signed_in = await _open(server, "127.0.0.8", headers=bearer("oscar"))
+        assert isinstance(signed_in, hostile.RawSocket), signed_in
+        signed_in.close()
     finally:
         output = server.finish()
     assert "Traceback" not in output
