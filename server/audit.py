@@ -8,11 +8,9 @@ else removes them. docs/protocol.md section 5.5.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import logging
-import random
 import time
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -22,6 +20,7 @@ from typing import Any, cast
 import msgspec
 import redis.asyncio as aredis
 
+from server.pubsub import follow
 from server.streams.events import AuditNoted
 
 log = logging.getLogger("jobpulse.audit")
@@ -149,26 +148,16 @@ class LiveFeed:
 
     async def run(self) -> None:
         """Fold the other processes' entries until cancelled; resubscribe after a Redis error."""
-        backoff = 0.1
-        while True:
-            try:
-                async with self.client.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(self.channel)
-                    backoff = 0.1
-                    async for message in pubsub.listen():
-                        if message.get("type") != "message":
-                            continue
-                        try:
-                            origin, entry = self._decoder.decode(message["data"])
-                        except msgspec.DecodeError:
-                            self.dropped += 1
-                            continue
-                        if origin != self.origin:
-                            self.fold(entry)
-            except (aredis.RedisError, OSError) as exc:
-                log.warning("audit feed subscription lost (%s); again in %.1f s", exc, backoff)
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-                backoff = min(backoff * 2, 5.0)
+        await follow(self.client, self.channel, self._received, what="audit feed")
+
+    def _received(self, data: bytes) -> None:
+        try:
+            origin, entry = self._decoder.decode(data)
+        except msgspec.DecodeError:
+            self.dropped += 1
+            return
+        if origin != self.origin:
+            self.fold(entry)
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:

@@ -13,10 +13,7 @@ back, since it may have missed some.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
-import random
 import secrets
 import time
 from collections import OrderedDict
@@ -26,9 +23,9 @@ from typing import cast
 import redis.asyncio as aredis
 
 from server.auth import ROLES, Principal, Role, sign, unsign
+from server.pubsub import follow
 
 THROTTLE_WINDOW_S = 900
-log = logging.getLogger("jobpulse.sessions")
 
 
 async def shared_secret(client: aredis.Redis, prefix: str, configured: str) -> bytes:
@@ -172,23 +169,10 @@ class Sessions:
         self._recent.pop(key, None)
 
     async def listen(self) -> None:
-        """Forget the sessions other processes end, until cancelled; resubscribe after a Redis error."""
-        backoff = 0.1
-        while True:
-            try:
-                async with self.client.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(self.ended_channel)
-                    # Ends published while this process was not listening are lost: trust nothing recalled so far.
-                    self._recent.clear()
-                    backoff = 0.1
-                    async for message in pubsub.listen():
-                        data = message.get("data")
-                        if message.get("type") == "message" and isinstance(data, bytes):
-                            self.forget(data.decode(errors="replace"))
-            except (aredis.RedisError, OSError) as exc:
-                log.warning("sessions-ended subscription lost (%s); again in %.1f s", exc, backoff)
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-                backoff = min(backoff * 2, 5.0)
+        """Forget the sessions other processes end, until cancelled; after a lost subscription, forget the whole
+        fallback: ends published while this process was not listening are lost."""
+        await follow(self.client, self.ended_channel, lambda key: self.forget(key.decode(errors="replace")),
+                     on_subscribed=self._recent.clear, what="sessions-ended")  # fmt: skip
 
     # -- throttling -------------------------------------------------------------------------------
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import json
-import secrets
 import subprocess
 import sys
 import time
@@ -19,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 import websockets
 
+from bench.login_burst import burst, request as raw_request
 from tests.conftest import TEST_TOKENS, LiveServer, bearer, users_env
 from tests.faultproxy import FaultProxy
 from tests.integration.helpers import LiveClient
@@ -245,22 +244,6 @@ async def test_an_ended_session_does_not_come_back_while_the_store_is_down(redis
         proxy.close()
 
 
-async def raw_request(port: int, method: str, path: str, body: bytes = b"", headers: str = "") -> int:
-    """One HTTP/1.1 request on its own connection; the status (the tests' burst needs hundreds at once)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")  # fmt: skip
-        writer.write(head.encode() + body)
-        await writer.drain()
-        status_line = await reader.readline()
-        return int(status_line.split()[1])
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-
-
 LOGIN_BURST = 1000
 HEALTHZ_GOAL_S = 0.5  # /healthz answers within this during a sign-in burst (bench.login_burst measures it)
 
@@ -269,18 +252,9 @@ async def test_a_login_burst_checks_at_most_the_limit_and_leaves_the_live_path_a
     """1,000 wrong-password sign-ins from one address, 200 at a time: at most JOBPULSE_LOGIN_FAILURES (3 here)
     are checked as guesses, the rest refused with 429 at once, none fails with 5xx; meanwhile /healthz answers
     in time and the source's subscription never drops."""
-    csrf = secrets.token_urlsafe(24)
     port = server.port
-    form = urllib.parse.urlencode({"csrf": csrf, "username": "oscar", "password": "not-it", "next": "/"}).encode()
-    headers = (f"Origin: http://127.0.0.1:{port}\r\nCookie: jp_csrf={csrf}\r\n"
-               "Content-Type: application/x-www-form-urlencoded\r\n")  # fmt: skip
     watcher = await LiveClient.connect(server.ws_url, ["health"], headers=bearer("vera"))
     drops: list[dict[str, object]] = []
-    slots = asyncio.Semaphore(200)
-
-    async def guess() -> int:
-        async with slots:
-            return await raw_request(port, "POST", "/login", form, headers)
 
     async def watch(done: asyncio.Event) -> list[float]:
         times = []
@@ -296,12 +270,12 @@ async def test_a_login_burst_checks_at_most_the_limit_and_leaves_the_live_path_a
     done = asyncio.Event()
     watching = asyncio.create_task(watch(done))
     try:
-        statuses = await asyncio.gather(*(guess() for _ in range(LOGIN_BURST)))
+        found = await burst(port, LOGIN_BURST, 200)  # what `python -m bench.login_burst` sends, in this process
     finally:
         done.set()
         healthz = await watching
         await watcher.close()
-    counts = collections.Counter(statuses)
+    counts = collections.Counter({int(code): n for code, n in found["statuses"].items()})
     print(f"login burst: {dict(counts)}; /healthz max {max(healthz) * 1000:.0f} ms over {len(healthz)} checks")
     assert set(counts) <= {401, 429}, counts
     assert 1 <= counts[401] <= 3, counts
