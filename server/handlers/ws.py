@@ -281,7 +281,7 @@ async def _serve(websocket: WebSocket, address: str) -> None:
                     # A command with an id always gets its ack (docs/protocol.md 4.2): answered like any refused
                     # command, it does not count toward closing the socket.
                     refusal = {"code": "bad_args", "message": exc.message}
-                    hub.send(client, protocol.ack({"id": exc.ref, "ok": False, "error": refusal}))
+                    hub.send(client, protocol.ack({"id": exc.ref, "ok": False, "error": refusal}), keep=True)
                     continue
                 hub.send(client, protocol.error(exc.code, exc.message, exc.ref))
                 if exc.code is ErrorCode.BAD_VERSION:
@@ -314,7 +314,7 @@ async def _command(
 ) -> None:
     ack = await commander.handle(principal, cmd, address)
     if not client.closed:
-        hub.send(client, protocol.ack(ack))
+        hub.send(client, protocol.ack(ack), keep=True)
 
 
 async def _watch_session(websocket: WebSocket, client: Client, principal: Principal) -> None:

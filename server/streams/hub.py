@@ -111,10 +111,11 @@ class HubStats:
 class Outgoing:
     """One server message, shared by every client it goes to: its JSON, its text and its frame, each made once."""
 
-    __slots__ = ("_frame", "_text", "payload")
+    __slots__ = ("_frame", "_text", "keep", "payload")
 
-    def __init__(self, payload: bytes) -> None:
+    def __init__(self, payload: bytes, keep: bool = False) -> None:
         self.payload = payload
+        self.keep = keep  # survives conflation: an ack (every command gets exactly one), not a widget's data
         self._frame: bytes | None = None
         self._text: str | None = None
 
@@ -372,6 +373,8 @@ class Hub:
             try:
                 feed = self.feeds.get(name) or self._open(name)
             except protocol.ProtocolError as exc:
+                if exc.ref is None:
+                    exc.ref = name[:400]  # which key of the list failed: the client can tell (docs/protocol.md 3.3)
                 problems.append(exc)
                 continue
             if feed.pending:
@@ -450,9 +453,10 @@ class Hub:
         if widgets and not client.closed:
             self.groups.setdefault(widgets, set()).add(client)
 
-    def send(self, client: Client, message: bytes) -> None:
-        """Send a control frame (welcome, pong, error, beat) to one client, in order with its batches."""
-        self._deliver(client, Outgoing(message))
+    def send(self, client: Client, message: bytes, keep: bool = False) -> None:
+        """Send a control frame (welcome, pong, error, beat, ack) to one client, in order with its batches; a frame
+        to `keep` (an ack) is not dropped when a slow client's queue is conflated into snapshots."""
+        self._deliver(client, Outgoing(message, keep))
 
     def _deliver(self, client: Client, message: Outgoing) -> None:
         if client.closed:
@@ -467,9 +471,14 @@ class Hub:
                 self._send_inline(client, message)
                 return
         if len(client.outbox) >= self.limits.client_queue or client.outbox_bytes >= self.limits.client_queue_bytes:
-            # Conflate: what it missed is replaced by one snapshot per widget when it catches up.
+            # Conflate: what it missed is replaced by one snapshot per widget when it catches up. Acks stay: a
+            # command's only answer cannot be rebuilt from a snapshot (bounded by the command rate and the queue).
+            kept = [m for m in client.outbox if m.keep]
+            if message.keep:
+                kept.append(message)
             client.outbox.clear()
-            client.outbox_bytes = 0
+            client.outbox.extend(kept[-self.limits.client_queue :])
+            client.outbox_bytes = sum(len(m) for m in client.outbox)
             client.resync = True
             self.stats.resyncs += 1
         else:

@@ -226,6 +226,32 @@ async def test_a_slow_client_gets_one_snapshot_instead_of_a_backlog():
     assert patch["type"] == "patch" and patch["seq"] == rig.hub.view("counters")[0]
 
 
+async def test_a_slow_clients_acks_survive_conflation():
+    """Every command gets exactly one ack: when a slow client's backlog is replaced by snapshots, its acks (which no
+    snapshot can rebuild) are still delivered, in order, before the snapshots' successors; its pongs may go."""
+    from server import protocol
+
+    rig = Rig(client_queue=4)
+    slow, client = rig.client(["counters", "live_jobs"])
+    slow.is_ready = False
+    for i in range(30):
+        rig.fold(job("queued", f"j{i}", ts=T0 + i), depth(ts=T0 + i, email=(i + 1, 0, 0)))
+        rig.hub.flush()
+        if i % 10 == 0:
+            rig.hub.send(client, protocol.ack({"id": f"c{i}", "ok": True}), keep=True)
+            rig.hub.send(client, protocol.pong(i, T0))
+    assert client.resync
+    slow.is_ready = True
+    client.wake.set()
+    for _ in range(50):
+        await asyncio.sleep(0)
+    bodies = [json.loads(m) for m in slow.messages]
+    assert [b["id"] for b in bodies if b["type"] == "ack"] == ["c0", "c10", "c20"]
+    last = [b for b in bodies if b["type"] == "batch"][-1]["frames"]
+    assert {f["w"]: f["data"] for f in last} == {"counters": rig.hub.view("counters")[1],
+                                                "live_jobs": rig.hub.view("live_jobs")[1]}  # fmt: skip
+
+
 async def test_a_stalled_client_is_cut_off_and_others_are_not_held_up():
     """A client whose sends never finish is closed after stall_timeout; healthy clients keep getting patches."""
     rig = Rig(stall_timeout=STALL_TIMEOUT_S, beat=STALL_BEAT_S)
@@ -449,6 +475,7 @@ async def test_bad_view_keys_are_refused_and_the_rest_served():
         client, ["counters", "pending?channel=a&x=1", "pending?zz=1&channel=a", "nope"], None, {}
     )
     assert [p.code.value for p in problems] == ["unknown_widget"] * 3
+    assert [p.ref for p in problems] == ["pending?channel=a&x=1", "pending?zz=1&channel=a", "nope"]  # which failed
     assert client.widgets == frozenset({"counters"})
 
 
