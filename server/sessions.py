@@ -26,6 +26,8 @@ from server.auth import ROLES, Principal, Role, sign, unsign
 from server.pubsub import follow
 
 THROTTLE_WINDOW_S = 900
+# What a failing store raises, for callers that must not import Redis themselves (the handlers).
+STORE_ERRORS: tuple[type[Exception], ...] = (aredis.RedisError, OSError)
 
 
 async def shared_secret(client: aredis.Redis, prefix: str, configured: str) -> bytes:

@@ -13,7 +13,6 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs
 
-from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
@@ -21,7 +20,7 @@ from server.audit import AuditLog, Filters, to_csv
 from server.auth import Directory, Principal
 from server.handlers.pages import templates
 from server.security import CSRF_COOKIE, SESSION_COOKIE, origin_allowed, principal_of
-from server.sessions import Sessions
+from server.sessions import STORE_ERRORS, Sessions
 
 MAX_FORM = 4096
 CSRF_MAX_AGE = 12 * 3600
@@ -147,7 +146,7 @@ async def login_submit(request: Request) -> Response:
             return _login_page(request, "Unknown user name or wrong password.", 401, next_, name)
         await sessions.succeeded(name, address)
         cookie = await sessions.create(principal, address)
-    except (RedisError, OSError):
+    except STORE_ERRORS:
         counters["login_store_down"] += 1
         return _login_page(request, "Sign-in is unavailable while the session store is unreachable.", 503, next_)
     finally:
