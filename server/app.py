@@ -160,8 +160,9 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
 
         live_audit = LiveFeed(store, settings.prefix, hub.epoch, fold)
         app.state.commander = Commander(
-            settings, aggregator.state, aggregator.connector, store, app.state.audit, secret, live_audit.note
-        )
+            settings, aggregator.state, aggregator.connector, store, app.state.audit, secret, live_audit.note,
+            app.state.sessions.alive,
+        )  # fmt: skip
         audit_task = asyncio.create_task(live_audit.run(), name="audit-feed")
         ended_task = asyncio.create_task(app.state.sessions.listen(), name="sessions-ended")
         app.state.metrics_registry = registry_for(app.state)

@@ -10,7 +10,6 @@ folded into the live `activity` widget.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -46,7 +45,6 @@ MAX_BATCH_JOBS = 1_000
 UNKNOWN_ACTION = "(unknown action)"  # what the audit log says of an action jobpulse does not have
 SESSION_ENDED = "this session has ended (signed out or revoked): sign in again"
 SESSION_UNKNOWN = "the session store cannot be reached, so this session cannot be checked: no commands until it can"
-SESSION_CHECK_WAIT_S = 1.0
 
 
 class Refused(Exception):
@@ -76,6 +74,7 @@ class Commander:
         audit: AuditLog,
         secret: bytes,
         feed: Callable[[AuditNoted], Awaitable[None]],
+        session_alive: Callable[[str], Awaitable[bool | None]],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -85,6 +84,7 @@ class Commander:
         self.audit = audit
         self.secret = secret
         self.feed = feed
+        self.session_alive = session_alive  # Sessions.alive: None when the store cannot say
         self.clock = clock
         self._ids = f"{settings.prefix}:jp:cmd:"
         self._used = f"{settings.prefix}:jp:confirm-used:"
@@ -132,7 +132,7 @@ class Commander:
                 await self._audit(principal, cmd, None, ack, None, started, address)
             self._count(cmd.action, "rate")
             return ack
-        if principal.session is not None and (alive := await self._session_alive(principal.session)) is not True:
+        if principal.session is not None and (alive := await self.session_alive(principal.session)) is not True:
             # Fail closed: a session signed out or revoked in another process, or one this process only recalls
             # while the store is down, may watch the pages but act on nothing until the store can vouch for it.
             ack = self._refusal(cmd, "session", SESSION_ENDED if alive is False else SESSION_UNKNOWN)
@@ -382,14 +382,6 @@ class Commander:
             return False
         times.append(now)
         return True
-
-    async def _session_alive(self, key: str) -> bool | None:
-        """Whether the session still exists in the store; None when the store cannot say in time."""
-        try:
-            async with asyncio.timeout(SESSION_CHECK_WAIT_S):
-                return bool(await self.store.exists(key))
-        except (aredis.RedisError, OSError, TimeoutError):
-            return None
 
     def _refusal(self, cmd: Cmd, code: str, message: str) -> dict[str, Any]:
         return {"id": cmd.id, "ok": False, "action": cmd.action, "error": {"code": code, "message": message}}

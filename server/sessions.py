@@ -13,6 +13,7 @@ back, since it may have missed some.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -26,6 +27,7 @@ from server.auth import ROLES, Principal, Role, sign, unsign
 from server.pubsub import follow
 
 THROTTLE_WINDOW_S = 900
+ALIVE_WAIT_S = 1.0
 # What a failing store raises, for callers that must not import Redis themselves (the handlers).
 STORE_ERRORS: tuple[type[Exception], ...] = (aredis.RedisError, OSError)
 
@@ -137,10 +139,12 @@ class Sessions:
         return found[0]
 
     async def alive(self, key: str) -> bool | None:
-        """Whether the session with this store key still exists; None when the store cannot say."""
+        """Whether the session with this store key still exists; None when the store cannot say within
+        ALIVE_WAIT_S (a stalled store must not hold a command or a socket's check)."""
         try:
-            return bool(await self.client.exists(key))
-        except (aredis.RedisError, OSError):
+            async with asyncio.timeout(ALIVE_WAIT_S):
+                return bool(await self.client.exists(key))
+        except (aredis.RedisError, OSError, TimeoutError):
             return None
 
     async def end(self, cookie: str) -> None:
