@@ -58,10 +58,9 @@ def seconds(value: Any, name: str = "time") -> float:
     """
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name}: not a number")
-    number = float(value) if not isinstance(value, int) or abs(value) <= MAX_COUNT else float("inf")
-    if not 0 <= number <= MAX_TIME:  # also false for NaN
+    if not 0 <= value <= MAX_TIME:  # false for NaN too; an int is compared as it is (float() of 10^400 overflows)
         raise ValueError(f"{name}: {str(value)[:30]} out of range")
-    return number
+    return float(value)
 
 
 Version = Literal[1]

@@ -879,12 +879,13 @@ def _status_event(state: State, runner: Runner, status: str, at: float) -> int:
 
 def _source_status(state: State, msg: SourceStatus) -> int:
     health = state.health
-    if health.connected == msg.connected and health.error == redact(msg.error) and health.parts == msg.parts:
+    error = redact(msg.error)  # a driver's error may quote the URL it was given, password and all
+    if health.connected == msg.connected and health.error == error and health.parts == msg.parts:
         return 0
     if health.connected != msg.connected:
         health.since = msg.at
     health.connected = msg.connected
-    health.error = redact(msg.error)  # a driver's error may quote the URL it was given, password and all
+    health.error = error
     health.parts = dict(msg.parts)
     return HEALTH
 

@@ -96,19 +96,19 @@ def notices(state: State, limits: ViewLimits) -> View:
 def activity(state: State, limits: ViewLimits) -> View:
     """The newest audit entries (operator commands, done or refused), newest first."""
     rows = {
-        e.id: {
-            "ts": e.at,
-            "user": e.user,
-            "role": e.role,
-            "action": e.action,
-            "target": e.target,
-            "ok": e.ok,
-            "result": e.result,
-            "message": e.message,
-            "error": e.error,
-            # A refused command has no count: the key is left out (a merge patch cannot carry a null).
-            **({"count": e.count} if e.count is not None else {}),
-        }
+        # A refused command has no count: compact leaves the key out (a merge patch cannot carry a null).
+        e.id: compact(
+            ts=e.at,
+            user=e.user,
+            role=e.role,
+            action=e.action,
+            target=e.target,
+            ok=e.ok,
+            result=e.result,
+            count=e.count,
+            message=e.message,
+            error=e.error,
+        )
         for e in state.activity
     }
     return {"rows": rows, "order": list(rows)}
