@@ -205,10 +205,10 @@ class Principals:
         if self.mode == "proxy":
             if not self.directory.trusts(scope.get(PEER)):  # the peer that connected, not a forwarded address
                 return None
-            sent = [v for k, v in scope.get("headers", ()) if k == self.proxy_header]
+            sent = headers_named(scope, self.proxy_header)
             if len(sent) != 1:  # none, or two that could disagree (one from the client, one from the proxy)
                 return None
-            user = sent[0].decode("latin-1")
+            user = sent[0]
             if not user or len(user) > 200:
                 return None
             role = self.directory.role_of_proxy_user(user.strip())

@@ -260,8 +260,8 @@ class Settings:
         if self.auth == "dev" and not self.dev_remote:
             for name in ("redis_url", "store_url", "celery_broker", "mojo_redis_url", "mojo_database_url",
                          "mojo_write_database_url"):  # fmt: skip
-                host = urlsplit(getattr(self, name)).hostname
-                if getattr(self, name) and host and not loopback(host):
+                host = urlsplit(getattr(self, name)).hostname  # None for an empty URL
+                if host and not loopback(host):
                     raise ValueError(
                         f"JOBPULSE_AUTH=dev (no sign-in, everyone admin) is refused against {self.env_name(name)} "
                         f"on {host}, another host: set JOBPULSE_DEV_REMOTE=1 if that is really meant"

@@ -55,13 +55,12 @@ BAD_FRAME_WINDOW = 10.0  # s
 ADDRESS_WINDOW = 10.0  # s, the window of JOBPULSE_CONNECTS_PER_ADDRESS
 # Key prefix in app.state.counters of bad client frames by reason (server/metrics.py: jobpulse_ws_bad_frames).
 BAD_FRAME = "bad_frame."
-# A frame that breaks RFC 6455, a text frame that is not UTF-8 or one over uvicorn's --ws-max-size never reaches
-# this handler: the websocket layer closes the connection itself, and all the handler sees is the close code.
 # What the wall's read-only link may subscribe to: the widgets of web/templates/wall.html and every page's health
 # (tests/unit/test_view_keys.py holds the two together).
 WALL_WIDGETS = frozenset({"counters", "service", "fleet_summary", "pulse", "hot_issues", "backlogs", "published",
                           "health"})  # fmt: skip
-
+# A frame that breaks RFC 6455, a text frame that is not UTF-8 or one over uvicorn's --ws-max-size never reaches
+# this handler: the websocket layer closes the connection itself, and all the handler sees is the close code.
 LAYER_CLOSES = {
     CloseCode.PROTOCOL_ERROR: "protocol_error",
     CloseCode.INVALID_DATA: "invalid_utf8",
