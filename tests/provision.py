@@ -23,7 +23,6 @@ import contextlib
 import fcntl
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,9 +30,10 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from tests.mojo_cluster.environment import DEFAULT_PG_URL, pg_unreachable
+
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jobpulse"
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
-LOCAL_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 class Missing(RuntimeError):
@@ -132,14 +132,7 @@ def nginx() -> str:
 
 
 def pg_answers(url: str, timeout: float = 2.0) -> bool:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    return pg_unreachable(url, timeout) is None
 
 
 def _pg_bindir() -> Path | None:
@@ -210,12 +203,12 @@ def postgres() -> str:
         if not pg_answers(configured):
             raise Missing(f"JOBPULSE_MOJO_PG_URL={configured} does not answer")
         return configured
-    if not pg_answers(LOCAL_PG_URL) and _pg_bindir() is None:
+    if not pg_answers(DEFAULT_PG_URL) and _pg_bindir() is None:
         with locked("apt"):
             if _pg_bindir() is None:
                 apt_install(["postgresql"], "the django-mojo tests need PostgreSQL")
-    if pg_answers(LOCAL_PG_URL):  # the machine's own (Debian's package starts one where it can)
-        url = LOCAL_PG_URL
+    if pg_answers(DEFAULT_PG_URL):  # the machine's own (Debian's package starts one where it can)
+        url = DEFAULT_PG_URL
     else:
         bindir = _pg_bindir()
         if bindir is None:
