@@ -90,12 +90,9 @@ def bring_up(parts: list[str]) -> None:
     problems = []
     for part in parts:
         try:
-            found = PARTS[part]()
+            PARTS[part]()  # each exports what it found (JOBPULSE_CHROMIUM, ..._MOJO_PG_URL, ..._MOJO_PYTHON)
         except provision.Missing as exc:
             problems.append(f"- {exc}")
-            continue
-        if part == "chromium":
-            os.environ["JOBPULSE_CHROMIUM"] = found  # the browser fixture and the page scripts use this one
     if problems:
         pytest.exit(
             "the selected tests need parts that are missing here:\n" + "\n".join(problems) + "\n"

@@ -108,13 +108,16 @@ def _binary(find: Callable[[], str | None], packages: list[str], why: str) -> st
 
 
 def chromium() -> str:
-    """The Chromium the browser tests drive: JOBPULSE_CHROMIUM, else /usr/bin/chromium (installed if missing)."""
+    """The Chromium the browser tests drive: JOBPULSE_CHROMIUM, else /usr/bin/chromium (installed if missing),
+    exported as JOBPULSE_CHROMIUM for the test processes and the page scripts."""
     configured = os.environ.get("JOBPULSE_CHROMIUM")
     if configured:
         if not _executable(configured):
             raise Missing(f"JOBPULSE_CHROMIUM={configured} is not an executable file")
         return configured
-    return _binary(lambda: _executable(DEFAULT_CHROMIUM), ["chromium"], "the browser tests need Chromium")
+    found = _binary(lambda: _executable(DEFAULT_CHROMIUM), ["chromium"], "the browser tests need Chromium")
+    os.environ["JOBPULSE_CHROMIUM"] = found
+    return found
 
 
 def node() -> str:
