@@ -175,14 +175,14 @@ async def test_wall_link_is_read_only(server: LiveServer) -> None:
         ack = await client.command("channel.purge", {"channel": "email"}, phase="preview")
         assert ack["error"]["code"] == "forbidden"
         # A refused command with an action jobpulse does not have: audited under a fixed label, not its text.
-        ack = await client.command("<img src=x> pwned", {"note": "call +1-555"})
+        ack = await client.command("<img src=x> pwned", {"note": "call qzxv-marker"})
         assert ack["error"]["code"] == "unknown_action"
         await operator.wait_for(lambda c: any(r["result"] == "unknown_action"
                                               for r in c.data["activity"]["rows"].values()), 10)  # fmt: skip
         row = next(r for r in operator.data["activity"]["rows"].values() if r["result"] == "unknown_action")
-        assert row["action"] == "(unknown action)" and "pwned" not in json.dumps(row) and "555" not in json.dumps(row)
+        assert row["action"] == "(unknown action)" and "pwned" not in json.dumps(row) and "qzxv" not in json.dumps(row)
         status, _, body = get(f"{server.url}/api/audit?ok=false", bearer("ada"))
-        assert status == 200 and "pwned" not in body.decode() and "555" not in body.decode()
+        assert status == 200 and "pwned" not in body.decode() and "qzxv" not in body.decode()
     finally:
         await client.close()
         await operator.close()
