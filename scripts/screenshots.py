@@ -179,7 +179,7 @@ def stack(seed: int, runners: int, rate: float) -> Iterator[str]:
         server_args = [
             sys.executable, "-m", "uvicorn", "server.app:create_app", "--factory",
             "--host", "127.0.0.1", "--port", str(port),
-            "--ws", "websockets-sansio", "--ws-per-message-deflate", "false",
+            "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--ws-ping-interval", "0",
             "--no-access-log", "--log-level", "warning", "--no-proxy-headers",
         ]  # fmt: skip
         server = Child("jobpulse", server_args, env)

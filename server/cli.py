@@ -47,6 +47,9 @@ def _uvicorn_run(settings: Settings, host: str, port: int) -> None:
         ws="websockets-sansio",
         ws_max_size=settings.ws_max_frame,
         ws_per_message_deflate=settings.ws_deflate,
+        # The hub pings every client itself, with the stall rule's deadline (docs/protocol.md 3.5); uvicorn's
+        # keepalive would also close a slow reader whose pong waits 20 s behind what it has yet to read.
+        ws_ping_interval=None,
         http="httptools",
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         log_level=settings.log_level,

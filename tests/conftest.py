@@ -260,7 +260,7 @@ class LiveServer:
         args = [
             sys.executable, "-m", "uvicorn", "server.app:create_app", "--factory",
             "--host", "127.0.0.1", "--port", str(self.port),
-            "--ws", "websockets-sansio", "--ws-per-message-deflate", "false",
+            "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--ws-ping-interval", "0",
             "--no-access-log", "--log-level", "warning", "--no-proxy-headers",
         ]  # fmt: skip
         self.process = subprocess.Popen(args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)

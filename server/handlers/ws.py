@@ -17,7 +17,9 @@ import contextlib
 import logging
 import socket
 import struct
+import sys
 import time
+import weakref
 from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any
@@ -140,6 +142,7 @@ class StarlettePeer:
 
     def __init__(self, websocket: WebSocket, raw_send: Any, sndbuf: int = 0) -> None:
         self.websocket = websocket
+        self._written = 0
         proto = getattr(raw_send, "__self__", None)
         writable = getattr(proto, "writable", None)
         transport = getattr(proto, "transport", None)
@@ -150,18 +153,21 @@ class StarlettePeer:
         else:
             self._writable = None
             self._transport = None
-        sock = self._transport.get_extra_info("socket") if sndbuf and self._transport is not None else None
-        if sock is not None:
+        sock = self._transport.get_extra_info("socket") if self._transport is not None else None
+        if sock is not None and sndbuf:
             # The kernel grows a socket's send buffer to several MB (4 MB on loopback), where a client that stopped
             # reading hides for minutes before the transport pushes back; bounded, the hub sees it within seconds
             # and its outbox, resync and stall rules apply (docs/protocol.md 3.5).
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        # The kernel's queue for this socket, where the platform can say (Linux): a slow reader's bytes leave it.
+        self._fd = sock.fileno() if sock is not None and _OUTQ is not None else -1
         conn = getattr(proto, "conn", None)
+        # Pings go through the connection's own framing (control frames are never compressed); its pongs are heard.
+        self._pinger = conn if isinstance(conn, WebSocketsProtocol) and self._writable is not None else None
+        self._pongs = _hear_pongs(proto) if self._pinger is not None else None
         # Raw frames only where nothing transforms them per connection (no negotiated extensions).
-        self._conn: WebSocketsProtocol | None = (
-            conn if isinstance(conn, WebSocketsProtocol) and not conn.extensions and self._writable else None
-        )
+        self._conn = self._pinger if self._pinger is not None and not self._pinger.extensions else None
 
     def ready(self) -> bool:
         return self._writable is not None and self._writable.is_set() and not self._transport_closing()
@@ -172,19 +178,25 @@ class StarlettePeer:
             return False
         assert self._transport is not None
         self._transport.write(frame)
+        self._written += len(frame)
         return True
 
     def _transport_closing(self) -> bool:
         return self._transport is None or self._transport.is_closing()
 
     async def send(self, message: str) -> None:
+        # Counted as it is handed over (the server frames it: a few bytes of header, and UTF-8 where the text is not
+        # ASCII, left out; an undercount can only hide a slow reader's progress for a check, not invent it).
+        self._written += len(message)
         await self.websocket.send_text(message)
 
     async def close(self, code: int, reason: str) -> None:
         await self.websocket.close(code, reason)
 
     def abort(self) -> None:
-        if self._transport is not None:
+        # Once closing, the transport is uvicorn's to finish (the client answered the close frame), and the
+        # socket's descriptor may already belong to another connection.
+        if self._transport is not None and not self._transport.is_closing():
             sock = self._transport.get_extra_info("socket")
             if sock is not None:
                 # A reset, not a FIN queued behind everything the client never read: the kernel frees the socket's
@@ -194,7 +206,80 @@ class StarlettePeer:
             self._transport.abort()
 
     def pending(self) -> int | None:
-        return self._transport.get_write_buffer_size() if self._transport is not None else None
+        transport = self._transport
+        if transport is None:
+            return None
+        unsent = transport.get_write_buffer_size()
+        if self._fd >= 0 and not transport.is_closing():
+            with contextlib.suppress(OSError):
+                unsent += _kernel_unsent(self._fd)
+        return unsent
+
+    def written(self) -> int:
+        return self._written
+
+    def ping(self, payload: bytes) -> bool:
+        conn = self._pinger
+        if conn is None or self._pongs is None or conn.state is not WebSocketsState.OPEN or self._transport_closing():
+            return False
+        assert self._transport is not None
+        conn.send_ping(payload)
+        frame = b"".join(conn.data_to_send())
+        self._transport.write(frame)
+        self._written += len(frame)
+        return True
+
+    def pong(self) -> bytes | None:
+        return self._pongs.last if self._pongs is not None else None
+
+
+class _Pongs:
+    """The payload of the last pong a connection received (uvicorn keeps it only for its own keepalive's ping)."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: bytes | None = None
+
+
+def _hear_pongs(proto: Any) -> _Pongs | None:
+    """Note every pong uvicorn's websockets-sansio protocol receives, then let it handle the pong as before.
+
+    uvicorn reads the frames and hands the app only messages; the hub's stall rule needs the pongs. The protocol
+    calls its `handle_pong` for each, so this instance gets a wrapper of its class's method (held weakly, so the
+    connection is not kept alive by its own attribute). None where the protocol has no such method."""
+    handle = getattr(type(proto), "handle_pong", None)
+    if not callable(handle):
+        return None
+    pongs = _Pongs()
+    ref = weakref.ref(proto)
+
+    def handle_pong(event: Any) -> None:
+        pongs.last = bytes(event.data)
+        owner = ref()
+        if owner is not None:
+            handle(owner, event)
+
+    proto.handle_pong = handle_pong
+    return pongs
+
+
+if sys.platform == "linux":
+    import fcntl
+    import termios
+
+    _OUTQ: int | None = termios.TIOCOUTQ  # SIOCOUTQ for a TCP socket
+
+    def _kernel_unsent(fd: int) -> int:
+        """Bytes the kernel holds for a TCP socket that its peer has not acknowledged."""
+        unsent: int = struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+        return unsent
+
+else:
+    _OUTQ = None
+
+    def _kernel_unsent(fd: int) -> int:
+        return 0
 
 
 async def live_ws(websocket: WebSocket) -> None:

@@ -17,10 +17,16 @@ Rules:
   the websocket frame itself is built once and the same bytes are written to
   every such socket. Otherwise the message goes to the client's bounded outbox,
   drained by its own writer task. An outbox that
-  overflows is dropped and replaced by one snapshot per widget. A client whose
-  socket accepts nothing for `stall_timeout` is closed with 4408 (and cut off):
-  a send that waits counts as progress whenever the transport's buffer shrinks,
-  so a slow reader gets snapshots and stays, and only one that reads nothing goes.
+  overflows is dropped and replaced by one snapshot per widget.
+- A client that reads nothing for `stall_timeout` is closed with 4408 (and cut
+  off). Whether it reads is asked, not guessed from buffers: every client gets a
+  websocket ping every `ping_every` seconds, and one unanswered for
+  `stall_timeout` closes it however quiet the stream (a client's kernel takes a
+  quiet stream's bytes for minutes while its program reads none of them). A
+  send that waits on a full buffer is the other clock. Either clock restarts
+  whenever the bytes left for the client (the transport's buffer and the
+  kernel's queue) shrink: a slow reader gets snapshots and stays, and only one
+  that reads nothing goes.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ log = logging.getLogger("jobpulse.hub")
 BUSY = 0.9
 EASY = 0.7
 SATURATED_TICKS = 3
+# A client closed for reading nothing has this long to answer the close frame before it is cut off with a reset.
+STALL_CUT_S = 1.0
 
 
 class Peer(Protocol):
@@ -65,10 +73,22 @@ class Peer(Protocol):
         """Close the websocket with a close frame."""
 
     def abort(self) -> None:
-        """Cut the connection off without waiting (for a peer that reads nothing)."""
+        """Cut the connection off without waiting (for a peer that reads nothing); nothing once it is closing on its
+        own (its client answered the close frame)."""
 
     def pending(self) -> int | None:
-        """Bytes written but not yet taken by the socket, or None when the peer cannot tell."""
+        """Bytes written but not yet taken by the client (its transport's and its kernel's queues), or None when
+        the peer cannot tell."""
+
+    def written(self) -> int:
+        """Bytes written to the client so far, all ways; less `pending()`, what it has taken."""
+
+    def ping(self, payload: bytes) -> bool:
+        """Send a websocket ping now, behind whatever is queued; False when this peer cannot (the hub then watches
+        only its sends)."""
+
+    def pong(self) -> bytes | None:
+        """The payload of the last pong the client sent (a client answers a ping once it has read up to it)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +102,23 @@ class HubLimits:
     stall_timeout: float = 15.0
     max_views: int = 1_000  # parametrized views open at once
     view_ttl: float = 60.0  # s a view nobody watches is kept, so a reconnecting page can resume it
+
+    @property
+    def ping_every(self) -> float:
+        """How often each client is asked whether it reads (a websocket ping): a quarter of the stall timeout, and
+        no more often than the beat (each ping is a pong to parse, per client)."""
+        return min(self.beat, self.stall_timeout / 4)
+
+    @property
+    def housekeeping(self) -> float:
+        """The period of the round that beats, pings and closes stalled clients."""
+        return min(self.beat / 2, 1.0, self.stall_timeout / 4)
+
+    @property
+    def stall_bound(self) -> float:
+        """The longest a client that stops reading stays open: its next ping can go up to `ping_every` and one
+        round later, and the round that finds it unanswered `stall_timeout` after that, up to a round late."""
+        return self.stall_timeout + self.ping_every + 2 * self.housekeeping
 
 
 Projector = Callable[[], dict[str, Any]]
@@ -101,6 +138,7 @@ class HubStats:
     resyncs: int = 0
     snapshots_encoded: int = 0
     stalled_closed: int = 0
+    pings: int = 0
     views_opened: int = 0
     views_closed: int = 0
     flush_seconds: float = 0.0
@@ -183,7 +221,11 @@ class Client:
         "outbox_bytes",
         "peer",
         "pending_seen",
+        "ping_payload",
+        "ping_since",
+        "pinged_at",
         "resync",
+        "taken_seen",
         "wake",
         "widgets",
         "writer",
@@ -199,6 +241,10 @@ class Client:
         self.resync = False
         self.busy_since: float | None = None  # monotonic time a send started, or last made progress, unfinished
         self.pending_seen: int | None = None  # the peer's unsent bytes at the last stall check
+        self.taken_seen: int | None = None  # and the bytes it had taken by then
+        self.ping_since: float | None = None  # monotonic time its ping went (or its bytes last shrank), unanswered
+        self.ping_payload = b""
+        self.pinged_at = time.monotonic()
         self.last_sent = time.monotonic()
         self.closed = False
         self.wake = asyncio.Event()
@@ -229,6 +275,7 @@ class Hub:
         self._dirty = 0
         self._dirty_event = asyncio.Event()
         self._last_flush = 0.0
+        self._pings = 0  # pings sent, one payload per round: a client's pong says which round it read up to
         self._tasks: list[asyncio.Task[None]] = []
         for feed in self.feeds.values():
             self._refresh(feed)
@@ -542,25 +589,53 @@ class Hub:
         frames = [self.snapshot_frame(name) for name in sorted(client.widgets)]
         return Outgoing(protocol.batch(self.clock(), frames))
 
-    async def close_client(self, client: Client, code: int, reason: str) -> None:
-        """Close a client with `code`; cut it off if the close frame cannot be written within a second."""
+    async def close_client(self, client: Client, code: int, reason: str, cut_after: float | None = None) -> None:
+        """Close a client with `code`; cut it off if the close frame cannot be written within a second, or, with
+        `cut_after`, if the connection has not closed that many seconds after it was (a client that reads nothing
+        will not read the close frame either, and would hold its socket until the server's close timeout)."""
         client.closed = True
+        peer = client.peer
         try:
-            if client.peer.ready():
-                await asyncio.wait_for(client.peer.close(code, reason), timeout=1.0)
+            if peer.ready():
+                await asyncio.wait_for(peer.close(code, reason), timeout=1.0)
+                if cut_after is not None:
+                    asyncio.get_running_loop().call_later(cut_after, peer.abort)
             else:
-                client.peer.abort()
+                peer.abort()
         except Exception:
-            client.peer.abort()
+            peer.abort()
         await self.detach(client)
 
     @staticmethod
     def _progressed(client: Client) -> bool:
-        """Did the socket take any bytes since the last check? A send that waits only for a slow reader is not
-        stalled; the transport's buffer only shrinks when the socket takes bytes (nothing is added meanwhile)."""
-        pending = client.peer.pending()
-        seen, client.pending_seen = client.pending_seen, pending
-        return pending is not None and seen is not None and pending < seen
+        """Did a backlog of the client's move since the last check? A send or a ping that waits only for a slow reader
+        is not stalled. Bytes held for it (pending) at the last check and taken since count; bytes its kernel takes
+        at once, with nothing held, do not: a quiet stream fits in a receive buffer that nobody reads."""
+        peer = client.peer
+        pending = peer.pending()
+        if pending is None:
+            return False
+        taken = peer.written() - pending
+        held, client.pending_seen = client.pending_seen, pending
+        seen, client.taken_seen = client.taken_seen, taken
+        return bool(held) and seen is not None and taken > seen
+
+    def _stalled(self, client: Client, now: float) -> float | None:
+        """How long `client` has read nothing, when that is past the stall timeout; else None. Checks its ping
+        (answered?) and its clocks (progress restarts them) on the way."""
+        if client.ping_since is not None and client.peer.pong() == client.ping_payload:
+            client.ping_since = None
+        if client.busy_since is None and client.ping_since is None:
+            client.pending_seen = client.taken_seen = None
+            return None
+        if self._progressed(client):
+            if client.busy_since is not None:
+                client.busy_since = now
+            if client.ping_since is not None:
+                client.ping_since = now
+            return None
+        waited = now - min(t for t in (client.busy_since, client.ping_since) if t is not None)
+        return waited if waited > self.limits.stall_timeout else None
 
     # -- loops ----------------------------------------------------------------------------------
 
@@ -598,21 +673,27 @@ class Hub:
             pressure.close()
 
     async def _housekeeping_loop(self) -> None:
-        interval = min(self.limits.beat / 2, 1.0)
+        interval = self.limits.housekeeping
+        ping_every = self.limits.ping_every
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
             if self.views:
                 self._drop_idle()
             beat: Outgoing | None = None
+            self._pings += 1
+            ping = self._pings.to_bytes(8, "big")
             for client in list(self.clients):
-                if client.busy_since is not None and self._progressed(client):
-                    client.busy_since = now
-                if client.busy_since is not None and now - client.busy_since > self.limits.stall_timeout:
+                waited = self._stalled(client, now)
+                if waited is not None:
                     self.stats.stalled_closed += 1
-                    log.info("closing a client that read nothing for %.0f s", now - client.busy_since)
-                    await self.close_client(client, protocol.CloseCode.TOO_SLOW, "too slow")
+                    log.info("closing a client that read nothing for %.1f s", waited)
+                    await self.close_client(client, protocol.CloseCode.TOO_SLOW, "too slow", cut_after=STALL_CUT_S)
                     continue
+                if client.ping_since is None and now - client.pinged_at >= ping_every and client.peer.ping(ping):
+                    client.ping_since = client.pinged_at = now
+                    client.ping_payload = ping
+                    self.stats.pings += 1
                 if client.widgets and now - client.last_sent >= self.limits.beat:
                     if beat is None:
                         beat = Outgoing(protocol.beat(self.clock()))

@@ -282,6 +282,60 @@ async def test_a_client_that_never_reads_is_closed_and_others_keep_going(redis_u
     assert "Traceback" not in output
 
 
+def _raw_subscriber(port: int, widgets: list[str]) -> socket.socket:
+    """A websocket client that upgrades, sends its hello and then reads nothing (its kernel still takes bytes)."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")  # fmt: skip
+    assert b"101" in sock.recv(4096)
+    hello = json.dumps({"type": "hello", "v": 1, "widgets": widgets}).encode()
+    sock.sendall(bytes([0x81, 0x80 | len(hello)]) + b"\x00" * 4 + hello)
+    return sock
+
+
+async def test_a_client_that_reads_nothing_of_a_quiet_stream_is_closed_within_the_stall_bound(
+    redis_url, prefix, aredis_client
+):
+    """A few small patches a second fit in the socket buffers for minutes: the hub's unanswered ping, not a full
+    buffer, closes the client that reads none of them (docs/protocol.md 3.5), while a client that reads stays."""
+    from server.settings import Settings
+    from server.streams.hub import HubLimits
+
+    stall = 1.0
+    server = LiveServer(redis_url, prefix, env={"JOBPULSE_STALL_TIMEOUT_S": str(stall)}).start()
+    goal = HubLimits(stall_timeout=stall, beat=Settings().beat_s).stall_bound  # the documented bound
+    pub = Publisher(aredis_client, prefix)
+    sock = None
+    try:
+        healthy = await LiveClient.connect(server.ws_url, ["counters"])
+        sock = _raw_subscriber(server.port, ["counters"])
+        stopped = time.monotonic()
+        closed_after = None
+        n = 0
+        while time.monotonic() < stopped + 3 * goal:
+            await pub.publish(pub.depth(email=(n % 50, 1, 0)))
+            n += 1
+            await asyncio.sleep(0.1)
+            if get_json(f"{server.url}/api/stats")["hub"]["stalled_closed"] >= 1:
+                closed_after = time.monotonic() - stopped
+                break
+        assert closed_after is not None, f"a deaf client of a quiet stream still open after {3 * goal:.1f} s"
+        assert closed_after >= stall, closed_after
+        print(f"closed {closed_after:.2f} s after it stopped reading (bound {goal:.2f} s, stall timeout {stall} s)")
+        # The reader answered every ping: open, and still getting the stream, a few stall timeouts later.
+        await asyncio.sleep(3 * stall)
+        await pub.publish(pub.depth(email=(999, 1, 0)))
+        await healthy.wait_for(lambda c: c.data["counters"]["pending"]["v"] >= 999)
+        stats = get_json(f"{server.url}/api/stats")
+        assert stats["clients"] == 1 and stats["hub"]["stalled_closed"] == 1, stats
+        await healthy.close()
+    finally:
+        if sock is not None:
+            sock.close()
+        output = server.finish()
+    assert "Traceback" not in output
+
+
 async def test_the_job_health_endpoint_reports_status_rules_and_channels(live_server, aredis_client):
     """GET /api/job/health: overall status and the rule that set it, broker, runners, channels, rules fired."""
     pub = Publisher(aredis_client, live_server.prefix)

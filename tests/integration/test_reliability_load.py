@@ -5,8 +5,8 @@ child processes, the real server, the test's Redis) with a hard timeout and
 checks the JSON it writes: what must happen (who is closed, resynced,
 resumed, sent a snapshot; memory, tasks and descriptors flat), not how fast.
 The only bare time is a functional deadline, with three times its goal as
-margin: a stalled client closed within the stall rule's allowance (its stall
-timeout, plus the time its buffers take to fill at the measured data rate).
+margin: a stalled client closed within the stall rule's allowance (the hub's
+stall bound from the moment it stopped reading, docs/protocol.md 3.5).
 The speed goals (the healthy clients' p99 with 5% misbehaving within 1.1 of
 without, p99 back within 500 ms after a reconnect, the stall allowance
 itself) are measured by `python -m bench.reliability`, whose `checks:` line
@@ -48,25 +48,26 @@ def run_scenario(redis_url: str, tmp_path: Path, scenario: str, *extra: str, tim
     return result
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(210)
 def test_slow_and_stalled_clients_cost_the_healthy_ones_nothing(redis_url: str, tmp_path: Path) -> None:
     """5% of 200 clients read slowly or stop reading, in B windows between A windows where they read: the healthy
     clients keep receiving; every stalled client is closed by the hub's stall rule, in time; slow readers stay, with
     their backlog dropped for a snapshot; the server's memory in B is that of A."""
-    r = run_scenario(redis_url, tmp_path, "slow", "--window", "6", timeout=150)
+    # About 110 s alone: each B window lasts until its slow readers have had a snapshot (their buffers fill first).
+    r = run_scenario(redis_url, tmp_path, "slow", "--window", "6", timeout=210)
     assert r["connected"] == r["healthy"] and r["checks"]["healthy_stayed_open"]
     # Healthy clients kept receiving in every window, B ones included. How fast (their p99 with the misbehaving 5%
     # against without them, aim 1.1) is the bench's figure: a 6 s window on a shared machine is too noisy for it.
     assert all(w["samples"] > 0 for w in r["windows"]), [(w["phase"], w["samples"]) for w in r["windows"]]
     print(f"healthy p99 B/A {r['p99_ratio']:.2f} (the bench's aim 1.1)")
     # Stalled: every one closed by the hub's stall rule (4408, not uvicorn's keepalive), in time: the goal is the
-    # rule's allowance after its buffers filled (the bench's check); the bound three times that.
+    # rule's allowance from the moment it stopped reading (the bench's check); the bound three times that.
     assert r["stalled_total"] == 2 * r["stalled"] and r["stalled_closed"] == r["stalled_total"]
     assert r["hub_stalled_closed"] >= r["stalled_total"]
-    print(f"stalled clients closed {r['full_to_close_max_s']:.1f} s at most after their buffers filled "
+    print(f"stalled clients closed {r['stop_to_close_max_s']:.1f} s at most after they stopped reading "
           f"(goal: the allowance, {r['stall_allowance_s']:.1f} s)")  # fmt: skip
     bound = STALL_BOUND_FACTOR * r["stall_allowance_s"]
-    assert r["full_to_close_max_s"] <= bound, (r["full_to_close_max_s"], r["stall_allowance_s"])
+    assert r["stop_to_close_max_s"] <= bound, (r["stop_to_close_max_s"], r["stall_allowance_s"])
     # The server's kernel buffer per websocket is bounded (JOBPULSE_WS_SNDBUF): a stalled socket shows in seconds.
     assert r["kernel_kib_max"] < 512, r["kernel_kib_max"]
     # Slow readers: resynced (outbox dropped for a snapshot), never closed.

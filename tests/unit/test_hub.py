@@ -35,15 +35,20 @@ async def until(condition: Any, within: float, what: str) -> None:
 
 
 class MemoryPeer:
-    """A peer that keeps what it is sent; it can be made slow (not ready) or stalled (sends never finish)."""
+    """A peer that keeps what it is sent; it can be made slow (not ready), stalled (sends never finish) or deaf
+    (takes every write, as a kernel buffer does, but its program reads nothing: pings go unanswered)."""
 
     def __init__(self) -> None:
         self.messages: list[str] = []
         self.is_ready = True
         self.stalled = False
+        self.deaf = False
+        self.pings: list[bytes] = []
+        self.last_pong: bytes | None = None
         self.closed_with: int | None = None
         self.aborted = False
-        self.unsent: int | None = None  # bytes a stalled send still holds, when the test tells
+        self.unsent: int | None = None  # bytes written and not yet taken, when the test tells
+        self.written_bytes = 0
 
     def ready(self) -> bool:
         return self.is_ready and not self.stalled
@@ -52,6 +57,9 @@ class MemoryPeer:
         return False  # exercise the send path; RawPeer below takes frames
 
     async def send(self, message: str) -> None:
+        self.written_bytes += len(message)
+        if self.unsent is not None:
+            self.unsent += len(message)  # held, like the rest, until the test lets bytes go
         if self.stalled:
             await asyncio.Event().wait()
         self.messages.append(message)
@@ -64,6 +72,18 @@ class MemoryPeer:
 
     def pending(self) -> int | None:
         return self.unsent
+
+    def written(self) -> int:
+        return self.written_bytes
+
+    def ping(self, payload: bytes) -> bool:
+        self.pings.append(payload)
+        if not (self.deaf or self.stalled):
+            self.last_pong = payload  # a reading client answers at once
+        return True
+
+    def pong(self) -> bytes | None:
+        return self.last_pong
 
     def frames(self) -> list[dict[str, Any]]:
         out = []
@@ -86,6 +106,7 @@ class RawPeer(MemoryPeer):
             return False
         self.frames_written.append(frame)
         self.messages.append(_unframe(frame))
+        self.written_bytes += len(frame)
         return True
 
 
@@ -296,6 +317,60 @@ async def test_a_slow_reader_is_not_cut_off_while_its_socket_takes_bytes():
         assert not slow.aborted and slow_client in rig.hub.clients
         assert rig.hub.stats.stalled_closed == 1
         assert slow_client.resync  # its backlog was dropped: a snapshot goes once its send completes
+    finally:
+        await rig.hub.stop()
+
+
+async def test_a_client_that_reads_nothing_of_a_quiet_stream_is_closed_in_time():
+    """Its socket takes every write (a kernel buffer holds a quiet stream's bytes for minutes), so no send ever waits:
+    the unanswered ping closes it within the stall bound. Readers that answer stay, however long."""
+    limits = HubLimits(stall_timeout=STALL_TIMEOUT_S, beat=STALL_BEAT_S)
+    rig = Rig(stall_timeout=STALL_TIMEOUT_S, beat=STALL_BEAT_S)
+    rig.hub.start()
+    loop = asyncio.get_running_loop()
+    try:
+        deaf, deaf_client = rig.client(["counters"])
+        reader, reader_client = rig.client(["counters"])
+        deaf.deaf = True
+        stopped = loop.time()
+        for i in range(3):
+            rig.fold(depth(ts=T0 + i, email=(i, 0, 0)))
+            await asyncio.sleep(0.02)
+        await until(lambda: deaf.closed_with is not None, 3 * limits.stall_bound, "the deaf client closed")
+        took = loop.time() - stopped
+        assert deaf.closed_with == 4408 and deaf_client not in rig.hub.clients
+        assert took >= STALL_TIMEOUT_S, took  # never before it had the whole stall timeout to answer
+        assert rig.hub.stats.stalled_closed == 1 and deaf.pings
+        # The reader was asked as often, answered, and stays; so does a deaf client that starts reading in time.
+        late, late_client = rig.client(["counters"])
+        late.deaf = True
+        await asyncio.sleep(STALL_TIMEOUT_S / 2)
+        late.deaf = False
+        late.last_pong = late.pings[-1] if late.pings else None
+        await asyncio.sleep(limits.stall_bound)
+        assert len(reader.pings) >= 3 and reader_client in rig.hub.clients and late_client in rig.hub.clients
+        assert rig.hub.stats.stalled_closed == 1
+    finally:
+        await rig.hub.stop()
+
+
+async def test_a_slow_reader_whose_pong_waits_behind_its_backlog_stays():
+    """A ping waits behind everything queued before it: while those bytes leave (the kernel's queue shrinks), the
+    client reads, slowly, and stays; once they stop leaving, the unanswered ping closes it."""
+    rig = Rig(stall_timeout=STALL_TIMEOUT_S, beat=STALL_BEAT_S)
+    limits = HubLimits(stall_timeout=STALL_TIMEOUT_S, beat=STALL_BEAT_S)
+    rig.hub.start()
+    try:
+        slow, slow_client = rig.client(["counters"])
+        slow.deaf = True  # no pong until it has read its backlog
+        slow.unsent = 200_000
+        for _ in range(math.ceil(3 * limits.stall_bound / 0.05)):
+            await asyncio.sleep(0.05)
+            assert slow.unsent is not None
+            slow.unsent -= 500
+        assert slow_client in rig.hub.clients and not slow.aborted and slow.closed_with is None
+        await until(lambda: slow_client not in rig.hub.clients, 3 * limits.stall_bound, "closed once it stopped")
+        assert slow.closed_with == 4408
     finally:
         await rig.hub.stop()
 

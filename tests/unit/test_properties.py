@@ -339,6 +339,15 @@ class Collector:
     def pending(self) -> int | None:
         return 0
 
+    def written(self) -> int:
+        return 0
+
+    def ping(self, payload: bytes) -> bool:
+        return False
+
+    def pong(self) -> bytes | None:
+        return None
+
 
 def assemble(held: dict[str, Any], seqs: dict[str, int], messages: list[bytes]) -> None:
     """Apply every snapshot and patch in `messages` to what the client holds, checking each feed's seq order."""
