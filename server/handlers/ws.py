@@ -185,9 +185,10 @@ class StarlettePeer:
         return self._transport is None or self._transport.is_closing()
 
     async def send(self, message: str) -> None:
-        # Counted as it is handed over (the server frames it: a few bytes of header, and UTF-8 where the text is not
-        # ASCII, left out; an undercount can only hide a slow reader's progress for a check, not invent it).
-        self._written += len(message)
+        # Counted as it is handed over, with its frame's header; text that is not ASCII is a little longer in UTF-8
+        # (an undercount can only hide a slow reader's progress for a check, not invent it).
+        n = len(message)
+        self._written += n + (2 if n < 126 else 4 if n < 65536 else 10)
         await self.websocket.send_text(message)
 
     async def close(self, code: int, reason: str) -> None:

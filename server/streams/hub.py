@@ -221,8 +221,10 @@ class Client:
         "outbox_bytes",
         "peer",
         "pending_seen",
+        "ping_ahead",
         "ping_payload",
         "ping_since",
+        "ping_taken",
         "pinged_at",
         "resync",
         "taken_seen",
@@ -244,6 +246,8 @@ class Client:
         self.taken_seen: int | None = None  # and the bytes it had taken by then
         self.ping_since: float | None = None  # monotonic time its ping went (or its bytes last shrank), unanswered
         self.ping_payload = b""
+        self.ping_ahead = 0  # bytes held for it, the ping included, when its ping went
+        self.ping_taken = 0  # and the bytes it had taken by then
         self.pinged_at = time.monotonic()
         self.last_sent = time.monotonic()
         self.closed = False
@@ -631,9 +635,12 @@ class Hub:
         if self._progressed(client):
             if client.busy_since is not None:
                 client.busy_since = now
-            if client.ping_since is not None:
-                client.ping_since = now
-            return None
+            # A ping still behind a backlog that moves waits on a slow link, not on the client. Once the bytes ahead
+            # of it have left, it is the client's to read and answer: a kernel that keeps taking a trickle for a
+            # program that reads nothing (small receive buffers do, for a while) no longer buys time.
+            if client.ping_since is not None and client.taken_seen is not None:
+                if client.taken_seen < client.ping_taken + client.ping_ahead:
+                    client.ping_since = now
         waited = now - min(t for t in (client.busy_since, client.ping_since) if t is not None)
         return waited if waited > self.limits.stall_timeout else None
 
@@ -693,6 +700,10 @@ class Hub:
                 if client.ping_since is None and now - client.pinged_at >= ping_every and client.peer.ping(ping):
                     client.ping_since = client.pinged_at = now
                     client.ping_payload = ping
+                    # What has to leave before the ping has (it included): see _stalled.
+                    pending = client.peer.pending() or 0
+                    client.ping_ahead = pending
+                    client.ping_taken = client.peer.written() - pending
                     self.stats.pings += 1
                 if client.widgets and now - client.last_sent >= self.limits.beat:
                     if beat is None:

@@ -375,6 +375,29 @@ async def test_a_slow_reader_whose_pong_waits_behind_its_backlog_stays():
         await rig.hub.stop()
 
 
+async def test_a_trickle_into_a_kernel_buffer_does_not_keep_a_deaf_client():
+    """Small receive buffers keep taking a trickle for a while after their program stopped reading. Once the bytes
+    that were ahead of its ping have left, that trickle no longer counts: only the pong does."""
+    rig = Rig(stall_timeout=STALL_TIMEOUT_S, beat=STALL_BEAT_S)
+    limits = HubLimits(stall_timeout=STALL_TIMEOUT_S, beat=STALL_BEAT_S)
+    rig.hub.start()
+    loop = asyncio.get_running_loop()
+    try:
+        deaf, deaf_client = rig.client(["counters"])
+        deaf.deaf = True
+        deaf.unsent = 500
+        stopped = loop.time()
+        while deaf_client in rig.hub.clients and loop.time() < stopped + 3 * limits.stall_bound:
+            await asyncio.sleep(0.02)
+            assert deaf.unsent is not None
+            deaf.written_bytes += 100  # the stream goes on: 5 KB/s written
+            deaf.unsent += 100 - 80  # and its kernel takes 4 KB/s of it, never read
+        took = loop.time() - stopped
+        assert deaf_client not in rig.hub.clients and deaf.closed_with == 4408, took
+    finally:
+        await rig.hub.stop()
+
+
 async def test_changes_are_coalesced_on_the_tick_and_idle_ones_go_at_once():
     """A lone change is flushed at once; a burst within one tick goes out as one batch."""
     tick = 0.6  # long: "at once" (a loop turn) and "on the next tick" stay far apart on a loaded machine too
