@@ -216,6 +216,7 @@ class Client:
     __slots__ = (
         "busy_since",
         "closed",
+        "held",
         "last_sent",
         "outbox",
         "outbox_bytes",
@@ -246,6 +247,9 @@ class Client:
         self.taken_seen: int | None = None  # and the bytes it had taken by then
         self.ping_since: float | None = None  # monotonic time its ping went (or its bytes last shrank), unanswered
         self.ping_payload = b""
+        # Its ping of a round ago is unanswered: what is written now would only deepen a backlog that the ping waits
+        # behind. Messages wait in the outbox (conflated into snapshots if it overflows) until the pong.
+        self.held = False
         self.ping_ahead = 0  # bytes held for it, the ping included, when its ping went
         self.ping_taken = 0  # and the bytes it had taken by then
         self.pinged_at = time.monotonic()
@@ -512,7 +516,7 @@ class Hub:
     def _deliver(self, client: Client, message: Outgoing) -> None:
         if client.closed:
             return
-        if not client.outbox and client.busy_since is None and not client.resync:
+        if not client.outbox and client.busy_since is None and not client.resync and not client.held:
             peer = client.peer
             if peer.write(message.frame):
                 client.last_sent = time.monotonic()
@@ -570,7 +574,7 @@ class Hub:
             while not client.closed:
                 await client.wake.wait()
                 client.wake.clear()
-                while not client.closed and (client.outbox or client.resync):
+                while not client.closed and not client.held and (client.outbox or client.resync):
                     if client.resync:
                         client.resync = False
                         message = self._resync_message(client)
@@ -627,8 +631,15 @@ class Hub:
     def _stalled(self, client: Client, now: float) -> float | None:
         """How long `client` has read nothing, when that is past the stall timeout; else None. Checks its ping
         (answered?) and its clocks (progress restarts them) on the way."""
-        if client.ping_since is not None and client.peer.pong() == client.ping_payload:
-            client.ping_since = None
+        if client.ping_since is not None:
+            if client.peer.pong() == client.ping_payload:
+                client.ping_since = None
+                if client.held:
+                    client.held = False
+                    if client.outbox or client.resync:
+                        self._kick(client)
+            else:
+                client.held = True
         if client.busy_since is None and client.ping_since is None:
             client.pending_seen = client.taken_seen = None
             return None
@@ -638,9 +649,9 @@ class Hub:
             # A ping still behind a backlog that moves waits on a slow link, not on the client. Once the bytes ahead
             # of it have left, it is the client's to read and answer: a kernel that keeps taking a trickle for a
             # program that reads nothing (small receive buffers do, for a while) no longer buys time.
-            if client.ping_since is not None and client.taken_seen is not None:
-                if client.taken_seen < client.ping_taken + client.ping_ahead:
-                    client.ping_since = now
+            taken = client.taken_seen
+            if client.ping_since is not None and taken is not None and taken < client.ping_taken + client.ping_ahead:
+                client.ping_since = now
         waited = now - min(t for t in (client.busy_since, client.ping_since) if t is not None)
         return waited if waited > self.limits.stall_timeout else None
 
