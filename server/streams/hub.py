@@ -24,9 +24,11 @@ Rules:
   `stall_timeout` closes it however quiet the stream (a client's kernel takes a
   quiet stream's bytes for minutes while its program reads none of them). A
   send that waits on a full buffer is the other clock. Either clock restarts
-  whenever the bytes left for the client (the transport's buffer and the
-  kernel's queue) shrink: a slow reader gets snapshots and stays, and only one
-  that reads nothing goes.
+  while the bytes left for the client (the transport's buffer and the kernel's
+  queue) shrink, the ping's only while it is still behind them: a slow reader
+  gets snapshots and stays, and only one that reads nothing goes. A client
+  whose ping of a round ago is unanswered is held: its messages wait in its
+  outbox until the pong, so a slow reader's backlog stays a round's worth.
 """
 
 from __future__ import annotations
