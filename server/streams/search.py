@@ -5,14 +5,17 @@ gives a `Query`; `run_query(state, query, sort, offset, limit)` answers it from
 the indexes the reducer keeps (jobs by status, channel, function, runner), so a
 request never scans Redis and rarely scans every job.
 
-Grammar: whitespace-separated terms. `field:value` filters (fields below; `*`
-is a wildcard; `-field:value` excludes); `"quoted values"` may hold spaces; a
-bare word matches the job id, function or correlation id as a substring.
+Grammar: whitespace-separated terms. `field:value` filters (fields below;
+`-field:value` excludes); `"quoted values"` may hold spaces; a bare word
+matches the job id, function or correlation id. Values match as
+`server/streams/patterns.py` says: a name (function, runner, id, correlation
+id) wherever the pattern occurs in it, case-insensitively, with `*` and `?` as
+wildcards (`func:send_*` finds `mail.send_welcome`); a keyword (status,
+channel) as a whole value.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import heapq
 import re
 from collections.abc import Callable, Iterable, Mapping, Set as AbstractSet
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+from server.streams.patterns import has_wildcard, keyword_matcher, name_matcher
 from server.streams.state import Job, State
 
 FIELDS = {
@@ -41,6 +45,7 @@ FIELDS = {
     "attempt": "attempt",
 }
 INDEXED = ("status", "channel", "fn", "runner")
+KEYWORDS = frozenset({"status", "channel"})  # matched as whole values; the other fields are names
 SORTS = ("updated", "-updated", "queued", "-queued", "started", "-started", "duration", "-duration", "attempt",
          "-attempt", "id", "-id")  # fmt: skip
 MAX_TERMS = 12
@@ -62,7 +67,11 @@ class Term:
 
     @property
     def wildcard(self) -> bool:
-        return "*" in self.value or "?" in self.value
+        return has_wildcard(self.value)
+
+    def matcher(self) -> Callable[[str], bool]:
+        """How this term's value matches a field's value (a keyword as a whole, a name anywhere in it)."""
+        return keyword_matcher(self.value) if self.field in KEYWORDS else name_matcher(self.value)
 
 
 @dataclass(frozen=True)
@@ -137,11 +146,12 @@ def _candidates(state: State, query: Query) -> tuple[AbstractSet[str] | None, se
             continue
         index = _index(state, term.field)
         ids: AbstractSet[str]
-        if term.wildcard:
-            keys = [k for k in index if fnmatch.fnmatchcase(k, term.value)]
-            ids = set().union(*(index[k] for k in keys)) if keys else set()
-        else:
+        if term.field in KEYWORDS and not term.wildcard:
             ids = index.get(term.value, set())
+        else:
+            matches = term.matcher()
+            keys = [k for k in index if matches(k)]
+            ids = set().union(*(index[k] for k in keys)) if keys else set()
         answered.add(position)
         best = ids if best is None else best & ids
         if not best:
@@ -178,10 +188,8 @@ def _term_test(term: Term) -> Callable[[Job], bool]:
         check = _attempt_test(value)
         return lambda job: check(job.attempt)
     if term.field == "":
-        needle = value.lower()
-        return lambda job: (
-            needle in job.id.lower() or needle in job.fn.lower() or (job.cid is not None and needle in job.cid.lower())
-        )
+        word = name_matcher(value)
+        return lambda job: word(job.id) or word(job.fn) or (job.cid is not None and word(job.cid))
     if term.field == "error":
         needle = value.lower().strip("*")
         return lambda job: job.error is not None and needle in job.error.lower()
@@ -193,9 +201,8 @@ def _term_test(term: Term) -> Callable[[Job], bool]:
         "cid": lambda job: job.cid,
         "job": lambda job: job.id,
     }[term.field]
-    if term.wildcard:
-        return lambda job: (v := getter(job)) is not None and fnmatch.fnmatchcase(v, value)
-    return lambda job: getter(job) == value
+    matches = term.matcher()
+    return lambda job: (v := getter(job)) is not None and matches(v)
 
 
 def _sort_key(sort: str) -> tuple[Callable[[Job], Any], bool]:
@@ -243,7 +250,7 @@ def _filter(pool: Iterable[Job], query: Query) -> list[Job]:
     """The jobs of `pool` that match every term (which the indexes did not answer)."""
     if not query.terms:
         return list(pool)
-    if all(t.field == "" and not t.negate for t in query.terms):
+    if all(t.field == "" and not t.negate and not t.wildcard for t in query.terms):
         # Bare words only (the search box): one comprehension, no call per job, is several times faster.
         found = list(pool)
         for term in query.terms:

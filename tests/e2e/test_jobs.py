@@ -417,3 +417,26 @@ def test_first_load_weight(page: Page, simulated_fleet: SimulatedFleet) -> None:
     finally:
         other.close()
     manage.assert_within_budget("the Operations Center's first load")
+
+
+def test_the_search_placeholders_and_examples_find_jobs_on_the_demo(
+    page: Page, simulated_fleet: SimulatedFleet
+) -> None:
+    """The job table's placeholder (also the README's example), `status:failed channel:email func:send_*`, finds
+    failed email jobs on the simulated fleet, as do the help's examples that a few minutes of the demo fill."""
+    server = simulated_fleet.server
+    open_page(page, server, TABLE)
+    placeholder = page.locator("#jt-q").get_attribute("placeholder") or ""
+    example = placeholder.split("(")[0].strip()
+    assert example == "status:failed channel:email func:send_*", placeholder
+    page.locator("#jt-help-btn").click()
+    examples = page.locator(".jt-example").all_inner_texts()
+    # A failed email job takes the fleet a while (1.5-4% of email attempts fail): the first wait is long.
+    for q in [example, *[e for e in examples if e in DEMO_FILLS]]:
+        search(page, q)
+        wait_rows(page, all_rows("true"), timeout=60_000 if q == example else 15_000)
+    assert set(DEMO_FILLS) <= set(examples), examples
+
+
+# The help's examples the simulated fleet fills within a minute (retries and error words take longer).
+DEMO_FILLS = ("status:failed channel:email", "status:running", "func:reports.* -status:completed", "cid:order-*")

@@ -21,6 +21,7 @@ PURE = [
     "server/streams/reducer.py",
     "server/streams/rules.py",
     "server/streams/search.py",
+    "server/streams/patterns.py",
     "server/streams/mergepatch.py",
     "server/streams/widgets/__init__.py",
     "server/streams/widgets/common.py",

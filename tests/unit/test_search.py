@@ -121,3 +121,57 @@ def test_find_by_id_then_correlation_id(state):
     assert [j.id for j in search.find(state, "j03")] == ["j03"]
     assert [j.id for j in search.find(state, "order-1")] == ["j05", "j04", "j03"]
     assert search.find(state, "nothing") == []
+
+
+def test_the_examples_people_are_shown_find_what_they_promise(state):
+    """The job table's placeholder and the README's example find jobs: a name pattern matches anywhere in the name
+    (`func:send_*` in mail.send_welcome), while keywords stay whole values (`channel:mail` is not `email`)."""
+    assert ids(run_query(state, parse_query("status:failed channel:email func:send_*"))) == ["j03"]
+    assert run_query(state, parse_query("func:send_*")).total == 8
+    assert run_query(state, parse_query("func:*send*")).total == 8
+    assert run_query(state, parse_query("func:SEND_w?lcome")).total == 4
+    assert run_query(state, parse_query("func:send_welcome")).total == 4  # a plain name is found inside one
+    assert run_query(state, parse_query("send_*")).total == 8  # so is a bare pattern
+    assert run_query(state, parse_query("channel:mail")).total == 0
+    assert run_query(state, parse_query("channel:e*")).total == 6
+    assert run_query(state, parse_query("status:fail*")).total == 2
+    assert run_query(state, parse_query("cid:order-3")).total == 3
+    assert run_query(state, parse_query("-func:send_*")).total == 4
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name", "found"),
+    [
+        ("web-*-r2", "eu-west-web-01-r2", True),
+        ("web-*-r2", "eu-west-web-01-r3", False),
+        ("WEB", "eu-west-web-01-r2", True),
+        ("w?b-01", "eu-west-web-01-r2", True),
+        ("a.b", "axb", False),  # only * and ? are special
+        ("[ab]", "a", False),
+        ("*", "", True),
+    ],
+)
+def test_a_name_pattern_floats_and_only_star_and_question_mark_are_wild(pattern, name, found):
+    from server.streams.patterns import name_matcher
+
+    assert name_matcher(pattern)(name) is found
+
+
+def test_the_runner_grid_finds_its_placeholder_pattern_and_counts_within_the_search():
+    """The runners page's placeholder `web-*-r2` finds runners; the status and region counts are those of the
+    runners the search finds, so the filters still offer real choices."""
+    from server.streams.widgets import ViewLimits
+    from server.streams.widgets.fleet import fleet
+    from tests.unit.factories import beat
+
+    st = initial_state()
+    for region in ("eu-west", "us-east"):
+        for n in range(3):
+            for replica in ("r1", "r2"):
+                src = f"{region}-web-0{n}-{replica}"
+                fold(st, beat(src, ts=T0, region=region, host=f"host-{n}"), T0)
+    view = fleet(st, ViewLimits(), q="web-*-r2")
+    assert view["total"] == 6 and all(r.endswith("-r2") for r in view["order"])
+    assert sum(view["counts"].values()) == 6 and view["regions"] == {"eu-west": 3, "us-east": 3}
+    assert fleet(st, ViewLimits(), q="web-*-r2", region="us-east")["total"] == 3
+    assert fleet(st, ViewLimits(), q="HOST-1")["total"] == 4  # the host, case-insensitive
