@@ -567,3 +567,69 @@ def test_a_thousand_runners(page: Page, live_server: LiveServer, source: Source)
     steps = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in figures["steps"].items())
     longest = max(figures["long_tasks_ms"], default=0)
     print(f"1,000 runners: {steps} (goal {FILTER_GOAL_S:.0f} s each); longest task {longest} ms")
+
+
+def test_the_search_placeholders_example_finds_runners_and_keeps_the_filters_counts(
+    page: Page, live_server: LiveServer, simulated_fleet: SimulatedFleet
+) -> None:
+    """The search box's own example, `web-*-r2`, finds the fleet's web runners of replica 2 (ids like
+    eu-west-web-01-r2), and the status and region choices count the runners it found instead of collapsing."""
+    open_console(page, live_server)
+    example = re.search(r"\(([^)]*)\)", page.locator("#f-q").get_attribute("placeholder") or "")
+    assert example, "the placeholder shows an example"
+    page.locator("#f-q").fill(example.group(1))
+    page.wait_for_function(
+        "() => { const c = [...document.querySelectorAll('#fleet .rcard')];"
+        " return c.length >= 1 && c.every((e) => /web-.*-r2$/.test(e.dataset.key)); }"
+    )
+    found = len(card_keys(page))
+    expect(page.locator("#fleet [data-f=total]")).to_have_text(str(found))
+    # The region buttons and status options count within the search: they add up to what it found.
+    regions = page.locator("#f-region [data-region]:not([data-region=''])").all_inner_texts()
+    assert sum(int(re.findall(r"\d+", text)[-1]) for text in regions) == found, regions
+    options = page.locator("#f-status option[value]:not([value=''])").all_inner_texts()
+    assert sum(int(m.group(1)) for text in options if (m := re.search(r"\((\d+)\)", text))) == found, options
+
+
+def test_cards_keep_their_place_by_id_and_never_move_under_the_pointer(
+    page: Page, live_server: LiveServer, simulated_fleet: SimulatedFleet, source: Source
+) -> None:
+    """The grid is in id order, however the runners flip between busy and online; problems are named in a strip of
+    their own. A runner that joins while the pointer is on a card does not move that card: for 10 s of live updates
+    it stays where it is; the new card waits at the end and takes its place in order once the pointer leaves."""
+    open_console(page, live_server)
+    expect(page.locator("#fleet .rcard")).to_have_count(6, timeout=15_000)
+    wait_for_messages(page, 5)
+    keys = card_keys(page)
+    assert keys == sorted(keys), keys
+
+    # A silent runner shows in the problem strip, the grid stays in id order.
+    source.beats(source.beat("zz-e2e-silent", region="e2e-north", interval=1.0))  # stale 2.5 s after
+    expect(card(page, "zz-e2e-silent")).to_be_visible()
+    target = card(page, keys[2])
+    target.hover()
+    before = target.bounding_box()
+    assert before is not None
+    # A runner whose id sorts first joins while the pointer rests on the third card.
+    source.beats(source.beat("a-e2e-joiner", region="e2e-north"))
+    expect(card(page, "a-e2e-joiner")).to_be_visible()
+    start = time.monotonic()
+    while time.monotonic() - start < 10:
+        wait_for_messages(page, 1)
+        box = target.bounding_box()
+        assert box is not None and (box["x"], box["y"]) == (before["x"], before["y"]), (before, box)
+    assert card_keys(page)[-1] == "a-e2e-joiner"  # held at the end while the pointer was there
+    page.mouse.move(0, 0)  # the pointer leaves the grid: the order is applied
+    page.wait_for_function(
+        "() => document.querySelector('#fleet .rcard')?.dataset.key === 'a-e2e-joiner'", timeout=5_000
+    )
+    keys = card_keys(page)
+    assert keys == sorted(keys), keys
+    # The silent runner turned stale (2.5 intervals without a beat): it is named in the strip, and the name
+    # leads to its card.
+    strip = page.locator("#fleet [data-f=problems]")
+    expect(strip.locator('li[data-key="zz-e2e-silent"] .badge')).to_have_text(
+        re.compile("^(stale|offline)$"), timeout=15_000
+    )
+    strip.locator('li[data-key="zz-e2e-silent"] a').click()
+    expect(card(page, "zz-e2e-silent").locator(".rc-more")).to_be_focused()

@@ -121,11 +121,12 @@ def scheduled(state: State, limits: ViewLimits) -> View:
     return {"rows": rows, "order": upcoming, "total": len(state.scheduled)}
 
 
-_STATUS_RANK = {status: rank for rank, status in enumerate(RUNNER_STATUSES)}
+# Problems first; busy and online share a rank, so a row keeps its place while its runner flips between them.
+_STATUS_RANK = {"offline": 0, "stale": 1, "draining": 2, "busy": 3, "online": 3}
 
 
 def runners(state: State, limits: ViewLimits) -> View:
-    """Runners, problems first (offline, stale, draining, busy, online), then by id."""
+    """Runners, problems first (offline, stale, draining), then the live ones (busy or online) by id."""
     counts = dict.fromkeys(RUNNER_STATUSES, 0)
     for runner in state.runners.values():
         counts[runner.status] += 1

@@ -5,14 +5,16 @@ Pure layer: standard library only. Shapes are documented in docs/protocol.md sec
 
 from __future__ import annotations
 
-import fnmatch
 from itertools import islice
 
+from server.streams.patterns import name_matcher
 from server.streams.state import RUNNER_STATUSES, Runner, State
 from server.streams.widgets.common import View, ViewLimits, compact
 
 STATUS_RANK = {status: rank for rank, status in enumerate(RUNNER_STATUSES)}
 LIVE_RUNNER = frozenset({"online", "busy", "draining"})
+PROBLEMS = ("offline", "stale")  # runners the problem strip names, worst first
+PROBLEM_STRIP = 12  # at most this many named; `problems` counts them all
 
 
 def card(runner: Runner) -> View:
@@ -46,15 +48,18 @@ def _matches(runner: Runner, q: str, region: str, status: str) -> bool:
     if status and runner.status != status:
         return False
     if q:
-        if any(c in q for c in "*?["):
-            return fnmatch.fnmatchcase(runner.id, q)
-        needle = q.lower()
-        return needle in runner.id.lower() or needle in runner.host.lower()
+        matches = name_matcher(q)  # anywhere in the id or the host: `web-*-r2` finds eu-west-web-01-r2
+        return matches(runner.id) or matches(runner.host)
     return True
 
 
 def fleet(state: State, limits: ViewLimits, q: str = "", region: str = "", status: str = "", page: int = 1) -> View:
-    """One page of runner cards matching the filters, problems first; counts by status and region for the filters."""
+    """One page of runner cards matching the filters, by id; counts by status and region for the filters; the
+    problem runners among the matches, worst first, for a strip of their own.
+
+    By id, not problems first: a card keeps its place while its runner flips between busy and online every
+    second (the card under the pointer must stay the card it was), and problems still show first, in the strip.
+    """
     by_status = dict.fromkeys(RUNNER_STATUSES, 0)
     by_region: dict[str, int] = {}
     matched = []
@@ -65,7 +70,8 @@ def fleet(state: State, limits: ViewLimits, q: str = "", region: str = "", statu
             by_region[runner.region] = by_region.get(runner.region, 0) + 1
         if _matches(runner, q, region, status):
             matched.append(runner)
-    matched.sort(key=lambda r: (STATUS_RANK.get(r.status, 9), r.id))
+    matched.sort(key=lambda r: r.id)
+    problems = sorted((r for r in matched if r.status in PROBLEMS), key=lambda r: (STATUS_RANK[r.status], r.id))
     size = limits.fleet_page
     pages = max(1, -(-len(matched) // size))
     page = min(max(1, page), pages)
@@ -80,6 +86,9 @@ def fleet(state: State, limits: ViewLimits, q: str = "", region: str = "", statu
         "size": size,
         "counts": by_status,
         "regions": by_region,
+        "problems": {r.id: r.status for r in problems[:PROBLEM_STRIP]},
+        "problem_order": [r.id for r in problems[:PROBLEM_STRIP]],
+        "problem_total": len(problems),
     }
 
 

@@ -141,6 +141,8 @@ document.getElementById("f-clear")?.addEventListener("click", () => {
   search.focus();
 });
 
+fleet.setupProblems(fleetRoot);
+
 fleetRoot.querySelector('[data-f="pager"]')?.addEventListener("click", (event) => {
   const button = /** @type {HTMLElement} */ (event.target).closest("[data-page]");
   const data = fleet.lastData;

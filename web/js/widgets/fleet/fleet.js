@@ -1,16 +1,22 @@
 // @ts-check
 /**
- * The runner grid (`fleet?q=&region=&status=&page=`): one keyed card per runner of the page. A card is
+ * The runner grid (`fleet?q=&region=&status=&page=`): one keyed card per runner of the page, by id. A card is
  * built once and updated in place (card.js); a re-sort moves the fewest cards (those off the longest
  * run already in order), with moveBefore where the browser has it so focus and state survive the move.
+ *
+ * Cards never move under the operator: while the pointer is over the grid, keyboard focus is in it, or a card's
+ * menu is open, an update changes cards in place only (a runner that joined goes at the end, one that left is
+ * dimmed), and the grid takes its order once the pointer and focus leave. Problem runners (offline, stale) are
+ * named in a strip of their own above it, one line high whatever it holds, so the grid need not sort them first.
  */
-import { count, setText } from "../../format.js";
+import { count, el, setText } from "../../format.js";
 import { cardRow, createCard, pulse, setCardSelected, updateCard } from "./card.js";
 
 /** @typedef {import("./card.js").RunnerCard} RunnerCard */
 /**
  * @typedef {{rows: Record<string, RunnerCard>, order: string[], total: number, all: number, page: number,
- *   pages: number, size: number, counts: Record<string, number>, regions: Record<string, number>}} FleetData
+ *   pages: number, size: number, counts: Record<string, number>, regions: Record<string, number>,
+ *   problems?: Record<string, string>, problem_order?: string[], problem_total?: number}} FleetData
  */
 
 /** Runner ids the operator selected (kept across updates, re-sorts, pages and filters). */
@@ -77,6 +83,71 @@ function place(/** @type {HTMLElement} */ parent, /** @type {HTMLElement} */ nod
   parent.insertBefore(node, ref);
 }
 
+/** Is the operator on the grid: its pointer over it, its focus in it, or a card's menu open? @param {HTMLElement} grid */
+function inUse(grid) {
+  const menu = document.getElementById("runner-menu");
+  return grid.matches(":hover") || grid.contains(document.activeElement) || (!!menu && !menu.hidden);
+}
+
+/**
+ * Update the cards in place without moving one: new runners at the end, gone ones dimmed until the order is
+ * applied. Returns whether anything waits for that.
+ * @param {HTMLElement} grid
+ * @param {FleetData} data
+ */
+function updateInPlace(grid, data) {
+  /** @type {Map<string, HTMLElement>} */
+  const existing = new Map();
+  for (const child of grid.children) existing.set(/** @type {HTMLElement} */ (child).dataset.key || "", /** @type {HTMLElement} */ (child));
+  let waiting = false;
+  const shown = new Set();
+  for (const key of data.order || []) {
+    const row = data.rows[key];
+    if (!row) continue;
+    shown.add(key);
+    let card = existing.get(key);
+    if (!card) {
+      card = createCard(key, selected.has(key));
+      grid.append(card);
+      pulse(card);
+      waiting = true;
+    }
+    updateCard(card, row);
+    if (card.classList.contains("rcard-gone")) card.classList.remove("rcard-gone");
+  }
+  for (const [key, card] of existing) {
+    if (!shown.has(key)) {
+      card.classList.add("rcard-gone");
+      waiting = true;
+    }
+  }
+  return waiting || (data.order || []).some((key, i) => grid.children[i]?.getAttribute("data-key") !== key);
+}
+
+/** @type {WeakSet<HTMLElement>} grids with a pending re-order, waiting for the pointer and focus to leave */
+const holding = new WeakSet();
+
+/** Once the operator leaves `grid`, give it the order of the data it last got. @param {HTMLElement} root @param {HTMLElement} grid */
+function applyOnLeave(root, grid) {
+  if (holding.has(grid)) return;
+  holding.add(grid);
+  const release = () => {
+    // Leaving a card for its own menu (outside the grid) is not leaving: the menu's close brings focus back.
+    requestAnimationFrame(() => {
+      if (inUse(grid) || !holding.has(grid)) return;
+      holding.delete(grid);
+      grid.removeEventListener("pointerleave", release);
+      grid.removeEventListener("focusout", release);
+      document.removeEventListener("pointerup", release);
+      const key = lastKey.get(root);
+      if (lastData && key !== undefined) syncCards(grid, lastData, true);
+    });
+  };
+  grid.addEventListener("pointerleave", release);
+  grid.addEventListener("focusout", release);
+  document.addEventListener("pointerup", release); // a menu item chosen or dismissed away from the grid
+}
+
 /**
  * Make `grid`'s cards those of `data.order`, in order; reuse every card that is still shown.
  * @param {HTMLElement} grid
@@ -110,6 +181,7 @@ function syncCards(grid, data, flashNew) {
     wanted.push(card);
   }
   for (const card of existing.values()) card.remove();
+  for (const card of wanted) if (card.classList.contains("rcard-gone")) card.classList.remove("rcard-gone");
   for (const child of grid.children) position.set(/** @type {HTMLElement} */ (child), i++);
   const keep = longestRun(wanted.map((card) => position.get(card) ?? -1));
   /** @type {Element | null} */
@@ -132,7 +204,14 @@ export function render(root, data, key) {
   const flashNew = lastKey.get(root) === key;
   lastKey.set(root, key);
   lastData = data;
-  syncCards(grid, data, flashNew);
+  // The same view updating (not a filter or page the operator chose) while they are on the grid: hold the order.
+  if (flashNew && inUse(grid)) {
+    if (updateInPlace(grid, data)) applyOnLeave(root, grid);
+  } else {
+    holding.delete(grid);
+    syncCards(grid, data, flashNew);
+  }
+  renderProblems(root, data);
 
   const shown = data.order.length;
   const first = (data.page - 1) * data.size + 1;
@@ -155,6 +234,64 @@ export function render(root, data, key) {
       if (button.disabled !== disabled) button.disabled = disabled;
     }
   }
+}
+
+/**
+ * The strip naming the problem runners among the matches (offline first, then stale); a name scrolls to its card
+ * when the card is on this page, and otherwise links to a search for it.
+ * @param {HTMLElement} root
+ * @param {FleetData} data
+ */
+function renderProblems(root, data) {
+  const strip = field(root, "problems");
+  if (!strip) return;
+  const order = data.problem_order || [];
+  const list = /** @type {HTMLElement} */ (strip.querySelector("ul"));
+  /** @type {Map<string, HTMLElement>} */
+  const existing = new Map();
+  for (const child of list.children) existing.set(/** @type {HTMLElement} */ (child).dataset.key || "", /** @type {HTMLElement} */ (child));
+  /** @type {HTMLElement[]} */
+  const items = [];
+  for (const id of order) {
+    let li = existing.get(id);
+    if (!li) {
+      li = document.createElement("li");
+      li.dataset.key = id;
+      const link = document.createElement("a");
+      link.href = `?q=${encodeURIComponent(id)}`;
+      link.className = "problem";
+      link.append(el("span", "problem-id", id), el("span", "badge"));
+      li.append(link);
+    }
+    const status = (data.problems || {})[id] || "";
+    const badge = /** @type {HTMLElement} */ (li.querySelector(".badge"));
+    if (badge.textContent !== status) {
+      badge.textContent = status;
+      badge.className = `badge ${status}`;
+    }
+    items.push(li);
+  }
+  if (items.length !== list.children.length || items.some((li, i) => list.children[i] !== li)) list.replaceChildren(...items);
+  const more = (data.problem_total || 0) - order.length;
+  setText(field(root, "problem-more"), more > 0 ? `and ${count(more)} more` : "");
+  // Always there, one line high, so that it appearing or growing never moves the grid under the pointer.
+  const none = field(root, "problem-none");
+  if (none.hidden !== order.length > 0) none.hidden = order.length > 0;
+}
+
+/** A problem's name scrolls to its card when the card is on this page (else the link searches for it). */
+export function setupProblems(/** @type {HTMLElement} */ root) {
+  const strip = field(root, "problems");
+  strip?.addEventListener("click", (event) => {
+    const link = /** @type {HTMLElement} */ (event.target).closest("a.problem");
+    const id = link?.parentElement?.dataset.key;
+    const card = id ? cardOf(root, id) : null;
+    if (!card) return;
+    event.preventDefault();
+    card.scrollIntoView({ block: "center", behavior: "smooth" });
+    /** @type {HTMLElement | null} */ (card.querySelector(".rc-more"))?.focus({ preventScroll: true });
+    pulse(card);
+  });
 }
 
 /** @param {HTMLElement} root @param {string} name */
