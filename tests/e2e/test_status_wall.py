@@ -414,3 +414,21 @@ def test_wall_memory_stays_bounded(page: Page, live_server: LiveServer, redis_ur
     assert end["nodes"] < 5_000, report
     assert end["listeners"] <= start["listeners"] + 2, report
     expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+
+
+def test_the_wall_and_the_overview_say_the_same_sla_ratio(page: Page, live_server: LiveServer, feed: Source) -> None:
+    """One formatter: a backlog whose oldest job has waited 2.5 times its SLA (the default, 300 s) reads "2.5× SLA"
+    on the wall and on the overview (the wall used to round it down to "2×", the overview said "2.5×")."""
+    oldest = time.time() - 2.55 * 300  # mid-step: the words hold for 15 s of ticking
+    feed.depth(**{"e2e-late": {"queued": 12, "oldest": oldest}})
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    open_live(page, live_server, WALL)
+    wall_row = page.locator('[data-widget=backlogs] tr[data-key="e2e-late"]')
+    expect(wall_row.locator(".wall-c-sla .wall-sub")).to_have_text(re.compile(r"^2\.5× SLA · "))
+    expect(wall_row).to_have_attribute("data-level", "critical")
+    overview = page.context.new_page()
+    open_live(overview, live_server, "/admin/jobs/overview")
+    row = overview.locator('[data-widget=backlogs] li[data-key="e2e-late"]')
+    expect(row.locator(".ratio")).to_have_text("2.5× SLA")
+    expect(row).to_have_attribute("data-level", "critical")
+    overview.close()

@@ -58,3 +58,17 @@ export function linkStylesheet(href) {
   document.head.append(link);
   return /** @type {Promise<void>} */ (loaded);
 }
+
+/**
+ * How far a wait is into its SLA, in the same words on every page: "45% of SLA", "1.0× SLA", "4.7× SLA". Both are
+ * rounded down, so the words never say more than the grade (below): 0.999 is "99% of SLA", 1.99 is "1.9× SLA".
+ * @param {number} ratio the wait divided by the SLA
+ */
+export function slaWords(ratio) {
+  return ratio >= 1 ? `${(Math.floor(ratio * 10) / 10).toFixed(1)}× SLA` : `${Math.floor(ratio * 100)}% of SLA`;
+}
+
+/** 0 within the SLA, 1 over it, 2 at twice it or more (the hot-issue rule's critical). @param {number} ratio */
+export function slaGrade(ratio) {
+  return ratio >= 2 ? 2 : ratio >= 1 ? 1 : 0;
+}

@@ -8,7 +8,7 @@
 import { perform } from "../../action.js";
 import { now, span } from "../../clock.js";
 import { can, canClearStuck } from "../../commands.js";
-import { count, el, setText } from "../../format.js";
+import { count, el, setText, slaGrade, slaWords } from "../../format.js";
 import { gate } from "../../gate.js";
 import { field, setAttr, syncList } from "./list.js";
 
@@ -113,8 +113,9 @@ function refreshBars(scope) {
     const ratio = Math.max(0, t - oldest) / sla;
     const width = `${Math.min(100, ratio * 100).toFixed(1)}%`;
     if (fill.style.width !== width) fill.style.width = width;
-    setText(ratioNode, ratio >= 1 ? `${ratio.toFixed(1)}× SLA` : `${Math.round(ratio * 100)}% of SLA`);
-    setAttr(fill, "class", `bar-fill ${ratio >= 2 ? "bad" : ratio >= 1 ? "warn" : "ok"}`);
-    setAttr(li, "data-level", ratio >= 2 ? "critical" : ratio >= 1 ? "over" : "within");
+    const grade = slaGrade(ratio);
+    setText(ratioNode, slaWords(ratio));
+    setAttr(fill, "class", `bar-fill ${["ok", "warn", "bad"][grade]}`);
+    setAttr(li, "data-level", ["within", "over", "critical"][grade]);
   }
 }

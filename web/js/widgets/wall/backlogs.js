@@ -5,7 +5,7 @@
  * every second between updates (the wait grows while nothing changes).
  */
 import { now, span } from "../../clock.js";
-import { count, el, setText } from "../../format.js";
+import { count, el, setText, slaGrade, slaWords } from "../../format.js";
 import { newRow, syncRows } from "../rows.js";
 import { fitRows } from "./fit.js";
 
@@ -73,9 +73,8 @@ export function tick(root) {
       const age = Math.max(0, t - oldest);
       const ratio = age / sla;
       width = Math.min(1, ratio);
-      level = ratio > 2 ? "critical" : ratio > 1 ? "warning" : "ok";
-      const state = ratio > 2 ? `${Math.floor(ratio)}× over SLA` : ratio > 1 ? "over SLA" : `${Math.round(ratio * 100)}% of SLA`;
-      words = `${state} · ${span(age)} of ${span(sla)}`;
+      level = ["ok", "warning", "critical"][slaGrade(ratio)];
+      words = `${slaWords(ratio)} · ${span(age)} of ${span(sla)}`;
     } else if (Number.isFinite(oldest)) {
       words = `oldest ${span(Math.max(0, t - oldest))}`;
     }
