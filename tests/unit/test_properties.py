@@ -402,3 +402,61 @@ def test_over_the_real_hub_snapshot_plus_patches_equal_every_widget_and_view_at_
     assemble(held, seqs, client.peer.messages)
     for key in keys:
         assert held[key] == projections[key](), key
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=streams(max_size=80))
+def test_widgets_that_show_the_same_quantity_agree_after_every_event(events):
+    """Wherever two widgets show the same quantity, they show the same number at the same seq: the counters and
+    the Live Jobs and Scheduled headers, the channel capacity table's per-channel depths and the counters, the
+    backlogs and the capacity table, and the runner counts of the dashboard, the wall, and the runner grid."""
+    from server.streams.widgets import fleet
+
+    state = initial_state(SMALL)
+    for event, at in events:
+        fold(state, event, at)
+        v = views(state)
+        counters = v["counters"]
+        pending, running, scheduled = (counters[k]["v"] for k in ("pending", "running", "scheduled"))
+        assert (pending, running) == (v["live_jobs"]["queued"], v["live_jobs"]["running"])
+        assert scheduled == v["scheduled"]["total"]
+        # Live Jobs' rows: running ones first, then queued, each with the status of its part.
+        statuses = [row["status"] for row in (v["live_jobs"]["rows"][k] for k in v["live_jobs"]["order"])]
+        assert statuses == sorted(statuses, key=lambda s: s != "running") and set(statuses) <= {"running", "queued"}
+        capacity = v["channels"]["rows"]
+        if state.channels:  # the counts are the depth's: the capacity table's channels add up to them
+            assert sum(r["queued"] for r in capacity.values()) == pending
+            assert sum(r["inflight"] for r in capacity.values()) == running
+            assert sum(r["scheduled"] for r in capacity.values()) == scheduled
+        for name, row in v["backlogs"]["rows"].items():
+            assert (row["queued"], row["inflight"]) == (capacity[name]["queued"], capacity[name]["inflight"])
+        # Runners by status: the wall's summary, the dashboard's list and the grid (no filters) count alike.
+        grid = fleet.fleet(state, VL)
+        summary = v["fleet_summary"]
+        assert summary["counts"] == v["runners"]["counts"] == grid["counts"]
+        assert (
+            summary["total"] == v["runners"]["total"] == grid["all"] == grid["total"] == sum(summary["counts"].values())
+        )
+        by_region = {region: sum(c.values()) for region, c in summary["regions"].items()}
+        assert sum(by_region.values()) == summary["total"]
+        assert {(r or "-"): n for r, n in grid["regions"].items()} == by_region
+        problems = {r: s for r, s in grid["problems"].items()}
+        assert grid["problem_total"] == summary["counts"]["offline"] + summary["counts"]["stale"] >= len(problems)
+
+
+def test_the_counts_follow_the_jobs_until_a_depth_is_reported_then_the_depth():
+    """With no depth reported (a producer that sends job events only), the counts are the jobs followed; from the
+    first depth on, the broker's, everywhere at once."""
+    state = initial_state()
+    fold(state, SourceStatus(connected=True, at=T0), T0)
+    for i, event in enumerate(["queued", "queued", "started"]):
+        job = JobEvent(v=1, id=f"e{i}", src="p", seq=i, ts=T0, event=event, job=f"j{i}", channel="email",  # type: ignore[arg-type]
+                       fn="mail.send", attempt=1, runner="r0" if event == "started" else None)  # fmt: skip
+        fold(state, job, T0)
+    v = views(state)
+    assert (v["counters"]["pending"]["v"], v["counters"]["running"]["v"]) == (2, 1)
+    assert (v["live_jobs"]["queued"], v["live_jobs"]["running"]) == (2, 1)
+    fold(state, Depth(v=1, src="b", seq=1, ts=T0, channels={"email": ChannelDepth(queued=40, inflight=7)}), T0)
+    v = views(state)
+    assert (v["counters"]["pending"]["v"], v["counters"]["running"]["v"]) == (40, 7)
+    assert (v["live_jobs"]["queued"], v["live_jobs"]["running"]) == (40, 7)

@@ -34,13 +34,17 @@ __all__ = [
     "scheduled",
 ]
 
+# The counts now (widgets.common.live_counts) are the depth's (COUNTERS; CHANNELS when the first one arrives)
+# or, with no depth reported, the followed jobs' (LIVE, SCHEDULED): every widget that shows them reads all four.
+COUNTS = reducer.COUNTERS | reducer.CHANNELS | reducer.LIVE | reducer.SCHEDULED
+
 WIDGETS: tuple[Widget, ...] = (
     # The Compact Jobs Dashboard (section 3.7).
-    Widget("counters", reducer.COUNTERS | reducer.SERIES, dashboard.counters),
+    Widget("counters", COUNTS | reducer.SERIES, dashboard.counters),
     Widget("published", reducer.SERIES, dashboard.published),
-    Widget("live_jobs", reducer.LIVE, dashboard.live_jobs),
+    Widget("live_jobs", COUNTS, dashboard.live_jobs),
     Widget("failures", reducer.FAILURES, dashboard.failures),
-    Widget("scheduled", reducer.SCHEDULED, dashboard.scheduled),
+    Widget("scheduled", COUNTS, dashboard.scheduled),
     Widget("runners", reducer.RUNNERS, dashboard.runners),
     Widget("health", reducer.HEALTH, dashboard.health),
     # The Jobs Overview (section 3.8).

@@ -14,6 +14,20 @@ from server.streams.state import State
 View = dict[str, Any]
 
 
+def live_counts(state: State) -> tuple[int, int, int]:
+    """How many jobs are queued, running and scheduled now: one definition for every widget that shows them.
+
+    The broker's depth where any channel reports one (it counts every job, those queued before jobpulse started
+    included, and the channel capacity table's per-channel numbers sum to it); else the jobs jobpulse followed
+    from their events. Two widgets with their own definitions disagreed on the same page (the dashboard's Running
+    counter read 2-4 below the Live Jobs header: depth is sampled, events are not).
+    """
+    if state.channels:
+        queued, running, scheduled = state.totals
+        return queued, running, scheduled
+    return len(state.queued), len(state.running), len(state.scheduled)
+
+
 @dataclass(frozen=True)
 class ViewLimits:
     """How much each widget shows (set from Settings)."""

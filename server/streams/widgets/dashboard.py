@@ -25,19 +25,18 @@ from server.streams.state import (
     Job,
     State,
 )
-from server.streams.widgets.common import View, ViewLimits
+from server.streams.widgets.common import View, ViewLimits, live_counts
 
 
 def counters(state: State, limits: ViewLimits) -> View:
     """Pending, running, scheduled now and 24 h ago; completed and failed in the last 24 h and the 24 h before."""
     day, before = state.sums
-    yesterday = state.series.get(state.minute - DAY_MINUTES)
+    # The minute series holds the depth's totals: a comparison only where the counts now are depth too.
+    yesterday = state.series.get(state.minute - DAY_MINUTES) if state.channels else None
+    pending, running, scheduled = live_counts(state)
     view: View = {}
-    for name, column, value in (
-        ("pending", PENDING, state.totals[0]),
-        ("running", RUNNING, state.totals[1]),
-        ("scheduled", SCHEDULED, state.totals[2]),
-    ):
+    for name, column, value in (("pending", PENDING, pending), ("running", RUNNING, running),
+                                ("scheduled", SCHEDULED, scheduled)):  # fmt: skip
         entry: dict[str, int] = {"v": value}
         if yesterday is not None:
             entry["prev"] = yesterday[column]
@@ -82,7 +81,8 @@ def live_jobs(state: State, limits: ViewLimits) -> View:
         ids.extend(islice(state.queued, limits.live_rows - len(ids)))
     jobs = state.jobs
     rows = {job_id: _job_row(jobs[job_id]) for job_id in ids}
-    return {"rows": rows, "order": ids, "running": len(state.running), "queued": len(state.queued)}
+    queued, running, _scheduled = live_counts(state)  # the counters' numbers, not the rows' own count
+    return {"rows": rows, "order": ids, "running": running, "queued": queued}
 
 
 def failures(state: State, limits: ViewLimits) -> View:
@@ -118,7 +118,7 @@ def scheduled(state: State, limits: ViewLimits) -> View:
         job = jobs[job_id]
         row = {"job": job.id, "fn": job.fn, "channel": job.channel, "run_at": job.run_at or 0.0, "attempt": job.attempt}
         rows[job_id] = row
-    return {"rows": rows, "order": upcoming, "total": len(state.scheduled)}
+    return {"rows": rows, "order": upcoming, "total": live_counts(state)[2]}
 
 
 # Problems first; busy and online share a rank, so a row keeps its place while its runner flips between them.
