@@ -305,6 +305,19 @@ def preview(state: State, action: str, args: Args, now: float) -> Preview:
     if isinstance(args, RunnersArgs | RestartArgs):
         ids = addressed(state, args)
         verb = action.split(".", 1)[1]
+        if len(ids) == 1 and args.runners != "*":
+            # One runner: say what happens to it, by name, with the jobs it runs now.
+            runner = state.runners.get(ids[0])
+            active = len(runner.active) if runner is not None else 0
+            jobs = f"its {_plural(active, 'running job')}" if active else "it (it runs no job now)"
+            then = {
+                "restart": f" It finishes {jobs} first (those still running at the timeout are requeued), then "
+                "restarts.",
+                "shutdown": f" It finishes {jobs} first (those still running at the timeout are requeued), then "
+                "stops, and stays down until started again.",
+                "drain": " It takes no new jobs and finishes the ones it runs.",
+            }.get(verb, "")
+            return Preview(1, ids, f"{verb.capitalize()} {ids[0]}?{then}")
         who = "every live runner" if args.runners == "*" else _plural(len(ids), "runner")
         warn = " Running jobs are requeued after the timeout." if verb in ("restart", "shutdown") else ""
         stays = " They stay down until started again." if verb == "shutdown" else ""

@@ -164,7 +164,9 @@ def test_purge_previews_confirms_toasts_and_audits_live(page: Page, server: Live
 
 
 def test_operator_drains_one_runner_from_its_card(page: Page, server: LiveServer, fleet: SimulatedFleet) -> None:
-    """oscar (operator) drains one runner from its card, in one step: its status badge becomes draining."""
+    """oscar (operator) drains one runner from its card, in one step: its status badge becomes draining, and the
+    toast offers to undo it, which undrains it. A restart, which cannot be undone, asks first, naming the runner
+    and what happens to its jobs; Cancel sends nothing more."""
     sign_in(page, server, "oscar", RUNNERS)
     cards = page.locator("#fleet .rcard")
     expect(cards).to_have_count(4, timeout=15_000)
@@ -182,6 +184,22 @@ def test_operator_drains_one_runner_from_its_card(page: Page, server: LiveServer
     expect(drain).to_have_text("Undrain")  # the same button now undoes it
     sent = [c for c in commands_sent(page) if c["action"] == "runner.drain"]
     assert len(sent) == 1 and sent[0]["args"] == {"runners": [runner]} and "phase" not in sent[0], sent
+    # The slip is one click from taken back: the toast's Undo undrains the same runner.
+    toast(page, "success").get_by_role("button", name="Undo (undrain)").click()
+    expect(card.locator(".badge")).not_to_have_text("draining", timeout=20_000)
+    expect(drain).to_have_text("Drain")
+    undone = [c for c in commands_sent(page) if c["action"] == "runner.undrain"]
+    assert len(undone) == 1 and undone[0]["args"] == {"runners": [runner]}, undone
+    # A restart asks first: the preview names the runner and what becomes of its jobs. Cancel: no execute.
+    card.locator('[data-op="restart"]').click()
+    confirm = page.locator("dialog.ad-confirm")
+    expect(confirm).to_be_visible(timeout=15_000)
+    expect(confirm).to_contain_text(f"Restart {runner}?")
+    expect(confirm).to_contain_text("then restarts")
+    confirm.get_by_role("button", name="Cancel").click()
+    expect(confirm).to_be_hidden()
+    restarts = [c for c in commands_sent(page) if c["action"] == "runner.restart"]
+    assert [c.get("phase") for c in restarts] == ["preview"], restarts
     # A bulk drain is an admin's: with two runners selected, oscar's bulk Drain is disabled, saying why.
     others = [
         key

@@ -12,11 +12,12 @@ import { gate, setBusy } from "./gate.js";
 
 /**
  * @typedef {{twoPhase?: boolean, title?: string, verb?: string, button?: HTMLElement | null,
- *   quiet?: boolean}} PerformOptions
+ *   quiet?: boolean, undo?: {label: string, action: string, args: Record<string, any>, title: string}}} PerformOptions
  * `twoPhase`: overrides the welcome's `two_phase` (bulk runner actions decide it per command);
  * `title`/`verb`: the confirm dialog's heading and its Confirm button's label; `button`: shown busy while
  * the command runs and given focus back after the dialog; `quiet`: no success toast (the caller shows the
- * result itself), refusals still toast.
+ * result itself), refusals still toast; `undo`: the action that takes a reversible one back (undrain after a
+ * drain, resume after a pause), offered in the success toast instead of asking first.
  */
 
 /**
@@ -39,7 +40,9 @@ export async function perform(action, args, options = {}) {
   if (button) setBusy(button, true);
   try {
     const ack = await command(action, args);
-    if (!ack.ok || !options.quiet) toastAck(ack, options.title);
+    const back = options.undo;
+    const undo = back && { label: back.label, run: () => void perform(back.action, back.args, { title: back.title }) };
+    if (!ack.ok || !options.quiet) toastAck(ack, options.title, undo || undefined);
     return ack;
   } finally {
     if (button) setBusy(button, false);
@@ -49,10 +52,10 @@ export async function perform(action, args, options = {}) {
 /**
  * Toast a command's result. The toast code loads on first use (the page's live region is in base.html
  * from the start, so screen readers hear the toast all the same).
- * @param {Ack} ack @param {string} [fallback]
+ * @param {Ack} ack @param {string} [fallback] @param {import("./toast.js").Undo} [undo]
  */
-export function toastAck(ack, fallback) {
-  import("./toast.js").then((t) => t.toastAck(ack, fallback));
+export function toastAck(ack, fallback, undo) {
+  import("./toast.js").then((t) => t.toastAck(ack, fallback, undo));
 }
 
 /**

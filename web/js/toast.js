@@ -35,18 +35,24 @@ function region() {
   return node;
 }
 
+/** @typedef {{label: string, run: () => void}} Undo an action that takes back what the toast reports */
+
+/** How long a toast that offers an undo stays: long enough to notice a slip and take it back. */
+const UNDO_MS = 12_000;
+
 /**
  * Show a toast (once its stylesheet is in: only the first toast of a page waits for it).
  * @param {Kind} kind
  * @param {string} text
- * @param {{detail?: string}} [options] a second, smaller line (e.g. who did not answer)
+ * @param {{detail?: string, undo?: Undo}} [options] a second, smaller line (e.g. who did not answer); a button
+ *   that takes the action back (drain, pause), which dismisses the toast
  */
-export function toast(kind, text, { detail } = {}) {
-  ensureStyles().then(() => show(kind, text, detail));
+export function toast(kind, text, { detail, undo } = {}) {
+  ensureStyles().then(() => show(kind, text, detail, undo));
 }
 
-/** @param {Kind} kind @param {string} text @param {string | undefined} detail */
-function show(kind, text, detail) {
+/** @param {Kind} kind @param {string} text @param {string | undefined} detail @param {Undo | undefined} undo */
+function show(kind, text, detail, undo) {
   const box = region();
   const item = el("div", `toast toast-${kind}`);
   item.dataset.kind = kind;
@@ -57,6 +63,13 @@ function show(kind, text, detail) {
   line.append(el("b", "toast-kind", `${LABEL[kind]}: `), text);
   body.append(line);
   if (detail) body.append(el("p", "toast-detail", detail));
+  /** @type {HTMLButtonElement | null} */
+  let undoButton = null;
+  if (undo) {
+    undoButton = /** @type {HTMLButtonElement} */ (el("button", "btn toast-undo", undo.label));
+    undoButton.type = "button";
+    body.append(undoButton);
+  }
   const close = /** @type {HTMLButtonElement} */ (el("button", "toast-close", "×"));
   close.type = "button";
   close.setAttribute("aria-label", "Dismiss");
@@ -70,9 +83,13 @@ function show(kind, text, detail) {
   };
   const arm = () => {
     window.clearTimeout(timer);
-    timer = window.setTimeout(dismiss, STAY_MS[kind]);
+    timer = window.setTimeout(dismiss, undo ? UNDO_MS : STAY_MS[kind]);
   };
   close.addEventListener("click", dismiss);
+  undoButton?.addEventListener("click", () => {
+    dismiss();
+    undo?.run();
+  });
   // Hovering or focusing a toast holds it, so it does not vanish while being read.
   item.addEventListener("pointerenter", () => window.clearTimeout(timer));
   item.addEventListener("pointerleave", arm);
@@ -87,12 +104,13 @@ function show(kind, text, detail) {
  * The toast for a command's ack: its message, or the refusal's message.
  * @param {import("./protocol.js").Ack} ack
  * @param {string} [fallback] what was attempted, when the server sent no message
+ * @param {Undo} [undo] offered on success only
  */
-export function toastAck(ack, fallback = "") {
+export function toastAck(ack, fallback = "", undo = undefined) {
   if (ack.ok) {
     const missing = ack.result?.missing;
     const detail = Array.isArray(missing) && missing.length ? `${missing.length} runner${missing.length === 1 ? "" : "s"} did not answer: ${missing.slice(0, 5).join(", ")}${missing.length > 5 ? ", …" : ""}` : undefined;
-    toast("success", ack.message || `${fallback || ack.action || "command"}: done`, { detail });
+    toast("success", ack.message || `${fallback || ack.action || "command"}: done`, { detail, undo });
     return;
   }
   const error = ack.error;

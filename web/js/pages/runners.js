@@ -183,6 +183,9 @@ const VERBS = /** @type {Record<string, string>} */ ({
   ping: "Ping",
 });
 
+/** The action that takes a reversible one back. */
+const REVERSE = /** @type {Record<string, string>} */ ({ drain: "undrain", undrain: "drain" });
+
 /**
  * Do runner action `op` on one runner.
  * @param {string} op drain, undrain, restart, shutdown, ping or logs @param {string} runner @param {HTMLElement} opener
@@ -198,11 +201,16 @@ function runnerAction(op, runner, opener) {
     notify("error", `${VERBS[op]} ${runner}: ${verdict.reason}`);
     return;
   }
+  const back = REVERSE[op];
   perform(action, { runners: [runner] }, {
-    twoPhase: verdict.two_phase,
+    // A restart or a shutdown cannot be taken back: it shows what it will do and asks. A drain can: it is done
+    // at once, with an undo in its toast.
+    twoPhase: verdict.two_phase || op === "restart" || op === "shutdown",
     title: `${VERBS[op]} runner ${runner}`,
     verb: VERBS[op],
     button: opener,
+    undo: back && { label: `Undo (${VERBS[back].toLowerCase()})`, action: `runner.${back}`, args: { runners: [runner] },
+                    title: `${VERBS[back]} runner ${runner}` },  // prettier-ignore
   });
 }
 
@@ -220,8 +228,14 @@ document.querySelector('[data-widget="channels"]')?.addEventListener("click", (e
   const channel = /** @type {HTMLElement} */ (button.closest("tr")).dataset.key || "";
   const op = button.dataset.op;
   if (op === "pause") {
-    const action = button.textContent === "Resume" ? "channel.resume" : "channel.pause";
-    perform(action, { channel }, { title: `${button.textContent} channel ${channel}`, button });
+    const resume = button.textContent === "Resume";
+    const [action, back] = resume ? ["channel.resume", "channel.pause"] : ["channel.pause", "channel.resume"];
+    perform(action, { channel }, {
+      title: `${button.textContent} channel ${channel}`,
+      button,
+      undo: { label: `Undo (${resume ? "pause" : "resume"})`, action: back, args: { channel },
+              title: `${resume ? "Pause" : "Resume"} channel ${channel}` },  // prettier-ignore
+    });
   } else if (op === "purge") {
     perform("channel.purge", { channel }, { title: `Purge channel ${channel}`, verb: "Purge", button, twoPhase: true });
   } else if (op === "stuck") {
