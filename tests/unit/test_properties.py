@@ -460,3 +460,23 @@ def test_the_counts_follow_the_jobs_until_a_depth_is_reported_then_the_depth():
     v = views(state)
     assert (v["counters"]["pending"]["v"], v["counters"]["running"]["v"]) == (40, 7)
     assert (v["live_jobs"]["queued"], v["live_jobs"]["running"]) == (40, 7)
+
+
+@settings(max_examples=100, deadline=None)
+@given(running=st.integers(0, 14), queued=st.integers(0, 14))
+def test_live_jobs_shows_queued_and_running_jobs(running, queued):
+    """Live Jobs (Queued + Running): up to half its rows are queued jobs whenever both kinds are there, and each
+    part fills the rows the other leaves."""
+    state = initial_state()
+    fold(state, SourceStatus(connected=True, at=T0), T0)
+    for i in range(running + queued):
+        event = "started" if i < running else "queued"
+        job = JobEvent(v=1, id=f"e{i}", src="p", seq=i, ts=T0 + i, event=event, job=f"j{i:02d}", channel="email",  # type: ignore[arg-type]
+                       fn="mail.send", attempt=1, runner="r0" if event == "started" else None)  # fmt: skip
+        fold(state, job, T0 + i)
+    n = 10
+    view = widgets.dashboard.live_jobs(state, widgets.ViewLimits(live_rows=n))
+    shown = [view["rows"][k]["status"] for k in view["order"]]
+    assert len(shown) == min(n, running + queued)
+    q = shown.count("queued")
+    assert q == min(queued, max(n // 2, n - running)) and shown.count("running") == len(shown) - q

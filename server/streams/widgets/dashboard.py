@@ -75,10 +75,13 @@ def _job_row(job: Job) -> dict[str, Any]:
 
 
 def live_jobs(state: State, limits: ViewLimits) -> View:
-    """Running jobs (longest running first), then queued ones (oldest first), at most `live_rows`."""
-    ids = list(islice(state.running, limits.live_rows))
-    if len(ids) < limits.live_rows:
-        ids.extend(islice(state.queued, limits.live_rows - len(ids)))
+    """Running jobs (longest running first), then queued ones (oldest first), at most `live_rows`: queued and
+    running, as the card's title says, so up to half the rows are queued ones whenever both are there (each
+    part fills what the other leaves; a busy fleet no longer hides its queue)."""
+    n = limits.live_rows
+    queued_rows = min(len(state.queued), max(n // 2, n - len(state.running)))
+    ids = list(islice(state.running, n - queued_rows))
+    ids.extend(islice(state.queued, queued_rows))
     jobs = state.jobs
     rows = {job_id: _job_row(jobs[job_id]) for job_id in ids}
     queued, running, _scheduled = live_counts(state)  # the counters' numbers, not the rows' own count
