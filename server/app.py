@@ -32,6 +32,7 @@ from server.audit import AuditLog, LiveFeed
 from server.auth import Directory
 from server.commander import Commander
 from server.handlers import api, login, pages, ws
+from server.latency import LatencyRing, timed_http
 from server.metrics import registry_for
 from server.redact import redact
 from server.security import PRINCIPAL, Gate, Principals, apply_forwarded
@@ -57,9 +58,10 @@ class Edge:
     for the hub (handlers/ws.py, StarlettePeer): Starlette would wrap it.
     """
 
-    def __init__(self, app: Starlette, principals: Principals) -> None:
+    def __init__(self, app: Starlette, principals: Principals, http_latency: LatencyRing) -> None:
         self.app = app
         self.principals = principals
+        self.http_latency = http_latency  # every HTTP answer's time, for the status page's API latency
 
     @property
     def state(self) -> object:
@@ -77,6 +79,9 @@ class Edge:
             finally:
                 # The scope belongs to the protocol object that `send` is bound to: a cycle, left to the collector.
                 del scope[ws.RAW_SEND]
+            return
+        if scope["type"] == "http":
+            await timed_http(self.app, self.http_latency, scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -112,6 +117,7 @@ def build_hub(settings: Settings, aggregator: Aggregator) -> Hub:
             view_ttl=settings.view_ttl_s,
         ),
         epoch=secrets.token_hex(4),
+        push_latency=LatencyRing(settings.latency_samples),
         resolver=functools.partial(
             resolve, state=aggregator.state, limits=view_limits, query_interval=settings.query_refresh_ms / 1000
         ),
@@ -130,6 +136,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         aggregator = Aggregator(settings)
         hub = build_hub(settings, aggregator)
+        aggregator.http_latency = app.state.http_latency
         app.state.settings = settings
         app.state.aggregator = aggregator
         app.state.hub = hub
@@ -216,4 +223,6 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         log.warning("JOBPULSE_AUTH=users but no JOBPULSE_USERS or JOBPULSE_TOKENS: nobody can sign in")
     principals = Principals(settings.auth, directory, settings.proxy_user_header)
     middleware = [Middleware(GZipMiddleware, minimum_size=1024), Middleware(Gate, principals=principals)]
-    return Edge(Starlette(routes=routes, middleware=middleware, lifespan=lifespan), principals)
+    starlette = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    starlette.state.http_latency = LatencyRing(settings.latency_samples)
+    return Edge(starlette, principals, starlette.state.http_latency)

@@ -106,6 +106,9 @@ class Settings:
         "JOBPULSE_WS_SNDBUF", 65_536, "kernel send buffer per websocket, bytes (0: the kernel's own, up to MBs)"
     )
     max_views: int = _setting("JOBPULSE_MAX_VIEWS", 1_000, "filtered views (runner grid, job table) open at once")
+    latency_samples: int = _setting(
+        "JOBPULSE_LATENCY_SAMPLES", 4_096, "HTTP and push latency samples kept for the status page's percentiles"
+    )
     view_ttl_s: float = _setting("JOBPULSE_VIEW_TTL_S", 60.0, "keep a view nobody watches this long (for resume)")
     query_refresh_ms: int = _setting("JOBPULSE_QUERY_REFRESH_MS", 1000, "recompute a job-table view at most this often")
     hours_retention: int = _setting("JOBPULSE_HOURS_RETENTION", 720, "hourly series retention, hours (30 days)")

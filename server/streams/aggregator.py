@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 import redis.asyncio as aredis
 
+from server.latency import LatencyRing
 from server.settings import Settings
 from server.streams.celery import CeleryConnector
 from server.streams.connector import Connector
@@ -90,6 +91,7 @@ class Aggregator:
         self.clock = clock
         self.state = initial_state(settings.limits())
         self.hub: Hub | None = None
+        self.http_latency: LatencyRing | None = None  # the app's, set where the app is built
         self.connector: Connector
         if settings.source == "celery":
             self.connector = CeleryConnector(settings, self, clock)
@@ -230,6 +232,12 @@ class Aggregator:
             )
         if health.last_event is not None:
             values["idle_s"] = round(now - health.last_event, 1)
+        # jobpulse's own latency, last five minutes: HTTP answers and pushes to the websockets.
+        rings = (("http", self.http_latency), ("push", hub.push_latency if hub is not None else None))
+        for name, ring in rings:
+            if ring is not None:
+                for key, value in ring.summary().items():
+                    values[f"{name}_{key}" if key == "n" else f"{name}_{key}_ms"] = value
         return values
 
     async def _persist_loop(self) -> None:

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from server import protocol
+from server.latency import LatencyRing
 from server.streams import mergepatch
 from server.streams.pressure import LoopPressure
 from server.tasks import cancel_and_wait
@@ -271,8 +272,12 @@ class Hub:
         epoch: str,
         clock: Callable[[], float] = time.time,
         resolver: Resolver | None = None,
+        push_latency: LatencyRing | None = None,
     ) -> None:
         self.limits = limits
+        # From a change marked to the end of the flush that wrote it (the status page's websocket latency).
+        self.push_latency = push_latency
+        self._dirty_since: float | None = None
         self.epoch = epoch
         self.clock = clock
         self.resolver = resolver
@@ -308,6 +313,8 @@ class Hub:
     def mark(self, aspects: int) -> None:
         """Note that the reducer changed `aspects`; a flush follows within one tick."""
         if aspects:
+            if not self._dirty:
+                self._dirty_since = time.monotonic()
             self._dirty |= aspects
             self._dirty_event.set()
 
@@ -378,8 +385,12 @@ class Hub:
         if waiting:
             # Some views are throttled: come back when the first of them may be recomputed.
             asyncio.get_running_loop().call_later(waiting, self._dirty_event.set)
+        dirty_since, self._dirty_since = self._dirty_since, None
         if frames:
             self._fan_out(frames)
+            if self.push_latency is not None and dirty_since is not None:
+                done = time.monotonic()
+                self.push_latency.add(done - dirty_since, done)
         self.stats.flushes += 1
         self.stats.flush_seconds += time.perf_counter() - started
         return len(frames)

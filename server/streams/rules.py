@@ -113,9 +113,17 @@ def evaluate(state: State, now: float) -> bool:
     return changed
 
 
+# Which service-matrix component an alert is an incident of (the status page's "last incident" column).
+COMPONENT_OF = {"source_down": "source", "source_warning": "connector", "silent_runner": "runners",
+                "no_runner": "runners"}  # fmt: skip
+
+
 def _log(state: State, at: float, alert: Alert, what: str) -> None:
     state.seq += 1
     state.alert_log.appendleft((state.seq, at, alert.id, what, alert.severity, alert.title))
+    component = COMPONENT_OF.get(alert.rule)
+    if component is not None and what in ("raised", "escalated"):
+        state.last_incident[component] = (at, alert.severity, alert.title)
 
 
 def overall(state: State) -> tuple[str, str]:

@@ -359,6 +359,7 @@ class State:
         "index",
         "jobs",
         "last_beat",
+        "last_incident",
         "limits",
         "logs",
         "minute",
@@ -423,6 +424,8 @@ class State:
         self.runner_events: deque[tuple[int, float, str, str, str]] = deque(maxlen=limits.runner_events_cap)
         self.alerts: dict[str, Alert] = {}
         self.alert_log: deque[tuple[int, float, str, str, str, str]] = deque(maxlen=limits.alert_log_cap)
+        # Per service-matrix component, its latest incident since this process started: (at, severity, title).
+        self.last_incident: dict[str, tuple[float, str, str]] = {}
         self.logs: deque[tuple[int, float, str, str, str]] = deque(maxlen=limits.logs_cap)
         self.activity: deque[AuditNoted] = deque(maxlen=limits.activity_rows)  # newest first
         self.pulse: deque[tuple[int, float, float, float, int]] = deque(maxlen=limits.pulse_points)

@@ -191,3 +191,26 @@ def test_the_service_matrix_names_the_source_and_each_of_its_connections():
     native = fresh()
     fold(native, SourceStatus(False, T0, "refused"), T0)
     assert list(platform.platform(native, VL)["matrix"]["rows"]) == ["redis", "connector", "runners", "jobpulse"]
+
+
+def test_the_service_matrix_names_each_components_last_incident():
+    """A raised or escalated alert is its component's latest incident; it stays after the alert clears."""
+    from server.streams.events import SourceStatus, Tick
+    from server.streams.reducer import fold, initial_state
+    from server.streams.widgets import ViewLimits
+    from server.streams.widgets.platform import platform
+
+    state = initial_state()
+    t0 = 1_800_000_000.0
+    fold(state, SourceStatus(connected=True, at=t0), t0)
+    assert all("incident" not in row for row in platform(state, ViewLimits())["matrix"]["rows"].values())
+    fold(state, SourceStatus(connected=False, at=t0 + 5, error="refused"), t0 + 5)
+    fold(state, Tick(now=t0 + 6), t0 + 6)  # rules run on the clock
+    fold(state, SourceStatus(connected=True, at=t0 + 9), t0 + 9)
+    fold(state, Tick(now=t0 + 10), t0 + 10)
+    view = platform(state, ViewLimits())
+    redis_row = view["matrix"]["rows"]["redis"]
+    assert (redis_row["incident"], redis_row["incident_severity"]) == ("Job system unreachable", "critical")
+    assert t0 + 5 <= redis_row["incident_at"] <= t0 + 9
+    assert "incident" not in view["matrix"]["rows"]["runners"]
+    assert view["webhooks"]["configured"] == 0

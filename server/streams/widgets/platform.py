@@ -60,12 +60,21 @@ def platform(state: State, limits: ViewLimits) -> View:
             since=shell.get("started"),
         ),
     )
+    # The latest incident of each component since this process started (the matrix's "last incident" column).
+    of_row = {"connector": "connector", "runners": "runners"}
+    for key, row in matrix.items():
+        incident = state.last_incident.get(of_row.get(key, "source" if key != "jobpulse" else ""))
+        if incident is not None:
+            at, severity, title = incident
+            row.update(incident_at=at, incident_severity=severity, incident=title)
     return {
         "status": status,
         "rule": rule,
         "incidents": len(state.alerts),
         "process": dict(shell),
         "matrix": {"rows": matrix, "order": list(matrix)},
+        # Outbound notifications (webhooks, chat, paging, mail) are not part of this version: said plainly.
+        "webhooks": {"configured": 0, "detail": "outbound alerts are not available in this version of jobpulse"},
     }
 
 
