@@ -425,3 +425,29 @@ def test_hidden_tab_receives_nothing_and_resyncs_when_visible(
     assert '"counters"' in sub and '"resume"' in sub, sub
     source.depth(email={"queued": 12})
     expect(value).to_have_text("12")
+
+
+def test_the_minute_under_way_is_drawn_at_its_pace_not_as_a_dip(dashboard: Page, source: Source) -> None:
+    """Jobs Published: the current minute's count, still growing, is drawn dashed at the pace it is on (count over
+    the share of the minute gone), from the previous minute's point; the solid line ends at the last full minute."""
+    page = dashboard
+    # Past the first tenth of a minute (before it, a pace says too little and nothing is drawn).
+    page.wait_for_function("() => new Date().getSeconds() >= 8 && new Date().getSeconds() <= 50", timeout=60_000)
+    for n in range(6):
+        source.job("queued", f"pace-{n}", channel="email")
+    partial = page.locator("[data-widget=published] svg path.partial")
+    expect(partial).to_have_attribute("d", re.compile(r"^M[\d.]+,[\d.]+(L|h)"), timeout=10_000)
+    geometry = page.evaluate(
+        """() => {
+            const svg = document.querySelector("[data-widget=published] svg");
+            const d = svg.querySelector("path.partial").getAttribute("d");
+            const end = d.match(/(?:L|M)([\\d.]+),([\\d.]+)(?:h-0\\.1)?$/);
+            const line = svg.querySelector("path.line:not(.partial)").getAttribute("d");
+            const xs = [...line.matchAll(/([\\d.]+),[\\d.]+/g)].map((m) => Number(m[1]));
+            return {endX: Number(end[1]), endY: Number(end[2]), lineMaxX: Math.max(-1, ...xs)};
+        }"""
+    )
+    assert geometry["endX"] == 600.0, geometry  # the last slot, the minute under way
+    assert geometry["lineMaxX"] < 600.0, geometry  # the solid line stops before it
+    summary = page.locator("[data-widget=published] [data-f=summary]")
+    expect(summary).to_contain_text("this minute so far")

@@ -181,6 +181,9 @@ def test_kpi_granularity_swaps_view_and_url(
     assert not subscribed(page, "kpi?gran=minutes&metric=completed")
     # One hour of 24 has been watched: the others are drawn as gaps, not zeros.
     expect(card.locator("path.gap")).to_have_attribute("d", re.compile(r"^M.*Z$"))
+    # The hour under way is a count still growing: drawn as its pace (dashed), once a tenth of it has gone by.
+    minute = page.evaluate("() => new Date().getMinutes()")
+    expect(card.locator("path.partial")).to_have_attribute("d", re.compile(r"^M") if minute >= 6 else re.compile(r"^$"))
     expect(card.locator("svg[data-f=spark]")).to_have_attribute("aria-label", re.compile(r"not watched"))
 
     kpi(page, "failed").locator("button[data-gran=days]").click()

@@ -280,7 +280,7 @@ def test_wall_renders_large_dark_and_read_only(
     expect(online).to_have_text(re.compile(r"^[1-9]$"))
     expect(page.locator("[data-widget=pulse] [data-f=age]")).to_have_text(re.compile(r"^\d+s ago$"))
     expect(page.locator("[data-widget=published] [data-f=summary]")).to_contain_text("in the last hour")
-    assert page.locator("[data-widget=published] svg path").count() == 3
+    assert page.locator("[data-widget=published] svg path").count() == 4  # gaps, area, line, the minute under way
     assert page.locator("[data-widget=hot_issues] tbody tr").count() <= 6
     assert page.locator("[data-widget=backlogs] tbody tr").count() <= 5
     expect(page.locator("#wall-clock")).to_have_text(re.compile(r"^\d\d:\d\d:\d\d$"))

@@ -1,6 +1,11 @@
 // @ts-check
-/** Jobs Published: a per-minute sparkline; minutes nobody watched are drawn as gaps, not zeros. */
+/**
+ * Jobs Published: a per-minute sparkline; minutes nobody watched are drawn as gaps, not zeros. The minute still
+ * under way is drawn dashed, at the pace it is on, not as the dip that its first seconds' count would make.
+ */
+import { now } from "../clock.js";
 import { count, setText } from "../format.js";
+import { elapsedShare, splitPartial } from "./overview/spark.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const W = 600;
@@ -10,17 +15,19 @@ const H = 70;
 export function render(root, data) {
   const svg = /** @type {SVGSVGElement} */ (root.querySelector('[data-f="chart"]'));
   const n = data.to - data.from + 1;
-  const values = [];
-  let max = 1;
+  /** @type {Array<number | undefined>} */
+  const all = [];
   let total = 0;
   for (let m = data.from; m <= data.to; m++) {
     const v = data.buckets[String(m)];
-    values.push(v);
-    if (typeof v === "number") {
-      max = Math.max(max, v);
-      total += v;
-    }
+    all.push(v);
+    if (typeof v === "number") total += v;
   }
+  const share = elapsedShare(data.to * 60, 60, now());
+  const { values, pace } = splitPartial(all, share);
+  let peak = 0; // of the minutes that are over
+  for (const v of values) if (typeof v === "number") peak = Math.max(peak, v);
+  const max = Math.max(1, peak, pace ?? 0);
   const x = (/** @type {number} */ i) => (n <= 1 ? 0 : (i / (n - 1)) * W);
   const y = (/** @type {number} */ v) => H - 2 - (v / max) * (H - 6);
   // Split into runs of watched minutes; each run is its own path so a gap stays a gap.
@@ -39,14 +46,23 @@ export function render(root, data) {
     if (typeof v === "number") run.push([i, v]);
     else {
       flush();
-      gaps += `M${(x(i) - W / n / 2).toFixed(1)},0h${(W / n).toFixed(1)}v${H}h-${(W / n).toFixed(1)}Z`;
+      // The minute under way is not a gap: it has a count, drawn as its pace below.
+      if (i < n - 1 || typeof all[i] !== "number") {
+        gaps += `M${(x(i) - W / n / 2).toFixed(1)},0h${(W / n).toFixed(1)}v${H}h-${(W / n).toFixed(1)}Z`;
+      }
     }
   });
   flush();
+  let partial = "";
+  if (pace !== null) {
+    const before = values[n - 2];
+    const end = `${x(n - 1).toFixed(1)},${y(pace).toFixed(1)}`;
+    partial = typeof before === "number" ? `M${x(n - 2).toFixed(1)},${y(before).toFixed(1)}L${end}` : `M${end}h-0.1`;
+  }
   let paths = svg.querySelectorAll("path");
-  if (paths.length !== 3) {
+  if (paths.length !== 4) {
     svg.replaceChildren();
-    for (const cls of ["gap", "area", "line"]) {
+    for (const cls of ["gap", "area", "line", "line partial"]) {
       const p = document.createElementNS(SVG, "path");
       p.setAttribute("class", cls);
       svg.appendChild(p);
@@ -56,9 +72,10 @@ export function render(root, data) {
   paths[0].setAttribute("d", gaps);
   paths[1].setAttribute("d", area);
   paths[2].setAttribute("d", line);
-  const last = values[values.length - 1];
+  paths[3].setAttribute("d", partial);
+  const last = all[all.length - 1];
   setText(
     /** @type {HTMLElement} */ (root.querySelector('[data-f="summary"]')),
-    `${count(total)} in the last hour · ${typeof last === "number" ? count(last) : "–"} this minute · peak ${count(max)}/min`,
+    `${count(total)} in the last hour · ${typeof last === "number" ? count(last) : "–"} this minute so far · peak ${count(peak)}/min`,
   );
 }

@@ -4,10 +4,10 @@
  * percentage and words, not colour alone) and a sparkline in which unwatched buckets are gaps, not zeros.
  * The card's granularity control lives in pages/overview.js: it swaps the card's view key.
  */
-import { span } from "../../clock.js";
+import { now, span } from "../../clock.js";
 import { count, setText } from "../../format.js";
 import { field, setAttr } from "./list.js";
-import { drawSpark } from "./spark.js";
+import { drawSpark, elapsedShare } from "./spark.js";
 
 /** Metrics that are gauges: the value is the latest sample, the server adds the window's peak. */
 const GAUGES = new Set(["inflight", "backlog"]);
@@ -43,8 +43,8 @@ export function render(root, data) {
   const gauge = GAUGES.has(data.metric);
   root.removeAttribute("aria-busy");
   setText(field(root, "value"), formatValue(data.metric, data.value));
-  const now = data.metric === "inflight" ? "longest job now" : "queued now";
-  setText(field(root, "window"), gauge ? `${now} · peak ${formatValue(data.metric, data.peak)} in ${win}` : `last ${win}`);
+  const latest = data.metric === "inflight" ? "longest job now" : "queued now";
+  setText(field(root, "window"), gauge ? `${latest} · peak ${formatValue(data.metric, data.peak)} in ${win}` : `last ${win}`);
 
   const trend = field(root, "trend");
   if (typeof data.prev === "number") {
@@ -81,7 +81,9 @@ export function render(root, data) {
   }
   const svg = /** @type {SVGSVGElement | null} */ (root.querySelector('[data-f="spark"]'));
   if (svg) {
-    drawSpark(svg, n, [{ cls: "main", values, area: true }], { gaps });
+    // A count's last bucket is still filling: drawn as its pace (spark.js), not as a dip. A gauge's is a sample.
+    const partial = gauge ? undefined : elapsedShare(data.to * data.step, data.step, now());
+    drawSpark(svg, n, [{ cls: "main", values, area: true, partial }], { gaps });
     const label = `${field(root, "title")?.textContent ?? data.metric} ${UNITS[data.gran]?.[1] ?? ""}, last ${win}: peak ${formatValue(data.metric, peak)}${missing ? `, ${missing} of ${n} not watched (shaded gaps)` : ""}`;
     setAttr(svg, "aria-label", label);
   }
