@@ -2,7 +2,8 @@
 /**
  * The page runtime every page shares: one live socket, widget renderers by kind, mounting and unmounting
  * widget keys on DOM roots (a filter change swaps a view), rendering on the next animation frame, the
- * connection indicator and banner, the theme toggle and keyboard navigation.
+ * connection indicator and banner, the theme toggle, the Menu button of narrow screens, the column names
+ * of table cells (for tables shown as stacked rows on phones) and keyboard navigation.
  *
  * A page module registers its renderers and calls `start()`. Elements with `data-widget="<key>"` are mounted
  * at start; pages mount parametrized views (`fleet?status=stale`) with `mount(root, key)`.
@@ -220,6 +221,56 @@ function setupKeys() {
   });
 }
 
+/** The Menu button (narrow screens, base.html): a disclosure of the pages and the signed-in user; Escape closes it. */
+function setupMenu() {
+  const button = document.getElementById("nav-toggle");
+  const menu = document.getElementById("site-menu");
+  if (!button || !menu) return;
+  /** @param {boolean} open */
+  const show = (open) => button.setAttribute("aria-expanded", String(open));
+  button.addEventListener("click", () => show(button.getAttribute("aria-expanded") !== "true"));
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || button.getAttribute("aria-expanded") !== "true") return;
+    const inside = menu.contains(document.activeElement) || document.activeElement === button;
+    show(false);
+    if (inside) button.focus();
+  });
+}
+
+/**
+ * On a phone app.css shows the rows of some tables as stacked cards, each cell under its column's name: its
+ * `data-label`, copied here from the table's header onto the cells of every row, as rows come.
+ * @param {HTMLTableElement} table
+ */
+function labelCells(table) {
+  const head = table.tHead?.rows[0];
+  const body = table.tBodies[0];
+  if (!head || !body) return;
+  /** @type {string[]} */
+  const labels = [];
+  for (const th of head.cells) {
+    // The header's own words, without an aside such as "(click to expand)".
+    const words = [...th.childNodes].filter((n) => !(n instanceof Element && n.matches(".muted, .sr-only")));
+    const text = words.map((n) => n.textContent).join("").replace(/\s+/g, " ").trim();
+    for (let i = 0; i < th.colSpan; i++) labels.push(text);
+  }
+  /** @param {HTMLTableRowElement} tr */
+  const label = (tr) => {
+    let column = 0;
+    for (const td of tr.cells) {
+      const text = labels[column];
+      if (text && td.dataset.label !== text) td.dataset.label = text;
+      column += td.colSpan;
+    }
+  };
+  for (const tr of body.rows) label(tr);
+  new MutationObserver((records) => {
+    for (const record of records) {
+      for (const node of record.addedNodes) if (node instanceof HTMLTableRowElement) label(node);
+    }
+  }).observe(body, { childList: true });
+}
+
 /**
  * Other operators' commands that changed something, run on whichever jobpulse process (the audit feed reaches
  * every one): a toast on every page. The first data is history, not news; one's own commands toast already.
@@ -261,6 +312,8 @@ export function start() {
   // Other operators' commands as toasts: not on the wall, whose read-only link may not see them (the server refuses).
   if (document.body.dataset.page !== "wall") listenForNotices();
   setupTheme();
+  setupMenu();
+  for (const table of document.querySelectorAll("table.tbl")) labelCells(/** @type {HTMLTableElement} */ (table));
   setupLiveToggle();
   setupKeys();
   startTicker();
