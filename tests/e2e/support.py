@@ -5,6 +5,7 @@ measurement, the websocket probe, DOM tagging, and a small native-protocol sourc
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from collections.abc import Iterator
@@ -32,7 +33,12 @@ __all__ = [
     "wait_for_quiet_tick",
 ]
 
-FIRST_LOAD_BUDGET = 150 * 1024  # bytes: HTML + JS + CSS + the first second of websocket data
+# A page's first load, HTML + JS + CSS + the first second of websocket data, as a browser downloads it: bodies as
+# sent (gzip where the server compresses), websocket frames as they come (no compression). The project's standard
+# (DEVELOPERS.md: under 100 KB, on a phone too). Decoded, a ceiling too: a library slipping into the first load
+# (uPlot alone is 145 KB) fails it even where gzip would hide most of it.
+FIRST_LOAD_BUDGET = 100 * 1024
+FIRST_LOAD_DECODED_CEILING = 200 * 1024
 
 # Wraps the page's WebSocket to note, in `window.__e2eWs`: how many messages arrived (`messages`), when the
 # last one did (`last`, performance.now()), how many widget frames (patches and snapshots) the batches held
@@ -140,7 +146,8 @@ class FirstLoad:
         self.page = page
         self.responses: list[Response] = []
         self.frames: list[str | bytes] = []
-        self.sizes: dict[str, int] = {}  # URL: body bytes, of the HTTP responses (not the websocket upgrade)
+        self.sizes: dict[str, int] = {}  # URL: body bytes, decoded, of the HTTP responses (not the upgrade)
+        self.wire: dict[str, int] = {}  # URL: body bytes as sent (compressed where the server compressed)
         self.ws_bytes = 0
         page.on("response", self._on_response)
         page.on("websocket", self._on_websocket)
@@ -158,21 +165,33 @@ class FirstLoad:
         """Wait the rest of the first second of websocket data, then weigh it all; return the total in bytes."""
         self.page.wait_for_timeout(1_000)
         self.sizes = {}
+        self.wire = {}
         for response in self.responses:
             if response.request.resource_type == "websocket" or response.status == 101:
                 continue
-            self.sizes[response.url] = len(response.body())
+            body = response.body()
+            self.sizes[response.url] = len(body)
+            # As the server sends it: gzip (Starlette's GZipMiddleware, level 9) where it said so. Computed, not
+            # read from the browser, which reports a cached response at its decoded size.
+            gzipped = response.headers.get("content-encoding") == "gzip"
+            self.wire[response.url] = len(gzip.compress(body, 9)) if gzipped else len(body)
         self.ws_bytes = sum(len(f.encode() if isinstance(f, str) else f) for f in self.frames)
         return self.total
 
     @property
     def total(self) -> int:
+        """Bytes downloaded: the bodies as sent, and the websocket data."""
+        return sum(self.wire.values()) + self.ws_bytes
+
+    @property
+    def decoded(self) -> int:
         return sum(self.sizes.values()) + self.ws_bytes
 
     @property
     def report(self) -> str:
-        """One line a response, largest first."""
-        return "\n".join(f"{size:>8} {url}" for url, size in sorted(self.sizes.items(), key=lambda kv: -kv[1]))
+        """One line a response, largest first: bytes as sent, then decoded."""
+        rows = sorted(self.sizes.items(), key=lambda kv: -kv[1])
+        return "\n".join(f"{self.wire.get(url, size):>8} {size:>8} {url}" for url, size in rows)
 
     def assert_scripts_and_styles(self) -> None:
         """The page's scripts and styles are among what it loaded."""
@@ -180,10 +199,10 @@ class FirstLoad:
         assert {"js", "css"} <= kinds, f"expected the page's scripts and styles among {sorted(self.sizes)}"
 
     def assert_within_budget(self, what: str = "first load") -> None:
-        """The total is under FIRST_LOAD_BUDGET."""
-        assert self.total < FIRST_LOAD_BUDGET, (
-            f"{what} is {self.total} bytes (websocket {self.ws_bytes}):\n{self.report}"
-        )
+        """What was downloaded is under FIRST_LOAD_BUDGET, and decoded under FIRST_LOAD_DECODED_CEILING."""
+        detail = f"(websocket {self.ws_bytes}; sent, decoded, URL):\n{self.report}"
+        assert self.total < FIRST_LOAD_BUDGET, f"{what} is {self.total} bytes as sent {detail}"
+        assert self.decoded < FIRST_LOAD_DECODED_CEILING, f"{what} is {self.decoded} bytes decoded {detail}"
 
 
 class Source:

@@ -299,7 +299,7 @@ def test_live_toggle_pauses_and_catches_up(dashboard: Page, live_server: LiveSer
 
 
 def test_first_load_weight(page: Page, live_server: LiveServer, source: Source) -> None:
-    """HTML, JS, CSS and the first second of websocket data of a busy dashboard weigh under 150 KB."""
+    """HTML, JS, CSS and the first second of websocket data of a busy dashboard weigh under 100 KB as sent."""
     # A busy source: full tables everywhere, so the first snapshots are as large as they get.
     for i in range(25):
         source.heartbeat(f"e2e-runner-{i:02d}", active=[])

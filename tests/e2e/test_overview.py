@@ -364,7 +364,8 @@ def no_horizontal_overflow(page: Page) -> None:
 
 
 def test_first_load_weight_and_viewports(page: Page, live_server: LiveServer, simulated_fleet: SimulatedFleet) -> None:
-    """The overview's HTML, JS, CSS and first second of websocket data weigh under 150 KB; no overflow at 720p or 4K."""
+    """The overview's HTML, JS, CSS and first second of websocket data weigh under 100 KB as sent; no overflow at
+    720p or 4K."""
     load = FirstLoad(page)
     page.set_viewport_size({"width": 1280, "height": 720})
     open_page(page, live_server)

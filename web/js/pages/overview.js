@@ -9,7 +9,6 @@ import { mount, register, start, unmount } from "../app.js";
 import { viewKey } from "../views.js";
 import * as health from "../widgets/health.js";
 import * as backlogs from "../widgets/overview/backlogs.js";
-import { openChart } from "../chart-modal.js";
 import * as hotIssues from "../widgets/overview/hot-issues.js";
 import * as kpi from "../widgets/overview/kpi.js";
 import { field } from "../widgets/overview/list.js";
@@ -91,7 +90,10 @@ function setupCards() {
       }
       const opener = /** @type {HTMLElement | null} */ (card.querySelector("[data-open-chart]"));
       if (opener && (target.closest("[data-open-chart]") || target.closest(".kpi-chart"))) {
-        openChart(card.dataset.metric || "completed", card.dataset.kpiGran || DEFAULT_GRAN, opener);
+        // The full chart (and its library) loads on first use: the page's first load carries none of it.
+        import("../chart-modal.js").then((modal) =>
+          modal.openChart(card.dataset.metric || "completed", card.dataset.kpiGran || DEFAULT_GRAN, opener),
+        );
       }
     });
   }
