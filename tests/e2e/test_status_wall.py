@@ -138,6 +138,12 @@ def test_status_page_renders_live_data(page: Page, live_server: LiveServer, simu
     expect(page).to_have_title("Platform Status · jobpulse")
     expect(page.locator("h1")).to_have_text("Platform Status")
     kpis = page.locator("[data-widget=platform][data-part=kpis]")
+    # API latency: jobpulse's own HTTP answers (this page's load made some) and websocket pushes, in ms.
+    expect(kpis.locator("[data-f=http-p95]")).to_have_text(re.compile(r"^\d+(\.\d+)?$"), timeout=10_000)
+    expect(kpis.locator("[data-f=http-n]")).to_have_text(re.compile(r"^[1-9][\d,]* requests$"))
+    expect(kpis.locator("[data-f=push-p99]")).to_have_text(re.compile(r"^\d+(\.\d+)?$"))
+    expect(kpis.locator("[data-f=webhooks]")).to_have_text("Not configured")
+    expect(kpis.locator("[data-f=webhooks-detail]")).to_contain_text("not available in this version")
     expect(kpis.locator("[data-f=flush]")).to_have_text(re.compile(r"^\d+\.\d\d$"))
     expect(kpis.locator("[data-f=events]")).to_have_text(re.compile(r"^[\d.,]+$"))
     expect(kpis.locator("[data-f=rss]")).to_have_text(re.compile(r"^[\d.,]+$"))
@@ -192,6 +198,9 @@ def test_status_matrix_and_timeline_update_in_place(page: Page, live_server: Liv
     expect(kpis.locator("[data-f=status-text]")).to_have_text("Critical")
     expect(kpis.locator("[data-f=rule]")).to_have_text("Rule: lonely: backlog and no runner")
     expect(kpis.locator("[data-f=incidents]")).to_have_text("1")
+    # The runners' row of the matrix names it as their last incident, and keeps it after it clears.
+    incident = page.locator(f"{runners_row} .st-incident-title")
+    expect(incident).to_have_text("lonely: backlog and no runner")
     raised_key = first.get_attribute("data-key")
     tag(page, f'[data-widget=alert_log] tr[data-key="{raised_key}"]', "raised-row")
 
@@ -202,6 +211,8 @@ def test_status_matrix_and_timeline_update_in_place(page: Page, live_server: Liv
     assert still_tagged(page, f'[data-widget=alert_log] tr[data-key="{raised_key}"]', "raised-row")
     expect(kpis.locator("[data-f=status-text]")).to_have_text("OK")
     expect(kpis.locator("[data-f=incidents]")).to_have_text("0")
+    expect(incident).to_have_text("lonely: backlog and no runner")
+    expect(page.locator(f'{matrix} tr[data-key="connector"] .st-incident-title')).to_have_text("none since start")
     assert still_tagged(page, runners_row, "runners-row")
 
 

@@ -1,7 +1,8 @@
 // @ts-check
 /**
- * Platform Status (`platform` widget, docs/protocol.md 3.11): the KPI strip (jobpulse's own latency and
- * load, jobs health with the rule that set it, open incidents, connected clients) and the service matrix.
+ * Platform Status (`platform` widget, docs/protocol.md 3.11): the KPI strip (jobpulse's own API latency and
+ * load, jobs health with the rule that set it, open incidents, webhooks, connected clients) and the service
+ * matrix with each component's last incident.
  * The same widget feeds two roots; each root says which part it is with `data-part` ("kpis" or "matrix").
  * Everything is updated in place: matrix rows are keyed by component.
  */
@@ -37,6 +38,17 @@ function num(n, digits = 1) {
 /** @param {HTMLElement} root @param {any} data */
 function renderKpis(root, data) {
   const p = data.process || {};
+  // jobpulse's own latency over the last five minutes (docs/protocol.md 3.11); "–" until there is a sample.
+  for (const ring of ["http", "push"]) {
+    for (const q of ["p50", "p95", "p99"]) {
+      const node = root.querySelector(`[data-f="${ring}-${q}"]`);
+      if (node) setText(/** @type {HTMLElement} */ (node), num(p[`${ring}_${q}_ms`]));
+    }
+  }
+  setText(field(root, "http-n"), typeof p.http_n === "number" ? `${count(p.http_n)} requests` : "–");
+  const hooks = data.webhooks || {};
+  setText(field(root, "webhooks"), hooks.configured ? count(hooks.configured) : "Not configured");
+  setText(field(root, "webhooks-detail"), hooks.detail || "");
   setText(field(root, "flush"), typeof p.flush_ms === "number" ? p.flush_ms.toFixed(2) : "–");
   setText(field(root, "events"), num(p.events_per_s));
   setText(field(root, "flushes"), num(p.flushes_per_s));
@@ -95,13 +107,27 @@ function createRow(_row, key) {
     a.href = target[0];
     link.append(a);
   }
-  const tr = newRow(stackCell("st-name"), status, el("td", "st-detail"), ageCell(true), link);
+  const incident = el("td", "st-incident");
+  incident.append(el("span", "st-incident-title"), el("span", "small st-incident-at"));
+  const tr = newRow(stackCell("st-name"), status, el("td", "st-detail"), ageCell(true), incident, link);
   return tr;
 }
 
 /** @param {HTMLTableRowElement} tr @param {any} row */
 function updateRow(tr, row) {
-  const [name, status, detail, since] = tr.cells;
+  const [name, status, detail, since, incident] = tr.cells;
+  // Its latest incident since jobpulse started: what it was, and when (a clock time, so it reads at a glance).
+  const title = /** @type {HTMLElement} */ (incident.querySelector(".st-incident-title"));
+  const at = /** @type {HTMLElement} */ (incident.querySelector(".st-incident-at"));
+  if (typeof row.incident_at === "number") {
+    setText(title, row.incident || "");
+    setText(at, ` ${levelLabel(row.incident_severity || "warning")}, ${clockTime(row.incident_at)}`);
+    incident.title = `${row.incident} (${row.incident_severity}) at ${clockTime(row.incident_at)}`;
+  } else {
+    setText(title, "none since start");
+    setText(at, "");
+    incident.title = "";
+  }
   setText(/** @type {HTMLElement} */ (name.querySelector(".st-name")), row.name || tr.dataset.key || "");
   setText(/** @type {HTMLElement} */ (name.querySelector(".small")), tr.dataset.key || "");
   fillPill(/** @type {HTMLElement} */ (status.firstElementChild), row.status);
