@@ -202,6 +202,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         Route("/admin/jobs/logs", pages.logs_page, name="logs_page"),
         Route("/admin/system-status", pages.status_page, name="status_page"),
         Route("/admin/jobs/audit", pages.audit_page, name="audit_page"),
+        Route("/docs/{name}", pages.docs_page, name="docs_page"),
         Route("/login", login.login_page, name="login_page", methods=["GET"]),
         Route("/login", login.login_submit, name="login_submit", methods=["POST"]),
         Route("/logout", login.logout, name="logout", methods=["POST"]),

@@ -1,4 +1,4 @@
-"""Where the pages' files are: templates, CSS, ES modules and vendored uPlot.
+"""Where the pages' files are: templates, CSS, ES modules and vendored uPlot; and the documents.
 
 The repository keeps them in the top-level web/; the wheel ships the same tree
 as package data at server/web (setup.py maps one onto the other). An installed
@@ -31,3 +31,12 @@ def web_dir() -> Path:
         "jobpulse's pages are missing (looked in " + " and ".join(str(c) for c in candidates) + "): "
         "reinstall from a wheel built with `pip wheel .`, which ships them as server/web"
     )
+
+
+def docs_dir() -> Path | None:
+    """The folder holding the documents (protocol.md, ...): the installed package data or a checkout's docs/."""
+    packaged = importlib.resources.files("server") / "docs"
+    for candidate in (Path(str(packaged)), Path(__file__).resolve().parent.parent / "docs"):
+        if (candidate / "protocol.md").is_file():
+            return candidate
+    return None

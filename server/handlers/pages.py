@@ -1,4 +1,4 @@
-"""HTML pages, rendered with Jinja2 from web/templates; the live data arrives over /ws.
+"""HTML pages, rendered with Jinja2 from web/templates; the live data arrives over /ws; the documents as text.
 
 Shell layer (Starlette). Pages carry no data and no inline script: the
 template names the widgets and the socket URL in data- attributes, and the
@@ -10,10 +10,10 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from server.assets import web_dir
+from server.assets import docs_dir, web_dir
 from server.security import principal_of
 
 WEB_DIR = web_dir()
@@ -113,3 +113,15 @@ async def wall_page(request: Request) -> Response:
 async def audit_page(request: Request) -> Response:
     """The audit log: who did what, when; filters and CSV export."""
     return _page(request, "audit.html", "Audit Log", "audit")
+
+
+DOCS_DIR = docs_dir()
+DOCS = frozenset(p.name for p in DOCS_DIR.glob("*.md")) if DOCS_DIR is not None else frozenset()
+
+
+async def docs_page(request: Request) -> Response:
+    """One of jobpulse's documents (docs/*.md, shipped in the wheel), as text: the pages link to them."""
+    name = request.path_params["name"]
+    if name not in DOCS or DOCS_DIR is None:
+        return PlainTextResponse(f"no document {name!r}; documents: {', '.join(sorted(DOCS))}\n", status_code=404)
+    return PlainTextResponse((DOCS_DIR / name).read_text(encoding="utf-8"))

@@ -451,3 +451,15 @@ def test_the_minute_under_way_is_drawn_at_its_pace_not_as_a_dip(dashboard: Page,
     assert geometry["lineMaxX"] < 600.0, geometry  # the solid line stops before it
     summary = page.locator("[data-widget=published] [data-f=summary]")
     expect(summary).to_contain_text("this minute so far")
+
+
+def test_slash_searches_from_every_page(dashboard: Page, live_server: LiveServer) -> None:
+    """The footer offers "/ search" on every page: on one without a search box (the dashboard), "/" opens the job
+    search, ready to type into; on a page with one, it focuses it."""
+    page = dashboard
+    expect(page.locator("footer")).to_contain_text("search")
+    page.locator("body").press("/")
+    expect(page).to_have_url(f"{live_server.url}/admin/jobs/table")
+    expect(page.locator("#jt-q")).to_be_focused()
+    page.keyboard.type("status:running")
+    expect(page.locator("#jt-q")).to_have_value("status:running")

@@ -137,11 +137,17 @@ def test_the_installed_demo_serves_every_page_and_every_static_file(demo: Demo) 
     for name in sorted(checkout_web_files()):
         status, body = fetch(f"{demo.url}/static/{name}")
         assert status == 200 and body, (name, status)
+    # The documents the pages link to (the Operations page: the protocol), from the wheel's own copy.
+    for name in sorted(p.name for p in (ROOT / "docs").glob("*.md")):
+        status, body = fetch(f"{demo.url}/docs/{name}")
+        assert status == 200 and body == (ROOT / "docs" / name).read_bytes(), (name, status)
+    assert fetch(f"{demo.url}/docs/..%2Fsetup.py")[0] == 404
     # The installed package finds its own copy, not the checkout's.
     where = run(
-        demo.venv / "bin" / "python", "-c", "from server.assets import web_dir; print(web_dir())", cwd=demo.venv
-    )
-    assert Path(where.strip()).is_relative_to(demo.venv), where
+        demo.venv / "bin" / "python", "-c",
+        "from server.assets import docs_dir, web_dir; print(web_dir()); print(docs_dir())", cwd=demo.venv,
+    )  # fmt: skip
+    assert all(Path(line).is_relative_to(demo.venv) for line in where.split()), where
 
 
 def test_the_installed_demo_is_live_in_a_browser(demo: Demo, page: Page) -> None:

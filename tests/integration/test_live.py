@@ -413,3 +413,14 @@ async def test_dev_mode_serves_loopback_names_only(live_server):
         f"ws://evil.example:{port}/ws", sock=sock, origin=websockets.Origin(f"http://evil.example:{port}")
     ) as ws:
         assert await close_code(ws) == 4401
+
+
+def test_the_documents_the_pages_link_to_are_served_as_text(live_server):
+    """The Operations page links to the protocol: /docs/<name>.md serves docs/*.md (the wheel ships them) as text,
+    and nothing else."""
+    status, body = get(live_server.url + "/docs/protocol.md")
+    assert status == 200 and b"## 4." in body and b"## 5." in body
+    status, page = get(live_server.url + "/admin/jobs/manage")
+    assert status == 200 and b'href="/docs/protocol.md"' in page
+    assert get(live_server.url + "/docs/nope.md")[0] == 404
+    assert get(live_server.url + "/docs/..%2F..%2Fsetup.py")[0] == 404

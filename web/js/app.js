@@ -202,11 +202,11 @@ function setupKeys() {
       return;
     }
     if (event.key === "/") {
+      // The page's own search, or, on a page without one, the job search (the footer promises "/" everywhere).
       const search = /** @type {HTMLElement | null} */ (document.querySelector("[data-search]"));
-      if (search) {
-        event.preventDefault();
-        search.focus();
-      }
+      event.preventDefault();
+      if (search) search.focus();
+      else location.href = "/admin/jobs/table#search";
       return;
     }
     if (event.key === "g") {

@@ -237,4 +237,9 @@ register("jobs", render);
 register("channels", renderChannels);
 setupControls();
 start();
+// Arrived by "/" on a page without a search box (app.js): the job search, ready to type into.
+if (location.hash === "#search") {
+  input.focus();
+  history.replaceState(null, "", location.pathname + location.search);
+}
 apply();
