@@ -463,3 +463,26 @@ def test_slash_searches_from_every_page(dashboard: Page, live_server: LiveServer
     expect(page.locator("#jt-q")).to_be_focused()
     page.keyboard.type("status:running")
     expect(page.locator("#jt-q")).to_have_value("status:running")
+
+
+def test_a_recent_failure_offers_details_and_retry(dashboard: Page, source: Source) -> None:
+    """Recent Failures: each row has its actions beside it. Details opens the job; Retry is enabled while the job
+    is failed for good, sends job.retry for it, and is disabled, saying why, once the job is no longer failed."""
+    page = dashboard
+    source.job("queued", "j-fail-retry", channel="email", fn="mail.send_x", attempt=1, max_attempts=1)
+    source.job("failed", "j-fail-retry", src="r-e2e", runner="r-e2e", error="SMTPServerDisconnected: gone")
+    row = page.locator('[data-widget=failures] tbody tr[data-job="j-fail-retry"]')
+    retry = row.get_by_role("button", name="Retry job j-fail-retry")
+    expect(retry).to_be_enabled(timeout=10_000)
+    row.get_by_role("button", name="Details of job j-fail-retry").click()
+    expect(page.locator("#job-modal")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator("#job-modal")).to_be_hidden()
+    retry.click()
+    page.wait_for_function(
+        "() => window.__e2eWs.sent.some((f) => f.includes('\"job.retry\"') && f.includes('j-fail-retry'))"
+    )
+    # The job system queues it again (here, this test's producer says so): no longer failed, Retry says why not.
+    source.job("queued", "j-fail-retry", channel="email", fn="mail.send_x", attempt=2)
+    expect(retry).to_be_disabled()
+    expect(retry).to_have_attribute("title", re.compile("queued now"))

@@ -43,7 +43,7 @@ WIDGETS: tuple[Widget, ...] = (
     Widget("counters", COUNTS | reducer.SERIES, dashboard.counters),
     Widget("published", reducer.SERIES, dashboard.published),
     Widget("live_jobs", COUNTS, dashboard.live_jobs),
-    Widget("failures", reducer.FAILURES, dashboard.failures),
+    Widget("failures", reducer.FAILURES | reducer.LIVE | reducer.SCHEDULED, dashboard.failures),  # rows' `now`
     Widget("scheduled", COUNTS, dashboard.scheduled),
     Widget("runners", reducer.RUNNERS, dashboard.runners),
     Widget("health", reducer.HEALTH, dashboard.health),

@@ -89,7 +89,7 @@ def live_jobs(state: State, limits: ViewLimits) -> View:
 
 
 def failures(state: State, limits: ViewLimits) -> View:
-    """The most recent failures, newest first."""
+    """The most recent failures, newest first, each with its job's status now when jobpulse still holds it."""
     rows: dict[str, Any] = {}
     order = []
     for failure in islice(state.failures, limits.failure_rows):
@@ -105,6 +105,9 @@ def failures(state: State, limits: ViewLimits) -> View:
         }
         if failure.runner is not None:
             row["runner"] = failure.runner
+        job = state.jobs.get(failure.job)
+        if job is not None:  # where the job is now (retrying on its own, or failed for good: a Retry's cue)
+            row["now"] = job.status
         rows[failure.event] = row
         order.append(failure.event)
     return {"rows": rows, "order": order}

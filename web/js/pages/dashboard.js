@@ -1,6 +1,6 @@
 // @ts-check
 /** The Compact Jobs Dashboard (/admin/jobs), with the Operations panel (its forms load on first use). */
-import { wireFormButtons } from "../action.js";
+import { perform, wireFormButtons } from "../action.js";
 import { register, start } from "../app.js";
 import * as counters from "../widgets/counters.js";
 import * as failures from "../widgets/failures.js";
@@ -23,6 +23,13 @@ register("health", health.render);
 function open(event) {
   const target = /** @type {HTMLElement} */ (event.target);
   const row = /** @type {HTMLElement | null} */ (target.closest("tr[data-job], tr[data-runner]"));
+  const button = /** @type {HTMLButtonElement | null} */ (target.closest("button[data-op]"));
+  if (row && button && event.type === "click" && !button.disabled && row.dataset.job) {
+    const job = row.dataset.job;
+    if (button.dataset.op === "retry") perform("job.retry", { job }, { title: `Retry ${job}`, verb: "Retry", button });
+    else import("../job-modal.js").then((modal) => modal.openJobDetails(job));
+    return;
+  }
   if (!row || target.closest("a, button")) return;
   if (event instanceof KeyboardEvent && event.key !== "Enter") return;
   if (row.dataset.runner) location.href = `/admin/jobs/runners?q=${encodeURIComponent(row.dataset.runner)}`;
