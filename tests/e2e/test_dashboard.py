@@ -328,7 +328,7 @@ def test_first_load_weight(page: Page, live_server: LiveServer, source: Source) 
 
 
 def test_rows_open_job_details_and_runners(dashboard: Page, source: Source) -> None:
-    """A job row opens the job's details modal (click or Enter); a runner row opens the runner on the Runners page."""
+    """A job row opens the job's details modal (click or Enter); a runner row opens the runner's detail drawer."""
     page = dashboard
     failed = source.job(
         "failed", "j-open", src="e2e-worker", runner="e2e-worker", fn="mail.send_welcome", channel="email",
@@ -347,9 +347,14 @@ def test_rows_open_job_details_and_runners(dashboard: Page, source: Source) -> N
     expect(page.get_by_role("dialog")).to_contain_text("ValueError: no such user")
     page.keyboard.press("Escape")
 
+    # A runner row opens its detail drawer, which links on to the Runners console.
     source.heartbeat("e2e-runner-9")
     runner = row(page, "runners", "e2e-runner-9")
     runner.click()
+    drawer = page.locator("dialog.rdrawer")
+    expect(drawer.locator(".ad-title")).to_have_text("Runner e2e-runner-9")
+    expect(drawer.locator('[data-f="events"] tr').first).to_contain_text("joined")
+    drawer.get_by_role("link", name="Open in the Runners console").click()
     expect(page).to_have_url(re.compile(r"/admin/jobs/runners\?q=e2e-runner-9$"))
 
 

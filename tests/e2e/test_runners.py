@@ -635,3 +635,37 @@ def test_cards_keep_their_place_by_id_and_never_move_under_the_pointer(
     )
     strip.locator('li[data-key="zz-e2e-silent"] a').click()
     expect(card(page, "zz-e2e-silent").locator(".rc-more")).to_be_focused()
+
+
+def test_a_runners_detail_drawer_opens_from_its_card_and_its_menu_and_stays_live(
+    page: Page, live_server: LiveServer, simulated_fleet: SimulatedFleet, source: Source
+) -> None:
+    """The card's id opens the runner's detail drawer: its facts, its actions, its current jobs, its heartbeat
+    history and its recent events, updating live while it is open; Escape closes it and gives focus back. The
+    context menu's "Runner details…" opens the same drawer."""
+    job = {"job": "j-drawer-1", "channel": "default", "fn": "mail.send_drawer", "started": time.time() - 3}
+    source.heartbeat("e2e-drawer", active=[job])
+    open_console(page, live_server)
+    opener = card(page, "e2e-drawer").locator(".rc-open")
+    opener.click()
+    drawer = page.locator("dialog.rdrawer")
+    expect(drawer).to_be_visible()
+    expect(drawer.locator(".ad-title")).to_have_text("Runner e2e-drawer")
+    expect(drawer.locator(".rd-head .badge")).to_have_text(re.compile("^(online|busy)$"))
+    expect(drawer.locator('[data-f="jobs"] tr[data-key="j-drawer-1"]')).to_contain_text("mail.send_drawer")
+    expect(drawer.locator('[data-f="events"] tr').first).to_contain_text("joined")
+    for name in ("Drain", "Restart", "Shut down", "Ping", "Logs"):
+        expect(drawer.get_by_role("button", name=name, exact=True)).to_be_enabled()
+    # Live while open: a new beat with another job lands in the open drawer, and its history grows.
+    source.heartbeat("e2e-drawer", active=[{**job, "job": "j-drawer-2", "started": time.time()}])
+    expect(drawer.locator('[data-f="jobs"] tr[data-key="j-drawer-2"]')).to_be_visible()
+    expect(drawer.locator('[data-f="jobs"] tr[data-key="j-drawer-1"]')).to_have_count(0)
+    expect(drawer.locator('[data-f="beats"]')).to_contain_text("2 most recent beats")
+    expect(drawer.locator("svg.rd-spark path.line")).to_have_attribute("d", re.compile("^M"))
+    page.keyboard.press("Escape")
+    expect(drawer).to_have_count(0)
+    expect(opener).to_be_focused()
+    # The same drawer from the context menu.
+    card(page, "e2e-drawer").locator(".rc-more").click()
+    page.locator("#runner-menu").get_by_role("menuitem", name="Runner details…").click()
+    expect(page.locator("dialog.rdrawer .ad-title")).to_have_text("Runner e2e-drawer")

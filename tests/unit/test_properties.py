@@ -297,7 +297,8 @@ def test_a_jobs_events_in_any_order_end_in_the_same_status(lifecycle, order):
 VIEW_KEYS = [
     "fleet", "fleet?status=online", "fleet?q=r1", "fleet?page=2&region=eu-west", "jobs", "jobs?q=status%3Afailed",
     "jobs?q=channel%3Aemail&sort=-queued", "job?id=j1", "job?id=j4", "find?q=j2", "kpi?metric=completed",
-    "kpi?gran=hours&metric=failed", "chart?metric=completed", "chart?gran=hours&metric=retried",
+    "kpi?gran=hours&metric=failed", "chart?metric=completed", "chart?gran=hours&metric=retried", "runner?id=r0",
+    "runner?id=r2",
 ]  # fmt: skip
 
 

@@ -124,6 +124,11 @@ def resolve(key: str, state: State, limits: ViewLimits, query_interval: float) -
         status = _choice(params, "status", ("", *RUNNER_STATUSES), "")
         page = _page(params)
         return reducer.RUNNERS, lambda: fleet.fleet(state, limits, q, region, status, page), 0.0
+    if name == "runner":
+        _only(params, {"id"})
+        runner_id = _text(params, "id", 200, required=True)
+        aspects = reducer.RUNNERS | reducer.RUNNER_EVENTS
+        return aspects, lambda: fleet.runner_detail(state, limits, runner_id), 0.0
     if name == "job":
         _only(params, {"id"})
         job_id = _text(params, "id", 200, required=True)

@@ -136,3 +136,33 @@ def runner_events(state: State, limits: ViewLimits) -> View:
     for seq, at, runner, message, severity in islice(state.runner_events, limits.event_rows):
         rows[str(seq)] = {"at": at, "runner": runner, "message": message, "severity": severity}
     return {"rows": rows, "order": list(rows)}
+
+
+DRAWER_EVENTS = 20  # the runner's own recent events the drawer lists
+
+
+def runner_detail(state: State, limits: ViewLimits, runner_id: str) -> View:
+    """One runner, for its detail drawer: its card, its current jobs, its recent events (newest first) and its
+    heartbeat history (each beat's arrival, its latency and the gap since the one before)."""
+    runner = state.runners.get(runner_id)
+    if runner is None:
+        return {"id": runner_id, "known": False}
+    jobs = {job: {"job": job, "channel": channel, "fn": fn, "started": started}
+            for job, channel, fn, started in runner.active}  # fmt: skip
+    events: dict[str, View] = {}
+    for seq, at, who, message, severity in state.runner_events:
+        if who == runner_id:
+            events[str(seq)] = {"at": at, "message": message, "severity": severity}
+            if len(events) == DRAWER_EVENTS:
+                break
+    beats = [compact(at=at, latency=latency, gap=gap) for at, latency, gap in runner.latencies]
+    return {
+        "id": runner_id,
+        "known": True,
+        "card": card(runner),
+        "jobs": {"rows": jobs, "order": list(jobs)},
+        "events": {"rows": events, "order": list(events)},
+        "beats": beats,
+        "interval": runner.interval,
+        "gaps": runner.gaps,
+    }

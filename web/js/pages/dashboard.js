@@ -18,7 +18,7 @@ register("scheduled", scheduled.render);
 register("runners", runners.render);
 register("health", health.render);
 
-// A job row opens the job's details; a runner row opens it on the Runners page (the mockup's row clicks).
+// A job row opens the job's details; a runner row its detail drawer (the mockup's row clicks).
 /** @param {Event} event */
 function open(event) {
   const target = /** @type {HTMLElement} */ (event.target);
@@ -32,7 +32,10 @@ function open(event) {
   }
   if (!row || target.closest("a, button")) return;
   if (event instanceof KeyboardEvent && event.key !== "Enter") return;
-  if (row.dataset.runner) location.href = `/admin/jobs/runners?q=${encodeURIComponent(row.dataset.runner)}`;
+  if (row.dataset.runner) {
+    const id = row.dataset.runner;
+    import("../runner-drawer.js").then((drawer) => drawer.openRunner(id, row));
+  }
   else if (row.dataset.job) import("../job-modal.js").then((modal) => modal.openJobDetails(row.dataset.job || ""));
 }
 document.addEventListener("click", open);

@@ -10,10 +10,11 @@
  * (selection.js), the channel table's pause / resume, purge and clear stuck, and the header's Broadcast and
  * Cleanup, each gated by what the server says this user may do (gate.js) and answered by a toast.
  */
-import { notify, openForm, openLogs, perform } from "../action.js";
+import { openForm, perform } from "../action.js";
 import { mount, register, socket, start } from "../app.js";
-import { can, canRunners } from "../commands.js";
+import { can } from "../commands.js";
 import { gate } from "../gate.js";
+import { runnerAction } from "../runner-actions.js";
 import { viewKey } from "../views.js";
 import { cardRow, isDraining } from "../widgets/fleet/card.js";
 import * as channels from "../widgets/fleet/channels.js";
@@ -175,45 +176,6 @@ function withModal(use) {
 }
 // -- operator actions ----------------------------------------------------------------------------
 
-const VERBS = /** @type {Record<string, string>} */ ({
-  drain: "Drain",
-  undrain: "Undrain",
-  restart: "Restart",
-  shutdown: "Shut down",
-  ping: "Ping",
-});
-
-/** The action that takes a reversible one back. */
-const REVERSE = /** @type {Record<string, string>} */ ({ drain: "undrain", undrain: "drain" });
-
-/**
- * Do runner action `op` on one runner.
- * @param {string} op drain, undrain, restart, shutdown, ping or logs @param {string} runner @param {HTMLElement} opener
- */
-function runnerAction(op, runner, opener) {
-  if (op === "logs") {
-    openLogs(runner, opener);
-    return;
-  }
-  const action = `runner.${op}`;
-  const verdict = canRunners(action, 1);
-  if (!verdict.ok) {
-    notify("error", `${VERBS[op]} ${runner}: ${verdict.reason}`);
-    return;
-  }
-  const back = REVERSE[op];
-  perform(action, { runners: [runner] }, {
-    // A restart or a shutdown cannot be taken back: it shows what it will do and asks. A drain can: it is done
-    // at once, with an undo in its toast.
-    twoPhase: verdict.two_phase || op === "restart" || op === "shutdown",
-    title: `${VERBS[op]} runner ${runner}`,
-    verb: VERBS[op],
-    button: opener,
-    undo: back && { label: `Undo (${VERBS[back].toLowerCase()})`, action: `runner.${back}`, args: { runners: [runner] },
-                    title: `${VERBS[back]} runner ${runner}` },  // prettier-ignore
-  });
-}
-
 fleetRoot.addEventListener("click", (event) => {
   const button = /** @type {HTMLElement} */ (event.target).closest(".rc-actions [data-op]");
   if (!(button instanceof HTMLButtonElement) || button.disabled) return;
@@ -259,8 +221,24 @@ cleanupButton.addEventListener("click", () => openForm("cleanup", {}, cleanupBut
 const views = {
   openList: (title, jobIds) => withModal((modal) => modal.openJobList(title, jobIds)),
   openJob: (jobId) => withModal((modal) => modal.openJobDetails(jobId)),
+  openRunner: (id, opener) => openDrawer(id, opener),
   act: runnerAction,
 };
+
+/** A runner's detail drawer, loaded on first use. @param {string} id @param {HTMLElement | null} opener */
+function openDrawer(id, opener) {
+  import("../runner-drawer.js").then(
+    (drawer) => drawer.openRunner(id, opener),
+    (error) => setError(`The runner's details could not be loaded: ${error}`),
+  );
+}
+
+// A card's runner id opens its detail drawer.
+fleetRoot.addEventListener("click", (event) => {
+  const id = /** @type {HTMLElement} */ (event.target).closest(".rc-id");
+  const card = id?.closest(".rcard");
+  if (id && card instanceof HTMLElement) openDrawer(card.dataset.key || "", /** @type {HTMLElement} */ (id));
+});
 
 // The context menu's code loads on the first press of a ⋯ button, so the first load stays small; from
 // then on menu.js's own listeners handle the buttons (setupMenu).

@@ -88,7 +88,12 @@ function prototype() {
   more.setAttribute("type", "button");
   more.setAttribute("aria-haspopup", "menu");
   more.setAttribute("aria-expanded", "false");
-  head.append(select, el("h3", "rc-id"), el("span", "badge"), more);
+  // The id opens the runner's detail drawer (runners.js): a button, so the keyboard reaches it too.
+  const name = el("h3", "rc-id");
+  const open = /** @type {HTMLButtonElement} */ (el("button", "rc-open linkish mono"));
+  open.type = "button";
+  name.append(open);
+  head.append(select, name, el("span", "badge"), more);
 
   const facts = el("dl", "rc-facts");
   const hb = el("span", "rc-hb");
@@ -139,8 +144,8 @@ export function createCard(id, selected) {
   select.checked = selected;
   select.setAttribute("aria-label", `Select runner ${id}`);
   if (selected) card.classList.add("is-selected");
-  q(".rc-id").textContent = id;
-  q(".rc-id").title = id;
+  q(".rc-open").textContent = id;
+  q(".rc-open").title = `Details of runner ${id}`;
   const more = /** @type {HTMLButtonElement} */ (q(".rc-more"));
   more.setAttribute("aria-label", `More for runner ${id}`);
   // Each button asks its verdict from the card's latest data, so a runner that goes offline or starts

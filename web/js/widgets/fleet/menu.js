@@ -11,6 +11,7 @@ import { rowOf } from "./fleet.js";
 
 /**
  * @typedef {{openList: (title: string, jobIds: string[]) => void, openJob: (jobId: string) => void,
+ *   openRunner: (id: string, opener: HTMLElement | null) => void,
  *   act: (op: string, runner: string, opener: HTMLElement) => void}} JobViews
  */
 
@@ -111,7 +112,7 @@ export function openMenu(button, views, focus) {
   link.setAttribute("role", "menuitem");
   link.setAttribute("href", `/admin/jobs/table?q=${encodeURIComponent(`runner:${id}`)}`);
   link.tabIndex = -1;
-  children.push(link);
+  children.push(link, item("Runner details…", then(() => views.openRunner(id, button))));
   // Then the runner actions (after the jobs, the menu's first purpose: the mockup's "current jobs").
   const sep = el("div", "rmenu-sep");
   sep.setAttribute("role", "separator");
