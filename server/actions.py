@@ -121,6 +121,7 @@ SPECS: dict[str, Spec] = {
         Spec("job.run", RunArgs, "operator", "operator", False, False, "run"),
         Spec("job.batch", BatchArgs, "operator", "operator", False, False, "run"),
         Spec("job.retry", JobArgs, "operator", "operator", False, False, "retry"),
+        Spec("job.run_now", JobArgs, "operator", "operator", False, False, "run_now"),
         Spec("job.cancel", JobArgs, "operator", "operator", False, False, "cancel"),
         Spec("channel.pause", ChannelArgs, "operator", "operator", False, False, "pause"),
         Spec("channel.resume", ChannelArgs, "operator", "operator", False, False, "resume"),

@@ -476,6 +476,8 @@ def _done_message(action: str, args: Args, result: dict[str, Any]) -> str:
     if isinstance(args, actions.JobArgs):
         if action == "job.retry":
             return f"Retrying {args.job} (attempt {result.get('attempt', '?')})"
+        if action == "job.run_now":
+            return f"{args.job} queued now instead of at its scheduled time"
         return f"Canceled {args.job} (it was {result.get('was', '?')})"
     return f"{action}: done"
 

@@ -56,6 +56,7 @@ class Broker(Receiver):
             "purge": self._purge,
             "clear_stuck": self._clear_stuck,
             "retry": self._retry,
+            "run_now": self._run_now,
             "cancel": self._cancel,
             "pause": self._pause,
             "resume": self._resume,
@@ -299,6 +300,19 @@ class Broker(Receiver):
         self._emitter.emit("job", job.event("queued", payload=job.payload, reason="operator"))
         self._ctx.notify(job.channel)
         return {"job": job.id, "attempt": job.attempt}
+
+    async def _run_now(self, command: Command) -> dict[str, Any]:
+        job = await self._job(command)
+        now = time.time()
+        result = await self._ctx.queue.run_now(job.id, job.channel, now)
+        if result is None:
+            raise BadArgument(f"job: unknown job {job.id!r}")
+        was, job = result
+        if was != "scheduled":
+            raise BadArgument(f"job: is {was}; only a scheduled job can be run now")
+        self._emitter.emit("job", job.event("queued", payload=job.payload, reason="operator"))
+        self._ctx.notify(job.channel)
+        return {"job": job.id, "was": was}
 
     async def _cancel(self, command: Command) -> dict[str, Any]:
         job = await self._job(command)

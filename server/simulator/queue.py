@@ -178,6 +178,18 @@ redis.call('LPUSH', KEYS[2], ARGV[1])
 return {cur[1], redis.call('HGETALL', KEYS[1])}
 """)
 
+# KEYS: job, queue, scheduled. ARGV: id, now. Returns {previous status, job} ({} when unknown); only a scheduled
+# job moves: it is queued now, as if its run_at had come.
+_RUN_NOW = Script("""
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return {} end
+if st ~= 'scheduled' then return {st, redis.call('HGETALL', KEYS[1])} end
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[1], 'status', 'queued', 'queued_at', ARGV[2], 'run_at', '')
+redis.call('LPUSH', KEYS[2], ARGV[1])
+return {st, redis.call('HGETALL', KEYS[1])}
+""")
+
 
 def _float(value: str | None) -> float | None:
     return float(value) if value else None
@@ -377,6 +389,16 @@ class JobQueue:
         k = self.keys
         keys = [k.job(job_id), k.queue(channel), k.scheduled(channel)]
         result = await _CANCEL(self._client, keys, [job_id, repr(now), FINISHED_TTL])
+        if not result:
+            return None
+        return result[0], Job.from_hash(_pairs(result[1]))
+
+    async def run_now(self, job_id: str, channel: str, now: float) -> tuple[str, Job] | None:
+        """Queue a scheduled job now instead of at its run_at. Returns (previous status, job); the job is unchanged
+        when it was not scheduled. None when unknown."""
+        k = self.keys
+        result = await _RUN_NOW(self._client, [k.job(job_id), k.queue(channel), k.scheduled(channel)],
+                                [job_id, repr(now)])  # fmt: skip
         if not result:
             return None
         return result[0], Job.from_hash(_pairs(result[1]))

@@ -38,6 +38,8 @@ UNSUPPORTED = {
     "runner.logs": "Celery workers keep no log that remote control can read",
     "broadcast": "Celery has no broadcast message or generic config change (rate and time limits are per task)",
     "channel.clear_stuck": "Celery cannot take a running task back to its queue; cancel it (revoke) instead",
+    "job.run_now": "Celery cannot move a task's ETA: a worker holds an ETA task until it is due (revoke it and send "
+    "it again instead)",
 }
 DRAIN_POLL_S = 2.0
 
@@ -75,6 +77,8 @@ class CeleryActions:
         return out
 
     async def perform(self, action: str, args: Args) -> Performed:
+        if action in UNSUPPORTED:  # the commander refuses these first; never let one fall into a neighbour's branch
+            raise CommandError(f"{action}: {UNSUPPORTED[action]}")
         if isinstance(args, actions.RunnersArgs | actions.RestartArgs):
             hosts = actions.addressed(self.state, args)
             if not hosts:

@@ -357,3 +357,27 @@ def test_wall_opens_with_its_read_only_link(page: Page, redis_url: str, prefix: 
     finally:
         live.stop()
         live.close()
+
+
+def test_the_scheduler_runs_a_scheduled_job_now_and_cancels_another(
+    page: Page, server: LiveServer, fleet: SimulatedFleet
+) -> None:
+    """The Scheduled Jobs card's "Open Scheduler": every scheduled job by when it is due, live; Run now has the job
+    system queue one now (it leaves the schedule), Cancel cancels another; both land in the audit log."""
+    sign_in(page, server, "oscar", "/admin/jobs")
+    page.locator("#open-scheduler").click()
+    scheduler = page.locator("dialog.scheduler")
+    expect(scheduler).to_be_visible()
+    rows = scheduler.locator("tbody tr")
+    expect(rows.first).to_be_visible(timeout=30_000)  # the fleet schedules retries and jobs ahead
+    dues = scheduler.locator(".sc-until").evaluate_all("(nodes) => nodes.map((n) => Number(n.dataset.until))")
+    assert dues == sorted(dues), dues
+    first = rows.first.get_attribute("data-key") or ""
+    rows.first.get_by_role("button", name=f"Run now {first}").click()
+    expect(toast(page, "success")).to_contain_text("queued now", timeout=15_000)
+    expect(scheduler.locator(f'tbody tr[data-key="{first}"]')).to_have_count(0, timeout=10_000)
+    second = rows.first.get_attribute("data-key") or ""
+    rows.first.get_by_role("button", name=f"Cancel {second}").click()
+    expect(scheduler.locator(f'tbody tr[data-key="{second}"]')).to_have_count(0, timeout=15_000)
+    sent = [(c["action"], c["args"]) for c in commands_sent(page) if c["action"] in ("job.run_now", "job.cancel")]
+    assert sent == [("job.run_now", {"job": first}), ("job.cancel", {"job": second})], sent

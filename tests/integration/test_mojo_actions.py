@@ -101,6 +101,7 @@ async def test_unsupported_actions_and_a_missing_write_url_are_refused_with_the_
         "runner.undrain": {"runners": [ENGINE]}, "runner.restart": {"runners": [ENGINE]},
         "runner.logs": {"runner": ENGINE}, "broadcast": {"message": "hello"}, "channel.pause": {"channel": "default"},
         "channel.resume": {"channel": "default"}, "task.rate_limit": {"fn": "demo_jobs.ok_job", "rate": "1/s"},
+        "job.run_now": {"job": "j-not-yet"},
     }  # fmt: skip
     assert set(UNSUPPORTED) == set(samples)
     for action, args in samples.items():

@@ -298,7 +298,7 @@ VIEW_KEYS = [
     "fleet", "fleet?status=online", "fleet?q=r1", "fleet?page=2&region=eu-west", "jobs", "jobs?q=status%3Afailed",
     "jobs?q=channel%3Aemail&sort=-queued", "job?id=j1", "job?id=j4", "find?q=j2", "kpi?metric=completed",
     "kpi?gran=hours&metric=failed", "chart?metric=completed", "chart?gran=hours&metric=retried", "runner?id=r0",
-    "runner?id=r2",
+    "runner?id=r2", "schedule", "schedule?page=2",
 ]  # fmt: skip
 
 

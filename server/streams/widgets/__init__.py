@@ -124,6 +124,10 @@ def resolve(key: str, state: State, limits: ViewLimits, query_interval: float) -
         status = _choice(params, "status", ("", *RUNNER_STATUSES), "")
         page = _page(params)
         return reducer.RUNNERS, lambda: fleet.fleet(state, limits, q, region, status, page), 0.0
+    if name == "schedule":
+        _only(params, {"page"})
+        page = _page(params)
+        return reducer.SCHEDULED, lambda: dashboard.schedule(state, limits, page), 0.0
     if name == "runner":
         _only(params, {"id"})
         runner_id = _text(params, "id", 200, required=True)

@@ -128,6 +128,26 @@ def scheduled(state: State, limits: ViewLimits) -> View:
 
 
 # Problems first; busy and online share a rank, so a row keeps its place while its runner flips between them.
+def schedule(state: State, limits: ViewLimits, page: int = 1) -> View:
+    """The scheduler: every scheduled job by when it is due (then by id), one page at a time (`table_page` rows)."""
+    jobs = state.jobs
+    size = limits.table_page
+    total = len(state.scheduled)
+    pages = max(1, -(-total // size))
+    page = min(max(1, page), pages)
+    due = heapq.nsmallest(page * size, state.scheduled, key=lambda job_id: (jobs[job_id].run_at or 0.0, job_id))
+    shown = due[(page - 1) * size :]
+    rows = {}
+    for job_id in shown:
+        job = jobs[job_id]
+        row: dict[str, Any] = {"job": job.id, "fn": job.fn, "channel": job.channel, "run_at": job.run_at or 0.0,
+                               "attempt": job.attempt}  # fmt: skip
+        if job.cid is not None:
+            row["cid"] = job.cid
+        rows[job_id] = row
+    return {"rows": rows, "order": shown, "total": total, "page": page, "pages": pages, "size": size}
+
+
 _STATUS_RANK = {"offline": 0, "stale": 1, "draining": 2, "busy": 3, "online": 3}
 
 

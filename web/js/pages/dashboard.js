@@ -48,5 +48,10 @@ spark.addEventListener("click", (event) => {
   import("../chart-modal.js").then((modal) => modal.openChart("published", "minutes", opener));
 });
 document.addEventListener("keydown", open);
+// Every scheduled job, by when it is due, with Run now and Cancel (the mockup's "Open Scheduler").
+const schedulerButton = /** @type {HTMLElement} */ (document.getElementById("open-scheduler"));
+schedulerButton.addEventListener("click", () => {
+  import("../scheduler.js").then((scheduler) => scheduler.openScheduler(schedulerButton));
+});
 wireFormButtons(/** @type {HTMLElement} */ (document.querySelector(".ops")), "ops-note");
 start();
