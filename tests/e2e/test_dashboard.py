@@ -379,6 +379,21 @@ def test_per_channel_chart_from_jobs_published(dashboard: Page, source: Source) 
     expect(summary).to_have_text(re.compile(r"^4 published in the last 60 min across 2 channels"))
     source.job("queued", "pub-email-3", channel="email")
     expect(summary).to_have_text(re.compile(r"^5 published in the last 60 min across 2 channels"))
+    # Settings: stacked bands (each channel on the ones after it, the top the total), and the range, live.
+    dialog.get_by_role("button", name="Stacked").click()
+    expect(dialog.get_by_role("button", name="Stacked")).to_have_attribute("aria-pressed", "true")
+    expect(body).to_have_attribute("data-mode", "stacked")
+    page.wait_for_function(
+        """() => { const u = document.querySelector('#chart-modal .uplot');
+                   return u && [...u.querySelectorAll('.u-legend .u-series')].length >= 3; }"""
+    )
+    source.job("queued", "pub-reports-1", channel="reports")
+    expect(summary).to_have_text(re.compile(r"^6 published in the last 60 min across 2 channels"))
+    dialog.get_by_role("button", name="24 h").click()
+    expect(body).to_have_attribute("data-widget", "chart?gran=hours&metric=published")
+    expect(summary).to_have_text(re.compile(r"^6 published in the last 24 h"))
+    dialog.get_by_role("button", name="Lines").click()
+    expect(body).to_have_attribute("data-mode", "lines")
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
     expect(opener).to_be_focused()

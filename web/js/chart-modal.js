@@ -28,6 +28,10 @@ const MARKUP = `
       <button type="button" data-chart-gran="minutes" aria-pressed="false" title="per minute">60 min</button>
       <button type="button" data-chart-gran="hours" aria-pressed="false" title="per hour">24 h</button>
     </div>
+    <div class="seg" role="group" aria-label="Display">
+      <button type="button" data-chart-mode="lines" aria-pressed="true" title="a line per channel">Lines</button>
+      <button type="button" data-chart-mode="stacked" aria-pressed="false" title="channels stacked: the top is the total">Stacked</button>
+    </div>
     <button type="button" class="btn" data-close aria-label="Close the chart (Escape)">Close</button>
   </div>
   <div class="chart-body" data-chart>
@@ -54,6 +58,8 @@ let dialog;
 let chartRoot;
 let chartMetric = "completed";
 let chartGran = "minutes";
+/** Lines or stacked bands: kept for the page's life, so the chart opens as the operator last left it. */
+let chartMode = "lines";
 /** @type {HTMLElement | null} */
 let returnFocus = null;
 
@@ -79,6 +85,10 @@ function showChart() {
   for (const button of dialog.querySelectorAll("[data-chart-gran]")) {
     button.setAttribute("aria-pressed", String(/** @type {HTMLElement} */ (button).dataset.chartGran === chartGran));
   }
+  for (const button of dialog.querySelectorAll("[data-chart-mode]")) {
+    button.setAttribute("aria-pressed", String(/** @type {HTMLElement} */ (button).dataset.chartMode === chartMode));
+  }
+  chartRoot.dataset.mode = chartMode;
   const label = chartMetric[0].toUpperCase() + chartMetric.slice(1);
   field(dialog, "chart-title").textContent = `${label} per channel`;
   const key = viewKey("chart", { gran: chartGran, metric: chartMetric });
@@ -114,6 +124,13 @@ function setupModal() {
     if (gran) {
       chartGran = gran.dataset.chartGran || chartGran;
       showChart();
+      return;
+    }
+    const mode = /** @type {HTMLElement | null} */ (target.closest("[data-chart-mode]"));
+    if (mode) {
+      chartMode = mode.dataset.chartMode === "stacked" ? "stacked" : "lines";
+      showChart();
+      chart.redraw(chartRoot); // the same view, drawn the other way
     }
   });
   dialog.addEventListener("keydown", (event) => {

@@ -41,6 +41,8 @@ export function loadUPlot() {
 const wanted = new WeakMap();
 /** @type {WeakMap<HTMLElement, {plot: any, shape: string, names: string[]}>} */
 const plots = new WeakMap();
+/** @type {WeakMap<HTMLElement, Array<Array<number | null>>>} root -> each series' own counts (what the legend says) */
+const raws = new WeakMap();
 
 /** @param {HTMLElement} root @param {ChartData} data */
 export function render(root, data) {
@@ -78,8 +80,34 @@ function size(host) {
   return { width: Math.max(280, host.clientWidth), height };
 }
 
+/**
+ * Each series plus all the series after it, slot by slot (a slot no series watched stays a gap).
+ * @param {Array<Array<number | null>>} series
+ */
+function stack(series) {
+  const out = series.map((values) => values.slice());
+  for (let k = out.length - 2; k >= 0; k--) {
+    out[k] = out[k].map((v, i) => {
+      const below = out[k + 1][i];
+      return v === null && below === null ? null : (v ?? 0) + (below ?? 0);
+    });
+  }
+  return out;
+}
+
+/** Draw `root`'s chart again from its latest data (its mode changed). @param {HTMLElement} root */
+export function redraw(root) {
+  const data = wanted.get(root);
+  if (data) render(root, data);
+}
+
 /** @param {HTMLElement} root @param {any} UPlot @param {ChartData} data */
 function draw(root, UPlot, data) {
+  let raw = raws.get(root);
+  if (!raw) {
+    raw = [];
+    raws.set(root, raw);
+  }
   const n = Math.max(0, data.to - data.from + 1);
   const xs = Array.from({ length: n }, (_, i) => (data.from + i) * data.step);
   const totals = Object.entries(data.series).map(([name, points]) => {
@@ -93,7 +121,8 @@ function draw(root, UPlot, data) {
   // The plot is rebuilt only when its metric or width changes. Channels keep the place (colour, dash, legend
   // row) they got when they first appeared, however their ranks move; a channel that appears is added as a
   // series, one that goes is removed, and the data moves in place.
-  const shape = `${data.metric}|${data.gran}|${n}`;
+  const stacked = root.dataset.mode === "stacked";
+  const shape = `${data.metric}|${data.gran}|${n}|${stacked ? "stacked" : "lines"}`;
   let held = plots.get(root);
   if (held && held.shape !== shape) {
     held.plot.destroy();
@@ -108,16 +137,20 @@ function draw(root, UPlot, data) {
     const wide = window.innerWidth >= 2400;
     for (const name of names) {
       if (kept.includes(name)) continue;
-      held.plot.addSeries(seriesOptions(name, kept.length, wide), kept.length + 1);
+      held.plot.addSeries(seriesOptions(name, kept.length, wide, stacked, raw), kept.length + 1);
       kept.push(name);
     }
     held.names = kept;
     names = kept;
   }
-  const ys = names.map((name) => xs.map((_, i) => data.series[name][String(data.from + i)] ?? null));
+  raw.length = 0;
+  for (const name of names) raw.push(xs.map((_, i) => data.series[name][String(data.from + i)] ?? null));
+  // Stacked: each series is drawn as itself plus every series after it, the first (the total) first, so each
+  // band's fill covers the one before from the bottom; the legend and the hover still say each one's own count.
+  const ys = stacked ? stack(raw) : raw.map((values) => values.slice());
   if (held) held.plot.setData([xs, ...ys]);
   else if (names.length) {
-    const plot = new UPlot(options(data, names, host), [xs, ...ys], host);
+    const plot = new UPlot(options(data, names, host, stacked, raw), [xs, ...ys], host);
     plots.set(root, { plot, shape, names });
   }
   field(root, "empty").hidden = names.length > 0;
@@ -131,20 +164,33 @@ function draw(root, UPlot, data) {
   root.removeAttribute("aria-busy");
 }
 
-/** One channel's line: its colour and dash by its place. @param {string} name @param {number} i @param {boolean} wide */
-function seriesOptions(name, i, wide) {
+/**
+ * One channel's line: its colour and dash by its place; stacked, a filled band without dashes, whose legend value is
+ * the channel's own count (from `raw`), not the stack's height.
+ * @param {string} name @param {number} i @param {boolean} wide @param {boolean} stacked
+ * @param {Array<Array<number | null>>} raw
+ */
+function seriesOptions(name, i, wide, stacked, raw) {
+  const colour = PALETTE[i % PALETTE.length];
   return {
     label: name,
-    stroke: PALETTE[i % PALETTE.length],
+    stroke: colour,
     width: wide ? 2.5 : 1.75,
-    dash: DASHES[i % DASHES.length],
+    dash: stacked ? undefined : DASHES[i % DASHES.length],
+    fill: stacked ? `${colour}55` : undefined,
     spanGaps: false,
-    value: (/** @type {any} */ _u, /** @type {number | null} */ v) => (v === null || v === undefined ? "–" : count(v)),
+    value: (/** @type {any} */ _u, /** @type {number | null} */ v, /** @type {number} */ sidx, /** @type {number} */ idx) => {
+      const own = stacked && idx !== null && idx !== undefined ? raw[sidx - 1]?.[idx] : v;
+      return own === null || own === undefined ? "–" : count(own);
+    },
   };
 }
 
-/** @param {ChartData} data @param {string[]} names @param {HTMLElement} host */
-function options(data, names, host) {
+/**
+ * @param {ChartData} data @param {string[]} names @param {HTMLElement} host @param {boolean} stacked
+ * @param {Array<Array<number | null>>} raw
+ */
+function options(data, names, host, stacked, raw) {
   const style = getComputedStyle(document.documentElement);
   const muted = style.getPropertyValue("--muted").trim() || "#64748b";
   const line = style.getPropertyValue("--line").trim() || "#e2e8f0";
@@ -157,7 +203,7 @@ function options(data, names, host) {
     scales: { x: { time: true } },
     series: [
       { label: "time" },
-      ...names.map((name, i) => seriesOptions(name, i, wide)),
+      ...names.map((name, i) => seriesOptions(name, i, wide, stacked, raw)),
     ],
     axes: [
       { ...axis, size: wide ? 60 : 44 },
