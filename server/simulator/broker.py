@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio.client import Pipeline
@@ -33,7 +33,10 @@ DEPTH_EVERY = 0.25
 DEPTH_FULL_EVERY = 2.0
 SCHEDULER_EVERY = 0.2
 DEFAULT_STUCK_AFTER = 60.0
-RETRYABLE = ("failed", "canceled", "expired")
+RETRYABLE = frozenset({"failed", "canceled", "expired"})
+SCHEDULED = frozenset({"scheduled"})
+# Queue.retry or Queue.run_now: (job id, channel, now) -> (previous status, job), or None for an unknown job.
+Requeue = Callable[[str, str, float], Awaitable[tuple[str, Job] | None]]
 MAX_PAYLOAD = 16 * 1024
 MAX_CHANNELS = 100
 """Channels `run` may create: each one is reported in every full depth report, forever."""
@@ -289,29 +292,27 @@ class Broker(Receiver):
             raise BadArgument(f"job: unknown job {job_id!r} (never existed, or expired after finishing)")
         return job
 
-    async def _retry(self, command: Command) -> dict[str, Any]:
+    async def _requeue(self, command: Command, move: Requeue, allowed: frozenset[str], only: str) -> tuple[str, Job]:
+        """Queue the command's job through `move` (retry, run_now) and announce it queued; refuse a job whose status
+        is not in `allowed`, saying what `only` may be."""
         job = await self._job(command)
-        result = await self._ctx.queue.retry(job.id, job.channel, time.time())
+        result = await move(job.id, job.channel, time.time())
         if result is None:
             raise BadArgument(f"job: unknown job {job.id!r}")
         was, job = result
-        if was not in RETRYABLE:
-            raise BadArgument(f"job: is {was}; only failed, canceled or expired jobs can be retried")
+        if was not in allowed:
+            raise BadArgument(f"job: is {was}; only {only}")
         self._emitter.emit("job", job.event("queued", payload=job.payload, reason="operator"))
         self._ctx.notify(job.channel)
+        return was, job
+
+    async def _retry(self, command: Command) -> dict[str, Any]:
+        only = "failed, canceled or expired jobs can be retried"
+        _, job = await self._requeue(command, self._ctx.queue.retry, RETRYABLE, only)
         return {"job": job.id, "attempt": job.attempt}
 
     async def _run_now(self, command: Command) -> dict[str, Any]:
-        job = await self._job(command)
-        now = time.time()
-        result = await self._ctx.queue.run_now(job.id, job.channel, now)
-        if result is None:
-            raise BadArgument(f"job: unknown job {job.id!r}")
-        was, job = result
-        if was != "scheduled":
-            raise BadArgument(f"job: is {was}; only a scheduled job can be run now")
-        self._emitter.emit("job", job.event("queued", payload=job.payload, reason="operator"))
-        self._ctx.notify(job.channel)
+        was, job = await self._requeue(command, self._ctx.queue.run_now, SCHEDULED, "a scheduled job can be run now")
         return {"job": job.id, "was": was}
 
     async def _cancel(self, command: Command) -> dict[str, Any]:
