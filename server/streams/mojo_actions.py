@@ -37,8 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("jobpulse.mojo")
 
 UNSUPPORTED = {
-    "job.run_now": "not available for django-mojo yet: jobpulse does not move a scheduled job's run_at in its "
-    "database",
+    "job.run_now": "not available for django-mojo yet: jobpulse does not move a scheduled job's run_at in its database",
     "runner.undrain": "django-mojo cannot take back a shutdown request: a draining engine finishes its running jobs "
     "and exits",
     "runner.restart": "django-mojo has no restart: engines are plain processes that the deployment's supervisor "

@@ -6,14 +6,19 @@ A real server and a real simulated fleet fill the pages; each check polls until 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from tests.conftest import SimulatedFleet
 from tests.e2e.support import Page, expect
 
+if TYPE_CHECKING:
+    from playwright.sync_api import ViewportSize
+
 pytestmark = pytest.mark.e2e
 
-DESKTOP = {"width": 1440, "height": 900}
+DESKTOP: ViewportSize = {"width": 1440, "height": 900}
 
 # Table cells whose text is cut: wider inside than their box (an ellipsis or a clip), the clamped error lines
 # (two lines, all of it in their tooltip) aside, and wider cells that hold them.
