@@ -101,10 +101,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     else:
         print(f"jobpulse demo: using REDIS_URL={redact(redis_url)}", flush=True)
     os.environ["REDIS_URL"] = redis_url
-    # The demo's fleet has hung jobs and a backed-up channel from the start: tighter rules show them within
-    # minutes rather than the production defaults' ten. Set them yourself to override.
+    # The demo's fleet plays the story scenario: a healthy fleet and, every five minutes, incidents that come and
+    # go. Tighter rules than the production defaults raise each one within its minute or two and clear it after
+    # (a two-minute failure window lets the failure burst's alert clear before the cycle ends). Set them yourself
+    # to override.
     os.environ.setdefault("JOBPULSE_STUCK_AFTER_S", "90")
     os.environ.setdefault("JOBPULSE_SLA", "*=120,reports=60")
+    os.environ.setdefault("JOBPULSE_FAIL_WINDOW_MIN", "2")
     # The demo is for trying jobpulse out: no sign-in, everyone admin, unless you configure users yourself.
     if not os.environ.get("JOBPULSE_AUTH") and not os.environ.get("JOBPULSE_USERS"):
         os.environ["JOBPULSE_AUTH"] = "dev"
@@ -112,14 +115,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     simulator_args = [
         sys.executable, "-m", "server.cli", "simulate",
         "--redis-url", redis_url, "--prefix", base.prefix,
-        "--runners", str(args.runners), "--rate", str(args.rate),
+        "--runners", str(args.runners), "--rate", str(args.rate), "--scenario", "story",
     ]  # fmt: skip
     if args.seed is not None:
         simulator_args += ["--seed", str(args.seed)]
     # Own session: Ctrl-C reaches only this process, which then stops the fleet first (so it can clean up
     # its keys) and Redis last.
     simulator = subprocess.Popen(simulator_args, start_new_session=True)
-    print(f"jobpulse demo: fleet simulator running (pid {simulator.pid}, {args.runners} runners, {args.rate} jobs/s)")
+    print(f"jobpulse demo: fleet simulator running (pid {simulator.pid}, {args.runners} runners, {args.rate} jobs/s); "
+          "it starts healthy and plays a 5-minute cycle of incidents that come and go")  # fmt: skip
     print(f"jobpulse demo: open http://{host}:{port}/admin/jobs   (Ctrl-C stops everything)", flush=True)
 
     def stop(signum: int, frame: object) -> None:
@@ -311,7 +315,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=None, help="seed for a repeatable fleet")
     demo.set_defaults(func=cmd_demo)
 
-    simulate = commands.add_parser("simulate", help="run a fleet of job runners that speaks the jobpulse protocol")
+    simulate = commands.add_parser(
+        "simulate",
+        help="run a fleet of job runners that speaks the jobpulse protocol",
+        description="Run a simulated fleet of job runners over a real Redis job queue, speaking the jobpulse "
+        "protocol. --scenario steady (the default) has trouble from the start: reports backs up for good, "
+        "webhooks-legacy has jobs and no runner, one runner goes silent after --silent-after. --scenario story "
+        "(what `jobpulse demo` runs) starts healthy and repeats a cycle of incidents that come and go (--cycle "
+        "seconds, default 300): a runner goes silent and comes back, webhooks-legacy backs up with no runner until "
+        "one takes it on, reports backs up and drains, webhooks fail in a burst, a deploy restarts every runner.",
+    )
     simulate.add_argument("--redis-url", default=None, help="default REDIS_URL")
     simulate.add_argument("--prefix", default=None, help="default JOBPULSE_PREFIX")
     from server.simulator import add_arguments

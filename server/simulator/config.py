@@ -2,7 +2,8 @@
 
 No Redis, no asyncio. `time_scale` compresses modelled job time (durations,
 backoffs, how far ahead jobs are scheduled, a restart's pause); the rate, the
-heartbeat interval, `silent_after` and command arguments stay in real seconds.
+heartbeat interval, `silent_after`, the story's `cycle` and command arguments
+stay in real seconds.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import math
 from dataclasses import dataclass
 
+from server.simulator.scenario import REFERENCE_CYCLE, SCENARIOS
 from server.simulator.workload import CHANNELS
 
 DEFAULT_REGIONS = ("us-east", "eu-west", "ap-south")
@@ -32,9 +34,13 @@ class FleetConfig:
         regions: regions the hosts are spread over.
         heartbeat_interval: seconds between heartbeats.
         silent_after: one runner goes silent (stops beating and processing, holding its jobs)
-            this many seconds after the start; None means never.
+            this many seconds after the start, for good; None means never. The steady scenario only.
         stream: also append every published object to `P:stream`.
         time_scale: factor on every modelled duration and delay (tests use 0.05).
+        scenario: "steady" (trouble from the start: reports backs up for good, webhooks-legacy has jobs and no
+            runner, `silent_after`) or "story" (a healthy fleet and a cycle of incidents that come and go:
+            scenario.TIMELINE).
+        cycle: seconds of one story cycle (its phases are stretched or compressed to fit).
     """
 
     redis_url: str
@@ -48,6 +54,8 @@ class FleetConfig:
     silent_after: float | None = 90.0
     stream: bool = True
     time_scale: float = 1.0
+    scenario: str = "steady"
+    cycle: float = REFERENCE_CYCLE
 
     def __post_init__(self) -> None:
         if not self.prefix:
@@ -66,6 +74,10 @@ class FleetConfig:
             raise ValueError("silent_after: must be >= 0 or None")
         if not (math.isfinite(self.time_scale) and self.time_scale > 0):
             raise ValueError("time_scale: must be > 0")
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"scenario: one of {', '.join(SCENARIOS)}")
+        if not (math.isfinite(self.cycle) and self.cycle > 0):
+            raise ValueError("cycle: must be > 0")
 
 
 def _positive_int(text: str) -> int:
@@ -133,7 +145,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_silent_after,
         default=90.0,
         metavar="SECONDS|never",
-        help="one runner goes silent after this many seconds (default 90)",
+        help="steady scenario: one runner goes silent for good after this many seconds (default 90)",
+    )
+    parser.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="steady",
+        help="steady: trouble from the start, for good; story: a healthy fleet and a repeating cycle of incidents "
+        "that come and go (default steady)",
+    )
+    parser.add_argument(
+        "--cycle",
+        type=_positive,
+        default=REFERENCE_CYCLE,
+        metavar="SECONDS",
+        help=f"story scenario: seconds of one cycle of incidents (default {REFERENCE_CYCLE:g})",
     )
     parser.add_argument("--no-stream", action="store_true", help="do not append to the P:stream replay stream")
     parser.add_argument(
@@ -161,4 +187,6 @@ def config_from_args(args: argparse.Namespace, redis_url: str, prefix: str) -> F
         silent_after=args.silent_after,
         stream=not args.no_stream,
         time_scale=args.time_scale,
+        scenario=args.scenario,
+        cycle=args.cycle,
     )

@@ -6,6 +6,7 @@ broker, so none of them imports another's module just to reach shared state.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,10 @@ from server.simulator.workload import Workload
 
 
 def _ignore(channel: str) -> None:
+    return None
+
+
+def _nothing() -> None:
     return None
 
 
@@ -45,6 +50,10 @@ class Context:
     max_hung: int = 1
     backlog: dict[str, int] = field(default_factory=dict)
     """Queued count per channel from the latest depth read (the producer's backlog cap uses it)."""
+    stalls: dict[str, asyncio.Event] = field(default_factory=dict)
+    """Channels whose attempts wait on a stalled dependency (a locked database) until the event is set."""
+    rerouted: Callable[[], None] = _nothing
+    """A runner booted with other channels than before: who consumes what changed."""
 
     def scaled(self, seconds: float) -> float:
         """Modelled seconds to real seconds."""

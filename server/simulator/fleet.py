@@ -23,13 +23,14 @@ from server.simulator.broker import Broker
 from server.simulator.config import FleetConfig
 from server.simulator.context import Context
 from server.simulator.control import ControlListener, Receiver
+from server.simulator.director import Director
 from server.simulator.keys import Keys
 from server.simulator.layout import Layout, plan
 from server.simulator.outbox import Outbox, remove_member
 from server.simulator.producer import Producer
 from server.simulator.queue import JobQueue
 from server.simulator.runner import STOP_GRACE, Runner
-from server.simulator.workload import CHANNELS, UNCONSUMED_CHANNEL, Workload
+from server.simulator.workload import CHANNELS, HANG_RATE, UNCONSUMED_CHANNEL, Workload
 from server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,20 @@ class Fleet:
         self.config = config
         self.seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
         channels = (*CHANNELS[: config.channels], UNCONSUMED_CHANNEL)
-        self.workload = Workload(self.seed, channels, config.time_scale)
+        story = config.scenario == "story"
+        # The story's incidents come and go: a randomly hung job (held until an operator clears it) and a legacy job
+        # scheduled far ahead (due long after its runner left) would each raise an alert that never clears.
+        self.workload = Workload(
+            self.seed,
+            channels,
+            config.time_scale,
+            hang_rate=0.0 if story else HANG_RATE,
+            immediate=frozenset({UNCONSUMED_CHANNEL}) if story else frozenset(),
+        )
         self.layout: Layout = plan(config, self.seed, self.workload)
         self.runners: dict[str, Runner] = {}
+        self.director: Director | None = None
+        """Plays the story scenario (None in the steady one)."""
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
         self._finished = asyncio.Event()
@@ -110,15 +122,19 @@ class Fleet:
             channels=list(self.layout.channels),
             notify=self._notify,
             max_hung=max(1, sum(spec.concurrency for spec in self.layout.runners) // MAX_HUNG_SHARE),
+            rerouted=self._reroute,
         )
         runners = [Runner(spec, ctx) for spec in self.layout.runners]
         self.runners = {runner.id: runner for runner in runners}
-        self._by_channel = {ch: [r for r in runners if ch in r.spec.channels] for ch in self.layout.channels}
+        self._reroute()
+        if config.scenario == "story":
+            self.director = Director(ctx, self.layout, self.runners, config.cycle)
+            self.director.prepare()
         broker = self._broker = Broker(ctx, self.runners.get)
         producer = Producer(ctx, self.seed)
         listener = ControlListener(ctx, self._route)
         log.info(
-            "fleet on %s prefix %r: seed %d, %d runners, channels %s, %.1f jobs/s, time scale %g",
+            "fleet on %s prefix %r: seed %d, %d runners, channels %s, %.1f jobs/s, time scale %g, scenario %s",
             config.redis_url,
             config.prefix,
             self.seed,
@@ -126,6 +142,7 @@ class Fleet:
             ", ".join(self.layout.channels),
             config.rate,
             config.time_scale,
+            config.scenario,
         )
 
         def spawn(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
@@ -135,6 +152,8 @@ class Fleet:
         broker_task = spawn(self._run_broker(broker), "broker")
         # These run until stopped; runners and the one-off helpers may also end on their own.
         steady = [spawn(producer.run(), "producer"), spawn(listener.run(), "control")]
+        if self.director is not None:
+            steady.append(spawn(self.director.run(), "scenario"))
         one_off = [spawn(self._silence(), "silence"), spawn(self._readiness(runners, listener), "ready")]
         runner_tasks = [spawn(runner.run(), runner.id) for runner in runners]
         helpers = steady + one_off
@@ -206,7 +225,7 @@ class Fleet:
 
     async def _silence(self) -> None:
         silent_after, silent = self.config.silent_after, self.layout.silent
-        if silent_after is None or silent is None:
+        if silent_after is None or silent is None or self.director is not None:
             return
         await asyncio.sleep(silent_after)
         runner = self.runners[silent]
@@ -227,6 +246,12 @@ class Fleet:
             runner = self.runners.get(to.removeprefix("runner:"))
             return [runner] if runner is not None and runner.up else []
         return []
+
+    def _reroute(self) -> None:
+        """Learn again which runners consume each channel (a runner booted with other channels)."""
+        runners = list(self.runners.values())
+        channels = {ch for runner in runners for ch in runner.spec.channels} | set(self.layout.channels)
+        self._by_channel = {ch: [r for r in runners if ch in r.spec.channels] for ch in channels}
 
     def _notify(self, channel: str) -> None:
         runners = self._by_channel.get(channel)

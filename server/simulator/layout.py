@@ -1,9 +1,10 @@
 """The shape of a simulated fleet: hosts in regions, runners on hosts, channels and concurrency per runner.
 
 Pure planning from the configuration and the seed: no Redis, no asyncio. Hosts
-carry 2-3 runners each. `reports` gets its own small pool of "batch" runners
-sized below its arrival rate, so it backs up; the other channels are spread over
-the remaining runners so that each is served. `webhooks-legacy` gets no runner.
+carry 2-3 runners each. `reports` gets its own small pool of "batch" runners:
+in the steady scenario sized below its arrival rate, so it backs up; in the
+story, above it, so it drains after each incident. The other channels are spread
+over the remaining runners so that each is served. `webhooks-legacy` gets no runner.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from server.simulator.config import FleetConfig
 from server.simulator.workload import BACKED_UP_CHANNEL, CHANNELS, UNCONSUMED_CHANNEL, Workload
 
 REPORTS_CAPACITY = 0.5
-"""The reports pool can run this fraction of the reports that arrive."""
+"""The reports pool can run this fraction of the reports that arrive (steady scenario)."""
+STORY_REPORTS_CAPACITY = 3.0
+"""... and this multiple of them in the story, so the backlog of its incident drains within about a minute."""
+MAX_REPORTS_CONCURRENCY = {"steady": 8, "story": 12}
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ class Layout:
     """Every channel jobs are published to: the consumed ones plus the unconsumed one."""
     runners: tuple[RunnerSpec, ...]
     silent: str | None
-    """The runner that goes silent after `silent_after`, if any."""
+    """The runner that goes silent after `silent_after` (steady) or in the story's silent phase, if any."""
 
 
 def _host_sizes(count: int, rng: random.Random) -> list[int]:
@@ -69,9 +73,11 @@ def plan(config: FleetConfig, seed: int, workload: Workload) -> Layout:
     general = tuple(ch for ch in consumed if not (dedicated and ch == BACKED_UP_CHANNEL))
     n_general = config.runners - n_reports
 
-    # Size the reports pool below demand: arrivals x mean duration is the concurrency it would need.
+    # Size the reports pool against demand: arrivals x mean duration is the concurrency it needs.
     needed = config.rate * workload.share(BACKED_UP_CHANNEL) * workload.mean_duration(BACKED_UP_CHANNEL)
-    reports_concurrency = max(1, min(8, round(REPORTS_CAPACITY * needed / max(1, n_reports))))
+    capacity = STORY_REPORTS_CAPACITY if config.scenario == "story" else REPORTS_CAPACITY
+    most = MAX_REPORTS_CONCURRENCY[config.scenario]
+    reports_concurrency = max(1, min(most, round(capacity * needed / max(1, n_reports))))
     reports_channels = (BACKED_UP_CHANNEL, "default") if "default" in consumed else (BACKED_UP_CHANNEL,)
 
     specs: list[RunnerSpec] = []
@@ -100,7 +106,15 @@ def plan(config: FleetConfig, seed: int, workload: Workload) -> Layout:
             specs.append(spec)
             index += 1
     silent = None
-    if config.silent_after is not None:
+    if config.silent_after is not None or config.scenario == "story":
         candidates = [spec for spec in specs if not spec.strict_order] or specs
+        if config.scenario == "story":
+            # Its silence should strand its own jobs, not leave a channel with no runner (another incident).
+            candidates = [spec for spec in candidates if _covered_without(spec, specs)] or candidates
         silent = candidates[-1].id
     return Layout(consumed=consumed, channels=channels, runners=tuple(specs), silent=silent)
+
+
+def _covered_without(spec: RunnerSpec, specs: list[RunnerSpec]) -> bool:
+    """Every channel `spec` consumes is consumed by another runner too."""
+    return all(any(ch in other.channels for other in specs if other is not spec) for ch in spec.channels)

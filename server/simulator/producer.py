@@ -1,8 +1,9 @@
 """The producer: the app servers that publish jobs, at `rate` per second, as the seeded workload dictates.
 
-Arrivals are a Poisson process. Each job is announced (`queued`, or `scheduled`
-with `run_at`) before it is written, so no runner can report `started` for a
-job whose `queued` is not out yet. A channel whose queue already holds
+Arrivals are a Poisson process, whose rate follows the scenario's channel
+shares. Each job is announced (`queued`, or `scheduled` with `run_at`) before
+it is written, so no runner can report `started` for a job whose `queued` is
+not out yet. A channel whose queue already holds
 `BACKLOG_CAP` jobs gets no more, so a backed-up or unconsumed channel stays bounded.
 """
 
@@ -43,16 +44,24 @@ class Producer:
         self._generated = 0
         self.skipped = 0
 
+    def rate(self) -> float:
+        """Jobs per second now: the configured rate, as the scenario's channel shares change it."""
+        return self._ctx.config.rate * self._ctx.workload.rate_factor()
+
     async def run(self) -> None:
         """Publish until cancelled."""
-        rate = self._ctx.config.rate
-        if rate <= 0:
+        if self._ctx.config.rate <= 0:
             await asyncio.Event().wait()
         loop = asyncio.get_running_loop()
-        next_arrival = loop.time() + self._arrivals.expovariate(rate)
+        rate = self.rate()
+        next_arrival = loop.time() + (self._arrivals.expovariate(rate) if rate > 0 else 0.0)
         while True:
             await asyncio.sleep(TICK)
             now = loop.time()
+            rate = self.rate()
+            if rate <= 0:
+                next_arrival = now
+                continue
             if next_arrival < now - MAX_LAG:
                 next_arrival = now
             count = 0

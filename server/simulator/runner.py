@@ -3,7 +3,8 @@
 Each boot has a new `boot` and `seq` from 0. It beats every interval (on `P:events`
 and `SET P:runner:<id> ... EX`), claims jobs up to its concurrency, runs and settles
 them, and answers ping, drain, undrain, restart, shutdown and logs. Gone silent,
-it stops at once without a word and leaves its jobs in flight, as a crash does.
+it stops at once without a word and leaves its jobs in flight, as a crash does;
+brought back (`come_back`, the story scenario), it boots again and requeues them.
 """
 
 from __future__ import annotations
@@ -84,6 +85,12 @@ class Runner(Receiver):
         self._hurry = asyncio.Event()
         self._exit: asyncio.Future[tuple[str, float]] | None = None
         self._fleet_stopping = False
+        self._revive = asyncio.Event()
+        self._orphans: list[tuple[Job, float]] = []
+        """Jobs (and their start) it held when it went silent: requeued when it comes back. At most `concurrency`."""
+        self.version = VERSION
+        self._next_channels: tuple[str, ...] | None = None
+        self._next_version: str | None = None
         self._logs: deque[dict[str, Any]] = deque(maxlen=LOG_LINES)
         self._rotation = 0
         self.handlers = {
@@ -99,9 +106,18 @@ class Runner(Receiver):
     # ---- lifecycle -------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Serve boot after boot until shut down, silenced or stopped with the fleet."""
+        """Serve boot after boot until shut down or stopped with the fleet (or silenced, unless it comes back)."""
         while True:
             reason = await self._serve()
+            if reason == "silent":
+                # Frozen until its supervisor brings it back (`come_back`) or the fleet stops.
+                await self._revive.wait()
+                self._revive.clear()
+                if self._fleet_stopping:
+                    return
+                self.silent = False
+                self.pid = 1200 + (self.pid * 7 + 13) % 62000
+                continue
             if reason != "restart":
                 return
             await asyncio.sleep(self.ctx.scaled(RESTART_PAUSE))
@@ -113,14 +129,40 @@ class Runner(Receiver):
                 return
 
     def stop_with_fleet(self) -> None:
-        """The fleet is stopping: requeue the jobs at once and say `runner.stopped`."""
+        """The fleet is stopping: requeue the jobs at once and say `runner.stopped` (a silent one stays silent)."""
         self._fleet_stopping = True
         self._hurry.set()
+        self._revive.set()
         self._request_exit("stop", 0.0)
 
     def go_silent(self) -> None:
         """Stop beating, claiming and answering at once, leaving the jobs in flight (a crash or a freeze)."""
         self._request_exit("silent", 0.0)
+
+    def come_back(self) -> bool:
+        """A silent runner's process is restarted: it boots anew and requeues the jobs it held. False if not silent."""
+        if not self.silent:
+            return False
+        self._revive.set()
+        return True
+
+    def restart(self, timeout: float, channels: tuple[str, ...] | None = None, version: str | None = None) -> bool:
+        """Restart as the `restart` command does; the next boot consumes `channels` and runs `version` if given.
+
+        False if it is not up to restart now (down, silent): the changes still apply at its next boot.
+        """
+        if channels is not None:
+            self._next_channels = channels
+        if version is not None:
+            self._next_version = version
+        if not self.up or self._exit is None or self._exit.done():
+            return False
+        self._request_exit("restart", timeout)
+        return True
+
+    def orphans(self) -> int:
+        """How many jobs it left in flight when it went silent (requeued when it comes back)."""
+        return len(self._orphans)
 
     def wake(self) -> None:
         """A job may be waiting in one of this runner's channels."""
@@ -145,6 +187,7 @@ class Runner(Receiver):
     async def _serve(self) -> str:
         """One boot of the process; returns why it ended."""
         self.boot = max(time.time(), self.boot + 0.001)
+        self._apply_pending()
         self._emitter = Emitter(self.id, self.boot, self.ctx.outbox)
         self.processed = self.failed = 0
         self.state = "running"
@@ -154,6 +197,7 @@ class Runner(Receiver):
         self.up = True
         channels = ", ".join(self.spec.channels)
         self._log("info", f"booted: pid {self.pid}, channels {channels}, concurrency {self.spec.concurrency}")
+        self._adopt_orphans()
         beats = asyncio.create_task(self._heartbeats(), name=f"{self.id}:heartbeats")
         claims = asyncio.create_task(self._claims(), name=f"{self.id}:claims")
         try:
@@ -161,6 +205,7 @@ class Runner(Receiver):
             if reason == "silent":
                 self.silent = True
                 self.up = False
+                self._orphans = [(slot.job, slot.started) for slot in self._slots.values()]
                 log.warning("runner %s went silent holding %d job(s)", self.id, len(self._slots))
                 self._log("error", f"stopped responding, holding {len(self._slots)} job(s)")
                 # Cancelled, not settled: in Redis its jobs stay in flight, held by a runner that is gone. Claims go
@@ -182,6 +227,34 @@ class Runner(Receiver):
             self.up = False
             await cancel_and_wait([beats, claims, *(slot.task for slot in self._slots.values())])
             self._slots.clear()
+
+    def _apply_pending(self) -> None:
+        """Changes a restart asked for (a deploy's version, other channels) take effect at boot."""
+        if self._next_version is not None:
+            self.version, self._next_version = self._next_version, None
+        if self._next_channels is not None:
+            channels, self._next_channels = self._next_channels, None
+            if channels != self.spec.channels:
+                self.spec = dataclasses.replace(self.spec, channels=channels)
+                self.ctx.rerouted()
+
+    def _adopt_orphans(self) -> None:
+        """Back from silence: the jobs the last boot left in flight are requeued, as a restart requeues its own.
+
+        Each becomes a slot whose attempt is already interrupted, so `_work` requeues it (fenced on runner and
+        attempt: one the system took back meanwhile is left alone) and a stop meanwhile waits for it.
+        """
+        orphans, self._orphans = self._orphans, []
+        if orphans:
+            self._log("warning", f"found {len(orphans)} job(s) left in flight by the previous boot; requeueing them")
+        for job, started in orphans:
+            slot = _Slot(job, started, asyncio.get_running_loop().create_future())
+            slot.abort.set_result("restart")
+            self._slots[job.id] = slot
+            self._idle.clear()
+            assert self._emitter is not None
+            slot.task = asyncio.create_task(self._work(slot, self._emitter), name=f"{self.id}:{job.id}")
+            slot.task.add_done_callback(functools.partial(self._release, job.id))
 
     async def _wait_idle(self, limit: float) -> None:
         """Wait for the running jobs to finish, at most `limit` seconds (less if the whole fleet stops)."""
@@ -254,7 +327,7 @@ class Runner(Receiver):
                 "host": self.spec.host,
                 "region": self.spec.region,
                 "pid": self.pid,
-                "version": VERSION,
+                "version": self.version,
                 "state": self.reported_state(),
                 "channels": list(self.spec.channels),
                 "concurrency": self.spec.concurrency,
@@ -353,17 +426,16 @@ class Runner(Receiver):
 
     async def _work(self, slot: _Slot, emitter: Emitter) -> None:
         job = slot.job
-        outcome = self.ctx.workload.outcome(job.key, job.fn, job.attempt, job.payload)
+        outcome = self.ctx.workload.outcome(job.key, job.fn, job.attempt, job.payload, job.channel)
         hung = self.ctx.hung
-        # Hung jobs hold slots until cleared; past a few, the fleet would stall, so more hangs run normally.
-        hang = outcome.hang and (outcome.forced or len(hung) < self.ctx.max_hung)
+        # Hung jobs hold slots until cleared; past a few, the fleet would stall, so more hangs run normally. An attempt
+        # interrupted before it began (one a silent boot left behind) does not run at all.
+        hang = outcome.hang and (outcome.forced or len(hung) < self.ctx.max_hung) and not slot.abort.done()
         if hang:
             hung.add(job.id)
             self._log("warning", f"{job.fn} {job.id} is not making progress")
         try:
-            reason: str | None = await asyncio.wait_for(slot.abort, None if hang else outcome.duration)
-        except TimeoutError:
-            reason = None
+            reason = await self._attempt(slot, None if hang else outcome.duration)
         finally:
             hung.discard(job.id)
         finished = time.time()
@@ -394,6 +466,28 @@ class Runner(Receiver):
                 self._log("warning", f"requeued {job.fn} {job.id} as attempt {nxt} ({reason})")
                 emitter.emit("job", job.event("retried", reason=reason, **run) | {"max_attempts": budget})
                 self.ctx.notify(job.channel)
+
+    async def _attempt(self, slot: _Slot, duration: float | None) -> str | None:
+        """Run the attempt for `duration` (None: until aborted); None when it ran its course, else who aborted it.
+
+        While its channel is stalled (a locked database) the attempt waits for the release, and that wait counts
+        towards its duration: most released attempts finish at once, none is held much longer than the stall.
+        """
+        stall = self.ctx.stalls.get(slot.job.channel)
+        if stall is not None and duration is not None and not slot.abort.done():
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            released = asyncio.ensure_future(stall.wait())
+            waits: set[asyncio.Future[Any]] = {released, slot.abort}
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                await cancel_and_wait([released])
+            duration = max(0.0, duration - (loop.time() - began))
+        try:
+            return await asyncio.wait_for(slot.abort, duration)
+        except TimeoutError:
+            return None
 
     async def _finish(self, job: Job, outcome: Outcome, finished: float, run: dict[str, Any], emitter: Emitter) -> None:
         failure = outcome.failure

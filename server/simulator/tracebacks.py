@@ -110,6 +110,13 @@ ERRORS: dict[str, ErrorKind] = {
         "response.raise_for_status()",
         (f"{SITE}/requests/models.py", 1024, "raise_for_status", "raise HTTPError(http_error_msg, response=self)"),
     ),
+    "http_401": _kind(
+        "requests.exceptions.HTTPError",
+        "401 Client Error: Unauthorized for url: {url}",
+        "response.raise_for_status()",
+        (f"{SITE}/requests/models.py", 1024, "raise_for_status", "raise HTTPError(http_error_msg, response=self)"),
+        retryable=False,
+    ),
     "conn_refused": _kind(
         "requests.exceptions.ConnectionError",
         "HTTPSConnectionPool(host='{host}', port=443): Max retries exceeded with url: /{path} "

@@ -4,6 +4,7 @@ Lognormal durations per function (email ~0.3 s, a PDF ~3 s, a webhook ~0.5 s wit
 a long tail), realistic errors, `max_attempts` and exponential backoff. Jobs come
 from one seeded generator and each attempt's outcome from (seed, job, attempt), so
 a seed gives the same jobs, durations and failures however runners interleave.
+A scenario may change a channel's share of the jobs and start a failure burst.
 """
 
 from __future__ import annotations
@@ -421,31 +422,77 @@ class Outcome:
     """Scaled seconds before the next attempt, when this one fails."""
 
 
+@dataclass(frozen=True)
+class Burst:
+    """A spell of failures on one channel: this share of attempts fails, with this error."""
+
+    rate: float
+    error: str
+
+
 @dataclass
 class Workload:
-    """The job mix of one fleet: which channels are in play, and the seeded generators."""
+    """The job mix of one fleet: which channels are in play, and the seeded generators.
+
+    A scenario turns its knobs while the fleet runs: a channel's share of the jobs (`set_share`), a failure
+    burst on a channel (`set_burst`). Left alone, the workload is the steady one.
+    """
 
     seed: int
     channels: tuple[str, ...]
     """Consumed channels plus the unconsumed one."""
     time_scale: float = 1.0
+    hang_rate: float = HANG_RATE
+    immediate: frozenset[str] = frozenset()
+    """Channels whose jobs are never scheduled ahead (they would come due at any time, long after)."""
     _rng: random.Random = field(init=False, repr=False)
+    _base_weights: list[float] = field(init=False, repr=False)
     _channel_weights: list[float] = field(init=False, repr=False)
+    _factors: dict[str, float] = field(init=False, repr=False)
+    _bursts: dict[str, Burst] = field(init=False, repr=False)
     _functions: dict[str, tuple[list[Function], list[float]]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(f"{self.seed}:jobs")
-        self._channel_weights = [_CHANNEL_WEIGHTS.get(ch, 0.02) for ch in self.channels]
+        self._base_weights = [_CHANNEL_WEIGHTS.get(ch, 0.02) for ch in self.channels]
+        self._channel_weights = list(self._base_weights)
+        self._factors = {}
+        self._bursts = {}
         self._functions = {}
         for ch in self.channels:
             fns = [fn for fn in FUNCTIONS if fn.channel == ch]
             self._functions[ch] = (fns, [fn.weight for fn in fns])
 
     def share(self, channel: str) -> float:
-        """The fraction of published jobs that go to `channel`."""
+        """The fraction of published jobs that go to `channel` in the steady mix."""
         if channel not in self.channels:
             return 0.0
-        return self._channel_weights[self.channels.index(channel)] / sum(self._channel_weights)
+        return self._base_weights[self.channels.index(channel)] / sum(self._base_weights)
+
+    def set_share(self, channel: str, factor: float) -> None:
+        """Publish `factor` times the usual number of `channel`'s jobs (0: none), the other channels as before."""
+        if channel not in self.channels or not (math.isfinite(factor) and factor >= 0):
+            return
+        if factor == 1:
+            self._factors.pop(channel, None)
+        else:
+            self._factors[channel] = factor
+        self._channel_weights = [
+            w * self._factors.get(ch, 1.0) for ch, w in zip(self.channels, self._base_weights, strict=True)
+        ]
+
+    def rate_factor(self) -> float:
+        """The producer's rate relative to the configured one, so that the untouched channels keep theirs."""
+        if not self._factors:
+            return 1.0
+        return sum(self._channel_weights) / sum(self._base_weights)
+
+    def set_burst(self, channel: str, burst: Burst | None) -> None:
+        """Make `burst.rate` of `channel`'s attempts fail with `burst.error` (None ends the burst)."""
+        if burst is None:
+            self._bursts.pop(channel, None)
+        elif channel in self.channels and burst.error in tracebacks.ERRORS:
+            self._bursts[channel] = burst
 
     def mean_duration(self, channel: str) -> float:
         """Expected scaled seconds of one attempt of a job of `channel`."""
@@ -458,18 +505,22 @@ class Workload:
     def next_job(self) -> JobSpec:
         """The next job of the seeded sequence."""
         rng = self._rng
-        channel = rng.choices(self.channels, self._channel_weights)[0]
+        # With every channel switched off the rate is 0 and nothing is drawn; the steady mix keeps a draw defined.
+        weights = self._channel_weights if any(self._channel_weights) else self._base_weights
+        channel = rng.choices(self.channels, weights)[0]
         fns, weights = self._functions[channel]
         fn = rng.choices(fns, weights)[0]
         payload = fn.payload(rng)
         cid = _cid(rng, payload)
         delay = None
-        if rng.random() < fn.scheduled:
+        if rng.random() < fn.scheduled and channel not in self.immediate:
             delay = rng.uniform(*SCHEDULE_AHEAD) * self.time_scale
         return JobSpec(fn.name, channel, payload, cid, fn.max_attempts, delay)
 
-    def outcome(self, key: str, fn_name: str, attempt: int, payload: Any) -> Outcome:
-        """What attempt `attempt` of the job identified by `key` does (same inputs, same outcome).
+    def outcome(self, key: str, fn_name: str, attempt: int, payload: Any, channel: str | None = None) -> Outcome:
+        """What attempt `attempt` of the job identified by `key` does (same inputs, same burst: same outcome).
+
+        `channel` is the job's (a failure burst is per channel); by default the function's own.
 
         A payload may force the outcome with `"_sim"` (tests, demos): `{"fail": n}` fails the
         first n attempts, `{"hang": true}` hangs the first attempt until it is cleared,
@@ -481,8 +532,9 @@ class Workload:
         if rng.random() < fn.tail:
             duration *= rng.uniform(10, 30)
         duration *= self.time_scale
-        hang = rng.random() < HANG_RATE
-        fails = rng.random() < fn.fail
+        hang = rng.random() < self.hang_rate
+        burst = self._bursts.get(channel or fn.channel)
+        fails = rng.random() < (max(fn.fail, burst.rate) if burst is not None else fn.fail)
         forced = payload.get("_sim") if isinstance(payload, Mapping) else None
         if isinstance(forced, Mapping):
             hang = bool(forced.get("hang")) and attempt == 1
@@ -496,6 +548,8 @@ class Workload:
         if not fails:
             return Outcome(duration=duration, forced=is_forced)
         kinds = [tracebacks.ERRORS[name] for name in fn.errors]
+        if burst is not None and not is_forced:
+            kinds = [tracebacks.ERRORS[burst.error]]
         if is_forced:
             # A forced failure says how many attempts fail, so it must be one a retry can get past.
             kinds = [kind for kind in kinds if kind.retryable] or kinds

@@ -620,3 +620,150 @@ async def test_unreachable_redis_is_retried_not_fatal(caplog: pytest.LogCaptureF
     await asyncio.wait_for(task, 10)
     with pytest.raises(RuntimeError):
         await fleet.wait_ready()
+
+
+# ---- the story scenario ------------------------------------------------------------------------------------------
+
+STORY_CYCLE = 24.0
+"""The story compressed 12.5x: one cycle runs in 24 s (every phase at least 3 s)."""
+CALM_QUEUE = 25
+"""Queued jobs a channel may hold outside its incidents (40 jobs/s, ~0.1 s each: it is near 0 when healthy)."""
+REPORTS_BACKLOG = 15
+"""Queued reports the stall must build (about 8 reports/s during its 6.8 s, a few held by the stalled slots)."""
+DRAIN_GOAL_S = 5.0  # the reports pool runs ~3x the usual arrivals: the backlog is gone within a few seconds
+
+
+def depth_series(objects: list[Obj], channel: str) -> list[tuple[float, int]]:
+    """(ts, queued) of every depth report that carried `channel`."""
+    return [
+        (o["ts"], o["channels"][channel]["queued"])
+        for o in objects
+        if o["type"] == "depth" and channel in o["channels"]
+    ]
+
+
+@pytest.mark.timeout(120)  # one 24 s cycle; the deadlines (3x each wait) may take longer on a loaded machine
+async def test_story_scenario_runs_incidents_that_come_and_go(redis_url: str, prefix: str) -> None:
+    """One compressed story cycle: calm, then each incident begins and ends, and the queues come back down.
+
+    A runner goes silent and comes back with a new boot (requeueing what it held); webhooks-legacy gets a backlog
+    with no runner, then a runner that consumes it; reports backs up while stalled and drains; webhooks fail with
+    401 during the burst only; a deploy restarts every runner onto a new version. Outside its incidents no queue grows.
+    """
+    from server.simulator import scenario
+
+    async with fleet_running(redis_url, prefix, scenario="story", cycle=STORY_CYCLE) as (fleet, feed):
+        director = fleet.director
+        assert director is not None and director.started is not None
+        silent, legacy_runner = director.silent_id, director.legacy_id
+        assert silent and legacy_runner and silent != legacy_runner
+
+        def at(kind: str, edge: int) -> float:
+            """Wall-clock time a phase of the first cycle begins (edge 0) or ends (edge 1)."""
+            assert director.started is not None
+            return director.started + scenario.window(scenario.phase_of(kind), STORY_CYCLE)[edge]
+
+        def within(moment: float, goal: float = 1.0) -> float:
+            """A deadline three times the wait for `moment` plus what the fleet takes to act on it."""
+            return 3 * (max(0.0, moment - time.time()) + goal)
+
+        # The silent runner freezes (holding jobs), its held jobs stay in flight, then it boots again.
+        await eventually(lambda: fleet.runners[silent].silent, within(at(scenario.SILENT_RUNNER, 0)))
+        held = []
+        for channel in fleet.layout.channels:
+            members: list[str] = await feed.client.zrange(f"{prefix}:sim:inflight:{channel}", 0, -1)  # type: ignore[assignment]
+            held += [job for job in members if await feed.client.hget(f"{prefix}:sim:job:{job}", "runner") == silent]
+        assert held, "the silent runner froze holding no job"
+        first_boot = next(o for o in feed.objects if o["type"] == "heartbeat" and o["src"] == silent)["boot"]
+        back = await feed.wait_for(
+            lambda o: o["type"] == "heartbeat" and o["src"] == silent and o["boot"] > first_boot,
+            within(at(scenario.SILENT_RUNNER, 1)),
+        )
+        assert back["seq"] == 0 and back["ts"] >= at(scenario.SILENT_RUNNER, 1)
+        for job in held:
+            retried = await feed.wait_job(job, "retried", within=3 * SETTLE_GOAL_S + 3)
+            assert retried["reason"] == "restart" and retried["src"] == silent and retried["runner"] == silent
+
+        # webhooks-legacy: a backlog nobody consumes, then a runner that takes it on and empties it.
+        legacy = "webhooks-legacy"
+        consumer = await feed.wait_for(
+            lambda o: o["type"] == "heartbeat" and o["src"] == legacy_runner and legacy in o["channels"],
+            within(at(scenario.LEGACY_RUNNER, 0)),
+        )
+        assert consumer["seq"] == 0 and consumer["ts"] >= at(scenario.LEGACY_RUNNER, 0)
+        backlog_end = at(scenario.LEGACY_BACKLOG, 1)
+        legacy_empty = await feed.wait_for(
+            lambda o: (
+                o["type"] == "depth" and o["ts"] > backlog_end and o["channels"].get(legacy, {}).get("queued") == 0
+            ),
+            within(backlog_end, DRAIN_GOAL_S),
+        )
+
+        # reports: stalled, it backs up; released, it drains.
+        stall_end = at(scenario.REPORTS_STALL, 1)
+        drained = await feed.wait_for(
+            lambda o: (
+                o["type"] == "depth" and o["ts"] > stall_end and o["channels"].get("reports", {}).get("queued", 99) <= 2
+            ),
+            within(stall_end, DRAIN_GOAL_S),
+        )
+
+        # The cycle ends: the legacy runner goes back to its usual channels (after the deploy).
+        cycle_end = director.started + STORY_CYCLE
+        usual = await feed.wait_for(
+            lambda o: o["type"] == "heartbeat" and o["src"] == legacy_runner and o["ts"] >= cycle_end and o["seq"] == 0,
+            within(cycle_end),
+        )
+        assert legacy not in usual["channels"]
+        objects = list(feed.objects)
+
+    def phase(kind: str) -> tuple[float, float]:
+        return at(kind, 0), at(kind, 1)
+
+    # Calm start: every runner beats, nothing is published to webhooks-legacy before its phase, queues are low.
+    calm_end = at(scenario.SILENT_RUNNER, 0)
+    beaters = {o["src"] for o in objects if o["type"] == "heartbeat" and o["ts"] < calm_end}
+    assert beaters == {spec.id for spec in fleet.layout.runners}
+    backlog_start = at(scenario.LEGACY_BACKLOG, 0)
+    legacy_jobs = [o for o in objects if o["type"] == "job" and o["channel"] == legacy and o["src"] == "sim-producer"]
+    assert legacy_jobs and all(backlog_start - 0.1 <= o["ts"] < backlog_end + 0.5 for o in legacy_jobs)
+
+    # The silent runner's heartbeats stop for most of its phase, then resume with the new boot.
+    beats = [o for o in objects if o["type"] == "heartbeat" and o["src"] == silent]
+    before, after = max(itertools.pairwise(beats), key=lambda pair: pair[1]["ts"] - pair[0]["ts"])
+    silent_start, silent_end = phase(scenario.SILENT_RUNNER)
+    assert after["ts"] - before["ts"] >= (silent_end - silent_start) / 2 and after is back
+
+    # The legacy backlog rose while no runner consumed it, stayed low once one did, and is gone after.
+    legacy_depth = depth_series(objects, legacy)
+    assert max(q for ts, q in legacy_depth if ts < consumer["ts"]) >= 3
+    assert all(q <= CALM_QUEUE for ts, q in legacy_depth if ts > consumer["ts"] + DRAIN_GOAL_S)
+    assert all(q == 0 for ts, q in legacy_depth if ts < backlog_start - 0.1 or ts >= legacy_empty["ts"])
+
+    # reports rose during the stall and fell back after it.
+    stall_start = at(scenario.REPORTS_STALL, 0)
+    reports = depth_series(objects, "reports")
+    assert max(q for ts, q in reports if stall_start <= ts <= stall_end + 0.5) >= REPORTS_BACKLOG
+    assert drained["channels"]["reports"]["queued"] <= 2
+
+    # Webhooks failed with the burst's 401, for good, during the burst only.
+    burst_start, burst_end = phase(scenario.WEBHOOKS_FAILING)
+    rejected = [o for o in objects if o["type"] == "job" and o["event"] == "failed" and "401" in o.get("error", "")]
+    assert len(rejected) >= 5
+    assert all(o["channel"] == "webhooks" and burst_start <= o["ts"] <= burst_end + 1.0 for o in rejected)
+
+    # The deploy restarted every runner, one at a time, onto a new version.
+    deploy_start, deploy_end = phase(scenario.DEPLOY)
+    restarts = [o for o in objects if o["type"] == "runner.stopped" and deploy_start <= o["ts"] <= deploy_end + 1.0]
+    assert {o["src"] for o in restarts} == {spec.id for spec in fleet.layout.runners}
+    assert all(o["reason"] == "restart" for o in restarts)
+    new_version = {o["src"] for o in objects if o["type"] == "heartbeat" and o["version"] == "sim/0.1.1"}
+    assert new_version == {spec.id for spec in fleet.layout.runners}
+
+    # Outside its incidents no channel's queue grows; reports only backs up from its stall to its drain.
+    for channel in fleet.layout.channels:
+        for ts, queued in depth_series(objects, channel):
+            in_incident = (channel == "reports" and stall_start <= ts <= drained["ts"]) or (
+                channel == legacy and backlog_start <= ts <= consumer["ts"] + DRAIN_GOAL_S
+            )
+            assert in_incident or queued <= CALM_QUEUE, (channel, ts - director.started, queued)
