@@ -43,6 +43,7 @@ def test_tables_show_their_values_whole_at_1440(page: Page, simulated_fleet: Sim
         ("/admin/jobs", "[data-widget=runners] tbody tr", "main .tbl tbody td"),
         ("/admin/jobs/table", "#jt-rows tr", "#jt-rows td"),
         ("/admin/jobs/manage", "[data-part=purge] tbody tr", "main .tile-live td"),
+        ("/admin/system-status", "[data-part=matrix] tbody tr", "main .st-matrix td"),
     ):
         open_page(page, server.url + path, ready)
         page.wait_for_timeout(1_000)  # a few more updates drawn
