@@ -112,6 +112,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not os.environ.get("JOBPULSE_AUTH") and not os.environ.get("JOBPULSE_USERS"):
         os.environ["JOBPULSE_AUTH"] = "dev"
         print("jobpulse demo: dev mode (JOBPULSE_AUTH=dev): no sign-in, everyone is admin", flush=True)
+    if not args.no_history:
+        # Two weeks of made-up hours before now, so the 24 h and 14 d views have a shape from the first minute; the
+        # pages label them synthetic. Only into a store that holds no history yet.
+        from server.simulator.history import DAYS, backfill
+
+        written = asyncio.run(backfill(redis_url, base.prefix, time.time(), args.rate, args.seed))
+        if written:
+            print(f"jobpulse demo: wrote {DAYS} days of synthetic history ({written} hours), labelled so", flush=True)
     simulator_args = [
         sys.executable, "-m", "server.cli", "simulate",
         "--redis-url", redis_url, "--prefix", base.prefix,
@@ -313,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--runners", type=int, default=12, help="simulated runners (default 12)")
     demo.add_argument("--rate", type=float, default=20.0, help="jobs published per second (default 20)")
     demo.add_argument("--seed", type=int, default=None, help="seed for a repeatable fleet")
+    demo.add_argument(
+        "--no-history", action="store_true", help="do not write the two weeks of synthetic history before now"
+    )
     demo.set_defaults(func=cmd_demo)
 
     simulate = commands.add_parser(

@@ -297,6 +297,7 @@ class Restored(Struct, frozen=True):
     counted_until: float = float("-inf")  # the receive time of the last event the series counted
     hours: dict[int, tuple[int, ...]] = {}
     channel_series: dict[str, dict[int, tuple[int, ...]]] = {}
+    synthetic_until: float | None = None  # the history before this is made up (the demo's backfill)
 
 
 Event = (

@@ -961,6 +961,8 @@ def _forget_unregistered(state: State, msg: Reconciled, beating: set[str]) -> in
 
 def _restored(state: State, msg: Restored) -> int:
     state.counted_until = max(state.counted_until, msg.counted_until)
+    if msg.synthetic_until is not None:
+        state.synthetic_until = max(state.synthetic_until or msg.synthetic_until, msg.synthetic_until)
     for minute, values in msg.series.items():
         if minute not in state.series and len(values) <= BUCKET_WIDTH:
             state.series[minute] = [*values, *[0] * (BUCKET_WIDTH - len(values))]  # older, narrower buckets

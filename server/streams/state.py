@@ -378,6 +378,7 @@ class State:
         "shell",
         "sources",
         "sums",
+        "synthetic_until",
         "terminal",
         "totals",
         "watched_before",
@@ -426,6 +427,8 @@ class State:
         self.alert_log: deque[tuple[int, float, str, str, str, str]] = deque(maxlen=limits.alert_log_cap)
         # Per service-matrix component, its latest incident since this process started: (at, severity, title).
         self.last_incident: dict[str, tuple[float, str, str]] = {}
+        # The hourly history before this time is synthetic (the demo wrote it so its 24 h and 14 d views have data).
+        self.synthetic_until: float | None = None
         self.logs: deque[tuple[int, float, str, str, str]] = deque(maxlen=limits.logs_cap)
         self.activity: deque[AuditNoted] = deque(maxlen=limits.activity_rows)  # newest first
         self.pulse: deque[tuple[int, float, float, float, int]] = deque(maxlen=limits.pulse_points)

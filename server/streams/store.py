@@ -13,7 +13,7 @@ import logging
 import msgspec
 import redis.asyncio as aredis
 
-from server.streams.events import FailureRecord, Restored, RunnerRecord
+from server.streams.events import MAX_TIME, FailureRecord, Restored, RunnerRecord
 from server.streams.reducer import runner_record
 from server.streams.state import BUCKET_WIDTH, Limits, State
 
@@ -53,7 +53,16 @@ class Store:
         pipe.hget(self.meta_key, "counted_until")
         pipe.hgetall(self.hours_key)
         pipe.smembers(self.channels_key)
-        raw_series, raw_runners, raw_failures, raw_counted, raw_hours, raw_channels = await pipe.execute()
+        pipe.hget(self.meta_key, "synthetic_until")
+        (
+            raw_series,
+            raw_runners,
+            raw_failures,
+            raw_counted,
+            raw_hours,
+            raw_channels,
+            raw_synthetic,
+        ) = await pipe.execute()
 
         minute_now = int(now // 60)
         series = await self._buckets(self.series_key, raw_series, minute_now - self.series_minutes + 1)
@@ -87,6 +96,9 @@ class Store:
             counted_until = float(raw_counted) if raw_counted is not None else float("-inf")
         except ValueError:
             counted_until = float("-inf")
+        synthetic_until = _time(raw_synthetic)
+        if raw_synthetic is not None and synthetic_until is None:
+            self.corrupt += 1
         if self.corrupt:
             log.warning("store: skipped %d entries that did not decode", self.corrupt)
         return Restored(
@@ -96,6 +108,7 @@ class Store:
             counted_until=counted_until,
             hours=hours,
             channel_series=channel_series,
+            synthetic_until=synthetic_until,
         )
 
     async def _buckets(self, key: str, raw: dict[bytes, bytes], oldest: int) -> dict[int, tuple[int, ...]]:
@@ -218,3 +231,14 @@ class Store:
             self._persisted.update(expired)
             raise
         return written
+
+
+def _time(raw: bytes | None) -> float | None:
+    """A time jobpulse wrote into its meta hash, or None when absent or not a sane epoch second."""
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if 0 < value < MAX_TIME else None

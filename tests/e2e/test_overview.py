@@ -389,3 +389,28 @@ def test_first_load_weight_and_viewports(page: Page, live_server: LiveServer, si
     no_horizontal_overflow(page)
     page.set_viewport_size({"width": 1280, "height": 720})
     no_horizontal_overflow(page)
+
+
+def test_the_demos_synthetic_history_is_drawn_and_labelled(page: Page, redis_url: str, prefix: str) -> None:
+    """With the demo's two weeks of synthetic hours in the store, a KPI card's 14 d view draws them and says, beside
+    its window, that they are synthetic demo history; its 60 min view (jobpulse's own minutes) says nothing of it."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from server.simulator.history import backfill
+
+    # Playwright's sync API holds this thread's event loop: the demo's (async) backfill runs in a thread of its own.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, backfill(redis_url, prefix, time.time(), rate=20.0, seed=5)).result()
+    server = LiveServer(redis_url, prefix).start()
+    try:
+        open_page(page, server)
+        card = kpi(page, "completed")
+        expect(card.locator("[data-f=window]")).not_to_contain_text("synthetic")
+        card.locator("button[data-gran=days]").click()
+        expect(card.locator("[data-f=window]")).to_contain_text("synthetic demo history before", timeout=10_000)
+        expect(card).to_have_attribute("data-synthetic", "true")
+        expect(card.locator("[data-f=value]")).to_have_text(re.compile(r"^\d{1,3}(,\d{3})+"))
+        expect(card.locator("path.line.main:not(.partial)")).to_have_attribute("d", re.compile(r"^M.*L.*L"))
+    finally:
+        server.close()

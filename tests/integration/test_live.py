@@ -424,3 +424,32 @@ def test_the_documents_the_pages_link_to_are_served_as_text(live_server):
     assert status == 200 and b'href="/docs/protocol.md"' in page
     assert get(live_server.url + "/docs/nope.md")[0] == 404
     assert get(live_server.url + "/docs/..%2F..%2Fsetup.py")[0] == 404
+
+
+async def test_the_demos_synthetic_history_fills_the_long_views_and_is_labelled(redis_url, prefix):
+    """`jobpulse demo` writes two weeks of synthetic hours into an empty store: the 14-day and 24-hour KPI views
+    show them, labelled with `synthetic_until`; the per-channel hour chart leaves them as gaps (they have no channel
+    numbers); a store that already holds hours gets none."""
+    from server.simulator.history import DAYS, backfill
+
+    now = time.time()
+    assert await backfill(redis_url, prefix, now, rate=20.0, seed=3) == DAYS * 24
+    assert await backfill(redis_url, prefix, now, rate=20.0, seed=3) == 0  # never over jobpulse's own history
+    server = LiveServer(redis_url, prefix).start()
+    keys = ["kpi?gran=days&metric=published", "kpi?gran=hours&metric=failed", "kpi?gran=minutes&metric=published",
+            "chart?gran=hours&metric=published"]  # fmt: skip
+    try:
+        client = await LiveClient.connect(server.ws_url, keys)
+        await client.wait_for(lambda c: set(keys) <= set(c.data))
+        data = client.data[keys[0]]
+        assert data["synthetic_until"] == float(int(now // 3600) * 3600)
+        assert len(data["points"]) >= DAYS - 1 and data["value"] > 100_000  # about 20 jobs/s for two weeks
+        hours = client.data[keys[1]]
+        assert "synthetic_until" in hours and len(hours["points"]) >= 23
+        assert "synthetic_until" not in client.data[keys[2]]  # the last hour is jobpulse's own
+        series = client.data[keys[3]]["series"]
+        assert all(int(h) * 3600 >= data["synthetic_until"] for s in series.values() for h in s)
+        await client.close()
+    finally:
+        output = server.finish()
+    assert "Traceback" not in output

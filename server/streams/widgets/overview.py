@@ -98,7 +98,16 @@ def kpi(state: State, limits: ViewLimits, metric: str, gran: str) -> View:
         view["peak"] = max(now_values, default=0)
     if before:
         view["prev"] = combine(before)
+    if gran != "minutes":  # the synthetic history is hours: the minute series is jobpulse's own
+        _label_synthetic(state, view, shown_from * step)
     return view
+
+
+def _label_synthetic(state: State, view: View, window_start: float) -> None:
+    """Say where a window reaches back into synthetic history (the demo's backfill), so no one takes it for real."""
+    until = state.synthetic_until
+    if until is not None and window_start < until:
+        view["synthetic_until"] = until
 
 
 def channels_chart(state: State, limits: ViewLimits, metric: str, gran: str) -> View:
@@ -121,7 +130,10 @@ def channels_chart(state: State, limits: ViewLimits, metric: str, gran: str) -> 
     for _, name in heapq.nlargest(CHART_CHANNELS, totals):
         ring = state.channel_series[name]
         if gran == "hours":
-            points: dict[str, int] = {str(h): 0 for h in range(first, last + 1) if h in state.hours}
+            # An hour jobpulse watched is a zero where the channel had nothing; synthetic hours (the demo's
+            # backfill) have no per-channel numbers: gaps.
+            real_from = int((state.synthetic_until or 0) // 3600)
+            points: dict[str, int] = {str(h): 0 for h in range(max(first, real_from), last + 1) if h in state.hours}
             for m, values in ring.items(first * 60, minute):
                 key = str(m // 60)
                 points[key] = points.get(key, 0) + values[column]

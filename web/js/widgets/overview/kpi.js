@@ -5,7 +5,7 @@
  * The card's granularity control lives in pages/overview.js: it swaps the card's view key.
  */
 import { now, span } from "../../clock.js";
-import { count, setText } from "../../format.js";
+import { clockTime, count, setText } from "../../format.js";
 import { field, setAttr } from "./list.js";
 import { drawSpark, elapsedShare } from "./spark.js";
 
@@ -44,7 +44,10 @@ export function render(root, data) {
   root.removeAttribute("aria-busy");
   setText(field(root, "value"), formatValue(data.metric, data.value));
   const latest = data.metric === "inflight" ? "longest job now" : "queued now";
-  setText(field(root, "window"), gauge ? `${latest} · peak ${formatValue(data.metric, data.peak)} in ${win}` : `last ${win}`);
+  // Where the window reaches back into the demo's made-up hours, it says so (docs/protocol.md 3.8).
+  const synthetic = typeof data.synthetic_until === "number" ? ` · synthetic demo history before ${clockTime(data.synthetic_until)}` : "";
+  setText(field(root, "window"), (gauge ? `${latest} · peak ${formatValue(data.metric, data.peak)} in ${win}` : `last ${win}`) + synthetic);
+  setAttr(root, "data-synthetic", synthetic ? "true" : "false");
 
   const trend = field(root, "trend");
   if (typeof data.prev === "number") {
