@@ -113,7 +113,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         os.environ["JOBPULSE_AUTH"] = "dev"
         print("jobpulse demo: dev mode (JOBPULSE_AUTH=dev): no sign-in, everyone is admin", flush=True)
     if not args.no_history:
-        # Two weeks of made-up hours before now, so the 24 h and 14 d views have a shape from the first minute; the
+        # Four weeks of made-up hours before now, so the 24 h and 14 d views have a shape from the first minute; the
         # pages label them synthetic. Only into a store that holds no history yet.
         from server.simulator.history import DAYS, backfill
 
@@ -322,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=20.0, help="jobs published per second (default 20)")
     demo.add_argument("--seed", type=int, default=None, help="seed for a repeatable fleet")
     demo.add_argument(
-        "--no-history", action="store_true", help="do not write the two weeks of synthetic history before now"
+        "--no-history", action="store_true", help="do not write the four weeks of synthetic history before now"
     )
     demo.set_defaults(func=cmd_demo)
 

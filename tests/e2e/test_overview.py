@@ -392,7 +392,7 @@ def test_first_load_weight_and_viewports(page: Page, live_server: LiveServer, si
 
 
 def test_the_demos_synthetic_history_is_drawn_and_labelled(page: Page, redis_url: str, prefix: str) -> None:
-    """With the demo's two weeks of synthetic hours in the store, a KPI card's 14 d view draws them and says, beside
+    """With the demo's four weeks of synthetic hours in the store, a KPI card's 14 d view draws them and says, beside
     its window, that they are synthetic demo history; its 60 min view (jobpulse's own minutes) says nothing of it."""
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
