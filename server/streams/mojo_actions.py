@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("jobpulse.mojo")
 
 UNSUPPORTED = {
-    "job.run_now": "not available for django-mojo yet: jobpulse does not move a scheduled job's run_at in its database",
     "runner.undrain": "django-mojo cannot take back a shutdown request: a draining engine finishes its running jobs "
     "and exits",
     "runner.restart": "django-mojo has no restart: engines are plain processes that the deployment's supervisor "
@@ -53,7 +52,7 @@ UNSUPPORTED = {
     "setting)",
 }
 # django-mojo does these by writing jobs_job/jobs_jobevent in its own code: they need a write-capable Postgres URL.
-WRITE_ACTIONS = frozenset({"job.run", "job.batch", "job.retry", "job.cancel", "channel.purge"})
+WRITE_ACTIONS = frozenset({"job.run", "job.batch", "job.retry", "job.run_now", "job.cancel", "channel.purge"})
 NO_WRITE_URL = (
     "needs JOBPULSE_MOJO_WRITE_DATABASE_URL (a Postgres role that may write jobs_job and jobs_jobevent): "
     "django-mojo does this by writing its job rows"
@@ -177,6 +176,8 @@ class MojoActions:
                 return await self._cancel(args.job)
             if action == "job.retry":
                 return await self._retry(args.job)
+            if action == "job.run_now":
+                return await self._run_now(args.job)
         elif isinstance(args, actions.ChannelArgs) and action == "channel.purge":
             return await self._purge(args.channel)
         elif isinstance(args, actions.ClearStuckArgs):
@@ -436,6 +437,27 @@ class MojoActions:
         else:
             text = f"Canceled job {job_id} (it was {status})"
         return Performed(result, text, 1)
+
+    async def _run_now(self, job_id: str) -> Performed:
+        """A delayed job due now: its row's run_at, then its score in the sched set (epoch ms), moved to now, so
+        django-mojo's scheduler queues it at its next pass as it queues every job that comes due (its `queued` event
+        and the engine's run follow as for any other)."""
+        now = datetime.now(UTC)
+        async with self._transaction() as cur:
+            await cur.execute("SELECT status, run_at, channel, broadcast FROM jobs_job WHERE id = %s FOR UPDATE",
+                              (job_id,))  # fmt: skip
+            row = await cur.fetchone()
+            if row is None:
+                raise CommandError(f"no job {job_id} in django-mojo's database")
+            status, run_at, channel, broadcast = row
+            if status != "pending" or run_at is None or run_at <= now:
+                what = status if status != "pending" else "pending and already due"
+                raise CommandError(f"cannot run job {job_id} now: it is {what}; only a scheduled job can be")
+            await cur.execute("UPDATE jobs_job SET run_at = %s, modified = %s WHERE id = %s", (now, now, job_id))
+        sched = self.keys.sched_broadcast(channel) if broadcast else self.keys.sched(channel)
+        await self.redis.zadd(sched, {job_id: now.timestamp() * 1000}, xx=True)
+        return Performed({"job": job_id, "was": "scheduled"},
+                         f"{job_id} is due now: django-mojo's scheduler queues it at its next pass", 1)  # fmt: skip
 
     async def _retry(self, job_id: str) -> Performed:
         """As JobActionsService.retry_job (job_actions.py:124-243): a replacement job, linked both ways."""
