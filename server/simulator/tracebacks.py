@@ -40,6 +40,18 @@ def _kind(
     return ErrorKind(exc, message, call, frames, cause, retryable)
 
 
+def _http_status(code: int, reason: str, retryable: bool = True) -> ErrorKind:
+    """requests' HTTPError for an answer with an error status, as raise_for_status raises it."""
+    side = "Client" if code < 500 else "Server"
+    return _kind(
+        "requests.exceptions.HTTPError",
+        f"{code} {side} Error: {reason} for url: {{url}}",
+        "response.raise_for_status()",
+        (f"{SITE}/requests/models.py", 1024, "raise_for_status", "raise HTTPError(http_error_msg, response=self)"),
+        retryable=retryable,
+    )
+
+
 _URLLIB3_READ = _kind(
     "urllib3.exceptions.ReadTimeoutError",
     "HTTPSConnectionPool(host='{host}', port=443): Read timed out. (read timeout={timeout})",
@@ -98,25 +110,9 @@ ERRORS: dict[str, ErrorKind] = {
         (f"{SITE}/requests/adapters.py", 713, "send", "raise ReadTimeout(e, request=request)"),
         cause=_URLLIB3_READ,
     ),
-    "http_502": _kind(
-        "requests.exceptions.HTTPError",
-        "502 Server Error: Bad Gateway for url: {url}",
-        "response.raise_for_status()",
-        (f"{SITE}/requests/models.py", 1024, "raise_for_status", "raise HTTPError(http_error_msg, response=self)"),
-    ),
-    "http_503": _kind(
-        "requests.exceptions.HTTPError",
-        "503 Server Error: Service Unavailable for url: {url}",
-        "response.raise_for_status()",
-        (f"{SITE}/requests/models.py", 1024, "raise_for_status", "raise HTTPError(http_error_msg, response=self)"),
-    ),
-    "http_401": _kind(
-        "requests.exceptions.HTTPError",
-        "401 Client Error: Unauthorized for url: {url}",
-        "response.raise_for_status()",
-        (f"{SITE}/requests/models.py", 1024, "raise_for_status", "raise HTTPError(http_error_msg, response=self)"),
-        retryable=False,
-    ),
+    "http_502": _http_status(502, "Bad Gateway"),
+    "http_503": _http_status(503, "Service Unavailable"),
+    "http_401": _http_status(401, "Unauthorized", retryable=False),
     "conn_refused": _kind(
         "requests.exceptions.ConnectionError",
         "HTTPSConnectionPool(host='{host}', port=443): Max retries exceeded with url: /{path} "

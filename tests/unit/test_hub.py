@@ -324,8 +324,8 @@ async def test_a_slow_reader_is_not_cut_off_while_its_socket_takes_bytes():
 async def test_a_client_that_reads_nothing_of_a_quiet_stream_is_closed_in_time():
     """Its socket takes every write (a kernel buffer holds a quiet stream's bytes for minutes), so no send ever waits:
     the unanswered ping closes it within the stall bound. Readers that answer stay, however long."""
-    limits = HubLimits(stall_timeout=STALL_TIMEOUT_S, beat=STALL_BEAT_S)
     rig = Rig(stall_timeout=STALL_TIMEOUT_S, beat=STALL_BEAT_S)
+    limits = rig.hub.limits
     rig.hub.start()
     loop = asyncio.get_running_loop()
     try:
@@ -358,7 +358,7 @@ async def test_a_slow_reader_whose_pong_waits_behind_its_backlog_stays():
     """A ping waits behind everything queued before it: while those bytes leave (the kernel's queue shrinks), the
     client reads, slowly, and stays; once they stop leaving, the unanswered ping closes it."""
     rig = Rig(stall_timeout=STALL_TIMEOUT_S, beat=STALL_BEAT_S)
-    limits = HubLimits(stall_timeout=STALL_TIMEOUT_S, beat=STALL_BEAT_S)
+    limits = rig.hub.limits
     rig.hub.start()
     try:
         slow, slow_client = rig.client(["counters"])
@@ -379,7 +379,7 @@ async def test_a_trickle_into_a_kernel_buffer_does_not_keep_a_deaf_client():
     """Small receive buffers keep taking a trickle for a while after their program stopped reading. Once the bytes
     that were ahead of its ping have left, that trickle no longer counts: only the pong does."""
     rig = Rig(stall_timeout=STALL_TIMEOUT_S, beat=STALL_BEAT_S)
-    limits = HubLimits(stall_timeout=STALL_TIMEOUT_S, beat=STALL_BEAT_S)
+    limits = rig.hub.limits
     rig.hub.start()
     loop = asyncio.get_running_loop()
     try:
