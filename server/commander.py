@@ -30,9 +30,8 @@ from server.audit import AuditLog
 from server.auth import Principal, sign, unsign
 from server.protocol import Cmd
 from server.settings import Settings
-from server.streams.connector import Connector
+from server.streams.connector import CommandError, Connector, WireCommand
 from server.streams.events import AuditNoted
-from server.streams.native import CommandError, WireCommand
 from server.streams.state import State
 
 log = logging.getLogger("jobpulse.commands")

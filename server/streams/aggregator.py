@@ -26,12 +26,10 @@ import redis.asyncio as aredis
 
 from server.latency import LatencyRing
 from server.settings import Settings
-from server.streams.celery import CeleryConnector
+from server.streams import sources
 from server.streams.connector import Connector
 from server.streams.events import Event, LogRecorded, ShellStats, Tick
 from server.streams.hub import Hub
-from server.streams.mojo import MojoConnector
-from server.streams.native import NativeConnector
 from server.streams.reducer import ALL, GAP, fold, initial_state
 from server.streams.store import Store
 from server.tasks import cancel_and_wait
@@ -92,13 +90,7 @@ class Aggregator:
         self.state = initial_state(settings.limits())
         self.hub: Hub | None = None
         self.http_latency: LatencyRing | None = None  # the app's, set where the app is built
-        self.connector: Connector
-        if settings.source == "celery":
-            self.connector = CeleryConnector(settings, self, clock)
-        elif settings.source == "mojo":
-            self.connector = MojoConnector(settings, self, clock)
-        else:
-            self.connector = NativeConnector(settings, self, clock)
+        self.connector: Connector = sources.make(settings, self, clock)
         self.store_client = aredis.Redis.from_url(settings.store, socket_timeout=5.0, socket_connect_timeout=5.0)
         self.store = Store(self.store_client, settings.prefix, settings.series_minutes, settings.failures_cap)
         self.restored = False

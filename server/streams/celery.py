@@ -30,8 +30,8 @@ from server.actions import SPECS, Args, Performed
 from server.settings import Settings
 from server.streams.celery_actions import PRIORITY_SEP, UNSUPPORTED, CeleryActions, queue_keys
 from server.streams.celery_events import Inspection, Translator
+from server.streams.connector import CommandError, Sink, WireCommand
 from server.streams.events import ChannelDepth, Reconciled, Rejected, SourceStatus
-from server.streams.native import CommandError, Sink, WireCommand
 from server.streams.subscription import stay_subscribed
 from server.streams.times import epoch
 

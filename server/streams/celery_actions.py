@@ -20,7 +20,7 @@ import redis.asyncio as aredis
 
 from server import actions
 from server.actions import Args, Performed
-from server.streams.native import CommandError
+from server.streams.connector import CommandError
 from server.streams.state import State
 
 log = logging.getLogger("jobpulse.celery")

@@ -39,12 +39,12 @@ import redis.asyncio as aredis
 
 from server.actions import SPECS, Args, Performed
 from server.settings import Settings
+from server.streams.connector import CommandError, Sink, WireCommand
 from server.streams.events import Reconciled, Restored, SourceStatus, SourceWarning, count
 from server.streams.mojo_actions import UNSUPPORTED, WRITE_ACTIONS, MojoActions
 from server.streams.mojo_db import NO_PSYCOPG, MojoDatabase
 from server.streams.mojo_events import Beat, IdCursor, MojoTranslator, scheduler_warning
 from server.streams.mojo_keys import MojoKeys
-from server.streams.native import CommandError, Sink, WireCommand
 from server.streams.subscription import stay_subscribed
 from server.streams.times import epoch
 

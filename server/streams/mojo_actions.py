@@ -27,8 +27,8 @@ import redis.asyncio as aredis
 
 from server import actions
 from server.actions import Args, Performed
+from server.streams.connector import CommandError
 from server.streams.mojo_keys import MojoKeys
-from server.streams.native import CommandError
 from server.streams.state import State
 
 if TYPE_CHECKING:

@@ -18,15 +18,15 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 import redis.asyncio as aredis
 
 from server.settings import Settings
+from server.streams.connector import CommandError, Sink, WireCommand
 from server.streams.events import (
     ChannelDepth,
-    Event,
     Heartbeat,
     Reconciled,
     Rejected,
@@ -44,29 +44,6 @@ REPLAY_MARGIN = 2.0  # s replayed before the last message seen: the stream's and
 MGET_CHUNK = 500
 XRANGE_CHUNK = 1000
 RETRY_READ_S = 0.25  # after a failed reconcile or replay; the subscription's keepalive judges whether Redis is up
-
-
-class Sink(Protocol):
-    """Where a connector delivers events (the aggregator)."""
-
-    def feed(self, event: Event, at: float, replay: bool = False) -> None: ...
-
-    def chunk_end(self) -> None: ...
-
-
-class CommandError(Exception):
-    """A command could not be sent (the connector is not connected to the source's Redis)."""
-
-
-@dataclass(frozen=True)
-class WireCommand:
-    """One command of docs/protocol.md section 2 and how many replies to wait for (None: until the timeout)."""
-
-    id: str
-    action: str
-    to: str
-    args: dict[str, Any]
-    expect: int | None = 1
 
 
 @dataclass

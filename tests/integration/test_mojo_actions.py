@@ -23,10 +23,10 @@ import pytest
 import redis.asyncio as aredis
 
 from server import actions
+from server.streams.connector import CommandError
 from server.streams.events import Heartbeat, RunnerRemoved, Tick
 from server.streams.mojo_actions import APPLICATION_NAME, UNSUPPORTED, WRITE_ACTIONS, MojoActions
 from server.streams.mojo_keys import MojoKeys
-from server.streams.native import CommandError
 from server.streams.reducer import fold, initial_state
 from server.streams.state import State
 from tests.mojo_cluster.cluster import MojoCluster, by_writer, deployment
