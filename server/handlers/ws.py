@@ -160,8 +160,8 @@ class StarlettePeer:
             # and its outbox, resync and stall rules apply (docs/protocol.md 3.5).
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-        # The kernel's queue for this socket, where the platform can say (Linux): a slow reader's bytes leave it.
-        self._fd = sock.fileno() if sock is not None and _OUTQ is not None else -1
+        # The kernel's queue for this socket (Linux says how much it holds): a slow reader's bytes leave it.
+        self._fd = sock.fileno() if sock is not None else -1
         conn = getattr(proto, "conn", None)
         # Pings go through the connection's own framing (control frames are never compressed); its pongs are heard.
         self._pinger = conn if isinstance(conn, WebSocketsProtocol) and self._writable is not None else None
@@ -269,17 +269,15 @@ if sys.platform == "linux":
     import fcntl
     import termios
 
-    _OUTQ: int | None = termios.TIOCOUTQ  # SIOCOUTQ for a TCP socket
-
     def _kernel_unsent(fd: int) -> int:
-        """Bytes the kernel holds for a TCP socket that its peer has not acknowledged."""
+        """Bytes the kernel holds for a TCP socket that its peer has not acknowledged (SIOCOUTQ)."""
         unsent: int = struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
         return unsent
 
 else:
-    _OUTQ = None
 
     def _kernel_unsent(fd: int) -> int:
+        """Elsewhere the kernel's queue is not known: only the transport's buffer counts."""
         return 0
 
 

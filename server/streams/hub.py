@@ -225,10 +225,9 @@ class Client:
         "outbox_bytes",
         "peer",
         "pending_seen",
-        "ping_ahead",
         "ping_payload",
         "ping_since",
-        "ping_taken",
+        "ping_written",
         "pinged_at",
         "resync",
         "taken_seen",
@@ -253,8 +252,7 @@ class Client:
         # Its ping of a round ago is unanswered: what is written now would only deepen a backlog that the ping waits
         # behind. Messages wait in the outbox (conflated into snapshots if it overflows) until the pong.
         self.held = False
-        self.ping_ahead = 0  # bytes held for it, the ping included, when its ping went
-        self.ping_taken = 0  # and the bytes it had taken by then
+        self.ping_written = 0  # bytes written to it up to its ping, the ping included: once taken, the ping has left
         self.pinged_at = time.monotonic()
         self.last_sent = time.monotonic()
         self.closed = False
@@ -663,7 +661,7 @@ class Hub:
             # of it have left, it is the client's to read and answer: a kernel that keeps taking a trickle for a
             # program that reads nothing (small receive buffers do, for a while) no longer buys time.
             taken = client.taken_seen
-            if client.ping_since is not None and taken is not None and taken < client.ping_taken + client.ping_ahead:
+            if client.ping_since is not None and taken is not None and taken < client.ping_written:
                 client.ping_since = now
         waited = now - min(t for t in (client.busy_since, client.ping_since) if t is not None)
         return waited if waited > self.limits.stall_timeout else None
@@ -724,10 +722,7 @@ class Hub:
                 if client.ping_since is None and now - client.pinged_at >= ping_every and client.peer.ping(ping):
                     client.ping_since = client.pinged_at = now
                     client.ping_payload = ping
-                    # What has to leave before the ping has (it included): see _stalled.
-                    pending = client.peer.pending() or 0
-                    client.ping_ahead = pending
-                    client.ping_taken = client.peer.written() - pending
+                    client.ping_written = client.peer.written()  # what has to leave before the ping has: _stalled
                     self.stats.pings += 1
                 if client.widgets and now - client.last_sent >= self.limits.beat:
                     if beat is None:
