@@ -72,3 +72,8 @@ export function slaWords(ratio) {
 export function slaGrade(ratio) {
   return ratio >= 2 ? 2 : ratio >= 1 ? 1 : 0;
 }
+
+/** The element of `root` marked `data-f="name"`. @param {ParentNode} root @param {string} name */
+export function field(root, name) {
+  return /** @type {HTMLElement} */ (root.querySelector(`[data-f="${name}"]`));
+}

@@ -7,7 +7,7 @@
 import { mount, register, unmount } from "./app.js";
 import { span } from "./clock.js";
 import { openDialog } from "./dialog.js";
-import { count, el, linkStylesheet, setText } from "./format.js";
+import { count, el, field, linkStylesheet, setText } from "./format.js";
 import { gate, regate } from "./gate.js";
 import { runnerAction, VERBS } from "./runner-actions.js";
 import { viewKey } from "./views.js";
@@ -99,11 +99,6 @@ function section(title, part, columns) {
   empty.dataset.f = `${part}-empty`;
   box.append(el("h3", "", title), table, empty);
   return box;
-}
-
-/** @param {HTMLElement} root @param {string} name */
-function field(root, name) {
-  return /** @type {HTMLElement} */ (root.querySelector(`[data-f="${name}"]`));
 }
 
 /** @param {HTMLElement} root @param {any} data */

@@ -8,7 +8,7 @@ import { perform } from "./action.js";
 import { mount, register, unmount } from "./app.js";
 import { can } from "./commands.js";
 import { openDialog } from "./dialog.js";
-import { clockTime, count, el, linkStylesheet, setText } from "./format.js";
+import { clockTime, count, el, field, linkStylesheet, setText } from "./format.js";
 import { gate } from "./gate.js";
 import { viewKey } from "./views.js";
 import { syncRows } from "./widgets/rows.js";
@@ -67,11 +67,6 @@ export function openScheduler(opener = null) {
   show();
   dlg.closed.then(() => unmount(body));
   return dlg;
-}
-
-/** @param {HTMLElement} root @param {string} name */
-function field(root, name) {
-  return /** @type {HTMLElement} */ (root.querySelector(`[data-f="${name}"]`));
 }
 
 /** @param {HTMLElement} root @param {any} data */

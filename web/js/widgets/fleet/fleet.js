@@ -9,7 +9,7 @@
  * dimmed), and the grid takes its order once the pointer and focus leave. Problem runners (offline, stale) are
  * named in a strip of their own above it, one line high whatever it holds, so the grid need not sort them first.
  */
-import { count, el, setText } from "../../format.js";
+import { count, el, field, setText } from "../../format.js";
 import { cardRow, createCard, pulse, setCardSelected, updateCard } from "./card.js";
 
 /** @typedef {import("./card.js").RunnerCard} RunnerCard */
@@ -292,11 +292,6 @@ export function setupProblems(/** @type {HTMLElement} */ root) {
     /** @type {HTMLElement | null} */ (card.querySelector(".rc-more"))?.focus({ preventScroll: true });
     pulse(card);
   });
-}
-
-/** @param {HTMLElement} root @param {string} name */
-function field(root, name) {
-  return /** @type {HTMLElement} */ (root.querySelector(`[data-f="${name}"]`));
 }
 
 /** Show the selection on every card of `root`. @param {HTMLElement} root */

@@ -46,10 +46,8 @@ export function syncList(container, data, create, update) {
   for (const item of existing.values()) item.remove();
 }
 
-/** The element of `root` marked `data-f="name"`. @param {ParentNode} root @param {string} name */
-export function field(root, name) {
-  return /** @type {HTMLElement} */ (root.querySelector(`[data-f="${name}"]`));
-}
+/** The element of `root` marked `data-f="name"` (format.js's, for the overview's modules that import it here). */
+export { field } from "../../format.js";
 
 /** Set an attribute only when it changed. @param {Element} node @param {string} name @param {string} value */
 export function setAttr(node, name, value) {

@@ -6,7 +6,7 @@
  * The same widget feeds two roots; each root says which part it is with `data-part` ("kpis" or "matrix").
  * Everything is updated in place: matrix rows are keyed by component.
  */
-import { clockTime, count, el, setText } from "../../format.js";
+import { clockTime, count, el, field, setText } from "../../format.js";
 import { ageCell, newRow, stackCell, syncRows } from "../rows.js";
 import { fillPill, levelLabel } from "./severity.js";
 
@@ -22,11 +22,6 @@ const LINKS = /** @type {Record<string, [string, string]>} */ ({
 export function render(root, data) {
   if (root.dataset.part === "matrix") renderMatrix(root, data);
   else renderKpis(root, data);
-}
-
-/** @param {HTMLElement} root @param {string} name */
-function field(root, name) {
-  return /** @type {HTMLElement} */ (root.querySelector(`[data-f="${name}"]`));
 }
 
 /** @param {number | undefined} n @param {number} [digits] */
