@@ -113,35 +113,35 @@ def failures(state: State, limits: ViewLimits) -> View:
     return {"rows": rows, "order": order}
 
 
+def _due_first(state: State, n: int) -> list[str]:
+    """The `n` scheduled jobs due first (by run_at, then id): the Scheduled card's and the scheduler's order."""
+    jobs = state.jobs
+    return heapq.nsmallest(n, state.scheduled, key=lambda job_id: (jobs[job_id].run_at or 0.0, job_id))
+
+
+def _due_row(job: Job) -> dict[str, Any]:
+    return {"job": job.id, "fn": job.fn, "channel": job.channel, "run_at": job.run_at or 0.0, "attempt": job.attempt}
+
+
 def scheduled(state: State, limits: ViewLimits) -> View:
     """The next scheduled jobs by run_at."""
-    jobs = state.jobs
-    upcoming = heapq.nsmallest(
-        limits.scheduled_rows, state.scheduled, key=lambda job_id: (jobs[job_id].run_at or 0.0, job_id)
-    )
-    rows = {}
-    for job_id in upcoming:
-        job = jobs[job_id]
-        row = {"job": job.id, "fn": job.fn, "channel": job.channel, "run_at": job.run_at or 0.0, "attempt": job.attempt}
-        rows[job_id] = row
+    upcoming = _due_first(state, limits.scheduled_rows)
+    rows = {job_id: _due_row(state.jobs[job_id]) for job_id in upcoming}
     return {"rows": rows, "order": upcoming, "total": live_counts(state)[2]}
 
 
 # Problems first; busy and online share a rank, so a row keeps its place while its runner flips between them.
 def schedule(state: State, limits: ViewLimits, page: int = 1) -> View:
     """The scheduler: every scheduled job by when it is due (then by id), one page at a time (`table_page` rows)."""
-    jobs = state.jobs
     size = limits.table_page
     total = len(state.scheduled)
     pages = max(1, -(-total // size))
     page = min(max(1, page), pages)
-    due = heapq.nsmallest(page * size, state.scheduled, key=lambda job_id: (jobs[job_id].run_at or 0.0, job_id))
-    shown = due[(page - 1) * size :]
+    shown = _due_first(state, page * size)[(page - 1) * size :]
     rows = {}
     for job_id in shown:
-        job = jobs[job_id]
-        row: dict[str, Any] = {"job": job.id, "fn": job.fn, "channel": job.channel, "run_at": job.run_at or 0.0,
-                               "attempt": job.attempt}  # fmt: skip
+        job = state.jobs[job_id]
+        row = _due_row(job)
         if job.cid is not None:
             row["cid"] = job.cid
         rows[job_id] = row
