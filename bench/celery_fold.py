@@ -11,7 +11,7 @@ alternation; the best run counts (the machine is shared). CPU time per event, no
     python -m bench.celery_fold --quick         # 40,000 events
     python -m bench.celery_fold --cap 10000     # Celery's own default cap
 
-jobpulse's side is the Celery connector's translator (`server/streams/celery_events.py`) and the real
+jobpulse's side is the Celery connector's translator (`server/streams/sources/celery/events.py`) and the real
 reducer, so it keeps more than Celery's State does per task (history, search indexes, per-minute and
 per-channel series, runner state); the comparison is the work each does for the same stream.
 """
@@ -31,9 +31,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from server.streams.celery_events import Translator
-from server.streams.reducer import fold, initial_state
-from server.streams.state import Limits
+from server.streams.core.reducer import fold, initial_state
+from server.streams.core.state import Limits
+from server.streams.sources.celery.events import Translator
 
 _NAME = "shared/data/celery-events-200k.jsonl.gz"
 DATA = next(

@@ -5,7 +5,7 @@ exactly as a Celery worker publishes it (kombu's JSON envelope, base64 body, on 
 at a steady rate, to two consumer processes in turn:
 
 - baseline: `app.events.Receiver(...).capture()` feeding `celery.events.state.State.event` (what Flower does);
-- jobpulse: `server.streams.celery.CeleryConnector` (hiredis subscriber, envelope decode, translator) feeding
+- jobpulse: `CeleryConnector` (server/streams/sources/celery: hiredis subscriber, envelope decode, translator) feeding
   the real reducer.
 
 Each consumer reports how many events it folded and its own CPU time; the table gives CPU µs per event
@@ -101,9 +101,9 @@ def consume_celery(url: str, expected: int, cap: int) -> dict[str, Any]:
 
 def consume_jobpulse(url: str, expected: int, cap: int) -> dict[str, Any]:
     from server.settings import Settings
-    from server.streams.celery import CeleryConnector
-    from server.streams.reducer import fold, initial_state
-    from server.streams.state import Limits
+    from server.streams.core.reducer import fold, initial_state
+    from server.streams.core.state import Limits
+    from server.streams.sources.celery.connector import CeleryConnector
 
     settings = Settings.from_env({}, source="celery", redis_url=url, reconcile_s=3600.0, max_jobs=cap,
                                  celery_inspect_s=3600.0)  # fmt: skip

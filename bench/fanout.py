@@ -340,9 +340,9 @@ async def naive_server_main(args: argparse.Namespace) -> None:
     from websockets.asyncio.server import serve
 
     from server import protocol
-    from server.streams.events import parse_message
-    from server.streams.reducer import fold, initial_state
-    from server.streams.widgets import WIDGETS as ALL_WIDGETS, ViewLimits
+    from server.streams.core.events import parse_message
+    from server.streams.core.reducer import fold, initial_state
+    from server.streams.core.widgets import WIDGETS as ALL_WIDGETS, ViewLimits
 
     clients: list[Any] = []
     state = initial_state()

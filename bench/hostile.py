@@ -789,7 +789,7 @@ def valid_parts(payload: bytes, good: list[Any], bad: list[Any], message_max: in
     if not bad:
         return [bytes(p) for p in msgspec.json.decode(payload, type=list[msgspec.Raw])]
     # A batch with bad members: the server judged each member on its own, as this does.
-    from server.streams.events import parse_message
+    from server.streams.core.events import parse_message
 
     parts = [bytes(p) for p in msgspec.json.decode(payload, type=list[msgspec.Raw])]
     return [p for p in parts if p.lstrip()[:1] == b"{" and parse_message(p, message_max)[0]]
@@ -1166,7 +1166,7 @@ async def run(
     valid messages. Returns the report; `report.failures()` lists what did not hold."""
     import redis.asyncio as aredis
 
-    from server.streams.events import JobEvent, parse_message
+    from server.streams.core.events import JobEvent, parse_message
 
     def say(line: str) -> None:
         if log is not None:

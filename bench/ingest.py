@@ -290,7 +290,7 @@ async def consume_jobpulse(args: argparse.Namespace) -> None:
     from server.app import build_hub, freeze_startup
     from server.settings import Settings
     from server.streams.aggregator import Aggregator
-    from server.streams.events import Depth, Event, Heartbeat, JobEvent, RunnerStopped
+    from server.streams.core.events import Depth, Event, Heartbeat, JobEvent, RunnerStopped
     from server.streams.hub import Hub
 
     rec = Recorder()

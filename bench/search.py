@@ -1,6 +1,6 @@
 """Job lookup and search with 100,000 jobs in the index (issue #3): jobpulse against a naive scan, in one run.
 
-jobpulse answers the job table's queries from the fold's indexes (server/streams/search.py).
+jobpulse answers the job table's queries from the fold's indexes (server/streams/core/search.py).
 The baseline is what a dashboard without indexes does: scan every job with the same
 predicate, sort every match, slice the page. Both see the same state, built by folding
 a realistic event mix (queued, started, finished; 10% failures; 200 runners; 10
@@ -23,9 +23,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from server.streams import search
-from server.streams.reducer import fold, initial_state
-from server.streams.state import Job, Limits, State
+from server.streams.core import search
+from server.streams.core.reducer import fold, initial_state
+from server.streams.core.state import Job, Limits, State
 from tests.unit.factories import job
 
 QUERIES = [

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import socket
 
-from server.streams.subscriber import Endpoint
+from server.streams.sources.subscriber import Endpoint
 
 CHANNELS = (b"email", b"default", b"reports", b"webhooks", b"media", b"billing", b"notifications", b"search",
             b"exports", b"prio")  # fmt: skip

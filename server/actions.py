@@ -17,8 +17,8 @@ import msgspec
 from msgspec import Meta, Struct
 
 from server.roles import Principal, Role
-from server.streams.events import RunnerRemoved
-from server.streams.state import State
+from server.streams.core.events import RunnerRemoved
+from server.streams.core.state import State
 
 RunnerId = Annotated[str, Meta(min_length=1, max_length=200)]
 ChannelName = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]

@@ -39,10 +39,10 @@ from server.security import PRINCIPAL, Gate, Principals, apply_forwarded
 from server.sessions import Sessions, shared_secret
 from server.settings import Settings
 from server.streams.aggregator import Aggregator
-from server.streams.events import AuditNoted
+from server.streams.core.events import AuditNoted
+from server.streams.core.state import State
+from server.streams.core.widgets import WIDGETS, ViewLimits, Widget, resolve
 from server.streams.hub import Hub, HubLimits
-from server.streams.state import State
-from server.streams.widgets import WIDGETS, ViewLimits, Widget, resolve
 from server.tasks import cancel_and_wait
 
 log = logging.getLogger("jobpulse")

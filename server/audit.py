@@ -21,7 +21,7 @@ import msgspec
 import redis.asyncio as aredis
 
 from server.pubsub import follow
-from server.streams.events import AuditNoted
+from server.streams.core.events import AuditNoted
 
 log = logging.getLogger("jobpulse.audit")
 

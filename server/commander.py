@@ -31,8 +31,8 @@ from server.auth import Principal, sign, unsign
 from server.protocol import Cmd
 from server.settings import Settings
 from server.streams.connector import CommandError, Connector, WireCommand
-from server.streams.events import AuditNoted
-from server.streams.state import State
+from server.streams.core.events import AuditNoted
+from server.streams.core.state import State
 
 log = logging.getLogger("jobpulse.commands")
 

@@ -16,8 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from server.streams.state import Limits
-from server.streams.widgets import ViewLimits
+from server.streams.core.state import Limits
+from server.streams.core.widgets import ViewLimits
 
 CELERY_STALE_FACTOR = 1.5
 CELERY_OFFLINE_FACTOR = 2.0

@@ -28,9 +28,9 @@ from server.latency import LatencyRing
 from server.settings import Settings
 from server.streams import sources
 from server.streams.connector import Connector
-from server.streams.events import Event, LogRecorded, ShellStats, Tick
+from server.streams.core.events import Event, LogRecorded, ShellStats, Tick
+from server.streams.core.reducer import ALL, GAP, fold, initial_state
 from server.streams.hub import Hub
-from server.streams.reducer import ALL, GAP, fold, initial_state
 from server.streams.store import Store
 from server.tasks import cancel_and_wait
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from server.streams.events import Event
+    from server.streams.core.events import Event
 
 
 class Sink(Protocol):

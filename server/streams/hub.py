@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 from server import protocol
 from server.latency import LatencyRing
-from server.streams import mergepatch
+from server.streams.core import mergepatch
 from server.streams.pressure import LoopPressure
 from server.tasks import cancel_and_wait
 

@@ -13,9 +13,9 @@ import logging
 import msgspec
 import redis.asyncio as aredis
 
-from server.streams.events import MAX_TIME, FailureRecord, Restored, RunnerRecord
-from server.streams.reducer import runner_record
-from server.streams.state import BUCKET_WIDTH, Limits, State
+from server.streams.core.events import MAX_TIME, FailureRecord, Restored, RunnerRecord
+from server.streams.core.reducer import runner_record
+from server.streams.core.state import BUCKET_WIDTH, Limits, State
 
 log = logging.getLogger("jobpulse.store")
 

@@ -17,7 +17,7 @@ import redis.asyncio as aredis
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from server.streams import mergepatch
+from server.streams.core import mergepatch
 
 
 def serve(env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -233,6 +233,7 @@ async def test_shutdown_and_broadcast(
             return not await store.sismember(f"{prefix}:runners", victim)
 
         await eventually(gone, 15)
+
         # Offline, or already gone: a reconcile that reads the registry without it forgets a stopped runner, and
         # when it lands in the same tick as the stop the card goes without an "offline" frame between.
         def stopped(c: LiveClient) -> bool:

@@ -1,6 +1,6 @@
 """The mojo source's operator actions do what django-mojo's own code does, proven against its real engine.
 
-Each test drives `server.streams.mojo_actions.MojoActions` against a real django-mojo 1.39.10 deployment
+Each test drives `server.streams.sources.mojo.actions.MojoActions` against a real django-mojo 1.39.10 deployment
 (tests/mojo_cluster: a private Redis, a Postgres database of its own, django-mojo's engines and scheduler) and checks
 the outcome where django-mojo keeps it: its engine answers the ping and drains, the jobs jobpulse publishes are run
 by its engine (and the delayed one queued by its scheduler), purge, cancel and retry leave the rows and events its
@@ -24,11 +24,11 @@ import redis.asyncio as aredis
 
 from server import actions
 from server.streams.connector import CommandError
-from server.streams.events import Heartbeat, RunnerRemoved, Tick
-from server.streams.mojo_actions import APPLICATION_NAME, UNSUPPORTED, WRITE_ACTIONS, MojoActions
-from server.streams.mojo_keys import MojoKeys
-from server.streams.reducer import fold, initial_state
-from server.streams.state import State
+from server.streams.core.events import Heartbeat, RunnerRemoved, Tick
+from server.streams.core.reducer import fold, initial_state
+from server.streams.core.state import State
+from server.streams.sources.mojo.actions import APPLICATION_NAME, UNSUPPORTED, WRITE_ACTIONS, MojoActions
+from server.streams.sources.mojo.keys import MojoKeys
 from tests.mojo_cluster.cluster import MojoCluster, by_writer, deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.mojo, pytest.mark.timeout(120)]

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from server.streams.events import ActiveJob, ChannelDepth, Depth, Heartbeat, JobEvent, RunnerStopped
+from server.streams.core.events import ActiveJob, ChannelDepth, Depth, Heartbeat, JobEvent, RunnerStopped
 
 _ids = itertools.count(1)
 _seqs: dict[str, itertools.count[int]] = {}

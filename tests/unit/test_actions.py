@@ -10,9 +10,9 @@ from hypothesis import given, strategies as st
 from server import actions
 from server.actions import BadArgs, decide, parse_args, preview
 from server.roles import ROLES, Principal
-from server.streams.events import Tick
-from server.streams.reducer import fold, initial_state
-from server.streams.state import State
+from server.streams.core.events import Tick
+from server.streams.core.reducer import fold, initial_state
+from server.streams.core.state import State
 from tests.unit.factories import beat, depth, job
 
 T0 = 1_800_000_000.0

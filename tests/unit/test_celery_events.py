@@ -8,10 +8,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from server.streams.celery_events import Translator
-from server.streams.events import Heartbeat, JobEvent, RunnerStopped
-from server.streams.reducer import fold, initial_state
-from server.streams.state import Limits
+from server.streams.core.events import Heartbeat, JobEvent, RunnerStopped
+from server.streams.core.reducer import fold, initial_state
+from server.streams.core.state import Limits
+from server.streams.sources.celery.events import Translator
 
 # The first 12,000 events of the recording in ../shared/data (celery-events-200k.jsonl.gz: a real Celery 5.7 worker on a
 # Redis broker), kept in the repository so the test runs on any clone; the benchmarks fold the whole recording.
@@ -105,7 +105,7 @@ def test_revoked_expired_rejected_and_orphans() -> None:
 
 
 def test_reconcile_from_inspect_and_task_events_off() -> None:
-    from server.streams.celery_events import Inspection
+    from server.streams.sources.celery.events import Inspection
 
     translator = Translator()
     translator.translate(beat("worker-online", processed=4))

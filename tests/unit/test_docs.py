@@ -9,7 +9,7 @@ import pytest
 
 from server.protocol import CloseCode, ErrorCode
 from server.settings import Settings, documented
-from server.streams.widgets import WIDGET_NAMES
+from server.streams.core.widgets import WIDGET_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()

@@ -7,7 +7,7 @@ import json
 import msgspec
 import pytest
 
-from server.streams.events import MAX_COUNT, MAX_TIME, Depth, Heartbeat, JobEvent, RunnerStopped, parse_message
+from server.streams.core.events import MAX_COUNT, MAX_TIME, Depth, Heartbeat, JobEvent, RunnerStopped, parse_message
 
 JOB = {"v": 1, "type": "job", "id": "e1", "src": "r1", "seq": 1, "ts": 1.5, "event": "queued", "job": "j1",
        "channel": "email", "fn": "mail.send", "attempt": 1}  # fmt: skip

@@ -9,10 +9,10 @@ import math
 import time
 from typing import Any
 
-from server.streams import reducer, widgets
-from server.streams.events import SourceStatus, Tick
+from server.streams.core import reducer, widgets
+from server.streams.core.events import SourceStatus, Tick
+from server.streams.core.reducer import ALL, fold, initial_state
 from server.streams.hub import Hub, HubLimits
-from server.streams.reducer import ALL, fold, initial_state
 from tests.unit.factories import beat, depth, job
 
 T0 = 1_800_000_000.0
@@ -626,7 +626,7 @@ async def test_throttled_views_are_recomputed_at_most_once_per_interval():
 
 async def test_widgets_nobody_watches_are_not_recomputed_and_resume_with_one_patch():
     """A widget without subscribers costs nothing per tick; a client resuming at its seq gets one combined patch."""
-    from server.streams import mergepatch
+    from server.streams.core import mergepatch
 
     rig = Rig()
     calls = {"n": 0}

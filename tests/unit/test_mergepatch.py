@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from server.streams import mergepatch
+from server.streams.core import mergepatch
 
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "mergepatch.json"
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from hypothesis import given, settings, strategies as st
 
-from server.streams.events import Heartbeat, JobEvent, Rejected, RunnerStopped
-from server.streams.mojo_events import Beat, EventRow, IdCursor, JobRow, MojoTranslator
-from server.streams.reducer import fold, initial_state
+from server.streams.core.events import Heartbeat, JobEvent, Rejected, RunnerStopped
+from server.streams.core.reducer import fold, initial_state
+from server.streams.sources.mojo.events import Beat, EventRow, IdCursor, JobRow, MojoTranslator
 
 NOW = 1_800_000_000.0
 JOB = "a" * 32
@@ -195,7 +195,7 @@ def test_a_job_whose_queued_comes_late_or_was_never_seen_still_shows_when_it_wai
 def test_the_scheduler_is_judged_by_its_lock_and_its_progress_lease() -> None:
     import hashlib
 
-    from server.streams.mojo_events import scheduler_warning
+    from server.streams.sources.mojo.events import scheduler_warning
 
     lock = "c434ca74b5544162bfacf22c246db264"
     lease = hashlib.sha256(lock.encode()).hexdigest()
@@ -207,8 +207,8 @@ def test_the_scheduler_is_judged_by_its_lock_and_its_progress_lease() -> None:
 
 
 def test_a_source_warning_is_a_hot_issue_until_it_is_cleared() -> None:
-    from server.streams.events import SourceWarning, Tick
-    from server.streams.widgets import ViewLimits, overview
+    from server.streams.core.events import SourceWarning, Tick
+    from server.streams.core.widgets import ViewLimits, overview
 
     state = initial_state()
     fold(state, SourceWarning("scheduler", NOW, "warning", "django-mojo scheduler down", "nobody holds it"), NOW)
@@ -232,7 +232,7 @@ HB_KEYS = st.sampled_from(["last_heartbeat", "started", "channels", "jobs_proces
 @settings(max_examples=300, deadline=None)
 def test_any_hb_document_is_read_or_rejected_never_raises(raw: bytes) -> None:
     """Whatever sits in a hb key (another writer, a version change, garbage): a beat, or a counted rejection."""
-    from server.streams.mojo import parse_beat
+    from server.streams.sources.mojo.connector import parse_beat
 
     beat = parse_beat(raw)
     made = MojoTranslator(1.0, 4).beats({"e1": beat}, ["e1"], NOW)

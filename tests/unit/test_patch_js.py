@@ -1,4 +1,4 @@
-"""web/js/patch.js `mergePatch` and server/streams/mergepatch.py `apply` agree on the golden cases.
+"""web/js/patch.js `mergePatch` and server/streams/core/mergepatch.py `apply` agree on the golden cases.
 
 The browser applies the server's widget patches with mergePatch, so the two
 must give identical results. The golden cases (tests/fixtures/mergepatch.json:
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from server.streams import mergepatch
+from server.streams.core import mergepatch
 from tests.provision import chromium, required
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -115,7 +115,7 @@ def test_golden_cases_are_well_formed() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
 def test_python_apply(case: dict[str, Any]) -> None:
-    """server/streams/mergepatch.py apply() gives the expected result and leaves the target alone."""
+    """server/streams/core/mergepatch.py apply() gives the expected result and leaves the target alone."""
     target = copy.deepcopy(case["target"])
     assert mergepatch.apply(target, case["patch"]) == case["expected"]
     assert target == case["target"]

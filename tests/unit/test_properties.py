@@ -9,8 +9,8 @@ from typing import Any
 import msgspec
 from hypothesis import given, settings, strategies as st
 
-from server.streams import mergepatch, reducer, widgets
-from server.streams.events import (
+from server.streams.core import mergepatch, reducer, widgets
+from server.streams.core.events import (
     ActiveJob,
     AuditNoted,
     ChannelDepth,
@@ -24,9 +24,9 @@ from server.streams.events import (
     SourceStatus,
     Tick,
 )
+from server.streams.core.reducer import fold, initial_state
+from server.streams.core.state import SETTLED, Limits
 from server.streams.hub import Hub, HubLimits
-from server.streams.reducer import fold, initial_state
-from server.streams.state import SETTLED, Limits
 
 VL = widgets.ViewLimits(live_rows=4, failure_rows=4, scheduled_rows=4, runner_rows=3, spark_minutes=5)
 T0 = 1_800_000_000.0
@@ -411,7 +411,7 @@ def test_widgets_that_show_the_same_quantity_agree_after_every_event(events):
     """Wherever two widgets show the same quantity, they show the same number at the same seq: the counters and
     the Live Jobs and Scheduled headers, the channel capacity table's per-channel depths and the counters, the
     backlogs and the capacity table, and the runner counts of the dashboard, the wall, and the runner grid."""
-    from server.streams.widgets import fleet
+    from server.streams.core.widgets import fleet
 
     state = initial_state(SMALL)
     for event, at in events:

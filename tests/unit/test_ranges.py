@@ -9,10 +9,10 @@ import math
 
 import pytest
 
-from server.streams.celery_events import Translator
-from server.streams.events import MAX_COUNT, MAX_TIME, count, seconds
-from server.streams.mojo import _counter, parse_beat
-from server.streams.times import epoch
+from server.streams.core.events import MAX_COUNT, MAX_TIME, count, seconds
+from server.streams.sources.celery.events import Translator
+from server.streams.sources.mojo.connector import _counter, parse_beat
+from server.streams.sources.times import epoch
 
 HUGE = int("9" * 4300)
 T0 = 1_795_882_924.0

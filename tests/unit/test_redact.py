@@ -10,8 +10,8 @@ import pytest
 
 from server import logs
 from server.redact import redact
-from server.streams.events import SourceStatus
-from server.streams.reducer import fold, initial_state
+from server.streams.core.events import SourceStatus
+from server.streams.core.reducer import fold, initial_state
 
 
 @pytest.mark.parametrize(

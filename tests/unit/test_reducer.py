@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from server.streams import reducer, widgets
-from server.streams.events import (
+from server.streams.core import reducer, widgets
+from server.streams.core.events import (
     ChannelDepth,
     FailureRecord,
     Reconciled,
@@ -15,8 +15,8 @@ from server.streams.events import (
     SourceStatus,
     Tick,
 )
-from server.streams.reducer import fold, initial_state, runner_record
-from server.streams.state import COMPLETED, FAILED, PUBLISHED, Limits
+from server.streams.core.reducer import fold, initial_state, runner_record
+from server.streams.core.state import COMPLETED, FAILED, PUBLISHED, Limits
 from tests.unit.factories import beat, depth, job, stopped
 
 VL = widgets.ViewLimits()

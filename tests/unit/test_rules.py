@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from server.streams import reducer, widgets
-from server.streams.events import LogRecorded, ShellStats, SourceStatus, Tick
-from server.streams.reducer import fold, initial_state
-from server.streams.state import COMPLETED, FAILED, PUBLISHED, Limits
-from server.streams.widgets import overview
+from server.streams.core import reducer, widgets
+from server.streams.core.events import LogRecorded, ShellStats, SourceStatus, Tick
+from server.streams.core.reducer import fold, initial_state
+from server.streams.core.state import COMPLETED, FAILED, PUBLISHED, Limits
+from server.streams.core.widgets import overview
 from tests.unit.factories import beat, depth, job, stopped
 
 T0 = 1_800_000_000.0
@@ -157,7 +157,7 @@ def test_logs_and_shell_stats_are_folded_for_their_pages():
     logs = overview.logs(state, VL)
     assert logs["rows"][logs["order"][0]]["message"] == "rejected a message"
     assert widgets.WIDGETS  # registry imports cleanly
-    from server.streams.widgets import platform
+    from server.streams.core.widgets import platform
 
     assert platform.platform(state, VL)["process"] == {"clients": 3, "pid": 7}
 
@@ -174,7 +174,7 @@ def test_scheduled_today_counts_only_jobs_due_before_the_day_ends():
 def test_the_service_matrix_names_the_source_and_each_of_its_connections():
     """A source read over Redis and Postgres (django-mojo) gets a row for each, so a Postgres outage is not shown as
     Redis down; the connector row names the source."""
-    from server.streams.widgets import platform
+    from server.streams.core.widgets import platform
 
     state = fresh()
     fold(state, ShellStats(T0, {"source": "mojo"}), T0)
@@ -195,10 +195,10 @@ def test_the_service_matrix_names_the_source_and_each_of_its_connections():
 
 def test_the_service_matrix_names_each_components_last_incident():
     """A raised or escalated alert is its component's latest incident; it stays after the alert clears."""
-    from server.streams.events import SourceStatus, Tick
-    from server.streams.reducer import fold, initial_state
-    from server.streams.widgets import ViewLimits
-    from server.streams.widgets.platform import platform
+    from server.streams.core.events import SourceStatus, Tick
+    from server.streams.core.reducer import fold, initial_state
+    from server.streams.core.widgets import ViewLimits
+    from server.streams.core.widgets.platform import platform
 
     state = initial_state()
     t0 = 1_800_000_000.0

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from server.streams import search
-from server.streams.reducer import fold, initial_state
-from server.streams.search import QueryError, parse_query, run_query
+from server.streams.core import search
+from server.streams.core.reducer import fold, initial_state
+from server.streams.core.search import QueryError, parse_query, run_query
 from tests.unit.factories import job
 
 T0 = 1_800_000_000.0
@@ -152,7 +152,7 @@ def test_the_examples_people_are_shown_find_what_they_promise(state):
     ],
 )
 def test_a_name_pattern_floats_and_only_star_and_question_mark_are_wild(pattern, name, found):
-    from server.streams.patterns import name_matcher
+    from server.streams.core.patterns import name_matcher
 
     assert name_matcher(pattern)(name) is found
 
@@ -160,8 +160,8 @@ def test_a_name_pattern_floats_and_only_star_and_question_mark_are_wild(pattern,
 def test_the_runner_grid_finds_its_placeholder_pattern_and_counts_within_the_search():
     """The runners page's placeholder `web-*-r2` finds runners; the status and region counts are those of the
     runners the search finds, so the filters still offer real choices."""
-    from server.streams.widgets import ViewLimits
-    from server.streams.widgets.fleet import fleet
+    from server.streams.core.widgets import ViewLimits
+    from server.streams.core.widgets.fleet import fleet
     from tests.unit.factories import beat
 
     st = initial_state()

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from server.streams.times import epoch
+from server.streams.sources.times import epoch
 
 T = 1_764_345_700.25
 

@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from server.streams.subscriber import OnMessage, Subscriber, SubscriberError
+from server.streams.sources.subscriber import OnMessage, Subscriber, SubscriberError
 from server.tasks import cancel_and_wait
 
 log = logging.getLogger("jobpulse.source")

@@ -28,8 +28,8 @@ import redis.asyncio as aredis
 from server import actions
 from server.actions import Args, Performed
 from server.streams.connector import CommandError
-from server.streams.mojo_keys import MojoKeys
-from server.streams.state import State
+from server.streams.core.state import State
+from server.streams.sources.mojo.keys import MojoKeys
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection, AsyncCursor

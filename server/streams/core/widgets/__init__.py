@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from server import protocol
-from server.streams import reducer, search
-from server.streams.state import RUNNER_STATUSES, State
-from server.streams.widgets import dashboard, fleet, jobs, overview, platform
-from server.streams.widgets.common import View, ViewLimits, Widget
-from server.streams.widgets.dashboard import counters, failures, health, live_jobs, published, runners, scheduled
+from server.streams.core import reducer, search
+from server.streams.core.state import RUNNER_STATUSES, State
+from server.streams.core.widgets import dashboard, fleet, jobs, overview, platform
+from server.streams.core.widgets.common import View, ViewLimits, Widget
+from server.streams.core.widgets.dashboard import counters, failures, health, live_jobs, published, runners, scheduled
 
 __all__ = [
     "WIDGETS",

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from server.streams.state import COMPLETED, FAILED, Alert, State
+from server.streams.core.state import COMPLETED, FAILED, Alert, State
 
 LIVE_RUNNER = frozenset({"online", "busy", "draining"})
 SEVERITY_RANK = {"critical": 0, "warning": 1}

@@ -9,7 +9,7 @@ connector it never crashes on bad input (counted as rejected) and reconnects
 with jittered backoff.
 
 Operator actions go through Celery's remote control and the broker
-(`server.streams.celery_actions`); the few Celery cannot do are listed as
+(`server.streams.sources.celery.actions`); the few Celery cannot do are listed as
 unavailable with the reason.
 """
 
@@ -28,12 +28,12 @@ import redis.asyncio as aredis
 
 from server.actions import SPECS, Args, Performed
 from server.settings import Settings
-from server.streams.celery_actions import PRIORITY_SEP, UNSUPPORTED, CeleryActions, queue_keys
-from server.streams.celery_events import Inspection, Translator
 from server.streams.connector import CommandError, Sink, WireCommand
-from server.streams.events import ChannelDepth, Reconciled, Rejected, SourceStatus
-from server.streams.subscription import stay_subscribed
-from server.streams.times import epoch
+from server.streams.core.events import ChannelDepth, Reconciled, Rejected, SourceStatus
+from server.streams.sources.celery.actions import PRIORITY_SEP, UNSUPPORTED, CeleryActions, queue_keys
+from server.streams.sources.celery.events import Inspection, Translator
+from server.streams.sources.subscription import stay_subscribed
+from server.streams.sources.times import epoch
 
 log = logging.getLogger("jobpulse.celery")
 

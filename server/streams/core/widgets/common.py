@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from server.streams.state import State
+from server.streams.core.state import State
 
 View = dict[str, Any]
 

@@ -1,6 +1,6 @@
 """Celery's events as jobpulse events: workers become runners, queues channels, tasks jobs.
 
-Pure layer: no I/O, no clock; the shell (`server.streams.celery`) decodes kombu's
+Pure layer: no I/O, no clock; the shell (`server.streams.sources.celery.connector`) decodes kombu's
 envelope, turns ISO times into epoch seconds and hands each event dict here.
 
 Celery's task events after `task-received` carry only the uuid and their own
@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from server.streams.events import ActiveJob, Heartbeat, JobEvent, RunnerStopped, count, seconds
+from server.streams.core.events import ActiveJob, Heartbeat, JobEvent, RunnerStopped, count, seconds
 
 DEFAULT_QUEUE = "celery"
 MAX_ATTEMPTS_KEPT = 50  # task-received clocks remembered per task

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.streams import search
-from server.streams.state import Job, State
-from server.streams.widgets.common import View, ViewLimits, compact
+from server.streams.core import search
+from server.streams.core.state import Job, State
+from server.streams.core.widgets.common import View, ViewLimits, compact
 
 
 def row(job: Job) -> View:

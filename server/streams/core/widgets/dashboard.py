@@ -13,7 +13,7 @@ import heapq
 from itertools import islice
 from typing import Any
 
-from server.streams.state import (
+from server.streams.core.state import (
     COMPLETED,
     DAY_MINUTES,
     FAILED,
@@ -25,7 +25,7 @@ from server.streams.state import (
     Job,
     State,
 )
-from server.streams.widgets.common import View, ViewLimits, live_counts
+from server.streams.core.widgets.common import View, ViewLimits, live_counts
 
 
 def counters(state: State, limits: ViewLimits) -> View:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from itertools import islice
 
-from server.streams.patterns import name_matcher
-from server.streams.state import RUNNER_STATUSES, Runner, State
-from server.streams.widgets.common import View, ViewLimits, compact
+from server.streams.core.patterns import name_matcher
+from server.streams.core.state import RUNNER_STATUSES, Runner, State
+from server.streams.core.widgets.common import View, ViewLimits, compact
 
 STATUS_RANK = {status: rank for rank, status in enumerate(RUNNER_STATUSES)}
 LIVE_RUNNER = frozenset({"online", "busy", "draining"})

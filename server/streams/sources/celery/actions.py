@@ -21,7 +21,7 @@ import redis.asyncio as aredis
 from server import actions
 from server.actions import Args, Performed
 from server.streams.connector import CommandError
-from server.streams.state import State
+from server.streams.core.state import State
 
 log = logging.getLogger("jobpulse.celery")
 
@@ -45,7 +45,7 @@ DRAIN_POLL_S = 2.0
 
 
 class CeleryActions:
-    """Does actions on the cluster; `control` is `server.streams.celery.Control` (Celery's app.control)."""
+    """Does actions on the cluster; `control` is the connector's `Control` (Celery's app.control)."""
 
     def __init__(
         self,

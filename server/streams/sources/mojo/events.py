@@ -1,6 +1,6 @@
 """django-mojo's heartbeats, job rows and job events as jobpulse events.
 
-Pure layer: no I/O, no clock (`now` comes in). The shell (`server.streams.mojo`)
+Pure layer: no I/O, no clock (`now` comes in). The shell (`server.streams.sources.mojo.connector`)
 reads django-mojo's Redis and Postgres and hands the values here; docs/mojo.md
 says what each one means, with citations into django-mojo's source.
 
@@ -30,7 +30,7 @@ from typing import Any
 
 import msgspec
 
-from server.streams.events import ActiveJob, ChannelDepth, Heartbeat, JobEvent, Rejected, RunnerStopped
+from server.streams.core.events import ActiveJob, ChannelDepth, Heartbeat, JobEvent, Rejected, RunnerStopped
 
 SRC = "mojo"  # the `src` of job events made from Postgres (one publisher: its seq never jumps)
 TERMINAL = frozenset({"completed", "failed", "canceled", "expired"})

@@ -24,8 +24,8 @@ from sys import intern
 import msgspec
 
 from server.redact import redact
-from server.streams import rules
-from server.streams.events import (
+from server.streams.core import rules
+from server.streams.core.events import (
     ActiveJob,
     AuditNoted,
     ChannelDepth,
@@ -45,7 +45,7 @@ from server.streams.events import (
     SourceWarning,
     Tick,
 )
-from server.streams.state import (
+from server.streams.core.state import (
     BUCKET_WIDTH,
     CHANNEL_WIDTH,
     COMPLETED,

@@ -1,7 +1,7 @@
 """The live state jobpulse folds events into: runners, channels, jobs, failures, series, health.
 
 Pure layer: standard library only. Plain classes with __slots__, owned and
-mutated only by `server.streams.reducer`; everyone else reads. Every collection
+mutated only by `server.streams.core.reducer`; everyone else reads. Every collection
 has a cap from `Limits`, so memory is bounded whatever the source sends.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from server.streams.events import AuditNoted
+    from server.streams.core.events import AuditNoted
 
 # Indexes into a series bucket: [published, completed, failed, retried, pending, running, scheduled,
 # longest running (s)]. The first four count events; the rest are gauges sampled in that minute.
@@ -70,7 +70,7 @@ class Limits:
     logs_cap: int = 500
     activity_rows: int = 50  # audit entries in the live activity widget
     pulse_points: int = 120  # seconds of heartbeat-latency samples
-    # Alert rules (server/streams/rules.py).
+    # Alert rules (server/streams/core/rules.py).
     sla: Mapping[str, float] = field(default_factory=lambda: {"*": 300.0})  # channel -> oldest queued age SLA, s
     stuck_after: float = 600.0  # a job running longer is stuck
     fail_window: int = 5  # minutes a channel's failure rate is judged over
@@ -393,7 +393,7 @@ class State:
         # Ordered by last update (re-inserted on each change), so "newest first" is a walk backwards. A plain
         # dict, not an OrderedDict: iterating 100,000 jobs for a query is ten times faster.
         self.jobs: dict[str, Job] = {}
-        # Search indexes: field -> value -> ids of the jobs with that value (see server/streams/search.py).
+        # Search indexes: field -> value -> ids of the jobs with that value (see server/streams/core/search.py).
         # "status" holds only SETTLED statuses; the live ones are the pools above.
         self.index: dict[str, dict[str, set[str]]] = {name: {} for name in INDEX_FIELDS}
         # Ordered sets of job ids by status; dict insertion order is arrival order.

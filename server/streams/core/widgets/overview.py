@@ -11,8 +11,8 @@ from collections.abc import Callable
 from itertools import islice
 from urllib.parse import quote
 
-from server.streams import rules
-from server.streams.state import (
+from server.streams.core import rules
+from server.streams.core.state import (
     COMPLETED,
     DAY_MINUTES,
     FAILED,
@@ -22,7 +22,7 @@ from server.streams.state import (
     RETRIED,
     State,
 )
-from server.streams.widgets.common import View, ViewLimits, compact
+from server.streams.core.widgets.common import View, ViewLimits, compact
 
 GRANULARITIES = {"minutes": (60, 60), "hours": (3600, 24), "days": (86400, 14)}  # step seconds, points shown
 KPI_METRICS = {

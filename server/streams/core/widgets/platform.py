@@ -8,9 +8,9 @@ from __future__ import annotations
 from itertools import islice
 from typing import Any
 
-from server.streams import rules
-from server.streams.state import State
-from server.streams.widgets.common import View, ViewLimits, compact
+from server.streams.core import rules
+from server.streams.core.state import State
+from server.streams.core.widgets.common import View, ViewLimits, compact
 
 LIVE_RUNNER = frozenset({"online", "busy", "draining"})
 

@@ -13,8 +13,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from server.streams.mojo_events import EventRow, JobRow
-from server.streams.times import epoch
+from server.streams.sources.mojo.events import EventRow, JobRow
+from server.streams.sources.times import epoch
 
 log = logging.getLogger("jobpulse.mojo")
 

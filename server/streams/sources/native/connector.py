@@ -25,7 +25,7 @@ import redis.asyncio as aredis
 
 from server.settings import Settings
 from server.streams.connector import CommandError, Sink, WireCommand
-from server.streams.events import (
+from server.streams.core.events import (
     ChannelDepth,
     Heartbeat,
     Reconciled,
@@ -33,7 +33,7 @@ from server.streams.events import (
     SourceStatus,
     parse_message,
 )
-from server.streams.subscription import stay_subscribed
+from server.streams.sources.subscription import stay_subscribed
 
 log = logging.getLogger("jobpulse.native")
 

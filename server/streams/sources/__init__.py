@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from server.settings import Settings
-from server.streams.celery import CeleryConnector
 from server.streams.connector import Connector, Sink
-from server.streams.mojo import MojoConnector
-from server.streams.native import NativeConnector
+from server.streams.sources.celery.connector import CeleryConnector
+from server.streams.sources.mojo.connector import MojoConnector
+from server.streams.sources.native.connector import NativeConnector
 
 Factory = Callable[[Settings, Sink, Callable[[], float]], Connector]
 

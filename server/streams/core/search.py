@@ -8,7 +8,7 @@ request never scans Redis and rarely scans every job.
 Grammar: whitespace-separated terms. `field:value` filters (fields below;
 `-field:value` excludes); `"quoted values"` may hold spaces; a bare word
 matches the job id, function or correlation id. Values match as
-`server/streams/patterns.py` says: a name (function, runner, id, correlation
+`server/streams/core/patterns.py` says: a name (function, runner, id, correlation
 id) wherever the pattern occurs in it, case-insensitively, with `*` and `?` as
 wildcards (`func:send_*` finds `mail.send_welcome`); a keyword (status,
 channel) as a whole value.
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from server.streams.patterns import has_wildcard, keyword_matcher, name_matcher
-from server.streams.state import Job, State
+from server.streams.core.patterns import has_wildcard, keyword_matcher, name_matcher
+from server.streams.core.state import Job, State
 
 FIELDS = {
     "status": "status",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from server.streams.events import seconds
+from server.streams.core.events import seconds
 
 
 def epoch(value: Any) -> float | None:

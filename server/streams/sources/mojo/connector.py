@@ -21,7 +21,7 @@ source shows as down, naming which. The pure `MojoTranslator` turns what was
 read into jobpulse's events.
 
 Actions go through django-mojo's control channels, its reaper and its publish
-contract (`server.streams.mojo_actions`).
+contract (`server.streams.sources.mojo.actions`).
 """
 
 from __future__ import annotations
@@ -40,13 +40,13 @@ import redis.asyncio as aredis
 from server.actions import SPECS, Args, Performed
 from server.settings import Settings
 from server.streams.connector import CommandError, Sink, WireCommand
-from server.streams.events import Reconciled, Restored, SourceStatus, SourceWarning, count
-from server.streams.mojo_actions import UNSUPPORTED, WRITE_ACTIONS, MojoActions
-from server.streams.mojo_db import NO_PSYCOPG, MojoDatabase
-from server.streams.mojo_events import Beat, IdCursor, MojoTranslator, scheduler_warning
-from server.streams.mojo_keys import MojoKeys
-from server.streams.subscription import stay_subscribed
-from server.streams.times import epoch
+from server.streams.core.events import Reconciled, Restored, SourceStatus, SourceWarning, count
+from server.streams.sources.mojo.actions import UNSUPPORTED, WRITE_ACTIONS, MojoActions
+from server.streams.sources.mojo.db import NO_PSYCOPG, MojoDatabase
+from server.streams.sources.mojo.events import Beat, IdCursor, MojoTranslator, scheduler_warning
+from server.streams.sources.mojo.keys import MojoKeys
+from server.streams.sources.subscription import stay_subscribed
+from server.streams.sources.times import epoch
 
 log = logging.getLogger("jobpulse.mojo")
 

@@ -1,0 +1,1 @@
+"""The native connector: sources that speak the jobpulse protocol (docs/protocol.md sections 1 and 2)."""
