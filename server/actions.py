@@ -278,18 +278,14 @@ def dead_runners(state: State, older_than: float, now: float) -> list[str]:
 
 
 def forget_dead(
-    state: State, older_than: float, src: str, seqs: Iterator[int], feed: Callable[[RunnerRemoved], None]
+    dead: list[str], now: float, src: str, seqs: Iterator[int], feed: Callable[[RunnerRemoved], None]
 ) -> int:
     """`runners.cleanup` on a source that keeps no runner registry jobpulse could clean (Celery, django-mojo): the
-    `runner.removed` events that make jobpulse forget the dead runners, numbered by `seqs` for `src`, each handed
-    to `feed`; how many there were."""
-    removed = [
-        RunnerRemoved(v=1, src=src, seq=next(seqs), ts=state.now, runner=runner, reason="cleanup")
-        for runner in dead_runners(state, older_than, state.now)
-    ]
-    for event in removed:  # made first: folding one changes the state the others were picked from
-        feed(event)
-    return len(removed)
+    `runner.removed` events that make jobpulse forget the `dead` runners the fold found (`Known.dead`), numbered
+    by `seqs` for `src`, each handed to `feed`; how many there were."""
+    for runner in dead:
+        feed(RunnerRemoved(v=1, src=src, seq=next(seqs), ts=now, runner=runner, reason="cleanup"))
+    return len(dead)
 
 
 @dataclass

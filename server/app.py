@@ -167,7 +167,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
 
         live_audit = LiveFeed(store, settings.prefix, hub.epoch, fold)
         app.state.commander = Commander(
-            settings, aggregator.state, aggregator.connector, store, app.state.audit, secret, live_audit.note,
+            settings, aggregator.state, aggregator.connectors, store, app.state.audit, secret, live_audit.note,
             app.state.sessions.alive,
         )  # fmt: skip
         audit_task = asyncio.create_task(live_audit.run(), name="audit-feed")
@@ -179,7 +179,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         log.info(
             "jobpulse %s: source %s at %s, prefix %r",
             hub.epoch,
-            aggregator.connector.name,
+            aggregator.source_name,
             redact(settings.redis_url),
             settings.prefix,
         )

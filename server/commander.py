@@ -10,6 +10,7 @@ folded into the live `activity` widget.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -24,13 +25,13 @@ from typing import Any
 import msgspec
 import redis.asyncio as aredis
 
-from server import actions
-from server.actions import Args, BadArgs, Spec
+from server import actions, routing
+from server.actions import Args, BadArgs, Performed, Spec
 from server.audit import AuditLog
 from server.auth import Principal, sign, unsign
 from server.protocol import Cmd
 from server.settings import Settings
-from server.streams.connector import CommandError, Connector, WireCommand
+from server.streams.connector import CommandError, Connector
 from server.streams.core.events import AuditNoted
 from server.streams.core.state import State
 
@@ -68,7 +69,7 @@ class Commander:
         self,
         settings: Settings,
         state: State,
-        connector: Connector,
+        connectors: dict[str, Connector],
         store: aredis.Redis,
         audit: AuditLog,
         secret: bytes,
@@ -78,7 +79,7 @@ class Commander:
     ) -> None:
         self.settings = settings
         self.state = state
-        self.connector = connector
+        self.connectors = connectors  # label -> connector, in the configured order
         self.store = store
         self.audit = audit
         self.secret = secret
@@ -90,14 +91,15 @@ class Commander:
         self._rates: OrderedDict[str, deque[float]] = OrderedDict()
         self._rate_audited: dict[str, float] = {}
         self.counters: dict[tuple[str, str], int] = {}  # (action, outcome) -> commands
-        self._offers: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, dict[str, Any]]] = {}
+        self._offers: dict[tuple[str, tuple[tuple[str, str, str], ...]], dict[str, dict[str, Any]]] = {}
 
     # -- what a user may do (the welcome frame) ---------------------------------------------------
 
     def actions_for(self, principal: Principal) -> dict[str, dict[str, Any]]:
         """What the welcome frame offers `principal`: the same for everyone of one role, so worked out once per role
         (every page connect asks; a reconnect storm asks a thousand times at once)."""
-        key = (principal.role, tuple(sorted(self.connector.unsupported.items())))
+        key = (principal.role, tuple(sorted((label, a, why) for label, c in self.connectors.items()
+                                             for a, why in c.unsupported.items())))  # fmt: skip
         cached = self._offers.get(key)
         if cached is None:
             cached = self._offers[key] = self._actions_for(principal)
@@ -107,9 +109,9 @@ class Commander:
         out: dict[str, dict[str, Any]] = {}
         for name in actions.SPECS:
             decision = actions.decide(principal, name)
-            missing = self.connector.unsupported.get(name)
-            if missing:
-                out[name] = {"ok": False, "reason": f"the {self.connector.name} source cannot do this: {missing}"}
+            missing = self._unable(name, list(self.connectors))
+            if len(missing) == len(self.connectors):  # with several sources, on offer while one of them can
+                out[name] = {"ok": False, "reason": "; ".join(missing.values())}
             elif not decision.allowed:
                 out[name] = {"ok": False, "reason": decision.reason, "two_phase": decision.two_phase}
             else:
@@ -153,8 +155,8 @@ class Commander:
         args: Args | None = None
         count: int | None = None
         try:
-            spec, args, two_phase = self._check(principal, cmd)
-            outcome = await self._run(principal, cmd, spec, args, two_phase, now)
+            spec, args, two_phase, routes = self._check(principal, cmd)
+            outcome = await self._run(principal, cmd, spec, args, two_phase, now, routes)
             count = outcome.count
             ack = {
                 "id": cmd.id, "ok": True, "phase": outcome.phase, "action": cmd.action,
@@ -176,7 +178,7 @@ class Commander:
             log.warning("could not remember command %s: %s", cmd.id, exc)
         return ack
 
-    def _check(self, principal: Principal, cmd: Cmd) -> tuple[Spec, Args, bool]:
+    def _check(self, principal: Principal, cmd: Cmd) -> tuple[Spec, Args, bool, dict[str, Args]]:
         spec = actions.SPECS.get(cmd.action)
         if spec is None:
             raise Refused("unknown_action", f"unknown action {cmd.action[:64]!r}")
@@ -187,18 +189,43 @@ class Commander:
         decision = actions.decide(principal, cmd.action, args)
         if not decision.allowed:
             raise Refused("forbidden", f"{cmd.action}: {decision.reason}")
-        missing = self.connector.unsupported.get(cmd.action)
-        if missing:
-            raise Refused("unavailable", f"the {self.connector.name} source cannot do {cmd.action}: {missing}")
+        routes = self._route(cmd.action, args)
         if isinstance(args, actions.BatchArgs):
             channels = len(self.state.channels) if args.channels == "*" else len(args.channels)
             if channels * args.count > MAX_BATCH_JOBS:
                 raise Refused("bad_args", f"count: at most {MAX_BATCH_JOBS} jobs a batch ({channels} channels)")
-        return spec, args, decision.two_phase
+        return spec, args, decision.two_phase, routes
+
+    def _route(self, action: str, args: Args) -> dict[str, Args]:
+        """The sources `action` goes to (label -> the arguments in its own ids), those that cannot do it left out.
+
+        Raises:
+            Refused: `not_found` for a target no source owns; `unavailable` when no owner can do the action.
+        """
+        try:
+            routes = routing.route(args, self.connectors, self.state.limits.several)
+        except routing.NoOwner as exc:
+            raise Refused("not_found", str(exc)) from None
+        missing = self._unable(action, list(routes))
+        if missing and len(missing) == len(routes):
+            raise Refused("unavailable", "; ".join(missing.values()))
+        return {label: own for label, own in routes.items() if label not in missing}
+
+    def _unable(self, action: str, labels: list[str]) -> dict[str, str]:
+        """Of the sources `labels`, those that cannot do `action`, each with why."""
+        out = {}
+        for label in labels:
+            connector = self.connectors[label]
+            why = connector.unsupported.get(action)
+            if why:
+                name = connector.name if len(self.connectors) < 2 else f"{label} ({connector.name})"
+                out[label] = f"the {name} source cannot do {action}: {why}"
+        return out
 
     async def _run(
-        self, principal: Principal, cmd: Cmd, spec: Spec, args: Args, two_phase: bool, now: float
-    ) -> Outcome:
+        self, principal: Principal, cmd: Cmd, spec: Spec, args: Args, two_phase: bool, now: float,
+        routes: dict[str, Args],
+    ) -> Outcome:  # fmt: skip
         canonical = actions.canonical(args)
         if cmd.phase == "preview":
             found = actions.preview(self.state, cmd.action, args, now)
@@ -214,7 +241,7 @@ class Commander:
             if not cmd.confirm:
                 raise Refused("confirm_required", f"{cmd.action} is two-phase: send phase 'preview' first")
             await self._consume_confirm(principal, cmd.action, canonical, cmd.confirm, now)
-        return await self._execute(cmd, spec, args)
+        return await self._execute(cmd.action, routes)
 
     # -- confirm tokens ---------------------------------------------------------------------------
 
@@ -253,117 +280,42 @@ class Commander:
 
     # -- doing it ---------------------------------------------------------------------------------
 
-    async def _execute(self, cmd: Cmd, spec: Spec, args: Args) -> Outcome:
-        perform = getattr(self.connector, "perform", None)
-        if perform is not None:
-            # A source whose actions are not section-2 commands (Celery) does them itself.
-            try:
-                done = await perform(cmd.action, args)
-            except CommandError as exc:
-                raise Refused("failed", str(exc)) from None
-            return Outcome("done", done.result, done.message, done.count)
-        base = f"jp-{secrets.token_hex(6)}"
-        wire_args = actions.wire_args(args)
-        wait_s = self.settings.command_timeout_s
-        if isinstance(args, actions.RunnersArgs | actions.RestartArgs):
-            return await self._to_runners(cmd.action, spec, args, base, wire_args, wait_s)
-        if isinstance(args, actions.LogsArgs):
-            replies = await self._send([WireCommand(base, "logs", f"runner:{args.runner}", wire_args)], wait_s)
-            reply = self._one(replies[0], f"runner {args.runner}")
-            lines = (reply.get("result") or {}).get("lines", [])
-            return Outcome("done", {"runner": args.runner, "lines": lines}, f"{len(lines)} log lines of {args.runner}",
-                           len(lines))  # fmt: skip
-        if isinstance(args, actions.BroadcastArgs):
-            live = actions.live_runners(self.state)
-            if not live:
-                raise Refused("no_reply", "no live runner to broadcast to")
-            heard = (await self._send([WireCommand(base, "broadcast", "*", wire_args, expect=len(live))], wait_s))[0]
-            ok = [r for r in heard if r["ok"]]
-            if not ok:
-                raise Refused("no_reply" if not heard else "failed", _no_answer(heard, "no runner"))
-            return Outcome(
-                "done",
-                {"count": len(live), "replies": heard, "missing": sorted(set(live) - {r["src"] for r in heard})},
-                f"Broadcast reached {len(ok)} of {len(live)} live runners",
-                len(ok),
-            )
-        if isinstance(args, actions.BatchArgs):
-            return await self._batch(args, base, wait_s)
-        if isinstance(args, actions.CleanupArgs):
-            dead = actions.dead_runners(self.state, args.older_than, self.clock())
-            if not dead:
-                return Outcome("done", {"removed": 0, "requeued": 0}, "No dead runners to clean up", 0)
-            wire_args = {"runners": dead[:1000], "older_than": args.older_than}
-        replies = await self._send([WireCommand(base, spec.wire, "system", wire_args)], wait_s)
-        reply = self._one(replies[0], "the job system")
-        result = reply.get("result") or {}
-        count = _count_of(result)
-        return Outcome("done", result, _done_message(cmd.action, args, result), count)
+    async def _execute(self, action: str, routes: dict[str, Args]) -> Outcome:
+        """Have each owning source do its part; one source's answer is the outcome, several are put together."""
+        several = self.state.limits.several
+        labels = list(routes)
+        done = await asyncio.gather(*(self._perform(action, label, routes[label]) for label in labels))
+        if len(labels) == 1:
+            result = done[0]
+            if isinstance(result, Refused):
+                raise result
+            body = routing.label_result(result.result, labels[0]) if several else result.result
+            return Outcome("done", body, result.message, result.count)
+        parts: dict[str, Any] = {}
+        messages, errors, counts = [], [], []
+        for label, result in zip(labels, done, strict=True):
+            if isinstance(result, Refused):
+                parts[label] = {"ok": False, "error": {"code": result.code, "message": result.message}}
+                errors.append(f"{label}: {result.message}")
+                continue
+            parts[label] = {"ok": True, "result": routing.label_result(result.result, label) if several else
+                            result.result, "message": result.message}  # fmt: skip
+            messages.append(f"{label}: {result.message}")
+            if result.count is not None:
+                counts.append(result.count)
+        if not messages:
+            codes = {r.code for r in done if isinstance(r, Refused)}
+            raise Refused(codes.pop() if len(codes) == 1 else "failed", "; ".join(errors)[:500])
+        count = sum(counts) if counts else None
+        return Outcome("done", {"count": count, "sources": parts}, "; ".join(messages + errors), count)
 
-    async def _to_runners(
-        self, action: str, spec: Spec, args: actions.RunnersArgs | actions.RestartArgs, base: str,
-        wire_args: dict[str, Any], wait_s: float,
-    ) -> Outcome:  # fmt: skip
-        ids = actions.addressed(self.state, args)
-        if not ids:
-            raise Refused("no_reply", "no live runner to address")
-        if args.runners == "*":
-            replies = (await self._send([WireCommand(base, spec.wire, "*", wire_args, expect=len(ids))], wait_s))[0]
-        else:
-            commands = [WireCommand(f"{base}.{i}", spec.wire, f"runner:{rid}", wire_args) for i, rid in enumerate(ids)]
-            replies = [r for rs in await self._send(commands, wait_s) for r in rs]
-        answered = {r["src"] for r in replies}
-        missing = [rid for rid in ids if rid not in answered]
-        ok = [r for r in replies if r["ok"]]
-        if not ok:
-            raise Refused("no_reply" if not replies else "failed", _no_answer(replies, ", ".join(ids[:5])))
-        verb = action.split(".", 1)[1]
-        if len(ids) == 1:
-            result = ok[0].get("result") or {}
-            extra = f" ({result['active']} jobs to finish)" if verb == "drain" and result.get("active") else ""
-            message = f"{_VERBS.get(verb, verb)} {ids[0]}{extra}"
-        else:
-            message = f"{_VERBS.get(verb, verb)} {len(ok)} of {len(ids)} runners"
-            if missing:
-                message += f"; {len(missing)} did not answer"
-        return Outcome("done", {"count": len(ids), "replies": replies, "missing": missing}, message, len(ok))
-
-    async def _batch(self, args: actions.BatchArgs, base: str, wait_s: float) -> Outcome:
-        channels = sorted(self.state.channels) if args.channels == "*" else list(args.channels)
-        if not channels:
-            raise Refused("not_found", "no channels known yet")
-        commands = [
-            WireCommand(f"{base}.{c}.{i}", "run", "system",
-                        {"fn": args.fn, "channel": channel, "payload": {"test_batch": base, "n": i}, "cid": base})
-            for c, channel in enumerate(channels)
-            for i in range(args.count)
-        ]  # fmt: skip
-        replies = [r for rs in await self._send(commands, wait_s) for r in rs]
-        ok = sum(1 for r in replies if r["ok"])
-        if not ok:
-            raise Refused("no_reply" if not replies else "failed", _no_answer(replies, "the job system"))
-        return Outcome(
-            "done",
-            {"queued": ok, "asked": len(commands), "cid": base, "channels": channels},
-            f"Queued {ok} of {len(commands)} test jobs on {len(channels)} channels (correlation id {base})",
-            ok,
-        )
-
-    async def _send(self, commands: list[WireCommand], wait_s: float) -> list[list[dict[str, Any]]]:
+    async def _perform(self, action: str, label: str, args: Args) -> Performed | Refused:
+        """Source `label` does `action` with `args` (its own ids); a refusal is returned, not raised, so the
+        other sources of the same command still answer."""
         try:
-            return await self.connector.send(commands, wait_s)
+            return await self.connectors[label].perform(action, args, routing.known(self.state, args, label))
         except CommandError as exc:
-            raise Refused("unavailable", str(exc)) from None
-
-    @staticmethod
-    def _one(replies: list[dict[str, Any]], who: str) -> dict[str, Any]:
-        if not replies:
-            raise Refused("no_reply", f"{who} did not answer")
-        reply = replies[0]
-        if not reply["ok"]:
-            error = str(reply.get("error") or "failed")
-            raise Refused("not_found" if "not found" in error or "unknown" in error else "failed", error)
-        return reply
+            return Refused(exc.code, str(exc))
 
     # -- bookkeeping ------------------------------------------------------------------------------
 
@@ -440,52 +392,6 @@ class Commander:
             )
         )  # fmt: skip
         return entry_id
-
-
-_VERBS = {
-    "ping": "Pinged",
-    "drain": "Draining",
-    "undrain": "Taking jobs again:",
-    "restart": "Restarting",
-    "shutdown": "Shutting down",
-}
-
-
-def _count_of(result: dict[str, Any]) -> int | None:
-    for key in ("purged", "cleared", "removed", "queued", "count"):
-        value = result.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    return None
-
-
-def _done_message(action: str, args: Args, result: dict[str, Any]) -> str:
-    if isinstance(args, actions.ChannelArgs):
-        if action == "channel.purge":
-            return f"Purged {result.get('purged', 0)} queued jobs of {args.channel}"
-        return f"{args.channel} is {'paused' if result.get('paused') else 'taking jobs again'}"
-    if isinstance(args, actions.ClearStuckArgs):
-        where = args.channel or "every channel"
-        return (f"Cleared {result.get('cleared', 0)} stuck jobs of {where}: {result.get('requeued', 0)} requeued, "
-                f"{result.get('expired', 0)} expired")  # fmt: skip
-    if isinstance(args, actions.CleanupArgs):
-        return f"Removed {result.get('removed', 0)} dead runners; {result.get('requeued', 0)} of their jobs requeued"
-    if isinstance(args, actions.RunArgs):
-        return f"Queued {result.get('job', 'a job')} ({args.fn} on {args.channel})"
-    if isinstance(args, actions.JobArgs):
-        if action == "job.retry":
-            return f"Retrying {args.job} (attempt {result.get('attempt', '?')})"
-        if action == "job.run_now":
-            return f"{args.job} queued now instead of at its scheduled time"
-        return f"Canceled {args.job} (it was {result.get('was', '?')})"
-    return f"{action}: done"
-
-
-def _no_answer(replies: list[dict[str, Any]], who: str) -> str:
-    if not replies:
-        return f"{who} did not answer"
-    errors = sorted({str(r.get("error")) for r in replies if not r["ok"]})
-    return "; ".join(errors)[:300]
 
 
 def _raw_args(args: dict[str, Any]) -> str:

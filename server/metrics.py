@@ -28,28 +28,37 @@ class JobpulseCollector(Collector):
         aggregator = st.aggregator
         state = aggregator.state
         health = state.health
-        source = aggregator.connector.name
+        feeds = aggregator.feeds
+        links = health.links
+        # The fold's own counters (duplicates, gaps) are of all sources together: labelled "all" with several.
+        together = next(iter(feeds)) if len(feeds) == 1 else "all"
 
         events = CounterMetricFamily("jobpulse_events", "Source messages folded", labels=["source"])
-        events.add_metric([source], health.events)
+        for label, feed in feeds.items():
+            events.add_metric([label], feed.messages)
         yield events
         rejected = CounterMetricFamily(
             "jobpulse_events_rejected", "Source messages refused", labels=["source", "reason"]
         )
-        for reason, n in sorted(health.rejected.items()):
-            rejected.add_metric([source, reason], n)
+        for label, feed in feeds.items():
+            for reason, n in sorted(feed.rejected.items()):
+                rejected.add_metric([label, reason], n)
         yield rejected
         dupes = CounterMetricFamily("jobpulse_events_duplicate", "Redelivered events dropped", labels=["source"])
-        dupes.add_metric([source], health.dupes)
+        dupes.add_metric([together], health.dupes)
         yield dupes
         gaps = CounterMetricFamily("jobpulse_source_gaps", "Seq gaps seen (messages lost)", labels=["source"])
-        gaps.add_metric([source], health.gaps)
+        gaps.add_metric([together], health.gaps)
         yield gaps
-        up = GaugeMetricFamily("jobpulse_source_up", "1 while the source's Redis is connected", labels=["source"])
-        up.add_metric([source], 1.0 if aggregator.connector.connected else 0.0)
+        up = GaugeMetricFamily("jobpulse_source_up", "1 while the source is connected", labels=["source", "kind"])
+        for label, connector in aggregator.connectors.items():
+            up.add_metric([label, connector.name], 1.0 if connector.connected else 0.0)
         yield up
-        if health.rtt is not None:
-            yield GaugeMetricFamily("jobpulse_redis_rtt_seconds", "Source Redis round trip", value=health.rtt)
+        rtt = GaugeMetricFamily("jobpulse_redis_rtt_seconds", "Source Redis round trip", labels=["source"])
+        for label, link in links.items():
+            if link.rtt is not None:
+                rtt.add_metric([label], link.rtt)
+        yield rtt
         if health.last_event is not None:
             yield GaugeMetricFamily(
                 "jobpulse_last_event_timestamp_seconds", "When the last source message was folded",

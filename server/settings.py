@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from server.streams.core.labels import LABEL_RE, MAX_LABELS, SourceRule
 from server.streams.core.state import Limits
 from server.streams.core.widgets import ViewLimits
 
@@ -48,6 +49,9 @@ class Settings:
     store_url: str = _setting("JOBPULSE_STORE_URL", "", "Redis for jobpulse's own state; empty = the source's Redis")
     prefix: str = _setting("JOBPULSE_PREFIX", "jobpulse", "key and channel prefix of the native protocol")
     source: str = _setting("JOBPULSE_SOURCE", "native", "job system: native, celery or mojo (django-mojo)")
+    sources: str = _setting(
+        "JOBPULSE_SOURCES", "", "several job systems at once: label:kind[:url],... (README, Several sources)"
+    )
     host: str = _setting("HOST", "127.0.0.1", "address the web server binds")
     port: int = _setting("PORT", 8000, "port the web server listens on")
     log_level: str = _setting("JOBPULSE_LOG_LEVEL", "info", "debug, info, warning or error")
@@ -194,6 +198,8 @@ class Settings:
     run_payload_max: int = _setting("JOBPULSE_RUN_PAYLOAD_MAX", 16_384, "largest payload of job.run, bytes of JSON")
     audit_retention_days: float = _setting("JOBPULSE_AUDIT_RETENTION_DAYS", 90.0, "audit entries kept this many days")
     activity_rows: int = _setting("JOBPULSE_ACTIVITY_ROWS", 50, "recent audit entries in the live activity widget")
+    # Not a variable of its own: JOBPULSE_SOURCES, each entry resolved into its own settings (from_env).
+    specs: tuple[SourceSpec, ...] = field(default=(), metadata={"env": None, "doc": ""})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -206,6 +212,8 @@ class Settings:
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             name = f.metadata["env"]
+            if name is None:
+                continue
             raw = env.get(name)
             if raw is None or raw == "":
                 continue
@@ -223,7 +231,19 @@ class Settings:
             values.setdefault("offline_factor", CELERY_OFFLINE_FACTOR)
         settings = cls(**values)
         settings.check()
+        if settings.sources.strip():
+            settings = dataclasses.replace(settings, specs=_specs(cls, settings.sources, env))
         return settings
+
+    def source_specs(self) -> tuple[SourceSpec, ...]:
+        """The sources to watch: JOBPULSE_SOURCES' entries, or the one JOBPULSE_SOURCE names (labelled by kind)."""
+        return self.specs or (SourceSpec(self.source, self.source, self),)
+
+    def source_rules(self) -> dict[str, SourceRule]:
+        return {
+            spec.label: SourceRule(spec.label, spec.kind, spec.settings.stale_factor, spec.settings.offline_factor)
+            for spec in self.source_specs()
+        }
 
     def check(self) -> None:
         """Raise ValueError for values that cannot work."""
@@ -302,6 +322,8 @@ class Settings:
         source given only its broker, the broker's Redis)."""
         if self.store_url:
             return self.store_url
+        if self.specs:
+            return self.specs[0].settings.store  # several sources: the first one's Redis
         if self.source == "celery" and self.celery_broker:
             return self.celery_broker
         if self.source == "mojo" and self.mojo_redis_url:
@@ -325,6 +347,7 @@ class Settings:
             max_channel_series=self.max_channel_series,
             logs_cap=self.logs_cap,
             activity_rows=self.activity_rows,
+            sources=self.source_rules(),
             sla=self.sla_map(),
             stuck_after=self.stuck_after_s,
             fail_window=self.fail_window_min,
@@ -334,6 +357,58 @@ class Settings:
 
     def view_limits(self) -> ViewLimits:
         return ViewLimits(spark_minutes=self.spark_minutes)
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One source to watch: its label (on every row), its kind (a connector of the registry), its settings."""
+
+    label: str
+    kind: str
+    settings: Settings
+
+
+# Where an entry's URL goes, by kind: the source's main Redis.
+URL_SETTING = {"native": "REDIS_URL", "celery": "JOBPULSE_CELERY_BROKER", "mojo": "JOBPULSE_MOJO_REDIS_URL"}
+
+
+def _specs(cls: type[Settings], text: str, env: Mapping[str, str]) -> tuple[SourceSpec, ...]:
+    """JOBPULSE_SOURCES (`label:kind[:url],...`) with each source's settings: the global ones, overridden by
+    `JOBPULSE_<LABEL>_<NAME>` (NAME: a variable's name without its JOBPULSE_ prefix, e.g.
+    JOBPULSE_MEDIA_MOJO_DATABASE_URL, JOBPULSE_EDGE_PREFIX, JOBPULSE_EDGE_REDIS_URL).
+
+    Raises:
+        ValueError: naming the entry, for a bad label, kind or setting.
+    """
+    specs: list[SourceSpec] = []
+    for entry in filter(None, (e.strip() for e in text.split(","))):
+        label, _, rest = entry.partition(":")
+        kind, _, url = rest.partition(":")
+        label, kind = label.strip(), kind.strip()
+        if not LABEL_RE.match(label):
+            raise ValueError(f"JOBPULSE_SOURCES: label {label!r}: a-z, 0-9 and -, at most 16, starting with a letter")
+        if kind not in URL_SETTING:
+            raise ValueError(f"JOBPULSE_SOURCES {label}: kind {kind!r}: native, celery or mojo")
+        if any(spec.label == label for spec in specs):
+            raise ValueError(f"JOBPULSE_SOURCES: label {label!r} twice")
+        mine = f"JOBPULSE_{label.upper().replace('-', '_')}_"
+        own = {**env}
+        for name, value in env.items():
+            if name.startswith(mine):
+                rest_name = name[len(mine) :]
+                own[rest_name if rest_name in ("REDIS_URL", "HOST", "PORT") else f"JOBPULSE_{rest_name}"] = value
+        own["JOBPULSE_SOURCE"], own["JOBPULSE_SOURCES"] = kind, ""
+        if url:
+            own[URL_SETTING[kind]] = url
+        try:
+            specs.append(SourceSpec(label, kind, cls.from_env(own)))
+        except ValueError as exc:
+            raise ValueError(f"JOBPULSE_SOURCES {label}: {exc} (for this source alone: {mine}<NAME>)") from None
+    if not specs:
+        raise ValueError("JOBPULSE_SOURCES: no source named")
+    if len(specs) > MAX_LABELS:
+        raise ValueError(f"JOBPULSE_SOURCES: at most {MAX_LABELS} sources")
+    return tuple(specs)
 
 
 def _parse(name: str, raw: str, kind: type) -> Any:
@@ -356,4 +431,8 @@ def _parse(name: str, raw: str, kind: type) -> Any:
 
 def documented() -> list[tuple[str, str, str]]:
     """(environment variable, default, doc) of every setting, for the README."""
-    return [(f.metadata["env"], repr(f.default), f.metadata["doc"]) for f in dataclasses.fields(Settings)]
+    return [
+        (f.metadata["env"], repr(f.default), f.metadata["doc"])
+        for f in dataclasses.fields(Settings)
+        if f.metadata["env"] is not None
+    ]

@@ -32,7 +32,7 @@ async def health_api(request: Request) -> Response:
     _, health = request.app.state.hub.view("health")
     _, runners = request.app.state.hub.view("runners")
     body: dict[str, Any] = {
-        "source": request.app.state.aggregator.connector.name,
+        "source": request.app.state.aggregator.source_name,
         "broker": health,
         "runners": runners["counts"],
         "channels": {
@@ -54,7 +54,8 @@ async def readyz(request: Request) -> Response:
     ready = aggregator.ready
     body = {
         "ready": ready,
-        "source_connected": aggregator.connector.connected,
+        "source_connected": aggregator.connected,
+        "sources": {label: c.connected for label, c in aggregator.connectors.items()},
         "restored": aggregator.restored,
         "crashes": aggregator.crashes,
     }

@@ -57,7 +57,7 @@ def _page(request: Request, template: str, title: str, active: str, **extra: obj
         "active": active,
         "page_script": active,
         "nav": NAV,
-        "source": request.app.state.aggregator.connector.name,
+        "source": request.app.state.aggregator.source_name,
         "prefix": settings.prefix,
         "environment": environment,
         "env_kind": "prod" if environment.lower().startswith("prod") else "other",

@@ -336,7 +336,7 @@ async def _serve(websocket: WebSocket, address: str) -> None:
             settings.tick_ms,
             settings.beat_s,
             tuple(hub.feeds),
-            app_state.aggregator.connector.name,
+            app_state.aggregator.source_name,
             principal.public(),
             commander.actions_for(principal),
         ),

@@ -1,10 +1,11 @@
-"""The aggregator: owns the live state, feeds it events from the connector, ticks the clock, persists.
+"""The aggregator: owns the live state, feeds it events from the connectors, ticks the clock, persists.
 
 Shell layer. Everything that changes the state goes through `feed` (which calls
 the pure `fold`); after each chunk of input, the changed aspects are handed to
-the hub once. Background work (connector, clock, persistence) runs in
-supervised tasks: a crash is logged loudly and the task restarted, and
-readiness reports it.
+the hub once. Each configured source has its connector, with a `SourceFeed` as
+its sink that labels its events (server/streams/core/labels.py). Background
+work (each connector, clock, persistence) runs in supervised tasks: a crash is
+logged loudly and that task alone restarted, and readiness reports it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,20 @@ from server.latency import LatencyRing
 from server.settings import Settings
 from server.streams import sources
 from server.streams.connector import Connector
-from server.streams.core.events import Event, LogRecorded, ShellStats, Tick
+from server.streams.core.events import (
+    REJECT_REASONS,
+    Depth,
+    Event,
+    Heartbeat,
+    JobEvent,
+    LogRecorded,
+    Rejected,
+    RunnerRemoved,
+    RunnerStopped,
+    ShellStats,
+    Tick,
+)
+from server.streams.core.labels import relabel
 from server.streams.core.reducer import ALL, GAP, fold, initial_state
 from server.streams.hub import Hub
 from server.streams.store import Store
@@ -37,6 +51,7 @@ from server.tasks import cancel_and_wait
 log = logging.getLogger("jobpulse.aggregator")
 
 GC_EVERY_EVICTIONS = 1000
+MESSAGES = frozenset({JobEvent, Heartbeat, Depth, RunnerStopped, RunnerRemoved})  # what a source says
 
 
 class LogRing(logging.Handler):
@@ -81,6 +96,33 @@ def _rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+class SourceFeed:
+    """One connector's sink: its events, labelled with its source, into the aggregator's fold.
+
+    It counts what its source sent (messages, and rejections by reason) for /metrics' `source` label.
+    """
+
+    def __init__(self, aggregator: Aggregator, label: str, prefixed: bool) -> None:
+        self.aggregator = aggregator
+        self.label = label
+        self.prefixed = prefixed
+        self.messages = 0
+        self.rejected: dict[str, int] = {}
+
+    def feed(self, event: Event, at: float, replay: bool = False) -> None:
+        kind = type(event)
+        if kind in MESSAGES:
+            self.messages += 1
+        elif kind is Rejected:
+            reason = event.reason  # type: ignore[union-attr]
+            if reason in REJECT_REASONS:  # a fixed set: labels that hostile input cannot grow
+                self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        self.aggregator.feed(relabel(event, self.label, self.prefixed), at, replay)
+
+    def chunk_end(self) -> None:
+        self.aggregator.chunk_end(self.label)
+
+
 class Aggregator:
     """State, intake and persistence of one jobpulse process."""
 
@@ -90,7 +132,13 @@ class Aggregator:
         self.state = initial_state(settings.limits())
         self.hub: Hub | None = None
         self.http_latency: LatencyRing | None = None  # the app's, set where the app is built
-        self.connector: Connector = sources.make(settings, self, clock)
+        specs = settings.source_specs()
+        prefixed = len(specs) > 1
+        # label -> connector, in the configured order (one source: labelled by its kind, its ids its own)
+        self.feeds = {spec.label: SourceFeed(self, spec.label, prefixed) for spec in specs}
+        self.connectors: dict[str, Connector] = {
+            spec.label: sources.make(spec, self.feeds[spec.label], clock) for spec in specs
+        }
         self.store_client = aredis.Redis.from_url(settings.store, socket_timeout=5.0, socket_connect_timeout=5.0)
         self.store = Store(self.store_client, settings.prefix, settings.series_minutes, settings.failures_cap)
         self.restored = False
@@ -110,7 +158,8 @@ class Aggregator:
     def feed(self, event: Event, at: float, replay: bool = False) -> None:
         self._pending |= fold(self.state, event, at, replay)
 
-    def chunk_end(self) -> None:
+    def chunk_end(self, source: str | None = None) -> None:
+        """The end of a chunk of input (from `source`'s connector, or the shell's own): hand the changes on."""
         evicted = self.state.health.evicted_jobs
         if evicted - self._gc_mark >= GC_EVERY_EVICTIONS:
             # A full job table replaces jobs one for one, so the collector's allocation count never trips and
@@ -120,7 +169,9 @@ class Aggregator:
             gc.collect(1)
         pending, self._pending = self._pending, 0
         if pending & GAP:
-            self.connector.request_catch_up()
+            for label, connector in self.connectors.items():
+                if source is None or label == source:
+                    connector.request_catch_up()
         if self.hub is not None and pending & ALL:
             self.hub.mark(pending & ALL)
 
@@ -133,7 +184,10 @@ class Aggregator:
             async with asyncio.timeout(3.0):
                 await self._restore()
         self._tasks = [
-            asyncio.create_task(self._supervise("connector", self.connector.run), name="connector"),
+            *(
+                asyncio.create_task(self._supervise(f"source {label}", connector.run), name=f"source-{label}")
+                for label, connector in self.connectors.items()
+            ),
             asyncio.create_task(self._supervise("clock", self._clock_loop), name="clock"),
             asyncio.create_task(self._supervise("persist", self._persist_loop), name="persist"),
         ]
@@ -145,13 +199,27 @@ class Aggregator:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2.0):
                     await self.store.save(self.state)
-        await self.connector.close()
+        for connector in self.connectors.values():
+            with contextlib.suppress(Exception):  # one that fails to close must not keep the others open
+                await connector.close()
         await self.store_client.aclose()
 
     @property
+    def connected(self) -> bool:
+        """Some source is followed (with several, one down is a warning for that source, not a blind console)."""
+        return any(connector.connected for connector in self.connectors.values())
+
+    @property
+    def source_name(self) -> str:
+        """What the pages call the sources: the kind of the one, or each label with its kind."""
+        if len(self.connectors) == 1:
+            return next(iter(self.connectors.values())).name
+        return ", ".join(f"{label} ({c.name})" for label, c in self.connectors.items())
+
+    @property
     def ready(self) -> bool:
-        """Serving the truth: the source is connected and the durable state was restored."""
-        return self.connector.connected and self.restored
+        """Serving the truth: a source is connected and the durable state was restored."""
+        return self.connected and self.restored
 
     async def _restore(self) -> None:
         try:
@@ -190,7 +258,7 @@ class Aggregator:
             now = self.clock()
             for record in self.log_ring.drain():
                 self.feed(record, now)
-            self.feed(Tick(now=now, connected=self.connector.connected, day_end=_day_end(now, zone)), now)
+            self.feed(Tick(now=now, connected=self.connected, day_end=_day_end(now, zone)), now)
             self.feed(ShellStats(at=now, values=self._shell_stats(now)), now)
             self.chunk_end()
             await asyncio.sleep(interval)
@@ -208,7 +276,7 @@ class Aggregator:
             "events_per_s": round(rate, 1),
             "rss_mb": round(_rss_bytes() / 1_048_576, 1),
             "crashes": self.crashes,
-            "source": self.connector.name,
+            "source": self.source_name,
         }
         hub = self.hub
         if hub is not None:

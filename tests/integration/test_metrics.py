@@ -37,7 +37,7 @@ def test_metrics_of_a_live_fleet(live_server: LiveServer, simulated_fleet: Simul
                  "jobpulse_runners", "jobpulse_channel_queued", "jobpulse_commands_total",
                  "jobpulse_fold_lag_seconds", "jobpulse_ticks_stretched_total"):  # fmt: skip
         assert name in text, name
-    assert 'jobpulse_source_up{source="native"} 1.0' in text
+    assert 'jobpulse_source_up{kind="native",source="native"} 1.0' in text
     assert "jobpulse_tick_interval_seconds 0.025" in text  # a quiet test server keeps the configured tick
     online = [line for line in text.splitlines() if line.startswith('jobpulse_runners{status="online"}')
               or line.startswith('jobpulse_runners{status="busy"}')]  # fmt: skip

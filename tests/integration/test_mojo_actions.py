@@ -23,6 +23,7 @@ import pytest
 import redis.asyncio as aredis
 
 from server import actions
+from server.routing import known
 from server.streams.connector import CommandError
 from server.streams.core.events import Heartbeat, RunnerRemoved, Tick
 from server.streams.core.reducer import fold, initial_state
@@ -56,7 +57,13 @@ class Console:
     redis: aredis.Redis
 
     async def do(self, action: str, **args: Any) -> Any:
-        return await self.actions.perform(action, actions.parse_args(action, args))
+        return await act(self.actions, self.state, action, **args)
+
+
+async def act(performer: MojoActions, state: State, action: str, **args: Any) -> Any:
+    """What the commander does: check the arguments, then hand them over with what the fold knows."""
+    parsed = actions.parse_args(action, args)
+    return await performer.perform(action, parsed, known(state, parsed, ""))
 
 
 def beat(state: State, runner: str, at: float, channels: tuple[str, ...] = ("default", "priority")) -> None:
@@ -71,7 +78,7 @@ async def console(mojo: MojoCluster) -> AsyncIterator[Console]:
     state = initial_state()
     beat(state, ENGINE, time.time())
     fed: list[Any] = []
-    performer = MojoActions(KEYS, client, mojo.pg_url, state, fed.append, lambda: 3.0)
+    performer = MojoActions(KEYS, client, mojo.pg_url, fed.append, lambda: 3.0)
     try:
         yield Console(performer, state, fed, client)
     finally:
@@ -109,7 +116,7 @@ async def test_unsupported_actions_and_a_missing_write_url_are_refused_with_the_
     assert set(WRITE_ACTIONS) == {"job.run", "job.batch", "job.retry", "job.run_now", "job.cancel", "channel.purge"}
     assert set(WRITE_ACTIONS | UNSUPPORTED.keys()) <= set(actions.SPECS)
 
-    read_only = MojoActions(KEYS, console.redis, "", console.state, console.fed.append, lambda: 3.0)
+    read_only = MojoActions(KEYS, console.redis, "", console.fed.append, lambda: 3.0)
     queue = KEYS.queue("default")
     before = await console.redis.llen(queue)
     writes: dict[str, dict[str, Any]] = {
@@ -118,11 +125,10 @@ async def test_unsupported_actions_and_a_missing_write_url_are_refused_with_the_
     }  # fmt: skip
     for action, args in writes.items():
         with pytest.raises(CommandError, match="JOBPULSE_MOJO_WRITE_DATABASE_URL"):
-            await read_only.perform(action, actions.parse_args(action, args))
+            await act(read_only, console.state, action, **args)
     assert await console.redis.llen(queue) == before  # nothing published
     # The reaper hand-off is Redis only; without the URL it says what it could not look for.
-    done = await read_only.perform("channel.clear_stuck", actions.parse_args("channel.clear_stuck",
-                                                                               {"channel": "default"}))  # fmt: skip
+    done = await act(read_only, console.state, "channel.clear_stuck", channel="default")
     assert done.count == 0 and "JOBPULSE_MOJO_WRITE_DATABASE_URL" in done.message
     await read_only.close()
 
@@ -136,18 +142,17 @@ async def test_a_publish_redis_does_not_confirm_stays_pending_and_marked_as_djan
     mojo: MojoCluster, console: Console
 ) -> None:
     gone = aredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)  # nothing listens there
-    blind = MojoActions(KEYS, gone, mojo.pg_url, console.state, console.fed.append, lambda: 1.0)
+    blind = MojoActions(KEYS, gone, mojo.pg_url, console.fed.append, lambda: 1.0)
     try:
         with pytest.raises(CommandError, match="did not confirm") as raised:
-            await blind.perform("job.run", actions.parse_args("job.run", {"fn": "demo_jobs.ok_job",
-                                                                           "channel": "bulk"}))  # fmt: skip
+            await act(blind, console.state, "job.run", fn="demo_jobs.ok_job", channel="bulk")
         job = re.findall(r"[0-9a-f]{32}", str(raised.value))[0]  # the message names the job
         row = mojo.jobs([job])[job]
         assert (row["status"], row["last_error"]) == ("pending", "Redis publish not confirmed")
         assert [log["message"] for log in mojo.call("logs", job_id=job)] == ["Redis publish not confirmed"]
         assert names(mojo, job) == ["created"]
         with pytest.raises(CommandError, match="Redis failed"):
-            await blind.perform("runner.ping", actions.parse_args("runner.ping", {"runners": [ENGINE]}))
+            await act(blind, console.state, "runner.ping", runners=[ENGINE])
     finally:
         await blind.close()
         await gone.aclose()

@@ -10,10 +10,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 # The core is a directory: whatever is added under it is held to the same rule. A connector's translator (its
 # `events.py`, the job system's wire into core events) and its key layout are pure too; the rest of a connector
-# is the shell. Four modules of server/ are the protocol, the roles, redaction and the actions' arguments.
+# is the shell. Five modules of server/ are the protocol, the roles, redaction, the actions' arguments and routing.
 PURE_GLOBS = ["server/streams/core/**/*.py", "server/streams/sources/*/events.py", "server/streams/sources/*/keys.py"]
 PURE = sorted(
-    {"server/protocol.py", "server/roles.py", "server/redact.py", "server/actions.py"}
+    {"server/protocol.py", "server/roles.py", "server/redact.py", "server/actions.py", "server/routing.py"}
     | {p.relative_to(ROOT).as_posix() for pattern in PURE_GLOBS for p in ROOT.glob(pattern)}
 )
 FORBIDDEN = {"asyncio", "time", "datetime", "random", "uuid", "os", "socket", "redis", "starlette", "jinja2",

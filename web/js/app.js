@@ -114,6 +114,7 @@ socket.addEventListener("widget", (event) => {
 
 let sourceDown = "";
 let databaseOnly = false; // only the job system's database is down (django-mojo's Postgres), not its Redis
+let someDown = ""; // several sources, some down: a warning naming them (the others stay live)
 const LABELS = /** @type {Record<string, string>} */ ({
   connecting: "connecting",
   live: "live",
@@ -147,6 +148,9 @@ function showStatus(status, detail = "") {
   }
   else if (status === "stale") {
     text = "No updates from jobpulse for a while: what you see may be out of date.";
+    warn = true;
+  } else if (someDown) {
+    text = `${someDown}. The other sources are live; its rows show their last known state until it is back.`;
     warn = true;
   } else if (sourceDown) {
     text =
@@ -301,11 +305,20 @@ export function start() {
     if (root.dataset.widget) mount(root, root.dataset.widget);
   }
   listen("health", (data) => {
-    const down = data.connected ? "" : data.error || "not connected";
+    const order = Array.isArray(data.source_order) ? data.source_order : [];
+    const links = order.map((label) => [label, (data.sources || {})[label] || {}]);
+    const lost = links.filter(([, link]) => !link.connected);
+    // With several sources the console goes blind only when all are down; one down is a warning naming it.
+    const partial =
+      lost.length && lost.length < links.length
+        ? lost.map(([label, link]) => `Source ${label} (${link.kind || "?"}) down: ${link.error || "not connected"}`).join("; ")
+        : "";
+    const down = data.connected || partial ? "" : data.error || "not connected";
     const dbOnly = Array.isArray(data.down) && data.down.length === 1 && data.down[0] === "Postgres";
-    if (down !== sourceDown || dbOnly !== databaseOnly) {
+    if (down !== sourceDown || dbOnly !== databaseOnly || partial !== someDown) {
       sourceDown = down;
       databaseOnly = dbOnly;
+      someDown = partial;
       showStatus(socket.status);
     }
   });

@@ -231,6 +231,7 @@ class SourceStatus(Struct, frozen=True):
     at: float
     error: str = ""
     parts: dict[str, str] = {}
+    source: str = ""  # the label of the source it is about (set on the way to the fold: labels.relabel)
 
 
 class SourceWarning(Struct, frozen=True):
@@ -242,6 +243,7 @@ class SourceWarning(Struct, frozen=True):
     severity: str = ""  # "warning" or "critical"; "" clears
     title: str = ""
     detail: str = ""
+    source: str = ""  # the label of the source it is about (set on the way to the fold: labels.relabel)
 
 
 class Rejected(Struct, frozen=True):
@@ -262,6 +264,7 @@ class Reconciled(Struct, frozen=True):
     # `registered` is the whole registry (not cut at a cap, and the source keeps one): a runner outside it
     # that is not beating was removed while jobpulse was not listening (an outage), and goes.
     complete: bool = False
+    source: str = ""  # the label of the source whose keys these are: only its runners can be missing from them
 
 
 class RunnerRecord(Struct, frozen=True):

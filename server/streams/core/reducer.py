@@ -45,6 +45,7 @@ from server.streams.core.events import (
     SourceWarning,
     Tick,
 )
+from server.streams.core.labels import MAX_LABELS
 from server.streams.core.state import (
     BUCKET_WIDTH,
     CHANNEL_WIDTH,
@@ -61,6 +62,7 @@ from server.streams.core.state import (
     Failure,
     Job,
     Limits,
+    Link,
     MinuteRing,
     Runner,
     State,
@@ -555,9 +557,9 @@ def runner_status(runner: Runner, now: float, limits: Limits) -> str:
     if runner.stopped or runner.last_recv is None:
         return "offline"
     silent = now - runner.last_recv
-    if silent > limits.offline_factor * runner.interval:
+    if silent > runner.offline_factor * runner.interval:
         return "offline"
-    if silent > limits.stale_factor * runner.interval:
+    if silent > runner.stale_factor * runner.interval:
         return "stale"
     if runner.state in ("draining", "drained"):
         return "draining"
@@ -600,7 +602,7 @@ def _runner(state: State, runner_id: str) -> Runner:
     if runner is None:
         if len(state.runners) >= state.limits.max_runners:
             _evict_runner(state)
-        runner = Runner(runner_id, state.limits.latency_samples)
+        runner = Runner(runner_id, state.limits)
         state.runners[runner_id] = runner
     return runner
 
@@ -797,7 +799,7 @@ def _retotal(state: State, at: float) -> int:
     if totals == state.totals:
         return 0
     state.totals = totals
-    if state.health.connected:
+    if state.health.any_connected:
         _bucket(state, int(at // 60))[PENDING : PENDING + 3] = totals
     return COUNTERS
 
@@ -877,22 +879,43 @@ def _status_event(state: State, runner: Runner, status: str, at: float) -> int:
     return 0
 
 
+def _link(state: State, source: str) -> Link | None:
+    """The link to `source`: a configured one (with one source configured, "" means it too), or, where none are
+    configured (tests, tools), one made on first mention, at most MAX_LABELS."""
+    links = state.health.links
+    link = links.get(source)
+    if link is not None:
+        return link
+    configured = state.limits.sources
+    if len(configured) == 1 and not source:
+        return links.get(next(iter(configured)))
+    if configured or len(links) >= MAX_LABELS:
+        return None  # a label nobody configured: nothing to show it under
+    link = links[source] = Link(source)
+    return link
+
+
 def _source_status(state: State, msg: SourceStatus) -> int:
-    health = state.health
-    error = redact(msg.error)  # a driver's error may quote the URL it was given, password and all
-    if health.connected == msg.connected and health.error == error and health.parts == msg.parts:
+    link = _link(state, msg.source)
+    if link is None:
         return 0
-    if health.connected != msg.connected:
-        health.since = msg.at
-    health.connected = msg.connected
-    health.error = error
-    health.parts = dict(msg.parts)
+    error = redact(msg.error)  # a driver's error may quote the URL it was given, password and all
+    if link.connected == msg.connected and link.error == error and link.parts == msg.parts:
+        return 0
+    if link.connected != msg.connected:
+        link.since = msg.at
+    link.connected = msg.connected
+    link.error = error
+    link.parts = dict(msg.parts)
     return HEALTH
 
 
 def _source_warning(state: State, msg: SourceWarning) -> int:
     """Hold or clear a condition the source's connector reported; the rules raise it as an alert at the next tick."""
-    warnings = state.health.warnings
+    link = _link(state, msg.source)
+    if link is None:
+        return 0
+    warnings = link.warnings
     if not msg.severity:
         return HEALTH if warnings.pop(msg.key, None) is not None else 0
     value = (msg.severity, msg.title[:200], msg.detail[:500])
@@ -906,9 +929,11 @@ def _source_warning(state: State, msg: SourceWarning) -> int:
 
 def _reconciled(state: State, msg: Reconciled) -> int:
     changed = _advance(state, msg.at) | HEALTH
-    state.health.reconciled = msg.at
-    if msg.rtt is not None:
-        state.health.rtt = msg.rtt
+    link = _link(state, msg.source)
+    if link is not None:
+        link.reconciled = msg.at
+        if msg.rtt is not None:
+            link.rtt = msg.rtt
     beating = set()
     for beat in msg.heartbeats:
         beating.add(beat.src)
@@ -943,10 +968,12 @@ def _reconciled(state: State, msg: Reconciled) -> int:
 def _forget_unregistered(state: State, msg: Reconciled, beating: set[str]) -> int:
     """Drop runners the registry no longer lists and that are not alive: their removal was missed."""
     registered = set(msg.registered)
+    several = state.limits.several
     gone = [
         runner
         for runner in state.runners.values()
         if runner.id not in registered
+        and (not several or runner.source == msg.source)  # another source's registry says nothing of it
         and runner.id not in beating
         # A runner that beat lately may have registered after the registry was read: the next reconcile decides.
         and runner_status(runner, msg.at, state.limits) in ("stale", "offline")

@@ -34,10 +34,16 @@ def conditions(state: State, now: float) -> Iterator[Condition]:
     """Every rule's conditions that hold now."""
     limits = state.limits
     health = state.health
-    if not health.connected and health.since is not None:
-        yield "source_down", "", "critical", "Job system unreachable", health.error or "the source is not connected"
-    for key, (severity, title, detail) in health.warnings.items():
-        yield "source_warning", key, severity, title, detail
+    several = len(health.links) > 1
+    for label, link in health.links.items():
+        # With several sources each is its own alert, named: the others stay live and exact.
+        if not link.connected and link.since is not None:
+            key, title = (label, f"Job system unreachable: {label}") if several else ("", "Job system unreachable")
+            yield "source_down", key, "critical", title, link.error or "the source is not connected"
+        for key, (severity, title, detail) in link.warnings.items():
+            if several:
+                key, title = f"{label}:{key}", f"{label}: {title}"
+            yield "source_warning", key, severity, title, detail
 
     consumed: dict[str, int] = {}
     for runner in state.runners.values():
@@ -122,6 +128,8 @@ def _log(state: State, at: float, alert: Alert, what: str) -> None:
     state.seq += 1
     state.alert_log.appendleft((state.seq, at, alert.id, what, alert.severity, alert.title))
     component = COMPONENT_OF.get(alert.rule)
+    if component == "source" and alert.key:  # several sources: filed under the one it is about
+        component = f"source:{alert.key.partition(':')[0]}"
     if component is not None and what in ("raised", "escalated"):
         state.last_incident[component] = (at, alert.severity, alert.title)
 

@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from server.streams.core.labels import SourceRule, source_of
+
 if TYPE_CHECKING:
     from server.streams.core.events import AuditNoted
 
@@ -77,9 +79,24 @@ class Limits:
     fail_min: int = 5  # failures in the window before a channel can be "failing"
     fail_rate: float = 0.2  # failures / (failures + completions) that makes a channel failing
     fail_critical: float = 0.5
+    # The configured sources by label (server/streams/core/labels.py); empty: one source, unnamed, ruled by the
+    # factors above. With two or more, every id in the state carries its source's label.
+    sources: Mapping[str, SourceRule] = field(default_factory=dict)
 
     def sla_of(self, channel: str) -> float:
         return self.sla.get(channel, self.sla.get("*", 300.0))
+
+    @property
+    def several(self) -> bool:
+        """Whether sources share the state, their ids prefixed with their labels."""
+        return len(self.sources) > 1
+
+    def factors_of(self, source: str) -> tuple[float, float]:
+        """(stale, offline) silence factors of a runner of `source`: each job system's own rule."""
+        rule = self.sources.get(source)
+        if rule is None:
+            return self.stale_factor, self.offline_factor
+        return rule.stale_factor, rule.offline_factor
 
 
 class MinuteRing:
@@ -160,10 +177,13 @@ class Runner:
         "last_recv",
         "last_ts",
         "latencies",
+        "offline_factor",
         "pid",
         "processed",
         "region",
         "skew",
+        "source",
+        "stale_factor",
         "state",
         "status",
         "stop_reason",
@@ -171,8 +191,11 @@ class Runner:
         "version",
     )
 
-    def __init__(self, runner_id: str, latency_samples: int) -> None:
+    def __init__(self, runner_id: str, limits: Limits) -> None:
         self.id = runner_id
+        # Its source (a label; "" with one unnamed source) and that job system's rule for silence.
+        self.source = source_of(runner_id, limits.sources)
+        self.stale_factor, self.offline_factor = limits.factors_of(self.source)
         self.host = ""
         self.region = ""
         self.pid = 0
@@ -193,7 +216,7 @@ class Runner:
         self.stop_reason = ""
         self.status = "offline"
         # (received at, latency = recv - sent, gap since the previous beat) per beat.
-        self.latencies: deque[tuple[float, float, float | None]] = deque(maxlen=latency_samples)
+        self.latencies: deque[tuple[float, float, float | None]] = deque(maxlen=limits.latency_samples)
         self.gaps = 0
 
 
@@ -291,33 +314,47 @@ class Failure:
         self.traceback = traceback
 
 
+class Link:
+    """jobpulse's connection to one source: up or down since when, why, over which connections, what it warns of."""
+
+    __slots__ = ("connected", "error", "kind", "label", "parts", "reconciled", "rtt", "since", "warnings")
+
+    def __init__(self, label: str, kind: str = "") -> None:
+        self.label = label
+        self.kind = kind
+        self.connected = False
+        self.since: float | None = None
+        self.error = ""
+        self.reconciled: float | None = None
+        self.rtt: float | None = None  # s, the source Redis' round trip at the last reconcile
+        self.parts: dict[str, str] = {}  # a source's connections by name -> error ("" while up)
+        self.warnings: dict[str, tuple[str, str, str]] = {}  # key -> (severity, title, detail): SourceWarning
+
+
 class Health:
-    """What jobpulse knows about its own intake."""
+    """What jobpulse knows about its own intake: one `Link` per source, and the counters of all of them.
+
+    `connected`, `since`, `error`, `rtt`, `reconciled`, `parts` and `warnings` read the links as one: with one
+    source they are its own; with several, every source must be up for `connected`, and the others name the
+    source (parts and warnings keyed `label:...`).
+    """
 
     __slots__ = (
-        "connected",
         "dupes",
-        "error",
         "events",
         "evicted_jobs",
         "gaps",
         "lag",
         "last_event",
+        "links",
         "missed",
-        "parts",
-        "reconciled",
         "rejected",
-        "rtt",
         "shown",
-        "since",
         "stale_events",
-        "warnings",
     )
 
     def __init__(self) -> None:
-        self.connected = False
-        self.since: float | None = None
-        self.error = ""
+        self.links: dict[str, Link] = {}  # label -> link, in the configured order
         self.events = 0
         self.rejected: dict[str, int] = {}
         self.dupes = 0
@@ -326,14 +363,51 @@ class Health:
         self.missed = 0
         self.evicted_jobs = 0
         self.last_event: float | None = None
-        self.reconciled: float | None = None
-        self.rtt: float | None = None  # s, the source Redis' round trip at the last reconcile
         # s, our receive time minus the source's `ts` of the last live job event: how far behind the source the
         # fold runs (includes the two clocks' skew; replayed events do not count).
-        self.parts: dict[str, str] = {}  # a source's connections by name -> error ("" while up)
-        self.warnings: dict[str, tuple[str, str, str]] = {}  # key -> (severity, title, detail): SourceWarning
         self.lag: float | None = None
         self.shown: tuple[int, ...] = ()  # the intake counters as of the last tick that flagged them
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.links) and all(link.connected for link in self.links.values())
+
+    @property
+    def any_connected(self) -> bool:
+        return any(link.connected for link in self.links.values())
+
+    @property
+    def since(self) -> float | None:
+        """When the last source went up or down."""
+        return max((link.since for link in self.links.values() if link.since is not None), default=None)
+
+    @property
+    def error(self) -> str:
+        down = [link for link in self.links.values() if not link.connected and link.error]
+        if len(self.links) < 2:
+            return down[0].error if down else ""
+        return "; ".join(f"{link.label}: {link.error}" for link in down)
+
+    @property
+    def rtt(self) -> float | None:
+        """The slowest source Redis' round trip."""
+        return max((link.rtt for link in self.links.values() if link.rtt is not None), default=None)
+
+    @property
+    def reconciled(self) -> float | None:
+        return max((link.reconciled for link in self.links.values() if link.reconciled is not None), default=None)
+
+    @property
+    def parts(self) -> dict[str, str]:
+        if len(self.links) < 2:
+            return next((dict(link.parts) for link in self.links.values()), {})
+        return {f"{link.label}:{part}": error for link in self.links.values() for part, error in link.parts.items()}
+
+    @property
+    def warnings(self) -> dict[str, tuple[str, str, str]]:
+        if len(self.links) < 2:
+            return next((dict(link.warnings) for link in self.links.values()), {})
+        return {f"{link.label}:{key}": value for link in self.links.values() for key, value in link.warnings.items()}
 
 
 class State:
@@ -416,6 +490,8 @@ class State:
         self.seen_order: deque[str] = deque()
         self.sources: OrderedDict[str, int] = OrderedDict()  # src -> last seq
         self.health = Health()
+        for rule in limits.sources.values():
+            self.health.links[rule.label] = Link(rule.label, rule.kind)
         self.dirty_minutes: set[int] = set()
         self.dirty_runners: set[str] = set()
         self.hours: dict[int, list[int]] = {}  # hour -> bucket (counts summed, gauges last)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from server.streams.core.state import State
+from server.streams.core.state import Link, State
 
 View = dict[str, Any]
 
@@ -60,3 +60,15 @@ class Widget:
 def compact(**fields: Any) -> View:
     """A view object without the None fields (a merge patch cannot say None)."""
     return {k: v for k, v in fields.items() if v is not None}
+
+
+def link_view(link: Link) -> View:
+    """One source's connection as `health.sources` and the service card show it."""
+    return compact(
+        kind=link.kind or None,
+        connected=link.connected,
+        error=link.error or None,
+        since=link.since,
+        rtt_ms=None if link.rtt is None else round(link.rtt * 1000, 2),
+        down=[name for name, error in link.parts.items() if error] or None,
+    )

@@ -25,7 +25,7 @@ from server.streams.core.state import (
     Job,
     State,
 )
-from server.streams.core.widgets.common import View, ViewLimits, live_counts
+from server.streams.core.widgets.common import View, ViewLimits, link_view, live_counts
 
 
 def counters(state: State, limits: ViewLimits) -> View:
@@ -198,4 +198,7 @@ def health(state: State, limits: ViewLimits) -> View:
             view[key] = value
     if h.rtt is not None:
         view["rtt_ms"] = round(h.rtt * 1000, 2)
+    if len(h.links) > 1:  # several sources: each one's connection, so a page can name the one that is down
+        view["sources"] = {label: link_view(link) for label, link in h.links.items()}
+        view["source_order"] = list(h.links)
     return view

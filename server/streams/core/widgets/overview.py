@@ -22,7 +22,7 @@ from server.streams.core.state import (
     RETRIED,
     State,
 )
-from server.streams.core.widgets.common import View, ViewLimits, compact
+from server.streams.core.widgets.common import View, ViewLimits, compact, link_view
 
 GRANULARITIES = {"minutes": (60, 60), "hours": (3600, 24), "days": (86400, 14)}  # step seconds, points shown
 KPI_METRICS = {
@@ -166,7 +166,7 @@ def service(state: State, limits: ViewLimits) -> View:
         # A source read over several connections names those that are down ("Postgres" alone: the database).
         down=[name for name, error in health.parts.items() if error] or None,
     )
-    return {
+    view: View = {
         "status": status,
         "rule": rule,
         "alerts": len(state.alerts),
@@ -174,6 +174,10 @@ def service(state: State, limits: ViewLimits) -> View:
         "runners": {**counts, "total": len(state.runners)},
         "channels": len(state.channels),
     }
+    if len(health.links) > 1:  # several sources: each one's connection (docs/protocol.md 3.8)
+        view["sources"] = {label: link_view(link) for label, link in health.links.items()}
+        view["source_order"] = list(health.links)
+    return view
 
 
 def pulse(state: State, limits: ViewLimits) -> View:

@@ -22,29 +22,30 @@ def platform(state: State, limits: ViewLimits) -> View:
     shell = state.shell
     live = sum(1 for r in state.runners.values() if r.status in LIVE_RUNNER)
     silent = sum(1 for r in state.runners.values() if r.status in ("stale", "offline") and not r.stopped)
-    rtt = f"round trip {health.rtt * 1000:.2f} ms" if health.rtt is not None else "connected"
     matrix: dict[str, Any] = {}
-    if health.parts:  # a source read over several connections: one row each
-        for part, error in health.parts.items():
-            matrix[part.lower()] = compact(
-                name=f"{part} (source)",
+    several = len(health.links) > 1
+    for label, link in health.links.items():
+        # One row per connection of each source (django-mojo's Redis and Postgres are two), named by the source
+        # when there are several; the row's key is also what its "last incident" is filed under.
+        rtt = f"round trip {link.rtt * 1000:.2f} ms" if link.rtt is not None else "connected"
+        owner = f"{label} ({link.kind}) · " if several else ""
+        filed = f"source:{label}" if several else "source"
+        parts = link.parts or {"Redis": "" if link.connected else (link.error or "not connected")}
+        for part, error in parts.items():
+            key = f"{label}:{part.lower()}" if several else part.lower()
+            matrix[key] = compact(
+                name=f"{owner}{part} (source)",
                 status="critical" if error else "ok",
                 detail=error or (rtt if part == "Redis" else "connected"),
-                since=health.since,
+                since=link.since,
+                of=filed,
             )
-    else:
-        matrix["redis"] = compact(
-            name="Redis (source)",
-            status="ok" if health.connected else "critical",
-            detail=rtt if health.connected else (health.error or "not connected"),
-            since=health.since,
-        )
     matrix.update(
         connector=compact(
             name=f"Connector ({shell.get('source', 'native')})",
             status="ok"
             if health.connected and not health.rejected
-            else ("warning" if health.connected else "critical"),
+            else ("warning" if health.any_connected else "critical"),
             detail=f"{health.events} events, {sum(health.rejected.values())} rejected, {health.gaps} gaps",
             since=health.reconciled,
         ),
@@ -63,7 +64,7 @@ def platform(state: State, limits: ViewLimits) -> View:
     # The latest incident of each component since this process started (the matrix's "last incident" column).
     of_row = {"connector": "connector", "runners": "runners"}
     for key, row in matrix.items():
-        incident = state.last_incident.get(of_row.get(key, "source" if key != "jobpulse" else ""))
+        incident = state.last_incident.get(row.pop("of", None) or of_row.get(key, ""))
         if incident is not None:
             at, severity, title = incident
             row.update(incident_at=at, incident_severity=severity, incident=title)

@@ -20,8 +20,8 @@ import redis.asyncio as aredis
 
 from server import actions
 from server.actions import Args, Performed
+from server.routing import Known
 from server.streams.connector import CommandError
-from server.streams.core.state import State
 
 log = logging.getLogger("jobpulse.celery")
 
@@ -51,13 +51,11 @@ class CeleryActions:
         self,
         control: Any,
         broker: aredis.Redis,
-        state: State,
         feed: Callable[[Any], None],
         wait_s: Callable[[], float],
     ) -> None:
         self.control = control
         self.broker = broker
-        self.state = state
         self.feed = feed
         self.wait_s = wait_s
         self._drains: set[asyncio.Task[None]] = set()
@@ -76,33 +74,33 @@ class CeleryActions:
                 out.update(item)
         return out
 
-    async def perform(self, action: str, args: Args) -> Performed:
+    async def perform(self, action: str, args: Args, known: Known) -> Performed:
         if action in UNSUPPORTED:  # the commander refuses these first; never let one fall into a neighbour's branch
-            raise CommandError(f"{action}: {UNSUPPORTED[action]}")
+            raise CommandError(f"{action}: {UNSUPPORTED[action]}", "unavailable")
         if isinstance(args, actions.RunnersArgs | actions.RestartArgs):
-            hosts = actions.addressed(self.state, args)
+            hosts = known.addressed(args)
             if not hosts:
-                raise CommandError("no live worker to address")
-            return await self._workers(action, hosts)
+                raise CommandError("no live worker to address", "no_reply")
+            return await self._workers(action, hosts, known)
         if isinstance(args, actions.RunArgs):
             task = await self._send(args.fn, args.channel, args.payload, args.run_at, args.cid)
             return Performed({"job": task}, f"Sent {args.fn} to {args.channel} ({task})", 1)
         if isinstance(args, actions.BatchArgs):
-            channels = sorted(self.state.channels) if args.channels == "*" else list(args.channels)
+            channels = list(known.channels) if args.channels == "*" else list(args.channels)
             sent = [await self._send(args.fn, c, {"n": i}, None, None) for c in channels for i in range(args.count)]
             return Performed(
                 {"queued": len(sent), "channels": channels}, f"Sent {len(sent)} {args.fn} tasks", len(sent)
             )
         if isinstance(args, actions.JobArgs):
-            return await self._job(action, args.job)
+            return await self._job(action, args.job, known)
         if isinstance(args, actions.ChannelArgs):
-            return await self._channel(action, args.channel)
+            return await self._channel(action, args.channel, known)
         if isinstance(args, actions.CleanupArgs):
-            return self._cleanup(args.older_than)
+            return self._cleanup(known)
         if isinstance(args, actions.RateLimitArgs):
-            hosts = actions.live_runners(self.state)
+            hosts = list(known.live)
             if not hosts:
-                raise CommandError("no live worker to tell")
+                raise CommandError("no live worker to tell", "no_reply")
             arguments = {"task_name": args.fn, "rate_limit": None if args.rate == "0" else args.rate}
             replies = await self._replies("broadcast", hosts, command="rate_limit", arguments=arguments)
             refused = [r for r in replies.values() if isinstance(r, dict) and r.get("error")]
@@ -113,7 +111,7 @@ class CeleryActions:
 
     # -- workers ----------------------------------------------------------------------------------------
 
-    async def _workers(self, action: str, hosts: list[str]) -> Performed:
+    async def _workers(self, action: str, hosts: list[str], known: Known) -> Performed:
         verb = action.split(".", 1)[1]
         if verb == "ping":
             replies = await self._replies("broadcast", hosts, command="ping")
@@ -147,7 +145,7 @@ class CeleryActions:
             for task in list(self._drains):
                 task.cancel()  # a drain still waiting must not shut the worker down after all
             for host in hosts:
-                for queue in self._known_queues(host):
+                for queue in known.consumes.get(host, []):
                     await self._call("broadcast", "add_consumer", destination=[host], arguments={"queue": queue})
             return Performed({"count": len(hosts)}, f"{_who(hosts)} consuming again", len(hosts))
         raise CommandError(f"runner.{verb}: not available on Celery")
@@ -156,10 +154,6 @@ class CeleryActions:
         replies = await self._replies("broadcast", hosts, command="active_queues")
         return {h: [q["name"] for q in r if isinstance(q, dict) and q.get("name")] for h, r in replies.items()
                 if isinstance(r, list)}  # fmt: skip
-
-    def _known_queues(self, host: str) -> list[str]:
-        runner = self.state.runners.get(host)
-        return list(runner.channels) if runner is not None else []
 
     async def _finish_drain(self, host: str) -> None:
         """Celery has no drain: wait until the worker runs nothing, then shut it down."""
@@ -204,8 +198,8 @@ class CeleryActions:
         await asyncio.to_thread(self.control.app.send_task, fn, args, kwargs, **options)
         return task_id
 
-    async def _job(self, action: str, job_id: str) -> Performed:
-        job = self.state.jobs.get(job_id)
+    async def _job(self, action: str, job_id: str, known: Known) -> Performed:
+        job = known.jobs.get(job_id)
         if action == "job.cancel":
             running = job is not None and job.status == "running"
             await self._call("revoke", job_id, terminate=running)
@@ -228,7 +222,7 @@ class CeleryActions:
 
     # -- channels ---------------------------------------------------------------------------------------
 
-    async def _channel(self, action: str, channel: str) -> Performed:
+    async def _channel(self, action: str, channel: str, known: Known) -> Performed:
         if action == "channel.purge":
             keys = queue_keys(channel)
             pipe = self.broker.pipeline(transaction=True)
@@ -238,9 +232,9 @@ class CeleryActions:
             found = await pipe.execute()
             purged = sum(int(n) for n in found[: len(keys)])
             return Performed({"purged": purged}, f"Purged {purged} queued tasks of {channel}", purged)
-        hosts = [r.id for r in self.state.runners.values() if r.status in actions.LIVE_STATUSES]
+        hosts = list(known.live)
         if not hosts:
-            raise CommandError("no live worker to tell")
+            raise CommandError("no live worker to tell", "no_reply")
         command = "cancel_consumer" if action == "channel.pause" else "add_consumer"
         replies = await self._replies("broadcast", hosts, command=command, arguments={"queue": channel})
         paused = action == "channel.pause"
@@ -250,9 +244,9 @@ class CeleryActions:
             len(replies),
         )
 
-    def _cleanup(self, older_than: float) -> Performed:
+    def _cleanup(self, known: Known) -> Performed:
         """Celery keeps no registry of workers: forgetting dead ones is jobpulse's own state."""
-        n = actions.forget_dead(self.state, older_than, "jobpulse-celery", self._seqs, self.feed)
+        n = actions.forget_dead(known.dead, known.now, "jobpulse-celery", self._seqs, self.feed)
         return Performed({"removed": n, "requeued": 0}, f"Forgot {n} dead workers", n)
 
 

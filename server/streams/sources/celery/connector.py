@@ -27,9 +27,10 @@ import msgspec
 import redis.asyncio as aredis
 
 from server.actions import SPECS, Args, Performed
+from server.routing import Known
 from server.settings import Settings
-from server.streams.connector import CommandError, Sink, WireCommand
-from server.streams.core.events import ChannelDepth, Reconciled, Rejected, SourceStatus
+from server.streams.connector import CommandError, Sink, Status
+from server.streams.core.events import ChannelDepth, Reconciled, Rejected
 from server.streams.sources.celery.actions import PRIORITY_SEP, UNSUPPORTED, CeleryActions, queue_keys
 from server.streams.sources.celery.events import Inspection, Translator
 from server.streams.sources.subscription import stay_subscribed
@@ -111,7 +112,7 @@ class CeleryConnector:
                                      default_queue=settings.celery_default_queue)  # fmt: skip
         self.queues = tuple(q.strip() for q in settings.celery_queues.split(",") if q.strip())
         self.redis = aredis.Redis.from_url(self.broker, socket_timeout=5.0, socket_connect_timeout=5.0)
-        self.connected = False
+        self.status = Status(sink, clock)
         self.last_message_at: float | None = None
         self.control: Control | None = None
         self.events_off: set[str] = set()  # workers found finishing tasks without task events
@@ -145,7 +146,7 @@ class CeleryConnector:
             patterns=[self.pattern],
             on_message=self._on_message,
             on_chunk_end=self.sink.chunk_end,
-            on_status=self._set_connected,
+            on_status=self.status,
             follow=self._follow,
             client_name="jobpulse-celery",
             ping_s=s.source_ping_s,
@@ -159,10 +160,9 @@ class CeleryConnector:
             group.create_task(self._poll_depth())
             group.create_task(self._inspect_loop())
 
-    def _set_connected(self, connected: bool, error: str = "") -> None:
-        self.connected = connected
-        self.sink.feed(SourceStatus(connected=connected, at=self.clock(), error=error), self.clock())
-        self.sink.chunk_end()
+    @property
+    def connected(self) -> bool:
+        return self.status.connected
 
     async def _queues(self) -> list[str]:
         """The queues to watch: configured ones, the default queue, the workers' queues, and every queue bound
@@ -272,19 +272,18 @@ class CeleryConnector:
         if events:
             log.info("inspect: %d jobs the event stream had not shown", len(events))
 
-    async def perform(self, action: str, args: Args) -> Performed:
+    async def perform(self, action: str, args: Args, known: Known) -> Performed:
         """Do an operator action on the cluster (docs/protocol.md section 6)."""
         if self.control is None:
-            raise CommandError(NO_CELERY)
+            raise CommandError(NO_CELERY, "unavailable")
         if self.actions is None:
 
             def feed(event: Any) -> None:
                 self.sink.feed(event, self.clock())
                 self.sink.chunk_end()
 
-            state = self.sink.state  # type: ignore[attr-defined]  # the aggregator's
-            self.actions = CeleryActions(self.control, self.redis, state, feed, lambda: self.settings.command_timeout_s)
-        return await self.actions.perform(action, args)
+            self.actions = CeleryActions(self.control, self.redis, feed, lambda: self.settings.command_timeout_s)
+        return await self.actions.perform(action, args, known)
 
     async def _unacked(self) -> dict[str, int]:
         """Tasks delivered to a worker and not yet acknowledged, per queue: kombu's `unacked` hash holds each
@@ -305,9 +304,6 @@ class CeleryConnector:
             if isinstance(queue, str) and queue:
                 counts[queue] = counts.get(queue, 0) + 1
         return counts
-
-    async def send(self, commands: list[WireCommand], wait_s: float) -> list[list[dict[str, Any]]]:
-        raise CommandError("the celery source does its actions itself (perform), not with section-2 commands")
 
     async def close(self) -> None:
         if self.control is not None:

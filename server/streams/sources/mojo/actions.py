@@ -27,8 +27,8 @@ import redis.asyncio as aredis
 
 from server import actions
 from server.actions import Args, Performed
+from server.routing import Known
 from server.streams.connector import CommandError
-from server.streams.core.state import State
 from server.streams.sources.mojo.keys import MojoKeys
 
 if TYPE_CHECKING:
@@ -126,14 +126,12 @@ class MojoActions:
         keys: MojoKeys,
         redis: aredis.Redis,
         write_url: str,
-        state: State,
         feed: Callable[[Any], None],
         wait_s: Callable[[], float],
     ) -> None:
         self.keys = keys
         self.redis = redis
         self.write_url = write_url
-        self.state = state
         self.feed = feed
         self.wait_s = wait_s
         self._conn: AsyncConnection[Any] | None = None
@@ -148,21 +146,21 @@ class MojoActions:
             with contextlib.suppress(Exception):
                 await conn.close()
 
-    async def perform(self, action: str, args: Args) -> Performed:
+    async def perform(self, action: str, args: Args, known: Known) -> Performed:
         try:
-            return await self._perform(action, args)
+            return await self._perform(action, args, known)
         except (aredis.RedisError, OSError) as exc:
             raise CommandError(f"{action}: django-mojo's Redis failed: {type(exc).__name__}: {exc}") from None
 
-    async def _perform(self, action: str, args: Args) -> Performed:
+    async def _perform(self, action: str, args: Args, known: Known) -> Performed:
         if action in UNSUPPORTED:
-            raise CommandError(f"{action}: {UNSUPPORTED[action]}")
+            raise CommandError(f"{action}: {UNSUPPORTED[action]}", "unavailable")
         if action in WRITE_ACTIONS and not self.write_url:
-            raise CommandError(f"{action} {NO_WRITE_URL}")
+            raise CommandError(f"{action} {NO_WRITE_URL}", "unavailable")
         if isinstance(args, actions.RunnersArgs | actions.RestartArgs):
-            runners = actions.addressed(self.state, args)
+            runners = known.addressed(args)
             if not runners:
-                raise CommandError("no live django-mojo engine to address")
+                raise CommandError("no live django-mojo engine to address", "no_reply")
             if action == "runner.ping":
                 return await self._ping(runners)
             if action in ("runner.shutdown", "runner.drain"):
@@ -170,7 +168,7 @@ class MojoActions:
         elif isinstance(args, actions.RunArgs):
             return await self._run(args)
         elif isinstance(args, actions.BatchArgs):
-            return await self._batch(args)
+            return await self._batch(args, known)
         elif isinstance(args, actions.JobArgs):
             if action == "job.cancel":
                 return await self._cancel(args.job)
@@ -181,9 +179,9 @@ class MojoActions:
         elif isinstance(args, actions.ChannelArgs) and action == "channel.purge":
             return await self._purge(args.channel)
         elif isinstance(args, actions.ClearStuckArgs):
-            return await self._clear_stuck(args.channel, args.older_than)
+            return await self._clear_stuck(args.channel, args.older_than, known)
         elif isinstance(args, actions.CleanupArgs):
-            return self._cleanup(args.older_than)
+            return self._cleanup(known)
         raise CommandError(f"{action}: not available on django-mojo")
 
     # -- engines: the control channel (job_engine.py:665-794) ------------------------------------------
@@ -274,11 +272,9 @@ class MojoActions:
             text = f"Published {args.fn} to {args.channel} ({job.id})"
         return Performed({"job": job.id, "channel": args.channel, "scheduled": bool(scheduled)}, text, 1)
 
-    async def _batch(self, args: actions.BatchArgs) -> Performed:
-        if args.channels == "*":  # every channel jobpulse knows that django-mojo could name
-            channels = sorted(c for c in self.state.channels if CHANNEL_RE.match(c))
-        else:
-            channels = list(args.channels)
+    async def _batch(self, args: actions.BatchArgs, known: Known) -> Performed:
+        # "*": every channel jobpulse knows that django-mojo could name.
+        channels = [c for c in known.channels if CHANNEL_RE.match(c)] if args.channels == "*" else list(args.channels)
         if not channels:
             raise CommandError("no channel known yet to publish to")
         for channel in channels:
@@ -552,7 +548,7 @@ class MojoActions:
         result = {"channel": channel, "canceled": canceled, "queued": removed[0], "scheduled": removed[1] + removed[2]}
         return Performed(result, text, canceled)
 
-    async def _clear_stuck(self, channel: str | None, older_than: float) -> Performed:
+    async def _clear_stuck(self, channel: str | None, older_than: float, known: Known) -> Performed:
         """Hand abandoned in-flight entries to django-mojo's reaper (job_engine.py:1258-1386) by scoring them 0.
 
         Each engine's reaper takes, every 5 s, the channel's processing entries older than its lease, and decides
@@ -563,7 +559,7 @@ class MojoActions:
             _check_channel(channel)
             channels = [channel]
         else:
-            channels = sorted(c for c in self.state.channels if CHANNEL_RE.match(c))
+            channels = [c for c in known.channels if CHANNEL_RE.match(c)]
             if not channels:
                 raise CommandError("jobpulse knows no channel of this deployment yet: name one")
         cutoff_ms = int((time.time() - older_than) * 1000)
@@ -628,9 +624,9 @@ class MojoActions:
 
     # -- jobpulse's own state -------------------------------------------------------------------------
 
-    def _cleanup(self, older_than: float) -> Performed:
+    def _cleanup(self, known: Known) -> Performed:
         """django-mojo's registries expire by themselves: forgetting dead engines is jobpulse's own state."""
-        n = actions.forget_dead(self.state, older_than, "jobpulse-mojo", self._seqs, self.feed)
+        n = actions.forget_dead(known.dead, known.now, "jobpulse-mojo", self._seqs, self.feed)
         return Performed({"removed": n, "requeued": 0}, f"Forgot {_plural(n, 'dead engine')}", n)
 
     # -- Postgres -------------------------------------------------------------------------------------

@@ -38,9 +38,10 @@ from zoneinfo import ZoneInfo
 import redis.asyncio as aredis
 
 from server.actions import SPECS, Args, Performed
+from server.routing import Known
 from server.settings import Settings
-from server.streams.connector import CommandError, Sink, WireCommand
-from server.streams.core.events import Reconciled, Restored, SourceStatus, SourceWarning, count
+from server.streams.connector import CommandError, Sink, Status
+from server.streams.core.events import Reconciled, Restored, SourceWarning, count
 from server.streams.sources.mojo.actions import UNSUPPORTED, WRITE_ACTIONS, MojoActions
 from server.streams.sources.mojo.db import NO_PSYCOPG, MojoDatabase
 from server.streams.sources.mojo.events import Beat, IdCursor, MojoTranslator, scheduler_warning
@@ -115,7 +116,7 @@ class MojoConnector:
         self.redis = aredis.Redis.from_url(self.url, socket_timeout=5.0, socket_connect_timeout=5.0)
         self.db = MojoDatabase(settings.mojo_database_url, max(settings.source_timeout_s, 1.0))
         self.configured = tuple(c.strip() for c in settings.mojo_channels.split(",") if c.strip())
-        self.connected = False
+        self.status = Status(sink, clock)
         self.redis_up = False
         self.db_up = False
         self.db_error = "not connected yet"
@@ -182,10 +183,11 @@ class MojoConnector:
             "Postgres": "" if self.db_up else (self.db_error or "not connected")[:300],
         }
         error = "; ".join(f"{name}: {why}" for name, why in parts.items() if why)
-        self.connected = not error
-        now = self.clock()
-        self.sink.feed(SourceStatus(connected=self.connected, at=now, error=error[:500], parts=parts), now)
-        self.sink.chunk_end()
+        self.status(not error, error, parts)
+
+    @property
+    def connected(self) -> bool:
+        return self.status.connected
 
     # -- Redis: runners, depths, the scheduler ----------------------------------------------------------
 
@@ -391,23 +393,19 @@ class MojoConnector:
 
     # -- actions ---------------------------------------------------------------------------------------
 
-    async def perform(self, action: str, args: Args) -> Performed:
+    async def perform(self, action: str, args: Args, known: Known) -> Performed:
         """Do an operator action on the deployment (docs/mojo.md section 8)."""
         if action in self.unsupported:
-            raise CommandError(f"{action}: {self.unsupported[action]}")
+            raise CommandError(f"{action}: {self.unsupported[action]}", "unavailable")
         if self.actions is None:
 
             def feed(event: Any) -> None:
                 self.sink.feed(event, self.clock())
                 self.sink.chunk_end()
 
-            state = self.sink.state  # type: ignore[attr-defined]  # the aggregator's
-            self.actions = MojoActions(self.keys, self.redis, self.settings.mojo_write_database_url, state, feed,
+            self.actions = MojoActions(self.keys, self.redis, self.settings.mojo_write_database_url, feed,
                                        lambda: self.settings.command_timeout_s)  # fmt: skip
-        return await self.actions.perform(action, args)
-
-    async def send(self, commands: list[WireCommand], wait_s: float) -> list[list[dict[str, Any]]]:
-        raise CommandError("the mojo source does its actions itself (perform), not with section-2 commands")
+        return await self.actions.perform(action, args, known)
 
     async def close(self) -> None:
         if self.actions is not None:

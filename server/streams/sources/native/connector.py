@@ -23,16 +23,12 @@ from typing import Any
 import msgspec
 import redis.asyncio as aredis
 
+from server.actions import Args, Performed
+from server.routing import Known
 from server.settings import Settings
-from server.streams.connector import CommandError, Sink, WireCommand
-from server.streams.core.events import (
-    ChannelDepth,
-    Heartbeat,
-    Reconciled,
-    Rejected,
-    SourceStatus,
-    parse_message,
-)
+from server.streams.connector import CommandError, Sink, Status, WireCommand
+from server.streams.core.events import ChannelDepth, Heartbeat, Reconciled, Rejected, parse_message
+from server.streams.sources.native.actions import NativeActions
 from server.streams.sources.subscription import stay_subscribed
 
 log = logging.getLogger("jobpulse.native")
@@ -78,13 +74,18 @@ class NativeConnector:
         self._pending: dict[str, _Pending] = {}
         self.replies_dropped = 0  # replies to no command we wait for (late, or another process's)
         self.redis = aredis.Redis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
-        self.connected = False
+        self.status = Status(sink, clock)
+        self.actions = NativeActions(self.send, lambda: self.settings.command_timeout_s)
         self.last_message_at: float | None = None  # our clock, the last message folded
         self._chunk_started: float | None = None
         self._catch_up_from: float | None = None
         self._catch_up = asyncio.Event()
         self._reject_log_window = 0
         self._reject_logged = 0
+
+    @property
+    def connected(self) -> bool:
+        return self.status.connected
 
     # -- live path ------------------------------------------------------------------------------
 
@@ -141,18 +142,13 @@ class NativeConnector:
             channels=[self.events_channel, self.replies_channel],
             on_message=self._on_message,
             on_chunk_end=self._on_chunk_end,
-            on_status=self._set_connected,
+            on_status=self.status,
             follow=lambda first: self._follow(since=None if first else self.last_message_at),
             client_name="jobpulse-native",
             ping_s=s.source_ping_s,
             timeout_s=s.source_timeout_s,
             backoff_max_s=s.source_backoff_max_s,
         )
-
-    def _set_connected(self, connected: bool, error: str = "") -> None:
-        self.connected = connected
-        self.sink.feed(SourceStatus(connected=connected, at=self.clock(), error=error), self.clock())
-        self.sink.chunk_end()
 
     async def _follow(self, since: float | None) -> None:
         """While subscribed: catch up once now, then reconcile on a timer and catch up after gaps.
@@ -264,6 +260,12 @@ class NativeConnector:
 
     # -- commands (docs/protocol.md section 2) ---------------------------------------------------
 
+    async def perform(self, action: str, args: Args, known: Known) -> Performed:
+        """Do an operator action as section-2 commands (server/streams/sources/native/actions.py)."""
+        if action in self.unsupported:
+            raise CommandError(f"{action}: {self.unsupported[action]}", "unavailable")
+        return await self.actions.perform(action, args, known)
+
     def _on_reply(self, data: bytes) -> None:
         try:
             reply = msgspec.json.decode(data)
@@ -292,7 +294,7 @@ class NativeConnector:
             CommandError: when the subscription that reads replies is down, or Redis refuses the publish.
         """
         if not self.connected:
-            raise CommandError("not connected to the job system's Redis")
+            raise CommandError("not connected to the job system's Redis", "unavailable")
         pendings = [_Pending(c.expect) for c in commands]
         for command, pending in zip(commands, pendings, strict=True):
             self._pending[command.id] = pending
@@ -306,7 +308,7 @@ class NativeConnector:
             try:
                 await pipe.execute()
             except (aredis.RedisError, OSError) as exc:
-                raise CommandError(f"could not publish on {self.control_channel}: {exc}") from exc
+                raise CommandError(f"could not publish on {self.control_channel}: {exc}", "unavailable") from exc
             waits = [p.done.wait() for p in pendings if p.expect is not None]
             if waits:
                 with contextlib.suppress(TimeoutError):
