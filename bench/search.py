@@ -61,7 +61,7 @@ def build(n: int) -> State:
 
 def naive(state: State, query: search.Query, sort: str, offset: int, limit: int) -> tuple[list[Job], int]:
     """No indexes: test every job, sort every match."""
-    matches = search._matcher(query)
+    matches = search._matcher(state, query)
     found = [j for j in state.jobs.values() if matches(j)]
     key, descending = search._sort_key(sort)
     found.sort(key=key, reverse=descending)

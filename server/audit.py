@@ -26,7 +26,7 @@ from server.streams.core.events import AuditNoted
 log = logging.getLogger("jobpulse.audit")
 
 FIELDS = ("ts", "user", "role", "auth", "action", "phase", "target", "args", "ok", "result", "count", "error", "ms",
-          "cmd", "addr")  # fmt: skip
+          "cmd", "addr", "source")  # fmt: skip
 SCAN_BATCH = 500
 SCAN_MAX = 20_000  # entries read for one page of a filtered query, at most
 

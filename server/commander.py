@@ -154,6 +154,7 @@ class Commander:
             return self._refusal(cmd, "unavailable", f"jobpulse's store is not reachable: {exc}")
         args: Args | None = None
         count: int | None = None
+        routes: dict[str, Args] = {}
         try:
             spec, args, two_phase, routes = self._check(principal, cmd)
             outcome = await self._run(principal, cmd, spec, args, two_phase, now, routes)
@@ -170,7 +171,7 @@ class Commander:
             log.exception("command %s (%s) failed", cmd.id, cmd.action)
             ack = self._refusal(cmd, "failed", f"internal error: {type(exc).__name__}")
             self._count(cmd.action, "error")
-        ack["audit"] = await self._audit(principal, cmd, args, ack, count, started, address)
+        ack["audit"] = await self._audit(principal, cmd, args, ack, count, started, address, ",".join(routes))
         ack["ms"] = round((time.perf_counter() - started) * 1000, 1)
         try:
             await self.store.set(memory_key, json.dumps(ack), ex=int(self.settings.command_memory_s))
@@ -351,6 +352,7 @@ class Commander:
         count: int | None,
         started: float,
         address: str,
+        sources: str = "",
     ) -> str | None:
         ok = bool(ack.get("ok"))
         error = ack.get("error") or {}
@@ -376,6 +378,7 @@ class Commander:
             "ms": round((time.perf_counter() - started) * 1000, 1),
             "cmd": cmd.id,
             "addr": address,
+            "source": sources,
         }
         try:
             entry_id = await self.audit.append(entry)

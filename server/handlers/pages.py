@@ -58,6 +58,8 @@ def _page(request: Request, template: str, title: str, active: str, **extra: obj
         "page_script": active,
         "nav": NAV,
         "source": request.app.state.aggregator.source_name,
+        # Several sources: each one's label and kind, for the source filters (none with one source).
+        "sources": request.app.state.aggregator.source_list(),
         "prefix": settings.prefix,
         "environment": environment,
         "env_kind": "prod" if environment.lower().startswith("prod") else "other",

@@ -216,6 +216,12 @@ class Aggregator:
             return next(iter(self.connectors.values())).name
         return ", ".join(f"{label} ({c.name})" for label, c in self.connectors.items())
 
+    def source_list(self) -> list[dict[str, str]]:
+        """Each source's label and kind when there are several (the pages' source filters); empty with one."""
+        if len(self.connectors) < 2:
+            return []
+        return [{"label": label, "kind": c.name} for label, c in self.connectors.items()]
+
     @property
     def ready(self) -> bool:
         """Serving the truth: a source is connected and the durable state was restored."""

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from server.redis_server import RedisServer
+from tests.celery_cluster.worker import Worker
 from tests.conftest import LiveServer
 from tests.e2e.support import Page, expect, install_ws_probe
-from tests.integration.test_celery import Worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

@@ -11,7 +11,9 @@ matches the job id, function or correlation id. Values match as
 `server/streams/core/patterns.py` says: a name (function, runner, id, correlation
 id) wherever the pattern occurs in it, case-insensitively, with `*` and `?` as
 wildcards (`func:send_*` finds `mail.send_welcome`); a keyword (status,
-channel) as a whole value.
+channel, source) as a whole value. With several sources, `source:pay` keeps
+the jobs of source `pay`, and `channel:email` finds every source's `email`
+(`channel:pay:email` the one of `pay`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+from server.streams.core.labels import SEP, source_of
 from server.streams.core.patterns import has_wildcard, keyword_matcher, name_matcher
 from server.streams.core.state import Job, State
 
@@ -43,9 +46,11 @@ FIELDS = {
     "job": "job",
     "error": "error",
     "attempt": "attempt",
+    "source": "source",
+    "system": "source",
 }
 INDEXED = ("status", "channel", "fn", "runner")
-KEYWORDS = frozenset({"status", "channel"})  # matched as whole values; the other fields are names
+KEYWORDS = frozenset({"status", "channel", "source"})  # matched as whole values; the other fields are names
 SORTS = ("updated", "-updated", "queued", "-queued", "started", "-started", "duration", "-duration", "attempt",
          "-attempt", "id", "-id")  # fmt: skip
 MAX_TERMS = 12
@@ -147,9 +152,10 @@ def _candidates(state: State, query: Query) -> tuple[AbstractSet[str] | None, se
         index = _index(state, term.field)
         ids: AbstractSet[str]
         if term.field in KEYWORDS and not term.wildcard:
-            ids = index.get(term.value, set())
+            names = _names(state, term)
+            ids = index.get(names[0], set()) if len(names) == 1 else set().union(*(index.get(n, ()) for n in names))
         else:
-            matches = term.matcher()
+            matches = _term_matcher(state, term)
             keys = [k for k in index if matches(k)]
             ids = set().union(*(index[k] for k in keys)) if keys else set()
         answered.add(position)
@@ -172,18 +178,36 @@ def _attempt_test(value: str) -> Callable[[int], bool]:
     }[op]
 
 
-def _matcher(query: Query) -> Callable[[Job], bool]:
+def _names(state: State, term: Term) -> list[str]:
+    """The values a keyword term stands for: with several sources, a channel of every source by its own name."""
+    if term.field == "channel" and state.limits.several and SEP not in term.value:
+        return [term.value, *(f"{label}{SEP}{term.value}" for label in state.limits.sources)]
+    return [term.value]
+
+
+def _term_matcher(state: State, term: Term) -> Callable[[str], bool]:
+    matches = term.matcher()
+    if term.field == "channel" and state.limits.several:
+        # `channel:email` or `channel:em*` also find `pay:email`: a source's channels by their own names.
+        return lambda name: matches(name) or matches(name.partition(SEP)[2])
+    return matches
+
+
+def _matcher(state: State, query: Query) -> Callable[[Job], bool]:
     tests: list[Callable[[Job], bool]] = []
     for term in query.terms:
-        test = _term_test(term)
+        test = _term_test(state, term)
         tests.append((lambda t: lambda job: not t(job))(test) if term.negate else test)
     if not tests:
         return lambda job: True
     return lambda job: all(t(job) for t in tests)
 
 
-def _term_test(term: Term) -> Callable[[Job], bool]:
+def _term_test(state: State, term: Term) -> Callable[[Job], bool]:
     value = term.value
+    if term.field == "source":
+        sources, matches = state.limits.sources, term.matcher()
+        return lambda job: matches(source_of(job.id, sources))
     if term.field == "attempt":
         check = _attempt_test(value)
         return lambda job: check(job.attempt)
@@ -201,7 +225,7 @@ def _term_test(term: Term) -> Callable[[Job], bool]:
         "cid": lambda job: job.cid,
         "job": lambda job: job.id,
     }[term.field]
-    matches = term.matcher()
+    matches = _term_matcher(state, term)
     return lambda job: (v := getter(job)) is not None and matches(v)
 
 
@@ -237,16 +261,16 @@ def run_query(state: State, query: Query, sort: str = "-updated", offset: int = 
         # The commonest view, everything newest first: jobs are kept in update order, so walk it backwards.
         if not rest.terms:
             return Result(list(islice(reversed(jobs.values()), offset, want)), len(jobs))
-        matched = _filter(jobs.values(), rest)
+        matched = _filter(state, jobs.values(), rest)
         return Result(matched[::-1][offset:want], len(matched))
     pool: Iterable[Job] = jobs.values() if candidates is None else [jobs[i] for i in candidates if i in jobs]
-    matched = _filter(pool, rest)
+    matched = _filter(state, pool, rest)
     key, descending = _sort_key(sort)
     top = (heapq.nlargest if descending else heapq.nsmallest)(want, matched, key=key)
     return Result(top[offset:want], len(matched))
 
 
-def _filter(pool: Iterable[Job], query: Query) -> list[Job]:
+def _filter(state: State, pool: Iterable[Job], query: Query) -> list[Job]:
     """The jobs of `pool` that match every term (which the indexes did not answer)."""
     if not query.terms:
         return list(pool)
@@ -259,7 +283,7 @@ def _filter(pool: Iterable[Job], query: Query) -> list[Job]:
                 j for j in found if needle in j.id.lower() or needle in j.fn.lower() or needle in (j.cid or "").lower()
             ]
         return found
-    matches = _matcher(query)
+    matches = _matcher(state, query)
     return [j for j in pool if matches(j)]
 
 

@@ -13,7 +13,8 @@ import { el, setText } from "../format.js";
 import * as activity from "../widgets/activity.js";
 import * as health from "../widgets/health.js";
 
-/** @typedef {import("../widgets/activity.js").Entry & {id: string, args?: string, cmd?: string, addr?: string}} AuditEntry */
+/** @typedef {import("../widgets/activity.js").Entry & {id: string, args?: string, cmd?: string, addr?: string,
+ *   source?: string}} AuditEntry */
 /** @typedef {{user: string, action: string, ok: string, since: string, until: string}} Filters */
 
 const PAGE = 50; // entries a request: the first load stays small
@@ -144,7 +145,7 @@ function makeRow(e) {
   const [args, phase, ms, cmd] = extra;
   setText(args, e.args || "–");
   args.title = e.args || "";
-  setText(phase, e.phase || "–");
+  setText(phase, [e.phase, e.source].filter(Boolean).join(" · ") || "–"); // and the source(s) it went to
   setText(ms, typeof e.ms === "number" && e.ms > 0 ? String(Math.round(e.ms)) : "–");
   setText(cmd, [e.cmd, e.addr].filter(Boolean).join(" · ") || "–");
   cmd.title = cmd.textContent || "";

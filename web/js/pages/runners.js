@@ -30,6 +30,12 @@ import * as health from "../widgets/health.js";
 const SEARCH_DEBOUNCE_MS = 200;
 const fleetRoot = /** @type {HTMLElement} */ (document.getElementById("fleet"));
 
+/** The labels of the sources (several: the Source filter lists them; one: none). @returns {string[]} */
+function sourceChoices() {
+  const select = document.getElementById("f-source");
+  return select ? [...(/** @type {HTMLSelectElement} */ (select).options)].map((o) => o.value) : [""];
+}
+
 /** The filters the URL asks for (unknown or bad values are dropped). @returns {Filters} */
 function fromUrl() {
   const params = new URLSearchParams(location.search);
@@ -39,6 +45,7 @@ function fromUrl() {
     q: (params.get("q") || "").trim().slice(0, 100),
     region: (params.get("region") || "").slice(0, 100),
     status: STATUSES.includes(status) ? status : "",
+    source: sourceChoices().includes(params.get("source") || "") ? params.get("source") || "" : "",
     page: Number.isInteger(page) && page >= 1 && page <= 100_000 ? page : 1,
   };
 }
@@ -48,14 +55,15 @@ let currentKey = "";
 
 /** The grid's view key. The page is always in it: the server opens parametrized views only (`fleet?…`). */
 function fleetKey() {
-  const { q, region, status, page } = filters;
-  return viewKey("fleet", { page, q, region, status });
+  const { q, region, status, page, source } = filters;
+  return viewKey("fleet", { page, q, region, status, source });
 }
 
 function writeUrl() {
   const params = new URLSearchParams();
   if (filters.region) params.set("region", filters.region);
   if (filters.status) params.set("status", filters.status);
+  if (filters.source) params.set("source", filters.source);
   if (filters.q) params.set("q", filters.q);
   if (filters.page > 1) params.set("page", String(filters.page));
   const query = params.toString();
@@ -119,6 +127,8 @@ document.getElementById("f-region")?.addEventListener("click", (event) => {
 
 const statusSelect = /** @type {HTMLSelectElement} */ (document.getElementById("f-status"));
 statusSelect.addEventListener("change", () => setFilters({ status: statusSelect.value }));
+const sourceSelect = /** @type {HTMLSelectElement | null} */ (document.getElementById("f-source"));
+sourceSelect?.addEventListener("change", () => setFilters({ source: sourceSelect.value }));
 
 const search = /** @type {HTMLInputElement} */ (document.getElementById("f-q"));
 let searchTimer = 0;
@@ -138,7 +148,7 @@ search.addEventListener("change", applySearch); // leaving the box applies what 
 
 document.getElementById("f-clear")?.addEventListener("click", () => {
   search.value = "";
-  setFilters({ q: "", region: "", status: "" });
+  setFilters({ q: "", region: "", status: "", source: "" });
   search.focus();
 });
 
@@ -164,7 +174,7 @@ document.querySelector('[data-widget="runner_events"]')?.addEventListener("click
   event.preventDefault();
   const runner = /** @type {HTMLElement} */ (link).dataset.runner || "";
   search.value = runner;
-  setFilters({ q: runner, region: "", status: "" });
+  setFilters({ q: runner, region: "", status: "", source: "" });
   fleetRoot.scrollIntoView({ block: "start" });
 });
 

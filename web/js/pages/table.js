@@ -23,6 +23,8 @@ const form = /** @type {HTMLFormElement} */ ($("jt-form"));
 const input = /** @type {HTMLInputElement} */ ($("jt-q"));
 const filters = /** @type {HTMLFormElement} */ ($("jt-filters"));
 const statusSelect = /** @type {HTMLSelectElement} */ ($("jt-status"));
+// With several sources: the source filter, a `source:` term of the query like the others (absent with one).
+const sourceSelect = /** @type {HTMLSelectElement | null} */ (document.getElementById("jt-source"));
 const textFilters = /** @type {HTMLInputElement[]} */ ([$("jt-channel"), $("jt-fn"), $("jt-runner")]);
 const errorLine = $("jt-error");
 const wrap = $("jt-wrap");
@@ -94,6 +96,11 @@ function syncControls() {
   if (input.value.trim() !== state.q) input.value = state.q;
   const status = termValue(state.q, "status");
   statusSelect.value = status === null || (status && !STATUSES.includes(status)) ? "__query" : status;
+  if (sourceSelect) {
+    const source = termValue(state.q, "source");
+    const known = [...sourceSelect.options].some((o) => o.value === source && o.value !== "__query");
+    sourceSelect.value = source === null || (source && !known) ? "__query" : source;
+  }
   for (const box of textFilters) {
     const value = termValue(state.q, box.dataset.filter || "");
     box.value = value ?? "";
@@ -163,6 +170,9 @@ function setupControls() {
   });
   statusSelect.addEventListener("change", () => {
     if (statusSelect.value !== "__query") search(setTerm(state.q, "status", statusSelect.value));
+  });
+  sourceSelect?.addEventListener("change", () => {
+    if (sourceSelect.value !== "__query") search(setTerm(state.q, "source", sourceSelect.value));
   });
   const applyFilters = () => {
     let q = state.q;

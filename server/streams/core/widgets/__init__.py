@@ -109,21 +109,25 @@ def resolve(key: str, state: State, limits: ViewLimits, query_interval: float) -
     """
     name, params = protocol.parse_view_key(key)
     if name == "kpi":
-        _only(params, {"metric", "gran"})
-        metric = _choice(params, "metric", tuple(overview.KPI_METRICS))
-        gran = _choice(params, "gran", tuple(overview.GRANULARITIES), "minutes")
-        return reducer.SERIES, lambda: overview.kpi(state, limits, metric, gran), 0.0
+        _only(params, {"metric", "gran", "source"})
+        source = _choice(params, "source", ("", *state.limits.sources) if state.limits.several else ("",), "")
+        # One source's counts come from its channels' series: counts, by minute or hour (a day is kept).
+        metric = _choice(params, "metric", tuple(overview.CHART_METRICS if source else overview.KPI_METRICS))
+        gran = _choice(params, "gran", ("minutes", "hours") if source else tuple(overview.GRANULARITIES), "minutes")
+        return reducer.SERIES, lambda: overview.kpi(state, limits, metric, gran, source), 0.0
     if name == "chart":
-        _only(params, {"metric", "gran"})
+        _only(params, {"metric", "gran", "by"})
         metric = _choice(params, "metric", tuple(overview.CHART_METRICS))
         gran = _choice(params, "gran", ("minutes", "hours"), "minutes")
-        return reducer.SERIES, lambda: overview.channels_chart(state, limits, metric, gran), 0.0
+        by = _choice(params, "by", ("channel", "source") if state.limits.several else ("channel",), "channel")
+        return reducer.SERIES, lambda: overview.channels_chart(state, limits, metric, gran, by), 0.0
     if name == "fleet":
-        _only(params, {"q", "region", "status", "page"})
+        _only(params, {"q", "region", "status", "page", "source"})
         q, region = _text(params, "q", 100), _text(params, "region", 100)
         status = _choice(params, "status", ("", *RUNNER_STATUSES), "")
+        source = _choice(params, "source", ("", *state.limits.sources), "")
         page = _page(params)
-        return reducer.RUNNERS, lambda: fleet.fleet(state, limits, q, region, status, page), 0.0
+        return reducer.RUNNERS, lambda: fleet.fleet(state, limits, q, region, status, page, source), 0.0
     if name == "schedule":
         _only(params, {"page"})
         page = _page(params)

@@ -160,6 +160,7 @@ def runners(state: State, limits: ViewLimits) -> View:
         limits.runner_rows, state.runners.values(), key=lambda r: (_STATUS_RANK.get(r.status, 9), r.id)
     )
     rows = {}
+    several = state.limits.several
     for runner in top:
         row: dict[str, Any] = {
             "id": runner.id,
@@ -171,6 +172,8 @@ def runners(state: State, limits: ViewLimits) -> View:
         }
         if runner.last_recv is not None:
             row["hb"] = runner.last_recv
+        if several:
+            row["source"] = runner.source
         rows[runner.id] = row
     return {"rows": rows, "order": [r.id for r in top], "total": len(state.runners), "counts": counts}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from itertools import islice
 
+from server.streams.core.labels import source_of
 from server.streams.core.patterns import name_matcher
 from server.streams.core.state import RUNNER_STATUSES, Runner, State
 from server.streams.core.widgets.common import View, ViewLimits, compact
@@ -17,8 +18,8 @@ PROBLEMS = ("offline", "stale")  # runners the problem strip names, worst first
 PROBLEM_STRIP = 12  # at most this many named; `problems` counts them all
 
 
-def card(runner: Runner) -> View:
-    """Everything a runner card shows."""
+def card(runner: Runner, several: bool = False) -> View:
+    """Everything a runner card shows (with several sources, which one it belongs to)."""
     channels: dict[str, int] = dict.fromkeys(runner.channels, 0)
     for _job, channel, _fn, _started in runner.active:
         channels[channel] = channels.get(channel, 0) + 1
@@ -39,10 +40,13 @@ def card(runner: Runner) -> View:
         version=runner.version or None,
         pid=runner.pid or None,
         stopped=runner.stop_reason or None,
+        source=runner.source if several else None,
     )
 
 
-def _matches(runner: Runner, q: str, region: str, status: str) -> bool:
+def _matches(runner: Runner, q: str, region: str, status: str, source: str = "") -> bool:
+    if source and runner.source != source:
+        return False
     if region and runner.region != region:
         return False
     if status and runner.status != status:
@@ -53,22 +57,29 @@ def _matches(runner: Runner, q: str, region: str, status: str) -> bool:
     return True
 
 
-def fleet(state: State, limits: ViewLimits, q: str = "", region: str = "", status: str = "", page: int = 1) -> View:
-    """One page of runner cards matching the filters, by id; counts by status and region for the filters; the
-    problem runners among the matches, worst first, for a strip of their own.
+def fleet(
+    state: State, limits: ViewLimits, q: str = "", region: str = "", status: str = "", page: int = 1, source: str = ""
+) -> View:
+    """One page of runner cards matching the filters, by id; counts by status, region and (several sources)
+    source for the filters; the problem runners among the matches, worst first, for a strip of their own.
 
     By id, not problems first: a card keeps its place while its runner flips between busy and online every
     second (the card under the pointer must stay the card it was), and problems still show first, in the strip.
+    Each filter's counts apply the other filters, not itself, so its choices say what picking one would show.
     """
     by_status = dict.fromkeys(RUNNER_STATUSES, 0)
     by_region: dict[str, int] = {}
+    several = state.limits.several
+    by_source: dict[str, int] = dict.fromkeys(state.limits.sources, 0) if several else {}
     matched = []
     for runner in state.runners.values():
-        if _matches(runner, q, region, ""):
+        if _matches(runner, q, region, "", source):
             by_status[runner.status] = by_status.get(runner.status, 0) + 1
-        if _matches(runner, q, "", status):
+        if _matches(runner, q, "", status, source):
             by_region[runner.region] = by_region.get(runner.region, 0) + 1
-        if _matches(runner, q, region, status):
+        if several and _matches(runner, q, region, status) and runner.source in by_source:
+            by_source[runner.source] += 1
+        if _matches(runner, q, region, status, source):
             matched.append(runner)
     matched.sort(key=lambda r: r.id)
     problems = sorted((r for r in matched if r.status in PROBLEMS), key=lambda r: (STATUS_RANK[r.status], r.id))
@@ -76,8 +87,8 @@ def fleet(state: State, limits: ViewLimits, q: str = "", region: str = "", statu
     pages = max(1, -(-len(matched) // size))
     page = min(max(1, page), pages)
     shown = matched[(page - 1) * size : page * size]
-    return {
-        "rows": {r.id: card(r) for r in shown},
+    view: View = {
+        "rows": {r.id: card(r, several) for r in shown},
         "order": [r.id for r in shown],
         "total": len(matched),
         "all": len(state.runners),
@@ -90,6 +101,9 @@ def fleet(state: State, limits: ViewLimits, q: str = "", region: str = "", statu
         "problem_order": [r.id for r in problems[:PROBLEM_STRIP]],
         "problem_total": len(problems),
     }
+    if several:
+        view["sources"] = by_source
+    return view
 
 
 def fleet_summary(state: State, limits: ViewLimits) -> View:
@@ -113,11 +127,13 @@ def channels(state: State, limits: ViewLimits) -> View:
                 runners[name] = runners.get(name, 0) + 1
                 slots[name] = slots.get(name, 0) + runner.concurrency
     names = sorted(set(state.channels) | set(runners))
+    sources, several = state.limits.sources, state.limits.several
     rows = {}
     for name in names:
         channel = state.channels.get(name)
         rows[name] = compact(
             channel=name,
+            source=source_of(name, sources) or None if several else None,
             runners=runners.get(name, 0),
             concurrency=slots.get(name, 0),
             queued=channel.queued if channel else 0,
@@ -159,7 +175,7 @@ def runner_detail(state: State, limits: ViewLimits, runner_id: str) -> View:
     return {
         "id": runner_id,
         "known": True,
-        "card": card(runner),
+        "card": card(runner, state.limits.several),
         "jobs": {"rows": jobs, "order": list(jobs)},
         "events": {"rows": events, "order": list(events)},
         "beats": beats,

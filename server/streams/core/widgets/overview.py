@@ -12,6 +12,7 @@ from itertools import islice
 from urllib.parse import quote
 
 from server.streams.core import rules
+from server.streams.core.labels import source_of
 from server.streams.core.state import (
     COMPLETED,
     DAY_MINUTES,
@@ -78,18 +79,28 @@ def _combine_hours(buckets: list[list[int]]) -> list[int]:
     return out
 
 
-def kpi(state: State, limits: ViewLimits, metric: str, gran: str) -> View:
-    """One KPI card: its points at the granularity, the value over the window shown and over the one before."""
+def kpi(state: State, limits: ViewLimits, metric: str, gran: str, source: str = "") -> View:
+    """One KPI card: its points at the granularity, the value over the window shown and over the one before.
+
+    With `source` (several sources), the counts of that source alone: the sum of its channels' series
+    (JOBPULSE_MAX_CHANNEL_SERIES channels have one), minutes or hours.
+    """
     column, how = KPI_METRICS[metric]
     step, points = GRANULARITIES[gran]
-    _, last, buckets = _buckets(state, gran)
+    if source:
+        last = state.minute // (step // 60)
+        values = _source_values(state, source, column, gran, last - 2 * points + 1, last)
+    else:
+        _, last, buckets = _buckets(state, gran)
+        values = {k: b[column] for k, b in buckets.items()}
     shown_from = last - points + 1
-    values = {k: b[column] for k, b in buckets.items()}
     shown = {str(k): v for k, v in values.items() if k >= shown_from}
     before = [v for k, v in values.items() if k < shown_from]
     now_values = [v for k, v in values.items() if k >= shown_from]
     combine = sum if how == "sum" else max
     view: View = {"metric": metric, "gran": gran, "step": step, "from": shown_from, "to": last, "points": shown}
+    if source:
+        view["source"] = source
     if how == "sum":
         view["value"] = sum(now_values)
     else:  # a gauge: its latest sample
@@ -103,6 +114,19 @@ def kpi(state: State, limits: ViewLimits, metric: str, gran: str) -> View:
     return view
 
 
+def _source_values(state: State, source: str, column: int, gran: str, first: int, last: int) -> dict[int, int]:
+    """A count column of one source per minute or hour from `first` to `last`: its channels' series summed (a
+    minute jobpulse watched is a zero where the source had nothing)."""
+    per = 60 if gran == "hours" else 1
+    out = {k: 0 for k in range(first, last + 1) if (k * per in state.series if per == 1 else k in state.hours)}
+    rules = state.limits.sources
+    for name, ring in state.channel_series.items():
+        if source_of(name, rules) == source:
+            for minute, values in ring.items(first * per, last * per + per - 1):
+                out[minute // per] = out.get(minute // per, 0) + values[column]
+    return out
+
+
 def _label_synthetic(state: State, view: View, window_start: float) -> None:
     """Say where a window reaches back into synthetic history (the demo's backfill), so no one takes it for real."""
     until = state.synthetic_until
@@ -110,9 +134,18 @@ def _label_synthetic(state: State, view: View, window_start: float) -> None:
         view["synthetic_until"] = until
 
 
-def channels_chart(state: State, limits: ViewLimits, metric: str, gran: str) -> View:
-    """Jobs per channel for one metric (the chart modal): the busiest channels' minute or hour series."""
+def channels_chart(state: State, limits: ViewLimits, metric: str, gran: str, by: str = "channel") -> View:
+    """Jobs per channel for one metric (the chart modal): the busiest channels' minute or hour series; with
+    `by="source"` (several sources), one series per source, its channels summed."""
     column = CHART_METRICS[metric]
+    if by == "source":
+        last = state.minute // 60 if gran == "hours" else state.minute
+        first = last - (23 if gran == "hours" else 59)
+        by_source = {label: {str(k): v for k, v in _source_values(state, label, column, gran, first, last).items()}
+                     for label in state.limits.sources}  # fmt: skip
+        step = 3600 if gran == "hours" else 60
+        return {"metric": metric, "gran": gran, "step": step, "from": first, "to": last, "series": by_source,
+                "by": "source"}  # fmt: skip
     minute = state.minute
     if gran == "hours":
         step, last = 3600, minute // 60

@@ -41,6 +41,16 @@ log = logging.getLogger("jobpulse.celery")
 MAX_UNACKED_READ = 10_000  # entries of kombu's unacked hash read per poll, at most
 MAX_EXCHANGES = 1000  # binding sets read to find queues
 NO_CELERY = "the celery package is not installed: pip install 'jobpulse[celery]'"
+
+# What a broker outage raises through an action: redis-py's errors (kombu's Redis transport is redis-py), socket
+# errors, and kombu's own wrapper of them, where Celery is installed.
+BROKER_ERRORS: tuple[type[Exception], ...] = (aredis.RedisError, OSError)
+try:
+    from kombu.exceptions import OperationalError as _KombuOperationalError
+
+    BROKER_ERRORS += (_KombuOperationalError,)
+except ImportError:  # Celery is optional: without it there are no actions to fail
+    pass
 _decode = msgspec.json.Decoder()
 
 
@@ -113,6 +123,7 @@ class CeleryConnector:
         self.queues = tuple(q.strip() for q in settings.celery_queues.split(",") if q.strip())
         self.redis = aredis.Redis.from_url(self.broker, socket_timeout=5.0, socket_connect_timeout=5.0)
         self.status = Status(sink, clock)
+        self._stale_pools = False
         self.last_message_at: float | None = None
         self.control: Control | None = None
         self.events_off: set[str] = set()  # workers found finishing tasks without task events
@@ -146,7 +157,7 @@ class CeleryConnector:
             patterns=[self.pattern],
             on_message=self._on_message,
             on_chunk_end=self.sink.chunk_end,
-            on_status=self.status,
+            on_status=self._on_status,
             follow=self._follow,
             client_name="jobpulse-celery",
             ping_s=s.source_ping_s,
@@ -163,6 +174,27 @@ class CeleryConnector:
     @property
     def connected(self) -> bool:
         return self.status.connected
+
+    def _on_status(self, connected: bool, error: str = "") -> None:
+        if not connected:
+            # Connections pooled now die with the broker: the next action drops them first, and opens fresh ones.
+            self._stale_pools = True
+        self.status(connected, error)
+
+    async def _drop_stale_pools(self) -> None:
+        """After a loss of the broker: a fresh remote control (its pooled connections died with the broker, and
+        kombu's pool cannot be emptied while another thread uses it), and the broker client's pool emptied."""
+        if not self._stale_pools:
+            return
+        self._stale_pools = False
+        await self.redis.connection_pool.disconnect()
+        old = self.control
+        if old is not None:
+            self.control = Control(self.broker, self.settings.celery_inspect_timeout_s)
+            if self.actions is not None:
+                self.actions.control = self.control
+            # A call still running on the old one may fail once (it is logged); then it goes.
+            await asyncio.to_thread(old.close)
 
     async def _queues(self) -> list[str]:
         """The queues to watch: configured ones, the default queue, the workers' queues, and every queue bound
@@ -225,10 +257,10 @@ class CeleryConnector:
         if self.control is None:
             log.warning("%s: no reconciliation from inspect, and no actions", NO_CELERY)
             return
-        control = self.control
         while True:
             try:
-                found = await asyncio.to_thread(control.inspect)
+                await self._drop_stale_pools()
+                found = await asyncio.to_thread(self.control.inspect)
                 self._reconciled(found)
             except Exception as exc:  # the broker or a worker misbehaving must not stop the loop
                 log.warning("inspect failed: %s: %s", type(exc).__name__, exc)
@@ -283,7 +315,13 @@ class CeleryConnector:
                 self.sink.chunk_end()
 
             self.actions = CeleryActions(self.control, self.redis, feed, lambda: self.settings.command_timeout_s)
-        return await self.actions.perform(action, args, known)
+        try:
+            await self._drop_stale_pools()
+            return await self.actions.perform(action, args, known)
+        except BROKER_ERRORS as exc:
+            # Expected while the broker is away (or just back, a pooled connection dying first): said, not a bug.
+            why = f"{type(exc).__name__}: {exc}"
+            raise CommandError(f"{action}: Celery's broker failed: {why}", "unavailable") from None
 
     async def _unacked(self) -> dict[str, int]:
         """Tasks delivered to a worker and not yet acknowledged, per queue: kombu's `unacked` hash holds each

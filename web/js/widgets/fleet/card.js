@@ -36,7 +36,8 @@ export function runnerVerdict(action, row) {
  * A runner card's data (docs/protocol.md section 3.9, `fleet` rows).
  * @typedef {{id: string, status: string, state?: string, hb?: number, region?: string, host?: string,
  *   boot?: number, active?: number, concurrency?: number, channels?: Record<string, number>, jobs?: string[],
- *   processed?: number, failed?: number, version?: string, pid?: number, stopped?: string}} RunnerCard
+ *   processed?: number, failed?: number, version?: string, pid?: number, stopped?: string,
+ *   source?: string}} RunnerCard
  */
 
 /**
@@ -244,8 +245,9 @@ export function updateCard(card, row) {
       setAttr(p.up, "title", "offline: how long it had been up when it last beat");
     }
   }
-  if (!prev || prev.region !== row.region || prev.host !== row.host || prev.pid !== row.pid) {
-    const where = `${row.region || "no region"} · ${row.host || "unknown host"}`;
+  if (!prev || prev.region !== row.region || prev.host !== row.host || prev.pid !== row.pid || prev.source !== row.source) {
+    // With several sources a card says whose it is first: its id carries the label too, but this reads at a glance.
+    const where = `${row.source ? `${row.source} · ` : ""}${row.region || "no region"} · ${row.host || "unknown host"}`;
     setText(p.where, where);
     setAttr(p.where, "title", row.pid ? `${where} · pid ${row.pid}` : where);
   }

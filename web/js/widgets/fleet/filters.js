@@ -8,7 +8,7 @@ import { count, el, setText } from "../../format.js";
 
 export const STATUSES = ["online", "busy", "draining", "stale", "offline"];
 
-/** @typedef {{q: string, region: string, status: string, page: number}} Filters */
+/** @typedef {{q: string, region: string, status: string, source: string, page: number}} Filters */
 
 /** @type {Map<string, HTMLButtonElement>} region -> its segment button */
 const segments = new Map();
@@ -40,7 +40,7 @@ function segment(seg, region) {
 /**
  * Draw the filter controls for `filters` with the counts of `data` (a `fleet` view), or without counts.
  * @param {Filters} filters
- * @param {{counts?: Record<string, number>, regions?: Record<string, number>} | null} data
+ * @param {{counts?: Record<string, number>, regions?: Record<string, number>, sources?: Record<string, number>} | null} data
  */
 export function drawFilters(filters, data) {
   const seg = /** @type {HTMLElement} */ (document.getElementById("f-region"));
@@ -77,9 +77,20 @@ export function drawFilters(filters, data) {
   }
   if (select.value !== filters.status) select.value = filters.status;
 
+  const sourceSelect = /** @type {HTMLSelectElement | null} */ (document.getElementById("f-source"));
+  if (sourceSelect) {
+    const sources = data?.sources || {};
+    for (const option of sourceSelect.options) {
+      const n = option.value === "" ? (data ? sum(sources) : undefined) : sources[option.value];
+      const name = option.value === "" ? "All sources" : `${option.value} (${option.dataset.kind || "?"})`;
+      setText(option, name + (n === undefined ? "" : ` (${count(n)})`));
+    }
+    if (sourceSelect.value !== filters.source) sourceSelect.value = filters.source;
+  }
+
   const search = /** @type {HTMLInputElement} */ (document.getElementById("f-q"));
   if (document.activeElement !== search && search.value.trim() !== filters.q) search.value = filters.q;
   const clear = /** @type {HTMLElement} */ (document.getElementById("f-clear"));
-  const any = Boolean(filters.q || filters.region || filters.status);
+  const any = Boolean(filters.q || filters.region || filters.status || filters.source);
   if (clear.hidden === any) clear.hidden = !any;
 }
