@@ -20,9 +20,10 @@ from server.roles import Principal, Role
 from server.streams.core.events import RunnerRemoved
 from server.streams.core.state import State
 
-RunnerId = Annotated[str, Meta(min_length=1, max_length=200)]
-ChannelName = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
-JobId = Annotated[str, Meta(min_length=1, max_length=200)]
+# A source's ids (docs/protocol.md 1.5), with room for a source's label before them (`payments:`, section 7.2).
+RunnerId = Annotated[str, Meta(min_length=1, max_length=225)]
+ChannelName = Annotated[str, Meta(min_length=1, max_length=125, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+JobId = Annotated[str, Meta(min_length=1, max_length=225)]
 Timeout = Annotated[float, Meta(ge=1, le=3600)]
 SAMPLE = 10
 LIVE_STATUSES = ("online", "busy", "draining")

@@ -19,6 +19,7 @@ import sys
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from server import __version__, logs
 from server.redact import redact
@@ -120,18 +121,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
         written = asyncio.run(backfill(redis_url, base.prefix, time.time(), args.rate, args.seed))
         if written:
             print(f"jobpulse demo: wrote {DAYS} days of synthetic history ({written} hours), labelled so", flush=True)
-    simulator_args = [
-        sys.executable, "-m", "server.cli", "simulate",
-        "--redis-url", redis_url, "--prefix", base.prefix,
-        "--runners", str(args.runners), "--rate", str(args.rate), "--scenario", "story",
-    ]  # fmt: skip
-    if args.seed is not None:
-        simulator_args += ["--seed", str(args.seed)]
-    # Own session: Ctrl-C reaches only this process, which then stops the fleet first (so it can clean up
-    # its keys) and Redis last.
-    simulator = subprocess.Popen(simulator_args, start_new_session=True)
-    print(f"jobpulse demo: fleet simulator running (pid {simulator.pid}, {args.runners} runners, {args.rate} jobs/s); "
-          "it starts healthy and plays a 5-minute cycle of incidents that come and go")  # fmt: skip
+    systems = _demo_systems(args.sources)
+    children: list[subprocess.Popen[bytes]] = []
+    if len(systems) == 1:
+        children.append(_demo_fleet(redis_url, base.prefix, args.runners, args.rate, args.seed))
+    else:
+        entries = []
+        for i, (label, kind) in enumerate(systems):
+            if kind == "native":
+                # Each native system its own fleet under a prefix of its own, a different size and rhythm.
+                prefix = f"{base.prefix}-{label}"
+                os.environ[f"JOBPULSE_{label.upper().replace('-', '_')}_PREFIX"] = prefix
+                runners = max(2, args.runners // (i + 1))
+                seed = None if args.seed is None else args.seed + i
+                children.append(_demo_fleet(redis_url, prefix, runners, args.rate / (i + 1), seed, cycle=300 + 120 * i))
+                entries.append(f"{label}:native:{redis_url}")
+            else:
+                broker = _redis_db(redis_url, 1 + i)  # Celery names its event channels by database: one each
+                children += _demo_celery(broker, label, args.rate / 4, args.seed)
+                entries.append(f"{label}:celery:{broker}")
+        os.environ["JOBPULSE_SOURCES"] = ",".join(entries)
+        print(f"jobpulse demo: {len(systems)} systems in one console: {os.environ['JOBPULSE_SOURCES']}", flush=True)
     print(f"jobpulse demo: open http://{host}:{port}/admin/jobs   (Ctrl-C stops everything)", flush=True)
 
     def stop(signum: int, frame: object) -> None:
@@ -145,15 +155,92 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        simulator.terminate()
-        try:
-            simulator.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            simulator.kill()
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
         if redis_server is not None:
             redis_server.stop()
         print("jobpulse demo: stopped", flush=True)
     return 0
+
+
+DEMO_KINDS = ("native", "celery")  # what the demo can run itself (django-mojo needs Postgres and Django)
+
+
+def _demo_systems(text: str) -> list[tuple[str, str]]:
+    """`--sources`: `kind` or `label:kind` entries, comma-separated; labels default to the kind (numbered when a
+    kind repeats).
+
+    Raises:
+        SystemExit: for a kind the demo cannot run, a bad or repeated label, or Celery not installed.
+    """
+    from server.streams.core.labels import LABEL_RE, MAX_LABELS
+
+    systems: list[tuple[str, str]] = []
+    for entry in filter(None, (e.strip() for e in text.split(","))):
+        label, _, kind = entry.rpartition(":")
+        if kind not in DEMO_KINDS:
+            raise SystemExit(f"jobpulse demo --sources: {kind!r}: the demo runs {' and '.join(DEMO_KINDS)} systems")
+        if not label:
+            taken = sum(1 for _, k in systems if k == kind)
+            label = kind if not taken else f"{kind}-{taken + 1}"
+        if not LABEL_RE.match(label) or any(label == other for other, _ in systems):
+            raise SystemExit(f"jobpulse demo --sources: label {label!r}: a-z, 0-9 and -, at most 16, once each")
+        systems.append((label, kind))
+    if not systems or len(systems) > MAX_LABELS:
+        raise SystemExit(f"jobpulse demo --sources: one to {MAX_LABELS} systems")
+    if any(kind == "celery" for _, kind in systems):
+        try:
+            import celery  # noqa: F401
+        except ImportError:
+            raise SystemExit("jobpulse demo --sources ...celery: pip install 'jobpulse[celery]' first") from None
+    return systems
+
+
+def _demo_fleet(
+    redis_url: str, prefix: str, runners: int, rate: float, seed: int | None, cycle: int = 300
+) -> subprocess.Popen[bytes]:
+    """The fleet simulator, playing the story scenario, in a session of its own (Ctrl-C reaches only the demo,
+    which then stops the fleet first, so it can clean up its keys, and Redis last)."""
+    command = [
+        sys.executable, "-m", "server.cli", "simulate", "--redis-url", redis_url, "--prefix", prefix,
+        "--runners", str(runners), "--rate", f"{rate:g}", "--scenario", "story", "--cycle", str(cycle),
+    ]  # fmt: skip
+    if seed is not None:
+        command += ["--seed", str(seed)]
+    child = subprocess.Popen(command, start_new_session=True)
+    print(f"jobpulse demo: fleet simulator running (pid {child.pid}, prefix {prefix}, {runners} runners, "
+          f"{rate:g} jobs/s); it starts healthy and plays a {cycle // 60}-minute cycle of incidents that come and go",
+          flush=True)  # fmt: skip
+    return child
+
+
+def _demo_celery(broker: str, label: str, rate: float, seed: int | None) -> list[subprocess.Popen[bytes]]:
+    """A real Celery worker on `broker` and a producer sending it tasks (server/simulator/celery_demo.py)."""
+    env = {**os.environ, "CELERY_BROKER_URL": broker}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "server.simulator.celery_demo", "--quiet", "worker", "-E", "-c", "4",
+         "-Q", "celery,emails,reports,webhooks", "-n", f"{label}-1@%h", "--without-mingle", "--without-gossip",
+         "-l", "warning"],
+        env=env, start_new_session=True,
+    )  # fmt: skip
+    producer = subprocess.Popen(
+        [sys.executable, "-m", "server.simulator.celery_demo", "--broker", broker, "--rate", f"{max(rate, 1):g}",
+         *(["--seed", str(seed)] if seed is not None else [])],
+        env=env, start_new_session=True,
+    )  # fmt: skip
+    print(f"jobpulse demo: Celery worker (pid {worker.pid}) and producer (pid {producer.pid}) on {broker}", flush=True)
+    return [worker, producer]
+
+
+def _redis_db(url: str, db: int) -> str:
+    """`url` with database `db`."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{db}"))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -323,6 +410,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=None, help="seed for a repeatable fleet")
     demo.add_argument(
         "--no-history", action="store_true", help="do not write the four weeks of synthetic history before now"
+    )
+    demo.add_argument(
+        "--sources",
+        default="native",
+        help="the job systems to run and watch in one console, comma-separated, each `kind` or `label:kind`: "
+        "native (a simulated fleet) or celery (a real Celery worker and a producer; needs jobpulse[celery]). "
+        "Default: native. Example: --sources payments:native,media:celery",
     )
     demo.set_defaults(func=cmd_demo)
 

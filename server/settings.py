@@ -249,8 +249,9 @@ class Settings:
         """Raise ValueError for values that cannot work."""
         if self.log_format not in ("text", "json"):
             raise ValueError(f"JOBPULSE_LOG_FORMAT={self.log_format!r}: 'text' or 'json'")
-        if self.source not in ("native", "celery", "mojo"):
-            raise ValueError(f"JOBPULSE_SOURCE={self.source!r}: 'native', 'celery' or 'mojo'")
+        kinds = _kinds()
+        if self.source not in kinds:
+            raise ValueError(f"JOBPULSE_SOURCE={self.source!r}: one of {', '.join(sorted(kinds))}")
         if self.source == "mojo":
             if not self.mojo_database_url:
                 raise ValueError("JOBPULSE_SOURCE=mojo needs JOBPULSE_MOJO_DATABASE_URL (django-mojo's Postgres)")
@@ -368,8 +369,12 @@ class SourceSpec:
     settings: Settings
 
 
-# Where an entry's URL goes, by kind: the source's main Redis.
-URL_SETTING = {"native": "REDIS_URL", "celery": "JOBPULSE_CELERY_BROKER", "mojo": "JOBPULSE_MOJO_REDIS_URL"}
+def _kinds() -> dict[str, str]:
+    """The job systems jobpulse has a connector for, each with the variable an entry's URL sets: the registry
+    (server/streams/sources), read when settings are checked (it imports the connectors, which import this)."""
+    from server.streams.sources import REGISTRY
+
+    return {name: kind.url_setting for name, kind in REGISTRY.items()}
 
 
 def _specs(cls: type[Settings], text: str, env: Mapping[str, str]) -> tuple[SourceSpec, ...]:
@@ -381,14 +386,15 @@ def _specs(cls: type[Settings], text: str, env: Mapping[str, str]) -> tuple[Sour
         ValueError: naming the entry, for a bad label, kind or setting.
     """
     specs: list[SourceSpec] = []
+    kinds = _kinds()
     for entry in filter(None, (e.strip() for e in text.split(","))):
         label, _, rest = entry.partition(":")
         kind, _, url = rest.partition(":")
         label, kind = label.strip(), kind.strip()
         if not LABEL_RE.match(label):
             raise ValueError(f"JOBPULSE_SOURCES: label {label!r}: a-z, 0-9 and -, at most 16, starting with a letter")
-        if kind not in URL_SETTING:
-            raise ValueError(f"JOBPULSE_SOURCES {label}: kind {kind!r}: native, celery or mojo")
+        if kind not in kinds:
+            raise ValueError(f"JOBPULSE_SOURCES {label}: kind {kind!r}: one of {', '.join(sorted(kinds))}")
         if any(spec.label == label for spec in specs):
             raise ValueError(f"JOBPULSE_SOURCES: label {label!r} twice")
         mine = f"JOBPULSE_{label.upper().replace('-', '_')}_"
@@ -399,7 +405,7 @@ def _specs(cls: type[Settings], text: str, env: Mapping[str, str]) -> tuple[Sour
                 own[rest_name if rest_name in ("REDIS_URL", "HOST", "PORT") else f"JOBPULSE_{rest_name}"] = value
         own["JOBPULSE_SOURCE"], own["JOBPULSE_SOURCES"] = kind, ""
         if url:
-            own[URL_SETTING[kind]] = url
+            own[kinds[kind]] = url
         try:
             specs.append(SourceSpec(label, kind, cls.from_env(own)))
         except ValueError as exc:

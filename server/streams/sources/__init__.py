@@ -11,6 +11,7 @@ events go to (the aggregator, labelled with the source), and the clock.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from server.settings import Settings, SourceSpec
 from server.streams.connector import Connector, Sink
@@ -20,10 +21,19 @@ from server.streams.sources.native.connector import NativeConnector
 
 Factory = Callable[[Settings, Sink, Callable[[], float]], Connector]
 
-REGISTRY: dict[str, Factory] = {
-    "native": NativeConnector,
-    "celery": CeleryConnector,
-    "mojo": MojoConnector,
+
+@dataclass(frozen=True)
+class Kind:
+    """A job system jobpulse can watch: how its connector is made, and where a JOBPULSE_SOURCES entry's URL goes."""
+
+    make: Factory
+    url_setting: str  # the environment variable that `label:kind:url` sets for this source alone
+
+
+REGISTRY: dict[str, Kind] = {
+    "native": Kind(NativeConnector, "REDIS_URL"),
+    "celery": Kind(CeleryConnector, "JOBPULSE_CELERY_BROKER"),
+    "mojo": Kind(MojoConnector, "JOBPULSE_MOJO_REDIS_URL"),
 }
 
 
@@ -33,7 +43,7 @@ def make(spec: SourceSpec, sink: Sink, clock: Callable[[], float]) -> Connector:
     Raises:
         ValueError: for a kind no connector is registered for, naming the ones that are.
     """
-    factory = REGISTRY.get(spec.kind)
-    if factory is None:
+    kind = REGISTRY.get(spec.kind)
+    if kind is None:
         raise ValueError(f"source {spec.label}: no connector {spec.kind!r}; known: {', '.join(sorted(REGISTRY))}")
-    return factory(spec.settings, sink, clock)
+    return kind.make(spec.settings, sink, clock)

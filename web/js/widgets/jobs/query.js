@@ -1,6 +1,6 @@
 // @ts-check
 /**
- * The job search language on the page side (server/streams/search.py is the authority): enough to read
+ * The job search language on the page side (server/streams/core/search.py is the authority): enough to read
  * and rewrite one field's term, so the filter controls and the search box edit the same query string.
  */
 
@@ -22,6 +22,8 @@ export const FIELDS = /** @type {Record<string, string>} */ ({
   job: "job",
   error: "error",
   attempt: "attempt",
+  source: "source",
+  system: "source",
 });
 
 /** The name a control writes for each resolved field. */
@@ -30,6 +32,7 @@ const WRITE_AS = /** @type {Record<string, string>} */ ({
   channel: "channel",
   fn: "func",
   runner: "runner",
+  source: "source",
 });
 
 const TERM = /(-?)(?:([A-Za-z_]+):)?(?:"([^"]*)"|(\S+))/g;

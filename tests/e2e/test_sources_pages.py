@@ -1,0 +1,124 @@
+"""Several sources in a real Chromium: the runners console and the job table filter by source, in the URL.
+
+One jobpulse watches two native-protocol systems (JOBPULSE_SOURCES=pay:native,media:native, each on its own
+prefix of the test's Redis), fed by two small sources with runners and jobs of known names. A source down shows
+as a warning naming it, while the other stays live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.conftest import LiveServer
+from tests.e2e.support import Page, Source, expect
+
+pytestmark = pytest.mark.e2e
+
+RUNNERS = "/admin/jobs/runners"
+TABLE = "/admin/jobs/table"
+
+
+@pytest.fixture
+def two(redis_url: str, prefix: str) -> Iterator[tuple[LiveServer, Source, Source]]:
+    env = {
+        "JOBPULSE_SOURCES": "pay:native,media:native",
+        "JOBPULSE_PAY_PREFIX": f"{prefix}-pay",
+        "JOBPULSE_MEDIA_PREFIX": f"{prefix}-media",
+    }
+    server = LiveServer(redis_url, prefix, env=env).start()
+    try:
+        with (
+            Source.connect(redis_url, f"{prefix}-pay", interval=60.0, region="us-east") as pay,
+            Source.connect(redis_url, f"{prefix}-media", interval=60.0, region="eu-west") as media,
+        ):
+            for i in range(3):
+                pay.heartbeat(f"w{i}")
+            for i in range(2):
+                media.heartbeat(f"w{i}")  # the same ids as pay's: the labels keep them apart
+            for i in range(4):
+                pay.job("completed", f"job-{i}", src="w0", runner="w0", channel="email", duration=0.1)
+            for i in range(2):
+                media.job("failed", f"job-{i}", src="w1", runner="w1", channel="email", error="ValueError: x")
+            yield server, pay, media
+    finally:
+        output = server.finish()
+        assert "Traceback" not in output, output
+
+
+def open_page(page: Page, server: LiveServer, path: str) -> None:
+    page.goto(server.url + path)
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=15_000)
+
+
+def card_ids(page: Page) -> list[str]:
+    return sorted(page.evaluate("() => [...document.querySelectorAll('#fleet .rcard')].map((c) => c.dataset.key)"))
+
+
+def test_the_runners_console_filters_by_source(page: Page, two: tuple[LiveServer, Source, Source]) -> None:
+    server, _, _ = two
+    open_page(page, server, RUNNERS)
+    page.wait_for_function("() => document.querySelectorAll('#fleet .rcard').length === 5", timeout=15_000)
+    assert card_ids(page) == ["media:w0", "media:w1", "pay:w0", "pay:w1", "pay:w2"]
+    source = page.locator("#f-source")
+    expect(source.locator("option")).to_have_text(["All sources (5)", "pay (native) (3)", "media (native) (2)"])
+    source.select_option("media")
+    page.wait_for_function("() => document.querySelectorAll('#fleet .rcard').length === 2", timeout=10_000)
+    assert card_ids(page) == ["media:w0", "media:w1"]
+    assert parse_qs(urlsplit(page.url).query)["source"] == ["media"]
+    # Each card says whose it is.
+    expect(page.locator('#fleet .rcard[data-key="media:w0"]')).to_contain_text("media · eu-west")
+    # The filter is in the URL: a reload (or a shared link) shows the same.
+    page.reload()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=15_000)
+    page.wait_for_function("() => document.querySelectorAll('#fleet .rcard').length === 2", timeout=10_000)
+    expect(page.locator("#f-source")).to_have_value("media")
+    page.locator("#f-clear").click()
+    page.wait_for_function("() => document.querySelectorAll('#fleet .rcard').length === 5", timeout=10_000)
+
+
+def test_the_job_table_filters_by_source(page: Page, two: tuple[LiveServer, Source, Source]) -> None:
+    server, _, _ = two
+    open_page(page, server, TABLE)
+    page.wait_for_function("() => document.querySelectorAll('#jt-rows tr[data-key]').length === 6", timeout=15_000)
+    page.locator("#jt-source").select_option("pay")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#jt-rows tr[data-key]')].every((r) => r.dataset.key.startsWith('pay:'))"
+        " && document.querySelectorAll('#jt-rows tr[data-key]').length === 4",
+        timeout=10_000,
+    )
+    assert "source:pay" in parse_qs(urlsplit(page.url).query)["q"][0]
+    expect(page.locator("#jt-q")).to_have_value("source:pay")
+    # channel:email finds every source's email; with source:media only media's two failures.
+    box = page.locator("#jt-q")
+    box.fill("channel:email source:media")
+    box.press("Enter")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#jt-rows tr[data-key]')].map((r) => r.dataset.key).sort().join()"
+        " === 'media:job-0,media:job-1'",
+        timeout=10_000,
+    )
+    expect(page.locator("#jt-source")).to_have_value("media")
+
+
+def test_a_source_down_is_a_warning_naming_it(page: Page, redis_url: str, prefix: str) -> None:
+    """One of two sources unreachable (nothing listens at its Redis): the banner names it, and the console stays
+    live with the other's runners: not a blind console."""
+    env = {"JOBPULSE_SOURCES": "pay:native,media:native:redis://127.0.0.1:1/0", "JOBPULSE_PAY_PREFIX": f"{prefix}-pay"}
+    server = LiveServer(redis_url, prefix, env=env).start()  # ready: one source is followed
+    try:
+        with Source.connect(redis_url, f"{prefix}-pay", interval=60.0) as pay:
+            for i in range(3):
+                pay.heartbeat(f"w{i}")
+            open_page(page, server, RUNNERS)
+            banner = page.locator("#banner")
+            expect(banner).to_contain_text("Source media (native) down", timeout=15_000)
+            expect(banner).to_contain_text("The other sources are live")
+            expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+            page.wait_for_function("() => document.querySelectorAll('#fleet .rcard').length === 3", timeout=15_000)
+            assert card_ids(page) == ["pay:w0", "pay:w1", "pay:w2"]
+    finally:
+        output = server.finish()
+        assert "Traceback" not in output, output
