@@ -122,3 +122,16 @@ def test_a_source_down_is_a_warning_naming_it(page: Page, redis_url: str, prefix
     finally:
         output = server.finish()
         assert "Traceback" not in output, output
+
+
+def test_the_wall_shows_all_sources_or_one(page: Page, two: tuple[LiveServer, Source, Source]) -> None:
+    server, _, _ = two
+    page.goto(server.url + "/wall")
+    expect(page.locator(".wall-fleet [data-f=total]")).to_have_text("5 known", timeout=15_000)
+    expect(page.locator("#wall-title")).to_have_text("Jobs · live")
+    page.goto(server.url + "/wall?source=media")
+    expect(page.locator(".wall-fleet [data-f=total]")).to_have_text("2 known", timeout=15_000)
+    expect(page.locator("#wall-title")).to_have_text("Jobs · live · media")
+    # Media's failures alone: its counter, not the sum of both systems.
+    expect(page.locator(".counter-failed [data-f=v]")).to_have_text("2")
+    expect(page.locator(".counter-completed [data-f=v]")).to_have_text("0")

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from server import actions, routing
+from server.protocol import ProtocolError
 from server.settings import Settings
 from server.streams.core import rules, widgets
 from server.streams.core.events import (
@@ -300,3 +301,51 @@ def test_one_source_stays_as_simple_as_before():
     (spec,) = s.source_specs()
     assert (spec.label, spec.kind, spec.settings) == ("celery", "celery", s)
     assert not s.limits().several
+
+
+# -- the wall of one source -----------------------------------------------------------------------------
+
+
+def test_the_walls_widgets_show_one_source_by_its_views():
+    from server.streams.core.widgets import resolve
+
+    state = initial_state(TWO)
+    for label in ("pay", "edge"):
+        feed(state, label, SourceStatus(connected=True, at=T0), T0)
+    feed(state, "pay", beat("w1", ts=T0), T0)
+    feed(state, "edge", beat("r1", ts=T0), T0)
+    feed(state, "edge", beat("r2", ts=T0), T0)
+    deep = {"email": ChannelDepth(queued=7, inflight=1, oldest=T0 - 900)}
+    feed(state, "pay", Depth(v=1, src="q", seq=1, ts=T0, channels=deep), T0)
+    feed(state, "edge", Depth(v=1, src="q", seq=1, ts=T0, channels={"pdf": ChannelDepth(queued=2)}), T0)
+    for i in range(3):
+        feed(state, "pay", job("queued", f"p{i}", ts=T0, channel="email"), T0)
+        feed(state, "pay", job("completed", f"p{i}", ts=T0 + 1, runner="w1", channel="email"), T0 + 1)
+    feed(state, "edge", job("failed", "e1", ts=T0 + 1, runner="r1", channel="pdf", error="boom"), T0 + 1)
+    feed(state, "edge", SourceStatus(connected=False, at=T0 + 2, error="gone"), T0 + 2)
+    rules.evaluate(state, T0 + 2)
+
+    def view(key: str) -> dict[str, Any]:
+        _, project, interval = resolve(key, state, VL, 1.0)
+        assert interval == 1.0  # summed from series: at most once a refresh interval
+        return project()
+
+    counters = view("counters?source=pay")
+    assert (counters["pending"]["v"], counters["running"]["v"], counters["completed"]["v"]) == (7, 1, 3)
+    assert view("counters?source=edge")["failed"]["v"] == 1
+    assert view("fleet_summary?source=edge")["total"] == 2 and view("fleet_summary?source=pay")["total"] == 1
+    assert list(view("backlogs?source=pay")["rows"]) == ["pay:email"]
+    assert list(view("backlogs?source=edge")["rows"]) == ["edge:pdf"]
+    edge_issues = view("hot_issues?source=edge")
+    assert "source_down:edge" in edge_issues["rows"]
+    assert all(r["key"].startswith("pay") for r in view("hot_issues?source=pay")["rows"].values())
+    service = view("service?source=edge")
+    assert service["status"] == "critical" and service["broker"]["connected"] is False
+    assert view("service?source=pay")["broker"]["connected"] is True
+    assert sum(view("published?source=pay")["buckets"].values()) == 3
+
+    with pytest.raises(ProtocolError, match="source must be one of"):
+        resolve("counters?source=nope", state, VL, 1.0)
+    one = initial_state(Limits(sources={"native": RULES["edge"]}))
+    with pytest.raises(ProtocolError, match="watches one source"):
+        resolve("counters?source=native", one, VL, 1.0)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from server.streams.core.labels import SEP
 from server.streams.core.state import COMPLETED, FAILED, Alert, State
 
 LIVE_RUNNER = frozenset({"online", "busy", "draining"})
@@ -134,9 +135,17 @@ def _log(state: State, at: float, alert: Alert, what: str) -> None:
         state.last_incident[component] = (at, alert.severity, alert.title)
 
 
-def overall(state: State) -> tuple[str, str]:
-    """The service's status (ok, warning, critical) and the title of the alert that set it."""
-    worst = min(state.alerts.values(), key=lambda a: (SEVERITY_RANK.get(a.severity, 9), a.since), default=None)
+def of_source(alert: Alert, source: str) -> bool:
+    """Whether `alert` is about source `source` (several sources: its key is the label, or begins with it, as
+    every runner's and channel's id does)."""
+    return alert.key == source or alert.key.startswith(source + SEP)
+
+
+def overall(state: State, source: str = "") -> tuple[str, str]:
+    """The service's status (ok, warning, critical) and the title of the alert that set it (of one source's
+    alerts, with `source`)."""
+    alerts = [a for a in state.alerts.values() if of_source(a, source)] if source else state.alerts.values()
+    worst = min(alerts, key=lambda a: (SEVERITY_RANK.get(a.severity, 9), a.since), default=None)
     if worst is None:
         return "ok", "no rule fired"
     return worst.severity, worst.title

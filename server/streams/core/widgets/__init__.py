@@ -101,6 +101,18 @@ def _only(params: dict[str, str], allowed: set[str]) -> None:
         raise protocol.ProtocolError(protocol.ErrorCode.UNKNOWN_WIDGET, f"unknown parameter {extra[0]!r}")
 
 
+# The fixed widgets of the wall, also for one source (`counters?source=pay`, docs/protocol.md 7.2): several
+# sources only. Refreshed at most every query interval: a source's day is summed from its channels' series.
+SCOPED: dict[str, Callable[[State, ViewLimits, str], View]] = {
+    "counters": dashboard.counters,
+    "published": dashboard.published,
+    "service": overview.service,
+    "hot_issues": overview.hot_issues,
+    "backlogs": overview.backlogs,
+    "fleet_summary": fleet.fleet_summary,
+}
+
+
 def resolve(key: str, state: State, limits: ViewLimits, query_interval: float) -> tuple[int, Projector, float]:
     """The aspects, projector and minimum refresh interval of a parametrized widget key.
 
@@ -108,6 +120,14 @@ def resolve(key: str, state: State, limits: ViewLimits, query_interval: float) -
         protocol.ProtocolError: an unknown view, or a parameter it does not take or cannot use.
     """
     name, params = protocol.parse_view_key(key)
+    scoped = SCOPED.get(name)
+    if scoped is not None:
+        _only(params, {"source"})
+        if not state.limits.several:
+            raise protocol.ProtocolError(protocol.ErrorCode.UNKNOWN_WIDGET, "source: this jobpulse watches one source")
+        source = _choice(params, "source", tuple(state.limits.sources))
+        aspects = next(w.aspects for w in WIDGETS if w.name == name)
+        return aspects, lambda: scoped(state, limits, source), query_interval
     if name == "kpi":
         _only(params, {"metric", "gran", "source"})
         source = _choice(params, "source", ("", *state.limits.sources) if state.limits.several else ("",), "")

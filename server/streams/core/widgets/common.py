@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from server.streams.core.labels import SEP, source_of
 from server.streams.core.state import Link, State
 
 View = dict[str, Any]
@@ -26,6 +27,18 @@ def live_counts(state: State) -> tuple[int, int, int]:
         queued, running, scheduled = state.totals
         return queued, running, scheduled
     return len(state.queued), len(state.running), len(state.scheduled)
+
+
+def live_counts_of(state: State, source: str) -> tuple[int, int, int]:
+    """`live_counts` of one source: its channels' depth where it reports one, else the jobs of it followed."""
+    sources = state.limits.sources
+    mine = [c for name, c in state.channels.items() if source_of(name, sources) == source]
+    if mine:
+        return sum(c.queued for c in mine), sum(c.inflight for c in mine), sum(c.scheduled for c in mine)
+    prefix = source + SEP
+    queued = sum(1 for job in state.queued if job.startswith(prefix))
+    running = sum(1 for job in state.running if job.startswith(prefix))
+    return queued, running, sum(1 for job in state.scheduled if job.startswith(prefix))
 
 
 @dataclass(frozen=True)

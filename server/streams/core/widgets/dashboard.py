@@ -13,7 +13,9 @@ import heapq
 from itertools import islice
 from typing import Any
 
+from server.streams.core.labels import source_of
 from server.streams.core.state import (
+    CHANNEL_WIDTH,
     COMPLETED,
     DAY_MINUTES,
     FAILED,
@@ -23,13 +25,23 @@ from server.streams.core.state import (
     RUNNING,
     SCHEDULED,
     Job,
+    MinuteRing,
     State,
 )
-from server.streams.core.widgets.common import View, ViewLimits, link_view, live_counts
+from server.streams.core.widgets.common import View, ViewLimits, link_view, live_counts, live_counts_of
 
 
-def counters(state: State, limits: ViewLimits) -> View:
-    """Pending, running, scheduled now and 24 h ago; completed and failed in the last 24 h and the 24 h before."""
+def counters(state: State, limits: ViewLimits, source: str = "") -> View:
+    """Pending, running, scheduled now and 24 h ago; completed and failed in the last 24 h and the 24 h before.
+
+    With `source` (the wall of one source), that source's: its counts now, and its completed and failed over the
+    last 24 h from its channels' series (kept a day, so without the day before).
+    """
+    if source:
+        pending, running, scheduled = live_counts_of(state, source)
+        done = _source_day(state, source)
+        return {"pending": {"v": pending}, "running": {"v": running}, "scheduled": {"v": scheduled},
+                "completed": {"v": done[COMPLETED]}, "failed": {"v": done[FAILED]}}  # fmt: skip
     day, before = state.sums
     # The minute series holds the depth's totals: a comparison only where the counts now are depth too.
     yesterday = state.series.get(state.minute - DAY_MINUTES) if state.channels else None
@@ -49,13 +61,36 @@ def counters(state: State, limits: ViewLimits) -> View:
     return view
 
 
-def published(state: State, limits: ViewLimits) -> View:
-    """Jobs published per minute over the last `spark_minutes`; a missing minute is a gap."""
+def published(state: State, limits: ViewLimits, source: str = "") -> View:
+    """Jobs published per minute over the last `spark_minutes`; a missing minute is a gap (one source's, from its
+    channels' series, with `source`)."""
     last = state.minute
     first = last - limits.spark_minutes + 1
     series = state.series
     buckets = {str(m): series[m][PUBLISHED] for m in range(first, last + 1) if m in series}
+    if source:
+        buckets = dict.fromkeys(buckets, 0)
+        for ring in _rings_of(state, source):
+            for minute, values in ring.items(first, last):
+                buckets[str(minute)] = buckets.get(str(minute), 0) + values[PUBLISHED]
     return {"step": 60, "from": first, "to": last, "buckets": buckets}
+
+
+def _rings_of(state: State, source: str) -> list[MinuteRing]:
+    """The per-minute series of one source's channels."""
+    sources = state.limits.sources
+    return [ring for name, ring in state.channel_series.items() if source_of(name, sources) == source]
+
+
+def _source_day(state: State, source: str) -> list[int]:
+    """One source's counts over the last 24 h (published, completed, failed, retried), from its channels."""
+    out = [0] * CHANNEL_WIDTH
+    last = state.minute
+    for ring in _rings_of(state, source):
+        for _, values in ring.items(last - DAY_MINUTES + 1, last):
+            for column in range(CHANNEL_WIDTH):
+                out[column] += values[column]
+    return out
 
 
 def _job_row(job: Job) -> dict[str, Any]:

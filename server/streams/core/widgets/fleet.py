@@ -106,15 +106,20 @@ def fleet(
     return view
 
 
-def fleet_summary(state: State, limits: ViewLimits) -> View:
-    """Runners by status, overall and per region (the wall, and the filters' choices)."""
+def fleet_summary(state: State, limits: ViewLimits, source: str = "") -> View:
+    """Runners by status, overall and per region (the wall, and the filters' choices); of one source's runners
+    with `source` (the wall of one source)."""
     counts = dict.fromkeys(RUNNER_STATUSES, 0)
     regions: dict[str, dict[str, int]] = {}
+    total = 0
     for runner in state.runners.values():
+        if source and runner.source != source:
+            continue
+        total += 1
         counts[runner.status] = counts.get(runner.status, 0) + 1
         region = regions.setdefault(runner.region or "-", {})
         region[runner.status] = region.get(runner.status, 0) + 1
-    return {"counts": counts, "regions": regions, "total": len(state.runners)}
+    return {"counts": counts, "regions": regions, "total": total}
 
 
 def channels(state: State, limits: ViewLimits) -> View:

@@ -181,8 +181,11 @@ def channels_chart(state: State, limits: ViewLimits, metric: str, gran: str, by:
 # -- health, pulse, backlogs, hot issues, snapshot ------------------------------------------------
 
 
-def service(state: State, limits: ViewLimits) -> View:
-    """Job Service Health: overall status and the rule that set it, broker connectivity, runners."""
+def service(state: State, limits: ViewLimits, source: str = "") -> View:
+    """Job Service Health: overall status and the rule that set it, broker connectivity, runners (one source's,
+    with `source`: its alerts, its connection, its runners and channels)."""
+    if source:
+        return _service_of(state, source)
     status, rule = rules.overall(state)
     health = state.health
     counts = {"active": 0, "stale": 0, "offline": 0}
@@ -213,6 +216,31 @@ def service(state: State, limits: ViewLimits) -> View:
     return view
 
 
+def _service_of(state: State, source: str) -> View:
+    status, rule = rules.overall(state, source)
+    counts = {"active": 0, "stale": 0, "offline": 0}
+    total = 0
+    for runner in state.runners.values():
+        if runner.source != source:
+            continue
+        total += 1
+        if runner.status in LIVE_RUNNER:
+            counts["active"] += 1
+        elif runner.status in counts:
+            counts[runner.status] += 1
+    link = state.health.links.get(source)
+    sources = state.limits.sources
+    return {
+        "status": status,
+        "rule": rule,
+        "alerts": sum(1 for a in state.alerts.values() if rules.of_source(a, source)),
+        "broker": link_view(link) if link is not None else {"connected": False},
+        "runners": {**counts, "total": total},
+        "channels": sum(1 for name in state.channels if source_of(name, sources) == source),
+        "source": source,
+    }
+
+
 def pulse(state: State, limits: ViewLimits) -> View:
     """Runner Pulse: heartbeat latency (p50, max, in ms) and the longest gap between beats, per second."""
     points = {str(t): [p50, top, gap, n] for t, p50, top, gap, n in islice(reversed(state.pulse), limits.pulse_points)}
@@ -220,8 +248,9 @@ def pulse(state: State, limits: ViewLimits) -> View:
     return compact(points=points, last=state.last_beat, live=live)
 
 
-def backlogs(state: State, limits: ViewLimits) -> View:
-    """Channel Backlogs: the channels furthest over their SLA (then the longest queues), top five."""
+def backlogs(state: State, limits: ViewLimits, source: str = "") -> View:
+    """Channel Backlogs: the channels furthest over their SLA (then the longest queues), top five (of one
+    source's channels, with `source`)."""
     now = state.now
     consumed: dict[str, int] = {}
     for runner in state.runners.values():
@@ -229,7 +258,12 @@ def backlogs(state: State, limits: ViewLimits) -> View:
             for consumed_channel in runner.channels:
                 consumed[consumed_channel] = consumed.get(consumed_channel, 0) + 1
     ranked = []
+    sources = state.limits.sources
+    known = 0
     for name, channel in state.channels.items():
+        if source and source_of(name, sources) != source:
+            continue
+        known += 1
         if not channel.queued:
             continue
         sla = state.limits.sla_of(name)
@@ -249,7 +283,7 @@ def backlogs(state: State, limits: ViewLimits) -> View:
             paused=channel.paused or None,
         )
         order.append(name)
-    return {"rows": rows, "order": order, "channels": len(state.channels)}
+    return {"rows": rows, "order": order, "channels": known}
 
 
 _CTA: dict[str, tuple[str, Callable[[str], str]]] = {
@@ -267,9 +301,11 @@ def _overview_link(key: str) -> str:
     return "/admin/jobs/overview"
 
 
-def hot_issues(state: State, limits: ViewLimits) -> View:
-    """Hot Issues: the open alerts, critical first, oldest first, each with its call to action."""
-    alerts = sorted(state.alerts.values(), key=lambda a: (rules.SEVERITY_RANK.get(a.severity, 9), a.since, a.id))
+def hot_issues(state: State, limits: ViewLimits, source: str = "") -> View:
+    """Hot Issues: the open alerts, critical first, oldest first, each with its call to action (one source's,
+    with `source`)."""
+    open_alerts = [a for a in state.alerts.values() if not source or rules.of_source(a, source)]
+    alerts = sorted(open_alerts, key=lambda a: (rules.SEVERITY_RANK.get(a.severity, 9), a.since, a.id))
     rows = {}
     for alert in alerts[: limits.alert_rows]:
         label, link = _CTA.get(alert.rule, ("Open overview", _overview_link))
@@ -282,7 +318,7 @@ def hot_issues(state: State, limits: ViewLimits) -> View:
             "since": alert.since,
             "cta": {"label": label, "href": link(alert.key)},
         }
-    return {"rows": rows, "order": list(rows), "total": len(state.alerts)}
+    return {"rows": rows, "order": list(rows), "total": len(alerts)}
 
 
 def snapshot(state: State, limits: ViewLimits) -> View:
