@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from server import __version__
+from server.streams.core.widgets import overview
 
 
 async def widget_api(request: Request) -> Response:
@@ -94,10 +95,24 @@ async def stats_api(request: Request) -> Response:
 
 
 async def job_health_api(request: Request) -> Response:
-    """GET /api/job/health (the mockup's endpoint): overall status, broker, runners, per-channel health, rules fired."""
+    """GET /api/job/health (the mockup's endpoint): overall status, broker, runners, per-channel health, rules fired.
+
+    With several sources, `sources` has each one's status, rule and connection, and `?source=<label>` answers for
+    that source alone (its alerts, connection, runners and channels; 404 for a label jobpulse does not watch).
+    """
     hub = request.app.state.hub
-    _, service = hub.view("service")
-    _, hot = hub.view("hot_issues")
+    state = request.app.state.aggregator.state
+    source = request.query_params.get("source", "")
+    if source and (not state.limits.several or source not in state.limits.sources):
+        known = ", ".join(state.limits.sources) if state.limits.several else "(one source: no label)"
+        return JSONResponse({"error": f"unknown source {source[:40]!r}", "sources": known}, status_code=404)
+    limits = request.app.state.settings.view_limits()
+    if source:
+        service = overview.service(state, limits, source)
+        hot = overview.hot_issues(state, limits, source)
+    else:
+        _, service = hub.view("service")
+        _, hot = hub.view("hot_issues")
     _, capacity = hub.view("channels")
     issues_by_channel: dict[str, list[str]] = {}
     for alert in hot["rows"].values():
@@ -106,8 +121,9 @@ async def job_health_api(request: Request) -> Response:
     channels = {
         name: {**row, "status": _channel_status(hot["rows"], name), "rules": issues_by_channel.get(name, [])}
         for name, row in capacity["rows"].items()
+        if not source or row.get("source") == source
     }
-    body = {
+    body: dict[str, Any] = {
         "status": service["status"],
         "rule": service["rule"],
         "broker": service["broker"],
@@ -118,6 +134,13 @@ async def job_health_api(request: Request) -> Response:
             for alert in (hot["rows"][i] for i in hot["order"])
         ],
     }
+    if source:
+        body["source"] = source
+    elif state.limits.several:
+        body["sources"] = {}
+        for label in state.limits.sources:
+            one = overview.service(state, limits, label)
+            body["sources"][label] = {"status": one["status"], "rule": one["rule"], "broker": one["broker"]}
     return JSONResponse(body, status_code=200 if service["status"] != "critical" else 503)
 
 

@@ -10,10 +10,14 @@ broker killed) leaves the other two live and exact while the pages name the sour
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 import pytest
@@ -104,6 +108,17 @@ async def console(systems: Systems) -> AsyncIterator[LiveClient]:
 def _live_ids(c: LiveClient, source: str) -> set[str]:
     rows = c.data[f"fleet?source={source}"]["rows"]
     return {rid for rid, row in rows.items() if row["status"] in LIVE}
+
+
+def job_health(server: LiveServer, source: str) -> tuple[int, dict[str, Any]]:
+    """GET /api/job/health (of one source with `source`): its status code and body."""
+    url = f"{server.url}/api/job/health" + (f"?source={source}" if source else "")
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.loads(exc.read())
 
 
 def text(value: bytes | str) -> str:
@@ -237,6 +252,24 @@ async def test_a_fault_in_one_source_leaves_the_others_live_and_exact(systems: S
         assert health["connected"] is False  # not every source: the pages warn, naming it
         await c.wait_for(lambda c: "Job system unreachable: pay" in c.data["service"]["rule"]
                          or c.data["service"]["status"] == "critical", 10)  # fmt: skip
+
+        # The health API says which: the whole is critical, pay is (its alert raised at the next clock tick), media
+        # is not.
+        def pay_down() -> bool:
+            code, body = job_health(systems.server, "pay")
+            return code == 503 and "Job system unreachable: pay" in [r["title"] for r in body["rules_fired"]]
+
+        deadline = time.monotonic() + SAID_BOUND_S
+        while not await asyncio.to_thread(pay_down):
+            assert time.monotonic() < deadline, job_health(systems.server, "pay")
+            await asyncio.sleep(0.2)
+        whole, media = [await asyncio.to_thread(job_health, systems.server, s) for s in ("", "media")]
+        assert (whole[0], media[0]) == (503, 200), (whole, media)
+        summary = whole[1]["sources"]["pay"]
+        assert summary["status"] == "critical" and summary["broker"]["connected"] is False, summary
+        assert media[1]["broker"]["connected"] is True and media[1]["source"] == "media"
+        assert {"media:default", "media:priority"} <= set(media[1]["channels"]), media[1]["channels"]
+        assert all(name.startswith("media:") for name in media[1]["channels"])
 
         # The others stay live and exact: a django-mojo job is counted while Celery's broker is gone.
         before = kpi(c, "completed", "media")
