@@ -135,3 +135,23 @@ def test_the_wall_shows_all_sources_or_one(page: Page, two: tuple[LiveServer, So
     # Media's failures alone: its counter, not the sum of both systems.
     expect(page.locator(".counter-failed [data-f=v]")).to_have_text("2")
     expect(page.locator(".counter-completed [data-f=v]")).to_have_text("0")
+
+
+def test_the_dashboard_and_overview_show_one_source_when_picked(
+    page: Page, two: tuple[LiveServer, Source, Source]
+) -> None:
+    server, _, _ = two
+    open_page(page, server, "/admin/jobs")
+    expect(page.locator(".counters .counter-completed [data-f=v]")).to_have_text("4", timeout=15_000)
+    expect(page.locator(".counters .counter-failed [data-f=v]")).to_have_text("2")
+    page.locator("#source-pick").select_option("pay")
+    page.wait_for_url("**/admin/jobs?source=pay")
+    expect(page.locator(".counters .counter-failed [data-f=v]")).to_have_text("0", timeout=15_000)
+    expect(page.locator(".counters .counter-completed [data-f=v]")).to_have_text("4")
+    expect(page.locator("#source-pick")).to_have_value("pay")
+
+    open_page(page, server, "/admin/jobs/overview?source=media")
+    expect(page.locator(".kpi-failed [data-f=value]")).to_have_text("2", timeout=15_000)
+    expect(page.locator(".kpi-completed [data-f=value]")).to_have_text("0")
+    # A gauge cannot be one source's: the card says it shows them all.
+    expect(page.locator(".kpi-backlog")).to_have_attribute("data-scope", "all")

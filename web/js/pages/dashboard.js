@@ -9,6 +9,7 @@ import * as liveJobs from "../widgets/live-jobs.js";
 import * as published from "../widgets/published.js";
 import * as runners from "../widgets/runners.js";
 import * as scheduled from "../widgets/scheduled.js";
+import { scopePage, setupPicker } from "../source-scope.js";
 
 register("counters", counters.render);
 register("published", published.render);
@@ -54,4 +55,7 @@ schedulerButton.addEventListener("click", () => {
   import("../scheduler.js").then((scheduler) => scheduler.openScheduler(schedulerButton));
 });
 wireFormButtons(/** @type {HTMLElement} */ (document.querySelector(".ops")), "ops-note");
+// Several sources: the counters and the published chart of the chosen one (the tables list every source's).
+scopePage();
+setupPicker();
 start();

@@ -6,6 +6,7 @@
  * `chart?gran=…&metric=…` live while it is open.
  */
 import { mount, register, start, unmount } from "../app.js";
+import { kpiParams, scopePage, setupPicker, source } from "../source-scope.js";
 import { viewKey } from "../views.js";
 import * as health from "../widgets/health.js";
 import * as backlogs from "../widgets/overview/backlogs.js";
@@ -66,7 +67,12 @@ function setGran(card, gran) {
   for (const button of card.querySelectorAll("button[data-gran]")) {
     button.setAttribute("aria-pressed", String(/** @type {HTMLElement} */ (button).dataset.gran === gran));
   }
-  const key = viewKey("kpi", { gran, metric });
+  const params = kpiParams(metric, gran); // one source's where it has one (count KPIs, not days)
+  const key = viewKey("kpi", params);
+  // A source is chosen but this card cannot show one (a gauge, or days): it says it shows every source's.
+  if (source && !("source" in params)) {
+    card.dataset.scope = "all";
+  } else delete card.dataset.scope;
   if (changed && card.dataset.widget && card.dataset.widget !== key) {
     // Until the new view's snapshot arrives, say so rather than show the old window's numbers.
     card.setAttribute("aria-busy", "true");
@@ -100,4 +106,7 @@ function setupCards() {
 }
 
 setupCards();
+// Several sources: service, backlogs and hot issues of the chosen one (the pulse and gauge KPIs are every source's).
+scopePage();
+setupPicker();
 start();

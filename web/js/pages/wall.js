@@ -13,7 +13,7 @@
 import { register, start } from "../app.js";
 import { now } from "../clock.js";
 import { setText } from "../format.js";
-import { viewKey } from "../views.js";
+import { scopePage, source } from "../source-scope.js";
 import * as counters from "../widgets/counters.js";
 import * as published from "../widgets/published.js";
 import * as backlogs from "../widgets/wall/backlogs.js";
@@ -29,16 +29,8 @@ const pulseRoot = /** @type {HTMLElement | null} */ (document.querySelector('[da
 const two = (/** @type {number} */ n) => String(n).padStart(2, "0");
 
 // One source of several (`?source=`): every card but the pulse shows that source's view of itself.
-const sources = (document.body.dataset.sources || "").split(",").filter(Boolean);
-const source = new URLSearchParams(location.search).get("source") || "";
-if (source && sources.includes(source)) {
-  for (const node of document.querySelectorAll("[data-widget]")) {
-    const root = /** @type {HTMLElement} */ (node);
-    if (root.dataset.widget && root.dataset.widget !== "pulse") root.dataset.widget = viewKey(root.dataset.widget, { source });
-  }
-  const title = document.getElementById("wall-title");
-  if (title) setText(title, `Jobs · live · ${source}`);
-}
+scopePage();
+if (source) setText(/** @type {HTMLElement} */ (document.getElementById("wall-title")), `Jobs · live · ${source}`);
 
 register("counters", counters.render);
 register("published", published.render);
