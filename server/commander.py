@@ -116,6 +116,8 @@ class Commander:
                 out[name] = {"ok": False, "reason": decision.reason, "two_phase": decision.two_phase}
             else:
                 out[name] = {"ok": True, "two_phase": decision.two_phase}
+                if missing:  # several sources, some of which cannot: a page disables it on their rows
+                    out[name]["unavailable"] = missing
         return out
 
     # -- one command ------------------------------------------------------------------------------

@@ -233,6 +233,14 @@ async def test_commands_go_to_the_source_that_owns_their_target(systems: Systems
     assert done["ok"] and "replies" in done["result"], done  # pay's own answer: one source did it
     assert done["result"]["replies"][0]["src"] == f"pay:{WORKER}"
 
+    # The welcome says which sources cannot do an action that others can, so a page disables it on their rows.
+    offered = c.welcome["actions"]
+    assert offered["runner.logs"]["ok"] and set(offered["runner.logs"]["unavailable"]) == {"pay", "media"}
+    assert offered["task.rate_limit"]["ok"] and set(offered["task.rate_limit"]["unavailable"]) == {"edge", "media"}
+    assert "unavailable" not in offered["runner.ping"]
+    logs = await c.command("runner.logs", {"runner": f"pay:{WORKER}"})
+    assert not logs["ok"] and logs["error"]["code"] == "unavailable" and "pay (celery)" in logs["error"]["message"]
+
     # A target no source owns is refused, naming the sources.
     lost = await c.command("runner.ping", {"runners": ["nowhere:r1"]})
     assert not lost["ok"] and lost["error"]["code"] == "not_found", lost

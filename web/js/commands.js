@@ -121,17 +121,23 @@ export function currentUser() {
 }
 
 /**
- * May this user do `action` here? `reason` says why not, for the disabled button.
+ * May this user do `action` here (on `target`, a runner, channel or job id)? `reason` says why not, for the
+ * disabled button. With several sources, an action some of them cannot do is refused on their targets (ids
+ * are `<source>:<id>`; the welcome's `unavailable` names those sources, docs/protocol.md 4.1).
  * @param {string} action
+ * @param {string} [target]
  * @returns {Verdict}
  */
-export function can(action) {
+export function can(action, target = "") {
   if (!socket.welcomed) return { ok: false, reason: "connecting to jobpulse…", two_phase: false };
   const actions = socket.actions;
   if (!actions) return { ok: false, reason: "this jobpulse server takes no operator commands", two_phase: false };
   const right = actions[action];
   if (!right) return { ok: false, reason: `this server does not know the action ${action}`, two_phase: false };
   if (!right.ok) return { ok: false, reason: right.reason || "not allowed", two_phase: Boolean(right.two_phase) };
+  const label = target.includes(":") ? target.slice(0, target.indexOf(":")) : "";
+  const why = label && right.unavailable ? right.unavailable[label] : undefined;
+  if (why) return { ok: false, reason: why, two_phase: Boolean(right.two_phase) };
   return { ok: true, reason: "", two_phase: Boolean(right.two_phase) };
 }
 
@@ -160,7 +166,7 @@ export function canRunners(action, count) {
  * @returns {Verdict}
  */
 export function canClearStuck(channel) {
-  const verdict = can("channel.clear_stuck");
+  const verdict = can("channel.clear_stuck", channel ?? "");
   if (verdict.ok && channel === null && socket.user?.role !== "admin") {
     return { ok: false, reason: "clearing every channel at once needs the admin role", two_phase: true };
   }

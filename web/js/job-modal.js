@@ -353,7 +353,7 @@ function renderListRow(tr, data) {
  * @param {HTMLElement} pane @param {string} op
  */
 function jobVerdict(pane, op) {
-  const verdict = can(`job.${op}`);
+  const verdict = can(`job.${op}`, pane.dataset.id || "");
   if (!verdict.ok) return verdict;
   const status = pane.dataset.status;
   if (!status) return { ok: false, reason: "waiting for the job's status", local: true };

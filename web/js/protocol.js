@@ -2,7 +2,7 @@
 /**
  * Message shapes of the websocket protocol (docs/protocol.md sections 3 and 4), mirrored from server/protocol.py.
  * @typedef {{name: string, role: string, auth: string}} User
- * @typedef {{ok: boolean, two_phase?: boolean, reason?: string}} ActionRight
+ * @typedef {{ok: boolean, two_phase?: boolean, reason?: string, unavailable?: Record<string, string>}} ActionRight
  * @typedef {{type: "welcome", v: number, epoch: string, now: number, tick_ms: number, beat_s: number, widgets: string[],
  *   server: string, source: string, user?: User, actions?: Record<string, ActionRight>}} Welcome
  * @typedef {{type: "snapshot" | "patch", w: string, seq: number, data: any}} WidgetFrame

@@ -9,7 +9,7 @@ import { mount, register, unmount } from "./app.js";
 import { can } from "./commands.js";
 import { openDialog } from "./dialog.js";
 import { clockTime, count, el, field, linkStylesheet, setText } from "./format.js";
-import { gate } from "./gate.js";
+import { gate, regate } from "./gate.js";
 import { viewKey } from "./views.js";
 import { syncRows } from "./widgets/rows.js";
 
@@ -97,7 +97,8 @@ function create() {
     const button = /** @type {HTMLButtonElement} */ (el("button", `btn btn-sm${op === "cancel" ? " danger" : ""}`, label));
     button.type = "button";
     button.dataset.op = op;
-    gate(button, () => can(`job.${op}`));
+    const row = () => /** @type {HTMLElement | null} */ (button.closest("tr[data-key]"))?.dataset.key || "";
+    gate(button, () => can(`job.${op}`, row()));
     actions.append(button, " ");
   }
   const tr = el("tr");
@@ -118,5 +119,6 @@ function update(tr, row) {
   for (const button of tr.querySelectorAll("button[data-op]")) {
     const op = /** @type {HTMLElement} */ (button).dataset.op;
     if (op !== "open") button.setAttribute("aria-label", `${op === "run_now" ? "Run now" : "Cancel"} ${row.job}`);
+    regate(/** @type {HTMLElement} */ (button)); // its job is known now: its source may not do this
   }
 }

@@ -27,7 +27,7 @@ function create() {
   actions.append(details, " ", retry);
   const tr = newRow(stackCell(), holderCell("chip"), holderCell("err"), ageCell(true), actions);
   gate(retry, () => {
-    const verdict = can("job.retry");
+    const verdict = can("job.retry", tr.dataset.key || "");
     if (!verdict.ok) return verdict;
     const now = tr.dataset.now || "";
     if (!RETRYABLE.has(now)) {

@@ -27,7 +27,7 @@ export function isDraining(row) {
  * @returns {import("../../gate.js").Verdict}
  */
 export function runnerVerdict(action, row) {
-  const verdict = can(action);
+  const verdict = can(action, row?.id || "");
   if (verdict.ok && row?.status === "offline") return { ok: false, reason: "the runner is offline: it cannot answer", local: true };
   return verdict;
 }

@@ -52,8 +52,8 @@ function create(row, key) {
   const actions = el("td", "c-act");
   const view = el("a", "btn btn-sm", "View jobs");
   actions.dataset.paused = row.paused ? "1" : "";
-  const pause = actionButton("pause", row.paused ? "Resume" : "Pause", () => can(pauseAction(actions)));
-  const purge = actionButton("purge", "Purge", () => can("channel.purge"));
+  const pause = actionButton("pause", row.paused ? "Resume" : "Pause", () => can(pauseAction(actions), key));
+  const purge = actionButton("purge", "Purge", () => can("channel.purge", key));
   const stuck = actionButton("stuck", "Clear stuck", () => canClearStuck(key));
   actions.append(pause, " ", purge, " ", stuck, " ", view);
   return newRow(name, num(), num(), num(), num(), num(), ageCell(), sla, actions);

@@ -51,7 +51,7 @@ function create(row, key) {
   const purge = /** @type {HTMLButtonElement} */ (el("button", "btn small danger", "Purge"));
   purge.type = "button";
   purge.setAttribute("aria-label", `Purge channel ${key}`);
-  gate(purge, () => can("channel.purge"), { note: NOTE, label: "Purge" });
+  gate(purge, () => can("channel.purge", key), { note: NOTE, label: "Purge" });
   purge.addEventListener("click", () =>
     perform("channel.purge", { channel: key }, { title: `Purge channel ${key}`, verb: "Purge", button: purge, twoPhase: true }),
   );
