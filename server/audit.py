@@ -38,6 +38,7 @@ class Filters:
     ok: bool | None = None
     since: float | None = None
     until: float | None = None
+    source: str = ""  # one of the sources the command went to (several sources)
 
     def match(self, entry: dict[str, Any]) -> bool:
         if self.user and entry["user"] != self.user:
@@ -47,6 +48,8 @@ class Filters:
         ):
             return False
         if self.ok is not None and entry["ok"] is not self.ok:
+            return False
+        if self.source and self.source not in entry.get("source", "").split(","):
             return False
         return not (self.since is not None and entry["ts"] < self.since)
 

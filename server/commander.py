@@ -394,6 +394,7 @@ class Commander:
                 id=entry_id, at=entry["ts"], user=principal.name, role=principal.role, action=entry["action"],
                 target=entry["target"], ok=ok, result=entry["result"], count=count if isinstance(count, int) else None,
                 message=str(ack.get("message") or entry["error"])[:300], error=entry["error"][:300],
+                source=sources,
             )
         )  # fmt: skip
         return entry_id

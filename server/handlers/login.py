@@ -186,7 +186,8 @@ def _filters(request: Request) -> Filters:
             return None
 
     ok = {"true": True, "1": True, "false": False, "0": False}.get(q.get("ok", "").lower())
-    return Filters(q.get("user", "")[:200], q.get("action", "")[:64], ok, number("since"), number("until"))
+    user, action, source = q.get("user", "")[:200], q.get("action", "")[:64], q.get("source", "")[:16]
+    return Filters(user, action, ok, number("since"), number("until"), source)
 
 
 def _may_read_audit(request: Request) -> bool:

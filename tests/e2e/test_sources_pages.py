@@ -155,3 +155,45 @@ def test_the_dashboard_and_overview_show_one_source_when_picked(
     expect(page.locator(".kpi-completed [data-f=value]")).to_have_text("0")
     # A gauge cannot be one source's: the card says it shows them all.
     expect(page.locator(".kpi-backlog")).to_have_attribute("data-scope", "all")
+
+
+def test_the_overview_names_each_source_and_charts_by_source(
+    page: Page, two: tuple[LiveServer, Source, Source]
+) -> None:
+    server, _, _ = two
+    open_page(page, server, "/admin/jobs/overview")
+    items = page.locator(".service .service-sources li")
+    expect(items).to_have_count(2, timeout=15_000)
+    expect(items.nth(0)).to_contain_text("pay (native): connected")
+    expect(items.nth(1)).to_contain_text("media (native): connected")
+    page.locator(".kpi-completed [data-open-chart]").click()
+    dialog = page.locator("#chart-modal")
+    expect(dialog).to_be_visible()
+    dialog.locator("[data-chart-by=source]").click()
+    expect(dialog.locator("[data-f=chart-title]")).to_have_text("Completed per source")
+    expect(dialog.locator("[data-chart]")).to_have_attribute(
+        "data-widget", "chart?by=source&gran=minutes&metric=completed"
+    )
+    # pay completed 4 jobs, media none: a series each, pay the busiest.
+    expect(dialog.locator("[data-f=summary]")).to_contain_text("4 completed", timeout=10_000)
+    expect(dialog.locator("[data-f=summary]")).to_contain_text("across 2 sources · busiest pay (4)")
+
+
+def test_the_audit_log_filters_by_source(page: Page, two: tuple[LiveServer, Source, Source]) -> None:
+    server, _, _ = two
+    open_page(page, server, RUNNERS)
+    page.wait_for_function("() => document.querySelectorAll('#fleet .rcard').length === 5", timeout=15_000)
+    # Two commands through the page's socket (previews: audited, and answered at once): one runner of each source.
+    drain = """(runner) => import("/static/js/commands.js")
+        .then((c) => c.command("runner.drain", {runners: [runner]}, {phase: "preview"}))"""
+    for runner in ("pay:w0", "media:w1"):
+        page.evaluate(drain, runner)
+    open_page(page, server, "/admin/jobs/audit")
+    rows = page.locator("#audit-rows tr")
+    expect(rows).to_have_count(2, timeout=15_000)
+    page.locator("#f-source").select_option("media")
+    page.locator("#audit-filters button[type=submit]").click()
+    expect(rows).to_have_count(1, timeout=10_000)
+    expect(rows.first).to_contain_text("media:w1")
+    expect(rows.first).to_contain_text("preview · media")
+    assert "source=media" in page.url

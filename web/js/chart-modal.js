@@ -28,6 +28,10 @@ const MARKUP = `
       <button type="button" data-chart-gran="minutes" aria-pressed="false" title="per minute">60 min</button>
       <button type="button" data-chart-gran="hours" aria-pressed="false" title="per hour">24 h</button>
     </div>
+    <div class="seg" role="group" aria-label="Series" data-chart-bys hidden>
+      <button type="button" data-chart-by="channel" aria-pressed="true" title="a series per channel">Channels</button>
+      <button type="button" data-chart-by="source" aria-pressed="false" title="a series per job system">Sources</button>
+    </div>
     <div class="seg" role="group" aria-label="Display">
       <button type="button" data-chart-mode="lines" aria-pressed="true" title="a line per channel">Lines</button>
       <button type="button" data-chart-mode="stacked" aria-pressed="false" title="channels stacked: the top is the total">Stacked</button>
@@ -60,6 +64,8 @@ let chartMetric = "completed";
 let chartGran = "minutes";
 /** Lines or stacked bands: kept for the page's life, so the chart opens as the operator last left it. */
 let chartMode = "lines";
+/** A series per channel, or (several sources) per source. */
+let chartBy = "channel";
 /** @type {HTMLElement | null} */
 let returnFocus = null;
 
@@ -88,10 +94,17 @@ function showChart() {
   for (const button of dialog.querySelectorAll("[data-chart-mode]")) {
     button.setAttribute("aria-pressed", String(/** @type {HTMLElement} */ (button).dataset.chartMode === chartMode));
   }
+  // Several sources: the chart can also show one series per source (docs/protocol.md 3.8).
+  const bys = /** @type {HTMLElement} */ (dialog.querySelector("[data-chart-bys]"));
+  bys.hidden = (document.body.dataset.sources || "").split(",").filter(Boolean).length < 2;
+  if (bys.hidden) chartBy = "channel";
+  for (const button of bys.querySelectorAll("[data-chart-by]")) {
+    button.setAttribute("aria-pressed", String(/** @type {HTMLElement} */ (button).dataset.chartBy === chartBy));
+  }
   chartRoot.dataset.mode = chartMode;
   const label = chartMetric[0].toUpperCase() + chartMetric.slice(1);
-  field(dialog, "chart-title").textContent = `${label} per channel`;
-  const key = viewKey("chart", { gran: chartGran, metric: chartMetric });
+  field(dialog, "chart-title").textContent = `${label} per ${chartBy}`;
+  const key = viewKey("chart", { by: chartBy === "source" ? "source" : "", gran: chartGran, metric: chartMetric });
   if (chartRoot.dataset.widget !== key) {
     chart.destroy(chartRoot);
     field(chartRoot, "summary").textContent = "loading…";
@@ -123,6 +136,12 @@ function setupModal() {
     const gran = /** @type {HTMLElement | null} */ (target.closest("[data-chart-gran]"));
     if (gran) {
       chartGran = gran.dataset.chartGran || chartGran;
+      showChart();
+      return;
+    }
+    const by = /** @type {HTMLElement | null} */ (target.closest("[data-chart-by]"));
+    if (by) {
+      chartBy = by.dataset.chartBy === "source" ? "source" : "channel";
       showChart();
       return;
     }

@@ -211,6 +211,7 @@ class AuditNoted(Struct, frozen=True):
     count: int | None
     message: str
     error: str = ""
+    source: str = ""  # the sources the command went to (comma-separated), as the audit entry says
 
 
 class ShellStats(Struct, frozen=True):

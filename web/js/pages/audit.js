@@ -15,10 +15,10 @@ import * as health from "../widgets/health.js";
 
 /** @typedef {import("../widgets/activity.js").Entry & {id: string, args?: string, cmd?: string, addr?: string,
  *   source?: string}} AuditEntry */
-/** @typedef {{user: string, action: string, ok: string, since: string, until: string}} Filters */
+/** @typedef {{user: string, action: string, ok: string, since: string, until: string, source: string}} Filters */
 
 const PAGE = 50; // entries a request: the first load stays small
-const FILTERS = /** @type {(keyof Filters)[]} */ (["user", "action", "ok", "since", "until"]);
+const FILTERS = /** @type {(keyof Filters)[]} */ (["user", "action", "ok", "since", "until", "source"]);
 
 /** @param {string} id */
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -28,6 +28,8 @@ const action = /** @type {HTMLSelectElement} */ ($("f-action"));
 const ok = /** @type {HTMLSelectElement} */ ($("f-ok"));
 const since = /** @type {HTMLInputElement} */ ($("f-since"));
 const until = /** @type {HTMLInputElement} */ ($("f-until"));
+// With several sources: which one a command went to (absent with one source).
+const source = /** @type {HTMLSelectElement | null} */ (document.getElementById("f-source"));
 const rows = $("audit-rows");
 const more = /** @type {HTMLButtonElement} */ ($("audit-more"));
 const summary = $("audit-summary");
@@ -62,6 +64,7 @@ function fromUrl() {
     ok: okValue === "true" || okValue === "false" ? okValue : "",
     since: number("since"),
     until: number("until"),
+    source: (q.get("source") || "").slice(0, 16),
   };
 }
 
@@ -98,6 +101,7 @@ function showFilters() {
   ok.value = filters.ok;
   since.value = toLocalInput(filters.since);
   until.value = toLocalInput(filters.until);
+  if (source) source.value = filters.source;
 }
 
 function readFilters() {
@@ -107,6 +111,7 @@ function readFilters() {
     ok: ok.value,
     since: fromLocalInput(since.value),
     until: fromLocalInput(until.value),
+    source: source ? source.value : "",
   };
 }
 
@@ -127,6 +132,7 @@ function matches(e) {
   if (filters.ok && String(Boolean(e.ok)) !== filters.ok) return false;
   if (filters.since && e.ts < Number(filters.since)) return false;
   if (filters.until && e.ts > Number(filters.until)) return false;
+  if (filters.source && !(e.source || "").split(",").includes(filters.source)) return false;
   return true;
 }
 
@@ -269,7 +275,7 @@ for (const control of [action, ok, since, until]) {
   });
 }
 $("f-reset").addEventListener("click", () => {
-  filters = { user: "", action: "", ok: "", since: "", until: "" };
+  filters = { user: "", action: "", ok: "", since: "", until: "", source: "" };
   showFilters();
   reload();
 });

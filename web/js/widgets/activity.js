@@ -13,7 +13,7 @@ import { newRow, syncRows } from "./rows.js";
 /**
  * @typedef {{ts: number, user?: string, role?: string, auth?: string, action?: string, phase?: string,
  *   target?: string, ok?: boolean, result?: string, count?: number | null, message?: string,
- *   error?: string | {code?: string, message?: string} | null, ms?: number}} Entry
+ *   error?: string | {code?: string, message?: string} | null, ms?: number, source?: string}} Entry
  */
 
 /** @param {HTMLElement} root @param {{rows: Record<string, Entry>, order: string[]}} data */

@@ -118,6 +118,7 @@ def activity(state: State, limits: ViewLimits) -> View:
             count=e.count,
             message=e.message,
             error=e.error,
+            source=e.source or None,
         )
         for e in state.activity
     }

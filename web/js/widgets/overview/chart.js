@@ -35,7 +35,7 @@ export function loadUPlot() {
   return loading;
 }
 
-/** @typedef {{metric: string, gran: string, step: number, from: number, to: number, series: Record<string, Record<string, number>>}} ChartData */
+/** @typedef {{metric: string, gran: string, step: number, from: number, to: number, series: Record<string, Record<string, number>>, by?: string}} ChartData */
 
 /** @type {WeakMap<HTMLElement, ChartData>} root -> the data to draw (absent once the chart is closed) */
 const wanted = new WeakMap();
@@ -159,7 +159,7 @@ function draw(root, UPlot, data) {
   const busiest = totals[0] ? ` · busiest ${totals[0].name} (${count(totals[0].total)})` : "";
   setText(
     field(root, "summary"),
-    `${count(all)} ${METRIC_WORDS[data.metric] || data.metric} in the last ${win} across ${names.length} channel${names.length === 1 ? "" : "s"}${busiest} · updated ${clockTime(now())}`,
+    `${count(all)} ${METRIC_WORDS[data.metric] || data.metric} in the last ${win} across ${names.length} ${data.by === "source" ? "source" : "channel"}${names.length === 1 ? "" : "s"}${busiest} · updated ${clockTime(now())}`,
   );
   root.removeAttribute("aria-busy");
 }
