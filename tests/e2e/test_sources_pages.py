@@ -153,8 +153,11 @@ def test_the_dashboard_and_overview_show_one_source_when_picked(
     open_page(page, server, "/admin/jobs/overview?source=media")
     expect(page.locator(".kpi-failed [data-f=value]")).to_have_text("2", timeout=15_000)
     expect(page.locator(".kpi-completed [data-f=value]")).to_have_text("0")
-    # A gauge cannot be one source's: the card says it shows them all.
+    # A gauge cannot be one source's: the card says it shows them all; the counts are media's own.
     expect(page.locator(".kpi-backlog")).to_have_attribute("data-scope", "all")
+    expect(page.locator(".kpi-completed")).not_to_have_attribute("data-scope", "all")
+    expect(page.locator('[data-widget="pulse"]')).to_have_attribute("data-scope", "all")
+    expect(page.locator('[data-widget="service?source=media"]')).to_be_visible()
 
 
 def test_the_overview_names_each_source_and_charts_by_source(

@@ -28,12 +28,19 @@ export function kpiParams(metric, gran) {
   return source && KPI_METRICS.has(metric) && gran !== "days" ? { gran, metric, source } : { gran, metric };
 }
 
-/** Point every `[data-widget]` of the page that has a view of one source at it (before the page starts). */
+/**
+ * Point every `[data-widget]` of the page that has a view of one source at it (before the page starts); the
+ * others are marked `data-scope="all"`, and say so ("· all sources", CSS), so no one takes them for the source's.
+ */
 export function scopePage() {
   if (!source) return;
   for (const node of document.querySelectorAll("[data-widget]")) {
     const root = /** @type {HTMLElement} */ (node);
-    if (root.dataset.widget) root.dataset.widget = scoped(root.dataset.widget);
+    const name = root.dataset.widget;
+    // The footer's intake line is jobpulse's own; a view (`kpi?...`) was keyed by its page, scope and all.
+    if (!name || name === "health" || name.includes("?")) continue;
+    if (SCOPED.has(name)) root.dataset.widget = scoped(name);
+    else root.dataset.scope = "all";
   }
 }
 

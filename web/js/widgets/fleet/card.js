@@ -264,7 +264,7 @@ export function updateCard(card, row) {
     const jobs = row.jobs || [];
     setAttr(p.activeBox, "title", jobs.length ? `running ${jobs.join(", ")}` : "no jobs running");
   }
-  if (!prev || prev.channels !== row.channels) syncChips(p, row.channels || {});
+  if (!prev || prev.channels !== row.channels) syncChips(p, row.channels || {}, row.source);
   if (!prev || prev.state !== row.state || prev.stopped !== row.stopped) {
     const parts = [];
     if (row.state && row.state !== "running") parts.push(`state: ${row.state}`);
@@ -279,18 +279,21 @@ export function updateCard(card, row) {
 }
 
 /**
- * The channel chips, keyed by channel: a chip is created once and only its count changes.
+ * The channel chips, keyed by channel: a chip is created once and only its count changes. A card of one of
+ * several sources names its channels without their label (the card says it once); the title keeps it.
  * @param {Parts} p
  * @param {Record<string, number>} channels
+ * @param {string} [source]
  */
-function syncChips(p, channels) {
+function syncChips(p, channels, source = "") {
   const names = Object.keys(channels);
   let cursor = p.chips.firstElementChild;
   for (const name of names) {
     let chip = p.chipOf.get(name);
     if (!chip) {
       chip = el("span", "chip rc-chip");
-      chip.append(el("span", "rc-chip-name", name), el("b", "rc-chip-n"));
+      const shown = source && name.startsWith(`${source}:`) ? name.slice(source.length + 1) : name;
+      chip.append(el("span", "rc-chip-name", shown), el("b", "rc-chip-n"));
       p.chipOf.set(name, chip);
     }
     const n = channels[name];
