@@ -160,3 +160,17 @@ def test_a_late_event_of_an_earlier_attempt_stays_in_that_attempt() -> None:
     assert (job.status, job.attempt, job.runner) == ("running", 2, "w2@host")
     late = [h for h in job.history if h[1] == "retried"]
     assert late and late[0][2] == 1  # kept in the history as attempt 1's retry
+
+
+def test_a_workers_concurrency_is_never_below_what_it_runs() -> None:
+    """Before inspect says its pool's size, a worker's slots are at least the tasks it is seen running."""
+    translator = Translator()
+    translator.translate(beat("worker-online"))
+    for n in range(5):
+        translator.translate(task("task-received", uuid=f"t{n}", name="demo.work", queue="celery"))
+        translator.translate(task("task-started", uuid=f"t{n}", ts=T0 + 1))
+    hb = translator.translate(beat(ts=T0 + 2, active=3))[0]
+    assert isinstance(hb, Heartbeat) and len(hb.active) == 5 and hb.concurrency == 5
+    translator.worker_queues("w1@host", ["celery"], concurrency=8)  # inspect's answer wins once it is in
+    hb = translator.translate(beat(ts=T0 + 4))[0]
+    assert isinstance(hb, Heartbeat) and hb.concurrency == 8

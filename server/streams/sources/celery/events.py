@@ -225,7 +225,9 @@ class Translator:
             v=1, src=host, seq=self._seq(host), ts=ts, boot=worker.boot,
             interval=max(0.1, min(3600.0, float(event.get("freq") or 2.0))),
             host=node[:200], region="", pid=pid, version=version[:100], state="running",
-            channels=list(worker.queues), concurrency=max(worker.concurrency, int(event.get("active") or 0), 1),
+            # Its pool's size comes with inspect; until then what it runs at once is a floor (never "5 of 1").
+            channels=list(worker.queues),
+            concurrency=max(worker.concurrency, int(event.get("active") or 0), len(worker.running), 1),
             active=active[-MAX_ACTIVE:], processed=processed, failed=worker.failed,
         )  # fmt: skip
         return [beat]
