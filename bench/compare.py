@@ -100,15 +100,17 @@ def git(*args: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if "--" not in argv:
-        print("usage: python -m bench.compare REF [--repeats N] -- bench.<name> [its arguments]", file=sys.stderr)
-        return 2
-    cut = argv.index("--")
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        usage="python -m bench.compare REF [--repeats N] [--timeout S] -- bench.<name> [its arguments]",
+        description=(__doc__ or "").split("\n\n")[0],
+    )
     parser.add_argument("ref", help="the commit to compare with (a branch, tag or hash)")
     parser.add_argument("--repeats", type=int, default=3, help="runs on each side (default 3)")
     parser.add_argument("--timeout", type=float, default=900.0, help="hard timeout of one run, s (default 900)")
-    options = parser.parse_args(argv[:cut])
+    cut = argv.index("--") if "--" in argv else len(argv)
+    options = parser.parse_args(argv[:cut])  # --help answers here
+    if cut == len(argv):
+        parser.error(f"name the benchmark after --: one of {', '.join(FIGURES)}, with its arguments")
     module, *args = argv[cut + 1 :] or [""]
     if module not in FIGURES:
         print(f"bench.compare knows {', '.join(FIGURES)}; not {module!r}", file=sys.stderr)
