@@ -23,7 +23,7 @@ from server.streams.core.events import (
     SourceWarning,
 )
 from server.streams.core.labels import SourceRule, relabel, source_of, split
-from server.streams.core.reducer import fold, initial_state
+from server.streams.core.reducer import fold, initial_state, runner_status
 from server.streams.core.state import Limits
 from tests.unit.factories import beat, job
 from tests.unit.test_properties import T0, depths, heartbeats, job_events
@@ -127,15 +127,9 @@ def test_a_runner_goes_silent_by_its_own_systems_rule():
     feed(state, "edge", beat("r1", ts=T0, interval=2.0), T0)
     runners = state.runners
     # 5 s of silence at a 2 s interval: Celery's rule says offline after 2 intervals, the native one stale at 2.5.
-    assert reducer_status(runners["pay:w1"], T0 + 5) == "offline"
-    assert reducer_status(runners["edge:r1"], T0 + 5) == "online"
+    assert runner_status(runners["pay:w1"], T0 + 5) == "offline"
+    assert runner_status(runners["edge:r1"], T0 + 5) == "online"
     assert (runners["pay:w1"].source, runners["edge:r1"].source) == ("pay", "edge")
-
-
-def reducer_status(runner: Any, now: float) -> str:
-    from server.streams.core.reducer import runner_status
-
-    return runner_status(runner, now, TWO)
 
 
 def test_a_sources_registry_forgets_only_its_own_runners():

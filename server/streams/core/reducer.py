@@ -552,8 +552,8 @@ def _cap_payload(raw: msgspec.Raw, cap: int) -> bytes:
 # -- runners ------------------------------------------------------------------------------------
 
 
-def runner_status(runner: Runner, now: float, limits: Limits) -> str:
-    """A runner's status by the rules of docs/protocol.md (`heartbeat`)."""
+def runner_status(runner: Runner, now: float) -> str:
+    """A runner's status by the rules of docs/protocol.md (`heartbeat`), with its job system's silence factors."""
     if runner.stopped or runner.last_recv is None:
         return "offline"
     silent = now - runner.last_recv
@@ -655,7 +655,7 @@ def _heartbeat(state: State, beat: Heartbeat, at: float, replay: bool) -> int:
     runner.skew = at - beat.ts
     if runner.first_seen is None:
         runner.first_seen = at
-    status = runner_status(runner, state.now, state.limits)
+    status = runner_status(runner, state.now)
     if status != runner.status:
         if previous is not None:  # a first beat is told as "joined" already
             changed |= _status_event(state, runner, status, at)
@@ -832,9 +832,8 @@ def _tick(state: State, tick: Tick) -> int:
         hour = _hour(state, minute // 60)
         hour[PENDING:] = bucket[PENDING:]
     changed |= _pulse(state, now)
-    limits = state.limits
     for runner in state.runners.values():
-        status = runner_status(runner, now, limits)
+        status = runner_status(runner, now)
         if status != runner.status:
             changed |= _status_event(state, runner, status, now)
             runner.status = status
@@ -947,7 +946,7 @@ def _reconciled(state: State, msg: Reconciled) -> int:
             runner.last_recv = estimate
         if runner.first_seen is None:
             runner.first_seen = runner.last_recv
-        runner.status = runner_status(runner, state.now, state.limits)
+        runner.status = runner_status(runner, state.now)
         state.dirty_runners.add(runner.id)
         changed |= RUNNERS | _sync_active(state, runner, beat)
     for runner_id in msg.registered:
@@ -976,7 +975,7 @@ def _forget_unregistered(state: State, msg: Reconciled, beating: set[str]) -> in
         and (not several or runner.source == msg.source)  # another source's registry says nothing of it
         and runner.id not in beating
         # A runner that beat lately may have registered after the registry was read: the next reconcile decides.
-        and runner_status(runner, msg.at, state.limits) in ("stale", "offline")
+        and runner_status(runner, msg.at) in ("stale", "offline")
     ]
     changed = 0
     for runner in gone:
@@ -1018,7 +1017,7 @@ def _restored(state: State, msg: Restored) -> int:
         runner.stopped = record.stopped
         runner.stop_reason = record.stop_reason
         runner.first_seen = record.first_seen
-        runner.status = runner_status(runner, state.now, state.limits)
+        runner.status = runner_status(runner, state.now)
     known = {f.event for f in state.failures}
     for f in reversed(msg.failures):  # newest first in the record, so append oldest first
         if f.event not in known:

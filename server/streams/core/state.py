@@ -334,9 +334,9 @@ class Link:
 class Health:
     """What jobpulse knows about its own intake: one `Link` per source, and the counters of all of them.
 
-    `connected`, `since`, `error`, `rtt`, `reconciled`, `parts` and `warnings` read the links as one: with one
-    source they are its own; with several, every source must be up for `connected`, and the others name the
-    source (parts and warnings keyed `label:...`).
+    `connected`, `since`, `error`, `rtt`, `reconciled` and `parts` read the links as one: with one source they
+    are its own; with several, every source must be up for `connected`, and the others name the source (parts
+    keyed `label:...`). Its warnings are each link's own (the rules name the source).
     """
 
     __slots__ = (
@@ -402,12 +402,6 @@ class Health:
         if len(self.links) < 2:
             return next((dict(link.parts) for link in self.links.values()), {})
         return {f"{link.label}:{part}": error for link in self.links.values() for part, error in link.parts.items()}
-
-    @property
-    def warnings(self) -> dict[str, tuple[str, str, str]]:
-        if len(self.links) < 2:
-            return next((dict(link.warnings) for link in self.links.values()), {})
-        return {f"{link.label}:{key}": value for link in self.links.values() for key, value in link.warnings.items()}
 
 
 class State:
