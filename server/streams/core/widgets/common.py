@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.streams.core.labels import SEP, source_of
-from server.streams.core.state import Link, State
+from server.streams.core.state import Link, MinuteRing, State
 
 View = dict[str, Any]
 
@@ -85,3 +85,20 @@ def link_view(link: Link) -> View:
         rtt_ms=None if link.rtt is None else round(link.rtt * 1000, 2),
         down=[name for name, error in link.parts.items() if error] or None,
     )
+
+
+def rings_of(state: State, source: str) -> list[MinuteRing]:
+    """The per-minute series of one source's channels (what its counts are summed from)."""
+    sources = state.limits.sources
+    return [ring for name, ring in state.channel_series.items() if source_of(name, sources) == source]
+
+
+def source_series(state: State, source: str, column: int, hours: bool, first: int, last: int) -> dict[int, int]:
+    """A count column of one source per minute (or hour) from `first` to `last`: its channels' series summed (a
+    minute jobpulse watched is a zero where the source had nothing)."""
+    per = 60 if hours else 1
+    out = {k: 0 for k in range(first, last + 1) if (k in state.hours if hours else k in state.series)}
+    for ring in rings_of(state, source):
+        for minute, values in ring.items(first * per, last * per + per - 1):
+            out[minute // per] = out.get(minute // per, 0) + values[column]
+    return out

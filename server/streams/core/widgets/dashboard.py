@@ -13,7 +13,6 @@ import heapq
 from itertools import islice
 from typing import Any
 
-from server.streams.core.labels import source_of
 from server.streams.core.state import (
     CHANNEL_WIDTH,
     COMPLETED,
@@ -25,10 +24,17 @@ from server.streams.core.state import (
     RUNNING,
     SCHEDULED,
     Job,
-    MinuteRing,
     State,
 )
-from server.streams.core.widgets.common import View, ViewLimits, link_view, live_counts, live_counts_of
+from server.streams.core.widgets.common import (
+    View,
+    ViewLimits,
+    link_view,
+    live_counts,
+    live_counts_of,
+    rings_of,
+    source_series,
+)
 
 
 def counters(state: State, limits: ViewLimits, source: str = "") -> View:
@@ -67,26 +73,18 @@ def published(state: State, limits: ViewLimits, source: str = "") -> View:
     last = state.minute
     first = last - limits.spark_minutes + 1
     series = state.series
-    buckets = {str(m): series[m][PUBLISHED] for m in range(first, last + 1) if m in series}
     if source:
-        buckets = dict.fromkeys(buckets, 0)
-        for ring in _rings_of(state, source):
-            for minute, values in ring.items(first, last):
-                buckets[str(minute)] = buckets.get(str(minute), 0) + values[PUBLISHED]
+        buckets = {str(m): n for m, n in source_series(state, source, PUBLISHED, False, first, last).items()}
+    else:
+        buckets = {str(m): series[m][PUBLISHED] for m in range(first, last + 1) if m in series}
     return {"step": 60, "from": first, "to": last, "buckets": buckets}
-
-
-def _rings_of(state: State, source: str) -> list[MinuteRing]:
-    """The per-minute series of one source's channels."""
-    sources = state.limits.sources
-    return [ring for name, ring in state.channel_series.items() if source_of(name, sources) == source]
 
 
 def _source_day(state: State, source: str) -> list[int]:
     """One source's counts over the last 24 h (published, completed, failed, retried), from its channels."""
     out = [0] * CHANNEL_WIDTH
     last = state.minute
-    for ring in _rings_of(state, source):
+    for ring in rings_of(state, source):
         for _, values in ring.items(last - DAY_MINUTES + 1, last):
             for column in range(CHANNEL_WIDTH):
                 out[column] += values[column]

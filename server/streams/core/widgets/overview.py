@@ -23,7 +23,7 @@ from server.streams.core.state import (
     RETRIED,
     State,
 )
-from server.streams.core.widgets.common import View, ViewLimits, compact, link_view
+from server.streams.core.widgets.common import View, ViewLimits, compact, link_view, source_series
 
 GRANULARITIES = {"minutes": (60, 60), "hours": (3600, 24), "days": (86400, 14)}  # step seconds, points shown
 KPI_METRICS = {
@@ -89,7 +89,7 @@ def kpi(state: State, limits: ViewLimits, metric: str, gran: str, source: str = 
     step, points = GRANULARITIES[gran]
     if source:
         last = state.minute // (step // 60)
-        values = _source_values(state, source, column, gran, last - 2 * points + 1, last)
+        values = source_series(state, source, column, gran == "hours", last - 2 * points + 1, last)
     else:
         _, last, buckets = _buckets(state, gran)
         values = {k: b[column] for k, b in buckets.items()}
@@ -114,19 +114,6 @@ def kpi(state: State, limits: ViewLimits, metric: str, gran: str, source: str = 
     return view
 
 
-def _source_values(state: State, source: str, column: int, gran: str, first: int, last: int) -> dict[int, int]:
-    """A count column of one source per minute or hour from `first` to `last`: its channels' series summed (a
-    minute jobpulse watched is a zero where the source had nothing)."""
-    per = 60 if gran == "hours" else 1
-    out = {k: 0 for k in range(first, last + 1) if (k * per in state.series if per == 1 else k in state.hours)}
-    rules = state.limits.sources
-    for name, ring in state.channel_series.items():
-        if source_of(name, rules) == source:
-            for minute, values in ring.items(first * per, last * per + per - 1):
-                out[minute // per] = out.get(minute // per, 0) + values[column]
-    return out
-
-
 def _label_synthetic(state: State, view: View, window_start: float) -> None:
     """Say where a window reaches back into synthetic history (the demo's backfill), so no one takes it for real."""
     until = state.synthetic_until
@@ -141,7 +128,8 @@ def channels_chart(state: State, limits: ViewLimits, metric: str, gran: str, by:
     if by == "source":
         last = state.minute // 60 if gran == "hours" else state.minute
         first = last - (23 if gran == "hours" else 59)
-        by_source = {label: {str(k): v for k, v in _source_values(state, label, column, gran, first, last).items()}
+        hours = gran == "hours"
+        by_source = {label: {str(k): v for k, v in source_series(state, label, column, hours, first, last).items()}
                      for label in state.limits.sources}  # fmt: skip
         step = 3600 if gran == "hours" else 60
         return {"metric": metric, "gran": gran, "step": step, "from": first, "to": last, "series": by_source,
