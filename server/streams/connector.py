@@ -85,6 +85,17 @@ class Connector(Protocol):
         ...
 
 
+def one_at_a_time(sink: Sink, clock: Callable[[], float]) -> Callable[[Event], None]:
+    """A feed for the events a connector makes one at a time (an action's `runner.removed`): each received now,
+    each its own chunk, so the pages show it at once."""
+
+    def feed(event: Event) -> None:
+        sink.feed(event, clock())
+        sink.chunk_end()
+
+    return feed
+
+
 class Status:
     """A connector's up or down, told to the fold (a `SourceStatus` chunk) each time it is reported."""
 

@@ -7,6 +7,7 @@
  */
 import { mount, register, unmount } from "./app.js";
 import { linkStylesheet } from "./format.js";
+import { sources } from "./source-scope.js";
 import { viewKey } from "./views.js";
 import * as chart from "./widgets/overview/chart.js";
 import { field } from "./widgets/overview/list.js";
@@ -96,7 +97,7 @@ function showChart() {
   }
   // Several sources: the chart can also show one series per source (docs/protocol.md 3.8).
   const bys = /** @type {HTMLElement} */ (dialog.querySelector("[data-chart-bys]"));
-  bys.hidden = (document.body.dataset.sources || "").split(",").filter(Boolean).length < 2;
+  bys.hidden = sources.length < 2;
   if (bys.hidden) chartBy = "channel";
   for (const button of bys.querySelectorAll("[data-chart-by]")) {
     button.setAttribute("aria-pressed", String(/** @type {HTMLElement} */ (button).dataset.chartBy === chartBy));

@@ -15,6 +15,7 @@ import { mount, register, socket, start } from "../app.js";
 import { can } from "../commands.js";
 import { gate } from "../gate.js";
 import { runnerAction } from "../runner-actions.js";
+import { source } from "../source-scope.js";
 import { viewKey } from "../views.js";
 import { cardRow, isDraining } from "../widgets/fleet/card.js";
 import * as channels from "../widgets/fleet/channels.js";
@@ -30,12 +31,6 @@ import * as health from "../widgets/health.js";
 const SEARCH_DEBOUNCE_MS = 200;
 const fleetRoot = /** @type {HTMLElement} */ (document.getElementById("fleet"));
 
-/** The labels of the sources (several: the Source filter lists them; one: none). @returns {string[]} */
-function sourceChoices() {
-  const select = document.getElementById("f-source");
-  return select ? [...(/** @type {HTMLSelectElement} */ (select).options)].map((o) => o.value) : [""];
-}
-
 /** The filters the URL asks for (unknown or bad values are dropped). @returns {Filters} */
 function fromUrl() {
   const params = new URLSearchParams(location.search);
@@ -45,7 +40,7 @@ function fromUrl() {
     q: (params.get("q") || "").trim().slice(0, 100),
     region: (params.get("region") || "").slice(0, 100),
     status: STATUSES.includes(status) ? status : "",
-    source: sourceChoices().includes(params.get("source") || "") ? params.get("source") || "" : "",
+    source, // the URL's, if it names a source this jobpulse watches (source-scope.js)
     page: Number.isInteger(page) && page >= 1 && page <= 100_000 ? page : 1,
   };
 }

@@ -29,7 +29,7 @@ import redis.asyncio as aredis
 from server.actions import SPECS, Args, Performed
 from server.routing import Known
 from server.settings import Settings
-from server.streams.connector import CommandError, Sink, Status
+from server.streams.connector import CommandError, Sink, Status, one_at_a_time
 from server.streams.core.events import ChannelDepth, Reconciled, Rejected
 from server.streams.sources.celery.actions import PRIORITY_SEP, UNSUPPORTED, CeleryActions, queue_keys
 from server.streams.sources.celery.events import Inspection, Translator
@@ -309,11 +309,7 @@ class CeleryConnector:
         if self.control is None:
             raise CommandError(NO_CELERY, "unavailable")
         if self.actions is None:
-
-            def feed(event: Any) -> None:
-                self.sink.feed(event, self.clock())
-                self.sink.chunk_end()
-
+            feed = one_at_a_time(self.sink, self.clock)
             self.actions = CeleryActions(self.control, self.redis, feed, lambda: self.settings.command_timeout_s)
         try:
             await self._drop_stale_pools()

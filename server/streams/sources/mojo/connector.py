@@ -40,7 +40,7 @@ import redis.asyncio as aredis
 from server.actions import SPECS, Args, Performed
 from server.routing import Known
 from server.settings import Settings
-from server.streams.connector import CommandError, Sink, Status
+from server.streams.connector import CommandError, Sink, Status, one_at_a_time
 from server.streams.core.events import Reconciled, Restored, SourceWarning, count
 from server.streams.sources.mojo.actions import UNSUPPORTED, WRITE_ACTIONS, MojoActions
 from server.streams.sources.mojo.db import NO_PSYCOPG, MojoDatabase
@@ -398,11 +398,7 @@ class MojoConnector:
         if action in self.unsupported:
             raise CommandError(f"{action}: {self.unsupported[action]}", "unavailable")
         if self.actions is None:
-
-            def feed(event: Any) -> None:
-                self.sink.feed(event, self.clock())
-                self.sink.chunk_end()
-
+            feed = one_at_a_time(self.sink, self.clock)
             self.actions = MojoActions(self.keys, self.redis, self.settings.mojo_write_database_url, feed,
                                        lambda: self.settings.command_timeout_s)  # fmt: skip
         return await self.actions.perform(action, args, known)
