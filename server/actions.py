@@ -247,9 +247,10 @@ def live_runners(state: State) -> list[str]:
     return [r.id for r in state.runners.values() if r.status in LIVE_STATUSES]
 
 
-def addressed(state: State, args: RunnersArgs | RestartArgs) -> list[str]:
-    """The runners a runner action goes to: the listed ones, or every live one for '*'."""
-    return live_runners(state) if args.runners == "*" else list(args.runners)
+def addressed(live: list[str], args: RunnersArgs | RestartArgs) -> list[str]:
+    """The runners a runner action goes to: the listed ones, or every one of `live` for '*' (the preview's from
+    the state, a source's from what the fold knows of it, `server.routing.Known.live`)."""
+    return list(live) if args.runners == "*" else list(args.runners)
 
 
 def stuck_jobs(state: State, channel: str | None, older_than: float, now: float) -> list[str]:
@@ -301,7 +302,7 @@ class Performed:
 def preview(state: State, action: str, args: Args, now: float) -> Preview:
     """What `action` would touch, counted from jobpulse's state."""
     if isinstance(args, RunnersArgs | RestartArgs):
-        ids = addressed(state, args)
+        ids = addressed(live_runners(state), args)
         verb = action.split(".", 1)[1]
         if len(ids) == 1 and args.runners != "*":
             # One runner: say what happens to it, by name, with the jobs it runs now.

@@ -60,10 +60,6 @@ class Known:
     jobs: dict[str, JobFacts] = field(default_factory=dict)  # the jobs the command names
     dead: list[str] = field(default_factory=list)  # runners a cleanup would forget (runners.cleanup only)
 
-    def addressed(self, args: RunnersArgs | RestartArgs) -> list[str]:
-        """The runners a runner action goes to: the listed ones, or every live one for '*'."""
-        return list(self.live) if args.runners == "*" else list(args.runners)
-
 
 def route(args: Args, labels: Iterable[str], several: bool) -> dict[str, Args]:
     """Each owning source's label -> the arguments with its own ids. With one source it owns everything.

@@ -78,7 +78,7 @@ class CeleryActions:
         if action in UNSUPPORTED:  # the commander refuses these first; never let one fall into a neighbour's branch
             raise CommandError(f"{action}: {UNSUPPORTED[action]}", "unavailable")
         if isinstance(args, actions.RunnersArgs | actions.RestartArgs):
-            hosts = known.addressed(args)
+            hosts = actions.addressed(known.live, args)
             if not hosts:
                 raise CommandError("no live worker to address", "no_reply")
             return await self._workers(action, hosts, known)

@@ -158,7 +158,7 @@ class MojoActions:
         if action in WRITE_ACTIONS and not self.write_url:
             raise CommandError(f"{action} {NO_WRITE_URL}", "unavailable")
         if isinstance(args, actions.RunnersArgs | actions.RestartArgs):
-            runners = known.addressed(args)
+            runners = actions.addressed(known.live, args)
             if not runners:
                 raise CommandError("no live django-mojo engine to address", "no_reply")
             if action == "runner.ping":

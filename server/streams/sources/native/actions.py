@@ -77,7 +77,7 @@ class NativeActions:
         self, action: str, wire: str, args: actions.RunnersArgs | actions.RestartArgs, known: Known, base: str,
         wire_args: dict[str, Any], wait_s: float,
     ) -> Performed:  # fmt: skip
-        ids = known.addressed(args)
+        ids = actions.addressed(known.live, args)
         if not ids:
             raise CommandError("no live runner to address", "no_reply")
         if args.runners == "*":
