@@ -1,0 +1,240 @@
+"""B1 in process: the CPU of jobpulse's intake per event, and the collector's pauses, with the job table full.
+
+`bench.ingest` measures the whole consumer behind a real socket, but on 2 cores
+the publisher and Redis share the CPU with it, so its figures move with the
+machine. This one takes the socket and the other processes away and times
+exactly the code jobpulse runs per message, in one process:
+
+- `decode` (the baseline): `parse_message` alone, the typed msgspec decode
+  every consumer must do; the floor of any Python intake of this protocol.
+- `jobpulse`: the native connector's `_on_message` for each message (parse,
+  the source's label, the fold, its indexes), its `_on_chunk_end` once per
+  `--chunk` messages (as after one socket read), and the hub's `flush` once
+  per `--tick-events` events with one client subscribed to every dashboard
+  widget (so every widget is projected, diffed and encoded as it is live).
+
+The messages are `bench/workload.py`'s fleet (90.6% job events, with payloads).
+Before the measured run, the fold takes `--warm` events, so the job table holds
+`--jobs` jobs (the default cap, 100,000) and eviction runs on every new job, as
+in a long-lived process. What exists before the warm-up is frozen out of the
+collector, as the server's start-up does; the jobs are not (they come later, live).
+
+Reported, as the median and spread of `--repeats` runs: each variant's µs per
+event and jobpulse/decode; the longest collector pause during the jobpulse run
+(any generation, the server's own GC policy in force); a forced full collection
+with the table held (the worst stall a full collection can cause) and the number
+of objects the collector tracks.
+
+    python -m bench.fold               # 100,000 jobs, 200,000 events, 5 repeats (about 2 minutes)
+    python -m bench.fold --quick       # 20,000 jobs, 50,000 events, 3 repeats (about 20 s)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as `python bench/<script>.py`: make `bench` and `server` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common
+
+
+class _Sink:
+    """A websocket peer that takes every frame and keeps only the byte count."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def ready(self) -> bool:
+        return True
+
+    def write(self, frame: bytes) -> bool:
+        self.bytes += len(frame)
+        return True
+
+    async def send(self, message: str) -> None:
+        self.bytes += len(message)
+
+    async def close(self, code: int, reason: str) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def pending(self) -> int | None:
+        return 0
+
+    def written(self) -> int:
+        return self.bytes
+
+
+class _Pauses:
+    """The collector's pauses by generation, from gc.callbacks."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.pauses: list[tuple[int, float]] = []
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self.started))
+
+
+async def one_run(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.workload import Stream
+    from server.app import build_hub, freeze_startup
+    from server.settings import Settings
+    from server.streams.aggregator import Aggregator
+    from server.streams.core.events import parse_message
+    from server.streams.core.widgets import WIDGETS
+    from server.streams.sources.native.connector import NativeConnector
+
+    settings = Settings(log_level="warning", max_jobs=args.jobs)
+    settings.check()
+    aggregator = Aggregator(settings, time.time)
+    hub = build_hub(settings, aggregator)
+    connector = aggregator.connectors[next(iter(aggregator.connectors))]
+    assert isinstance(connector, NativeConnector)
+    on_message, on_chunk_end = connector._on_message, connector._on_chunk_end
+    channel = b"bench:events"
+    sink = _Sink()
+    client = hub.attach(sink)
+    assert hub.subscribe(client, [w.name for w in WIDGETS], None, {}) == []
+    stream = Stream("f", payload=True)
+    freeze_startup()  # as the server's lifespan does once start-up is done: before any job arrives
+
+    chunk, tick = args.chunk, args.tick_events
+
+    def feed(messages: list[bytes]) -> None:
+        for i in range(0, len(messages), chunk):
+            for data in messages[i : i + chunk]:
+                on_message(channel, data)
+            on_chunk_end()
+            if (i // chunk + 1) * chunk % tick < chunk:
+                hub.flush()
+
+    now = time.time()
+    for _ in range(0, args.warm, 50_000):
+        feed(stream.take(50_000, now))
+    hub.flush()
+    measured = stream.take(args.events, time.time())
+    jobs = len(aggregator.state.jobs)
+
+    started = time.process_time()
+    for data in measured:
+        parse_message(data, settings.message_max)
+    decode_us = (time.process_time() - started) / len(measured) * 1e6
+
+    pauses = _Pauses()
+    gc.callbacks.append(pauses)
+    try:
+        started = time.process_time()
+        feed(measured)
+        hub.flush()
+        jobpulse_us = (time.process_time() - started) / len(measured) * 1e6
+        longest = max((p for _, p in pauses.pauses), default=0.0)
+        collections = [sum(1 for g, _ in pauses.pauses if g == gen) for gen in range(3)]
+        tracked = len(gc.get_objects())
+        pauses.pauses.clear()
+        gc.collect()
+        full_ms = pauses.pauses[-1][1] * 1000
+    finally:
+        gc.callbacks.remove(pauses)
+        gc.unfreeze()
+    rejected = sum(aggregator.state.health.rejected.values())
+    if rejected:
+        raise RuntimeError(f"{rejected} messages rejected: the workload and the protocol disagree")
+    return {
+        "decode_us": decode_us,
+        "jobpulse_us": jobpulse_us,
+        "ratio": jobpulse_us / decode_us,
+        "longest_pause_ms": longest * 1000,
+        "collections": collections,
+        "full_gc_ms": full_ms,
+        "tracked_objects": tracked,
+        "jobs_held": jobs,
+        "bytes_to_client": sink.bytes,
+    }
+
+
+def run_child(args: argparse.Namespace) -> None:
+    """One run in a fresh interpreter (so no run inherits another's heap), result as JSON on stdout."""
+    import uvloop
+
+    print(json.dumps(uvloop.run(one_run(args))))
+
+
+FIGURES = (
+    ("decode_us", "decode µs/event (baseline)", 2),
+    ("jobpulse_us", "jobpulse µs/event", 2),
+    ("ratio", "jobpulse / decode", 2),
+    ("longest_pause_ms", "longest GC pause in the run, ms", 1),
+    ("full_gc_ms", "forced full GC, ms", 1),
+    ("tracked_objects", "objects the GC tracks", 0),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="20,000 jobs, 50,000 events, 3 repeats")
+    parser.add_argument("--jobs", type=int, default=None, help="job table cap, held full (default 100,000)")
+    parser.add_argument("--events", type=int, default=None, help="events in the measured run (default 200,000)")
+    parser.add_argument("--repeats", type=int, default=None, help="runs, each in a fresh process (default 5)")
+    parser.add_argument("--chunk", type=int, default=20, help="messages per socket read (default 20)")
+    parser.add_argument("--tick-events", type=int, default=5000,
+                        help="events per hub tick (default 5,000: 200,000 ev/s at the 25 ms tick)")  # fmt: skip
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.jobs = args.jobs or (20_000 if args.quick else 100_000)
+    args.events = args.events or (50_000 if args.quick else 200_000)
+    args.repeats = args.repeats or (3 if args.quick else 5)
+    args.warm = args.jobs * 4  # a workload job lives through ~3.3 events: 4 per job fills the table
+    if args.child:
+        run_child(args)
+        return 0
+
+    import subprocess
+
+    facts = common.machine_facts()
+    common.print_facts(facts)
+    print(f"{args.jobs:,} jobs held, {args.events:,} events measured, chunk {args.chunk}, "
+          f"a hub tick every {args.tick_events:,} events, {args.repeats} runs")  # fmt: skip
+    runs = []
+    child = [sys.executable, "-m", "bench.fold", "--child", "--jobs", str(args.jobs), "--events", str(args.events),
+             "--chunk", str(args.chunk), "--tick-events", str(args.tick_events)]  # fmt: skip
+    for n in range(args.repeats):
+        done = subprocess.run(child, capture_output=True, text=True, timeout=600, cwd=common.REPO)
+        if done.returncode:
+            sys.stderr.write(done.stderr)
+            raise SystemExit(f"run {n + 1} failed")
+        runs.append(json.loads(done.stdout.splitlines()[-1]))
+        print(f"  run {n + 1}: " + ", ".join(f"{k} {common.fmt(runs[-1][k], d)}" for k, _, d in FIGURES), flush=True)
+    rows = []
+    summary: dict[str, dict[str, float]] = {}
+    for key, label, digits in FIGURES:
+        values = [float(run[key]) for run in runs]
+        median = statistics.median(values)
+        summary[key] = {"median": median, "min": min(values), "max": max(values)}
+        spread = f"{common.fmt(min(values), digits)}-{common.fmt(max(values), digits)}"
+        rows.append([label, common.fmt(median, digits), spread])
+    print()
+    print(common.table(["figure", "median", "spread (min-max)"], rows))
+    print(f"\njobs held {runs[0]['jobs_held']:,}; collections in a run (gen 0/1/2): {runs[0]['collections']}")
+    if args.json:
+        args.json.write_text(json.dumps({"facts": facts, "args": {k: v for k, v in vars(args).items() if k != "json"},
+                                         "runs": runs, "summary": summary}, indent=1, default=str))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
