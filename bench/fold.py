@@ -37,6 +37,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,7 @@ async def one_run(args: argparse.Namespace) -> dict[str, Any]:
 
     chunk, tick = args.chunk, args.tick_events
 
-    def feed(messages: list[bytes]) -> None:
+    def feed(messages: Sequence[bytes]) -> None:
         for i in range(0, len(messages), chunk):
             for data in messages[i : i + chunk]:
                 on_message(channel, data)
@@ -132,7 +133,10 @@ async def one_run(args: argparse.Namespace) -> dict[str, Any]:
     for _ in range(0, args.warm, 50_000):
         feed(stream.take(50_000, now))
     hub.flush()
-    measured = stream.take(args.events, time.time())
+    # A tuple, not a list: the collector untracks a tuple of bytes, so the benchmark's own input adds nothing to
+    # the pauses it measures (a list of 200,000 messages did: 10 ms a full collection).
+    measured = tuple(stream.take(args.events, time.time()))
+    gc.collect(1)  # the young pass that untracks it, before the clock starts
     jobs = len(aggregator.state.jobs)
 
     started = time.process_time()

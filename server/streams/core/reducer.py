@@ -60,6 +60,7 @@ from server.streams.core.state import (
     SETTLED,
     Channel,
     Failure,
+    Ids,
     Job,
     Limits,
     Link,
@@ -265,15 +266,18 @@ def _track_seq(state: State, src: str, seq: int, replay: bool) -> int:
 
 
 def _seen(state: State, event_id: str) -> bool:
-    """True if `event_id` was folded before, within the dedupe window; else remember it."""
+    """True if `event_id` was folded before, within the dedupe window; else remember it.
+
+    The window is the last `dedupe_window` ids at least, up to twice that: when the newest generation is full, it
+    becomes the older one and the oldest is dropped whole (no per-id bookkeeping of order).
+    """
     seen = state.seen
-    if event_id in seen:
+    if event_id in seen or event_id in state.seen_before:
         return True
-    seen.add(event_id)
-    order = state.seen_order
-    order.append(event_id)
-    if len(order) > state.limits.dedupe_window:
-        seen.discard(order.popleft())
+    if len(seen) >= state.limits.dedupe_window:
+        state.seen_before = seen
+        seen = state.seen = {}
+    seen[event_id] = None
     return False
 
 
@@ -296,10 +300,10 @@ def _job(state: State, ev: JobEvent, at: float, replay: bool) -> int:
     job = state.jobs.get(ev.job)
     if job is None:
         job = _new_job(state, ev.job, ev.channel, ev.fn)
-    history = job.history
-    if len(history) >= state.limits.job_history:
-        del history[0]
-    history.append((ev.ts, intern(name), ev.attempt, None if ev.runner is None else intern(ev.runner)))
+    entry = (ev.ts, intern(name), ev.attempt, None if ev.runner is None else intern(ev.runner))
+    trail = job.trail
+    keep = 4 * (state.limits.job_history - 1)  # the job's history, flat (state.Job.trail)
+    job.trail = (trail[len(trail) - keep :] if len(trail) > keep else trail) + entry
 
     # Throughput counts every distinct event once, in the minute jobpulse received it.
     if phase == 0:
@@ -419,7 +423,7 @@ def _new_job(state: State, job_id: str, channel: str, fn: str) -> Job:
     return job
 
 
-def _reindex(index: dict[str, set[str]], job_id: str, old: str | None, new: str | None) -> None:
+def _reindex(index: dict[str, Ids], job_id: str, old: str | None, new: str | None) -> None:
     """Move a job in one search index from value `old` to value `new` (None: not indexed)."""
     if old is not None:
         _unindex(index, job_id, old)
@@ -427,20 +431,29 @@ def _reindex(index: dict[str, set[str]], job_id: str, old: str | None, new: str 
         _index(index, job_id, new)
 
 
-def _index(index: dict[str, set[str]], job_id: str, value: str) -> None:
+def _index(index: dict[str, Ids], job_id: str, value: str) -> None:
+    # A value's ids: a 1-tuple for one job, a dict for more; neither is tracked by the collector (state.Ids).
     ids = index.get(value)
     if ids is None:
-        index[value] = {job_id}
+        index[value] = (job_id,)
+    elif isinstance(ids, tuple):
+        if ids[0] != job_id:
+            index[value] = {ids[0]: None, job_id: None}
     else:
-        ids.add(job_id)
+        ids[job_id] = None
 
 
-def _unindex(index: dict[str, set[str]], job_id: str, value: str) -> None:
+def _unindex(index: dict[str, Ids], job_id: str, value: str) -> None:
     ids = index.get(value)
-    if ids is not None:
-        ids.discard(job_id)
-        if not ids:
+    if ids is None:
+        return
+    if isinstance(ids, tuple):
+        if ids[0] == job_id:
             del index[value]
+        return
+    ids.pop(job_id, None)
+    if len(ids) == 1:
+        index[value] = (next(iter(ids)),)
 
 
 def _set_runner(state: State, job: Job, runner_id: str) -> None:

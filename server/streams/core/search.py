@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections.abc import Callable, Iterable, Mapping, Set as AbstractSet
+from collections.abc import Callable, Iterable, Iterator, Mapping, Set as AbstractSet
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
 from server.streams.core.labels import SEP, source_of
 from server.streams.core.patterns import has_wildcard, keyword_matcher, name_matcher
-from server.streams.core.state import Job, State
+from server.streams.core.state import Ids, Job, State
 
 FIELDS = {
     "status": "status",
@@ -131,12 +131,33 @@ class Result:
     total: int = 0
 
 
+class _Sets(Mapping[str, AbstractSet[str]]):
+    """An index read as sets: the fold keeps a value's ids as a 1-tuple or a dict (state.Ids)."""
+
+    __slots__ = ("_index",)
+
+    def __init__(self, index: Mapping[str, Ids | AbstractSet[str]]) -> None:
+        self._index = index
+
+    def __getitem__(self, value: str) -> AbstractSet[str]:
+        ids = self._index[value]
+        if isinstance(ids, tuple):
+            return frozenset(ids)
+        return ids.keys() if isinstance(ids, dict) else ids
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
 def _index(state: State, name: str) -> Mapping[str, AbstractSet[str]]:
     if name != "status":
-        return state.index[name]
-    # Live statuses are indexed by their ordered pools; settled ones by sets in state.index.
+        return _Sets(state.index[name])
+    # Live statuses are indexed by their ordered pools; settled ones by the fold's index.
     live = {"queued": state.queued.keys(), "running": state.running.keys(), "scheduled": state.scheduled.keys()}
-    return {**state.index["status"], **{k: v for k, v in live.items() if v}}
+    return _Sets({**state.index["status"], **{k: v for k, v in live.items() if v}})
 
 
 def _candidates(state: State, query: Query) -> tuple[AbstractSet[str] | None, set[int]]:

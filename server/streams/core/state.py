@@ -1,6 +1,6 @@
 """The live state jobpulse folds events into: runners, channels, jobs, failures, series, health.
 
-Pure layer: standard library only. Plain classes with __slots__, owned and
+Pure layer: standard library and msgspec only. Plain classes with __slots__ (a job: a Struct), owned and
 mutated only by `server.streams.core.reducer`; everyone else reads. Every collection
 has a cap from `Limits`, so memory is bounded whatever the source sends.
 """
@@ -12,6 +12,8 @@ from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from msgspec import Struct
 
 from server.streams.core.labels import SourceRule, source_of
 
@@ -235,55 +237,57 @@ class Channel:
         self.ts: float | None = None
 
 
-class Job:
-    """One job as its events told it."""
+# The ids of the jobs with one value of a search field. A value of one job (most correlation ids: one per job) holds
+# its id as a 1-tuple, more as a dict of ids to None (an ordered set). Neither is a container the collector tracks
+# (it untracks tuples and dicts of atoms): sets would be, and 100,000 of them made each full collection walk
+# 100,000 more objects (see Job), and the big sets of a channel's or a status' ids 4 ms each per 100,000 ids.
+Ids = dict[str, None] | tuple[str]
 
-    __slots__ = (
-        "attempt",
-        "channel",
-        "cid",
-        "duration",
-        "error",
-        "fn",
-        "history",
-        "id",
-        "max_attempts",
-        "payload",
-        "phase",
-        "queued_at",
-        "reason",
-        "run_at",
-        "runner",
-        "started_at",
-        "status",
-        "traceback",
-        "ts",
-        "updated",
-    )
+# A job's history entry: (source ts, event, attempt, runner).
+HistoryEntry = tuple[float, str, int, str | None]
 
-    def __init__(self, job_id: str, channel: str, fn: str) -> None:
-        self.id = job_id
-        self.channel = channel
-        self.fn = fn
-        self.cid: str | None = None
-        self.status = "new"  # only until its first event is folded, in the same fold
-        self.runner: str | None = None
-        self.attempt = 0
-        self.phase = -1
-        self.ts = float("-inf")  # the source's time of the event that set the status
-        self.max_attempts: int | None = None
-        self.queued_at: float | None = None
-        self.run_at: float | None = None
-        self.started_at: float | None = None
-        self.duration: float | None = None
-        self.payload: bytes | None = None  # JSON, at most Limits.payload_cap bytes (else a truncation marker)
-        self.error: str | None = None
-        self.traceback: str | None = None
-        self.reason: str | None = None
-        self.updated = 0.0  # jobpulse's clock
-        # (ts, event, attempt, runner), oldest first, at most Limits.job_history: a list, not a deque, because
-        # a job table of 100,000 jobs pays for every byte of every job.
-        self.history: list[tuple[float, str, int, str | None]] = []
+
+class Job(Struct, gc=False):
+    """One job as its events told it.
+
+    The job table holds up to 100,000 of these for the life of the process, and a full collection used to walk
+    every one (and its history list, and its correlation id's index set), stalling the loop for 120 ms
+    (bench/fold.py). A Struct with `gc=False` is never tracked by the collector, and everything it holds is
+    atomic or a tuple of atoms (which the collector untracks on its first look), so a job costs a full
+    collection nothing. That is safe because a job refers to no container that could lead back to it: no
+    reference cycle can pass through one.
+    """
+
+    id: str
+    channel: str
+    fn: str
+    cid: str | None = None
+    status: str = "new"  # only until its first event is folded, in the same fold
+    runner: str | None = None
+    attempt: int = 0
+    phase: int = -1
+    ts: float = float("-inf")  # the source's time of the event that set the status
+    max_attempts: int | None = None
+    queued_at: float | None = None
+    run_at: float | None = None
+    started_at: float | None = None
+    duration: float | None = None
+    payload: bytes | None = None  # JSON, at most Limits.payload_cap bytes (else a truncation marker)
+    error: str | None = None
+    traceback: str | None = None
+    reason: str | None = None
+    updated: float = 0.0  # jobpulse's clock
+    # The job's events, oldest first, at most Limits.job_history, flat: ts, event, attempt, runner, ts, ... One
+    # tuple of atoms, replaced on each event: the collector untracks it at its first look. A list would stay
+    # tracked, and so would a tuple of tuples (the collector looks at the outer tuple before the inner ones
+    # it holds, then moves it to the old generation, which only a full collection visits).
+    trail: tuple[float | str | int | None, ...] = ()
+
+    @property
+    def history(self) -> list[HistoryEntry]:
+        """The job's events, oldest first: (source ts, event, attempt, runner)."""
+        t = self.trail
+        return [(t[i], t[i + 1], t[i + 2], t[i + 3]) for i in range(0, len(t), 4)]  # type: ignore[misc]
 
 
 class Failure:
@@ -440,7 +444,7 @@ class State:
         "running",
         "scheduled",
         "seen",
-        "seen_order",
+        "seen_before",
         "seq",
         "series",
         "shell",
@@ -463,7 +467,7 @@ class State:
         self.jobs: dict[str, Job] = {}
         # Search indexes: field -> value -> ids of the jobs with that value (see server/streams/core/search.py).
         # "status" holds only SETTLED statuses; the live ones are the pools above.
-        self.index: dict[str, dict[str, set[str]]] = {name: {} for name in INDEX_FIELDS}
+        self.index: dict[str, dict[str, Ids]] = {name: {} for name in INDEX_FIELDS}
         # Ordered sets of job ids by status; dict insertion order is arrival order.
         # OrderedDict, not dict: taking the oldest is O(1) after many deletions.
         self.running: OrderedDict[str, None] = OrderedDict()
@@ -480,8 +484,11 @@ class State:
         # Events received at or before this time are already in the restored series (a replay must not recount).
         self.counted_until = float("-inf")
         self.totals = [0, 0, 0]  # pending, running, scheduled now (sums of channel depth)
-        self.seen: set[str] = set()
-        self.seen_order: deque[str] = deque()
+        # Job event ids folded lately, in two generations of at most Limits.dedupe_window each: the newest
+        # ids, and the generation before. Plain dicts of strings, because the collector untracks those; a set
+        # and a deque of 100,000 ids each cost every full collection 5 ms (bench/fold.py).
+        self.seen: dict[str, None] = {}
+        self.seen_before: dict[str, None] = {}
         self.sources: OrderedDict[str, int] = OrderedDict()  # src -> last seq
         self.health = Health()
         for rule in limits.sources.values():
