@@ -2,6 +2,7 @@
 
     python -m bench.compare REF [--repeats 3] -- bench.ingest --quick
     python -m bench.compare HEAD~3 -- bench.fanout --quick --clients 500
+    python -m bench.compare main -- bench.fold --quick --repeats 1
 
 The benchmark runs in this working tree ("now") and in a detached worktree of
 REF ("ref"), alternating ABBA, ABBA... so a drift of the machine's speed
@@ -53,8 +54,16 @@ def fanout_figures(report: dict[str, Any]) -> Figures:
     return out
 
 
+def fold_figures(report: dict[str, Any]) -> Figures:
+    """B1 in process: the CPU per event (jobpulse and the bare decode) and the collector's pauses (medians)."""
+    labels = {"jobpulse_us": "jobpulse µs/event", "decode_us": "decode µs/event", "full_gc_ms": "full GC ms",
+              "longest_pause_ms": "longest GC pause ms"}  # fmt: skip
+    return {label: float(report["summary"][key]["median"]) for key, label in labels.items()}
+
+
 FIGURES: dict[str, Callable[[dict[str, Any]], Figures]] = {
     "bench.ingest": ingest_figures,
+    "bench.fold": fold_figures,
     "bench.fanout": fanout_figures,
 }
 
@@ -122,6 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="jobpulse-compare-") as scratch:
         worktree = Path(scratch) / "ref"
         git("worktree", "add", "--detach", str(worktree), ref)
+        script = Path(*module.split(".")).with_suffix(".py")
+        if not (worktree / script).exists():
+            # A benchmark newer than REF: measure REF's code with this tree's benchmark.
+            for path in (ROOT / "bench").glob("*.py"):
+                if not (worktree / "bench" / path.name).exists():
+                    (worktree / "bench" / path.name).write_bytes(path.read_bytes())
+            print(f"  {script} is newer than {ref}: its copy from this tree runs there too", flush=True)
         try:
             now: list[Figures] = []
             before: list[Figures] = []
