@@ -24,8 +24,9 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from server.streams.core import search
+from server.streams.core.jobs import Job
 from server.streams.core.reducer import fold, initial_state
-from server.streams.core.state import Job, Limits, State
+from server.streams.core.state import Limits, State
 from tests.unit.factories import job
 
 QUERIES = [

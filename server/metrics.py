@@ -14,7 +14,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from server.handlers.ws import BAD_FRAME
-from server.streams.core.state import DAY_MINUTES, RUNNER_STATUSES
+from server.streams.core.runners import RUNNER_STATUSES
+from server.streams.core.series import DAY_MINUTES
 
 
 class JobpulseCollector(Collector):

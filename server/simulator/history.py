@@ -15,7 +15,7 @@ import random
 
 import redis.asyncio as aredis
 
-from server.streams.core.state import BUCKET_WIDTH, COMPLETED, FAILED, LONGEST, PENDING, PUBLISHED, RETRIED, RUNNING
+from server.streams.core.series import BUCKET_WIDTH, COMPLETED, FAILED, LONGEST, PENDING, PUBLISHED, RETRIED, RUNNING
 
 DAYS = 28  # two windows of the 14 d view: its comparison with the fortnight before is made up too, not a cliff
 

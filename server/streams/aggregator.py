@@ -43,7 +43,7 @@ from server.streams.core.events import (
     Tick,
 )
 from server.streams.core.labels import relabel
-from server.streams.core.reducer import ALL, GAP, fold, initial_state
+from server.streams.core.reducer import fold, initial_state
 from server.streams.hub import Hub
 from server.streams.store import Store
 from server.tasks import cancel_and_wait
@@ -145,6 +145,7 @@ class Aggregator:
         self.crashes = 0
         self._pending = 0
         self._gc_mark = 0
+        self._gaps = 0  # health.gaps as of the last chunk end
         self.started = clock()
         self.log_ring = LogRing(settings.logs_cap)
         self._stats_at = 0.0
@@ -168,12 +169,15 @@ class Aggregator:
             self._gc_mark = evicted
             gc.collect(1)
         pending, self._pending = self._pending, 0
-        if pending & GAP:
+        gaps = self.state.health.gaps
+        if gaps != self._gaps:
+            # The chunk skipped seqs (messages lost): the source whose chunk it was catches up.
+            self._gaps = gaps
             for label, connector in self.connectors.items():
                 if source is None or label == source:
                     connector.request_catch_up()
-        if self.hub is not None and pending & ALL:
-            self.hub.mark(pending & ALL)
+        if self.hub is not None and pending:
+            self.hub.mark(pending)
 
     # -- lifecycle ------------------------------------------------------------------------------
 

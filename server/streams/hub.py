@@ -199,7 +199,7 @@ class _Feed:
         self, name: str, aspects: int, project: Projector, ring: int, dynamic: bool = False, min_interval: float = 0.0
     ) -> None:
         self.name = name
-        self.aspects = aspects
+        self.aspects = int(aspects)  # an Aspect flag; a plain int keeps the flush's & one instruction
         self.project = project
         self.seq = 0
         self.view: dict[str, Any] | None = None

@@ -14,8 +14,9 @@ import msgspec
 import redis.asyncio as aredis
 
 from server.streams.core.events import MAX_TIME, FailureRecord, Restored, RunnerRecord
-from server.streams.core.reducer import runner_record
-from server.streams.core.state import BUCKET_WIDTH, Limits, State
+from server.streams.core.runners import runner_record
+from server.streams.core.series import BUCKET_WIDTH
+from server.streams.core.state import Limits, State
 
 log = logging.getLogger("jobpulse.store")
 

@@ -9,9 +9,10 @@ import math
 import time
 from typing import Any
 
-from server.streams.core import reducer, widgets
+from server.streams.core import aspects, widgets
+from server.streams.core.aspects import ALL
 from server.streams.core.events import SourceStatus, Tick
-from server.streams.core.reducer import ALL, fold, initial_state
+from server.streams.core.reducer import fold, initial_state
 from server.streams.hub import Hub, HubLimits
 from tests.unit.factories import beat, depth, job
 
@@ -546,7 +547,7 @@ class ViewRig(Rig):
                 found = state.channels.get(channel)
                 return {"queued": found.queued if found else 0}
 
-            return (reducer.CHANNELS | reducer.COUNTERS, project, min_interval)
+            return (aspects.CHANNELS | aspects.COUNTERS, project, min_interval)
 
         self.hub.resolver = resolve
 

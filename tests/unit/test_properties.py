@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from hypothesis import given, settings, strategies as st
 
-from server.streams.core import mergepatch, reducer, widgets
+from server.streams.core import aspects, mergepatch, widgets
 from server.streams.core.events import (
     ActiveJob,
     AuditNoted,
@@ -24,8 +24,9 @@ from server.streams.core.events import (
     SourceStatus,
     Tick,
 )
+from server.streams.core.jobs import SETTLED
 from server.streams.core.reducer import fold, initial_state
-from server.streams.core.state import SETTLED, Limits
+from server.streams.core.state import Limits
 from server.streams.hub import Hub, HubLimits
 
 VL = widgets.ViewLimits(live_rows=4, failure_rows=4, scheduled_rows=4, runner_rows=3, spark_minutes=5)
@@ -215,7 +216,7 @@ def test_the_fold_is_deterministic_and_views_hold_no_null(events):
     # nothing and changes nothing.
     fold(a, Tick(now=a.now, connected=a.health.connected), a.now)
     log_before = list(a.alert_log)
-    assert not fold(a, Tick(now=a.now, connected=a.health.connected), a.now) & reducer.ALERTS
+    assert not fold(a, Tick(now=a.now, connected=a.health.connected), a.now) & aspects.ALERTS
     assert list(a.alert_log) == log_before
     assert len(va["hot_issues"]["order"]) == len(set(va["hot_issues"]["order"]))
 
@@ -397,11 +398,11 @@ def test_over_the_real_hub_snapshot_plus_patches_equal_every_widget_and_view_at_
         changed = 0
         for event, at in chunk:
             changed |= fold(state, event, at)
-        hub.mark(changed & reducer.ALL)
+        hub.mark(changed & aspects.ALL)
         hub.flush()
     # Every feed brought up to date (some aspects, like the health card's event count, are refreshed by the clock
     # rather than by every event): the client then holds what each projection gives from the state.
-    hub.mark(reducer.ALL)
+    hub.mark(aspects.ALL)
     hub.flush()
     assemble(held, seqs, client.peer.messages)
     for key in keys:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from server.streams.core import reducer, widgets
+from server.streams.core import aspects, widgets
 from server.streams.core.events import LogRecorded, ShellStats, SourceStatus, Tick
 from server.streams.core.reducer import fold, initial_state
-from server.streams.core.state import COMPLETED, FAILED, PUBLISHED, Limits
+from server.streams.core.series import COMPLETED, FAILED, PUBLISHED
+from server.streams.core.state import Limits
 from server.streams.core.widgets import overview
 from tests.unit.factories import beat, depth, job, stopped
 
@@ -32,9 +33,9 @@ def test_a_channel_with_backlog_and_no_runner_raises_one_alert_until_a_runner_co
     """no_runner holds while a channel has a queue and nobody consumes it; it is one alert, then cleared."""
     state = fresh()
     fold(state, depth(ts=T0, legacy=(5, 0, 0)), T0)
-    assert tick(state, T0 + 1) & reducer.ALERTS
+    assert tick(state, T0 + 1) & aspects.ALERTS
     assert "no_runner:legacy" in state.alerts
-    assert not tick(state, T0 + 2) & reducer.ALERTS  # the same condition: no new alert, no change
+    assert not tick(state, T0 + 2) & aspects.ALERTS  # the same condition: no new alert, no change
     assert [e[3] for e in state.alert_log].count("raised") == 1
     fold(state, beat("r1", ts=T0 + 3, channels=["legacy"]), T0 + 3)
     tick(state, T0 + 4)
@@ -124,9 +125,9 @@ def test_pulse_folds_the_beats_of_each_tick_into_one_sample():
     fold(state, beat("a", ts=T0), T0 + 0.010)
     fold(state, beat("b", ts=T0), T0 + 0.030)
     fold(state, beat("a", ts=T0 + 2), T0 + 2.020)
-    assert tick(state, T0 + 3) & reducer.PULSE
+    assert tick(state, T0 + 3) & aspects.PULSE
     assert list(state.pulse) == [(int(T0 + 3), 20.0, 30.0, 2.01, 3)]
-    assert not tick(state, T0 + 4) & reducer.PULSE  # no beats: no point
+    assert not tick(state, T0 + 4) & aspects.PULSE  # no beats: no point
 
 
 def test_hours_and_channel_series_count_with_the_minutes():
@@ -152,8 +153,8 @@ def test_hours_and_channel_series_count_with_the_minutes():
 def test_logs_and_shell_stats_are_folded_for_their_pages():
     """jobpulse's own log records and process numbers reach the logs and platform widgets."""
     state = fresh()
-    assert fold(state, LogRecorded(T0, "warning", "jobpulse.native", "rejected a message"), T0) == reducer.LOGS
-    assert fold(state, ShellStats(T0, {"clients": 3, "pid": 7}), T0) == reducer.PLATFORM
+    assert fold(state, LogRecorded(T0, "warning", "jobpulse.native", "rejected a message"), T0) == aspects.LOGS
+    assert fold(state, ShellStats(T0, {"clients": 3, "pid": 7}), T0) == aspects.PLATFORM
     logs = overview.logs(state, VL)
     assert logs["rows"][logs["order"][0]]["message"] == "rejected a message"
     assert widgets.WIDGETS  # registry imports cleanly
@@ -179,7 +180,7 @@ def test_the_service_matrix_names_the_source_and_each_of_its_connections():
     state = fresh()
     fold(state, ShellStats(T0, {"source": "mojo"}), T0)
     down = SourceStatus(False, T0, "Postgres: gone", parts={"Redis": "", "Postgres": "gone"})
-    assert fold(state, down, T0) == reducer.HEALTH
+    assert fold(state, down, T0) == aspects.HEALTH
     rows = platform.platform(state, VL)["matrix"]["rows"]
     assert list(rows) == ["redis", "postgres", "connector", "runners", "jobpulse"]
     assert (rows["redis"]["status"], rows["postgres"]["status"]) == ("ok", "critical")

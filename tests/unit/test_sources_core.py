@@ -23,7 +23,8 @@ from server.streams.core.events import (
     SourceWarning,
 )
 from server.streams.core.labels import SourceRule, relabel, source_of, split
-from server.streams.core.reducer import fold, initial_state, runner_status
+from server.streams.core.reducer import fold, initial_state
+from server.streams.core.runners import runner_status
 from server.streams.core.state import Limits
 from tests.unit.factories import beat, job
 from tests.unit.test_properties import T0, depths, heartbeats, job_events

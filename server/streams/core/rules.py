@@ -23,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from server.streams.core.labels import SEP
-from server.streams.core.state import COMPLETED, FAILED, Alert, State
+from server.streams.core.series import COMPLETED, FAILED
+from server.streams.core.state import Alert, State
 
 LIVE_RUNNER = frozenset({"online", "busy", "draining"})
 SEVERITY_RANK = {"critical": 0, "warning": 1}

@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+from server.streams.core.jobs import Ids, Job
 from server.streams.core.labels import SEP, source_of
 from server.streams.core.patterns import has_wildcard, keyword_matcher, name_matcher
-from server.streams.core.state import Ids, Job, State
+from server.streams.core.state import State
 
 FIELDS = {
     "status": "status",

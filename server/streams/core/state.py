@@ -1,51 +1,28 @@
-"""The live state jobpulse folds events into: runners, channels, jobs, failures, series, health.
+"""The live state jobpulse folds events into, and the rules of the fold (`Limits`).
 
-Pure layer: standard library and msgspec only. Plain classes with __slots__ (a job: a Struct), owned and
-mutated only by `server.streams.core.reducer`; everyone else reads. Every collection
-has a cap from `Limits`, so memory is bounded whatever the source sends.
+Pure layer. `State` holds every domain's records (jobs, runners, channels,
+series; each defined by its own module beside this one, with the fold of its
+events) and jobpulse's own health: `Health`, one `Link` per source, and the
+open alerts. The fold (server/streams/core/reducer.py and the domain modules)
+mutates it; everyone else reads. Every collection has a cap from `Limits`, so
+memory is bounded whatever the source sends.
 """
 
 from __future__ import annotations
 
-from array import array
 from collections import OrderedDict, deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from msgspec import Struct
-
-from server.streams.core.labels import SourceRule, source_of
+from server.streams.core.channels import Channel
+from server.streams.core.jobs import INDEX_FIELDS, SETTLED, Failure, Ids, Job
+from server.streams.core.labels import SourceRule
+from server.streams.core.runners import Runner
+from server.streams.core.series import BUCKET_WIDTH, DAY_MINUTES, MinuteRing
 
 if TYPE_CHECKING:
     from server.streams.core.events import AuditNoted
-
-# Indexes into a series bucket: [published, completed, failed, retried, pending, running, scheduled,
-# longest running (s)]. The first four count events; the rest are gauges sampled in that minute.
-PUBLISHED, COMPLETED, FAILED, RETRIED, PENDING, RUNNING, SCHEDULED, LONGEST = range(8)
-BUCKET_WIDTH = 8
-COUNTS = (PUBLISHED, COMPLETED, FAILED, RETRIED)
-GAUGES = (PENDING, RUNNING, SCHEDULED, LONGEST)
-CHANNEL_WIDTH = 4  # a channel's minute: [published, completed, failed, retried]
-DAY_MINUTES = 1440
-
-TERMINAL = frozenset({"completed", "failed", "canceled", "expired"})
-# Statuses whose jobs wait in the `terminal` pool; the search index keeps a set per status for these
-# (queued, running and scheduled jobs have their own ordered pools, which serve as their index).
-SETTLED = TERMINAL | {"unknown"}
-# Phase of a job event within one attempt; with the attempt it orders a job's events (docs/protocol.md 1.1).
-PHASE = {
-    "queued": 0,
-    "scheduled": 0,
-    "started": 1,
-    "retried": 2,
-    "completed": 3,
-    "failed": 3,
-    "canceled": 3,
-    "expired": 3,
-}
-RUNNER_STATUSES = ("offline", "stale", "draining", "busy", "online")
-INDEX_FIELDS = ("status", "channel", "fn", "runner", "cid")
 
 
 @dataclass(frozen=True)
@@ -101,51 +78,6 @@ class Limits:
         return rule.stale_factor, rule.offline_factor
 
 
-class MinuteRing:
-    """Fixed-size per-minute counters in flat arrays: a year of churn costs no more memory than a day."""
-
-    __slots__ = ("size", "stamps", "values", "width")
-
-    def __init__(self, width: int, size: int) -> None:
-        self.width = width
-        self.size = size
-        self.stamps = array("q", [-1]) * size
-        self.values = array("q", [0]) * (width * size)
-
-    def add(self, minute: int, column: int, n: int = 1) -> None:
-        slot = minute % self.size
-        base = slot * self.width
-        if self.stamps[slot] != minute:
-            if self.stamps[slot] > minute:
-                return  # older than what the ring still holds
-            self.stamps[slot] = minute
-            for i in range(self.width):
-                self.values[base + i] = 0
-        self.values[base + column] += n
-
-    def get(self, minute: int) -> tuple[int, ...] | None:
-        slot = minute % self.size
-        if self.stamps[slot] != minute:
-            return None
-        base = slot * self.width
-        return tuple(self.values[base : base + self.width])
-
-    def sum(self, first: int, last: int, column: int) -> int:
-        """The column summed over the minutes first..last that the ring holds."""
-        total = 0
-        for minute in range(max(first, last - self.size + 1), last + 1):
-            slot = minute % self.size
-            if self.stamps[slot] == minute:
-                total += self.values[slot * self.width + column]
-        return total
-
-    def items(self, first: int, last: int) -> Iterator[tuple[int, tuple[int, ...]]]:
-        for minute in range(max(first, last - self.size + 1), last + 1):
-            values = self.get(minute)
-            if values is not None:
-                yield minute, values
-
-
 class Alert:
     """One open hot issue: a rule's condition that holds now."""
 
@@ -160,162 +92,6 @@ class Alert:
         self.detail = detail
         self.since = since
         self.updated = since
-
-
-class Runner:
-    """One runner (worker process) as the fleet view needs it."""
-
-    __slots__ = (
-        "active",
-        "boot",
-        "channels",
-        "concurrency",
-        "failed",
-        "first_seen",
-        "gaps",
-        "host",
-        "id",
-        "interval",
-        "last_recv",
-        "last_ts",
-        "latencies",
-        "offline_factor",
-        "pid",
-        "processed",
-        "region",
-        "skew",
-        "source",
-        "stale_factor",
-        "state",
-        "status",
-        "stop_reason",
-        "stopped",
-        "version",
-    )
-
-    def __init__(self, runner_id: str, limits: Limits) -> None:
-        self.id = runner_id
-        # Its source (a label; "" with one unnamed source) and that job system's rule for silence.
-        self.source = source_of(runner_id, limits.sources)
-        self.stale_factor, self.offline_factor = limits.factors_of(self.source)
-        self.host = ""
-        self.region = ""
-        self.pid = 0
-        self.version = ""
-        self.state = "running"
-        self.channels: tuple[str, ...] = ()
-        self.concurrency = 1
-        self.active: tuple[tuple[str, str, str, float], ...] = ()  # (job, channel, fn, started)
-        self.processed = 0
-        self.failed = 0
-        self.boot = 0.0
-        self.interval = 2.0
-        self.last_ts: float | None = None  # the runner's clock, last beat
-        self.last_recv: float | None = None  # jobpulse's clock, last beat received
-        self.skew = 0.0  # last (receive time - send time): latency plus clock offset
-        self.first_seen: float | None = None
-        self.stopped = False
-        self.stop_reason = ""
-        self.status = "offline"
-        # (received at, latency = recv - sent, gap since the previous beat) per beat.
-        self.latencies: deque[tuple[float, float, float | None]] = deque(maxlen=limits.latency_samples)
-        self.gaps = 0
-
-
-class Channel:
-    """One channel (queue): its latest authoritative depth."""
-
-    __slots__ = ("inflight", "name", "oldest", "paused", "queued", "scheduled", "ts")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.queued = 0
-        self.inflight = 0
-        self.scheduled = 0
-        self.oldest: float | None = None
-        self.paused = False
-        self.ts: float | None = None
-
-
-# The ids of the jobs with one value of a search field. A value of one job (most correlation ids: one per job) holds
-# its id as a 1-tuple, more as a dict of ids to None (an ordered set). Neither is a container the collector tracks
-# (it untracks tuples and dicts of atoms): sets would be, and 100,000 of them made each full collection walk
-# 100,000 more objects (see Job), and the big sets of a channel's or a status' ids 4 ms each per 100,000 ids.
-Ids = dict[str, None] | tuple[str]
-
-# A job's history entry: (source ts, event, attempt, runner).
-HistoryEntry = tuple[float, str, int, str | None]
-
-
-class Job(Struct, gc=False):
-    """One job as its events told it.
-
-    The job table holds up to 100,000 of these for the life of the process, and a full collection used to walk
-    every one (and its history list, and its correlation id's index set), stalling the loop for 120 ms
-    (bench/fold.py). A Struct with `gc=False` is never tracked by the collector, and everything it holds is
-    atomic or a tuple of atoms (which the collector untracks on its first look), so a job costs a full
-    collection nothing. That is safe because a job refers to no container that could lead back to it: no
-    reference cycle can pass through one.
-    """
-
-    id: str
-    channel: str
-    fn: str
-    cid: str | None = None
-    status: str = "new"  # only until its first event is folded, in the same fold
-    runner: str | None = None
-    attempt: int = 0
-    phase: int = -1
-    ts: float = float("-inf")  # the source's time of the event that set the status
-    max_attempts: int | None = None
-    queued_at: float | None = None
-    run_at: float | None = None
-    started_at: float | None = None
-    duration: float | None = None
-    payload: bytes | None = None  # JSON, at most Limits.payload_cap bytes (else a truncation marker)
-    error: str | None = None
-    traceback: str | None = None
-    reason: str | None = None
-    updated: float = 0.0  # jobpulse's clock
-    # The job's events, oldest first, at most Limits.job_history, flat: ts, event, attempt, runner, ts, ... One
-    # tuple of atoms, replaced on each event: the collector untracks it at its first look. A list would stay
-    # tracked, and so would a tuple of tuples (the collector looks at the outer tuple before the inner ones
-    # it holds, then moves it to the old generation, which only a full collection visits).
-    trail: tuple[float | str | int | None, ...] = ()
-
-    @property
-    def history(self) -> list[HistoryEntry]:
-        """The job's events, oldest first: (source ts, event, attempt, runner)."""
-        t = self.trail
-        return [(t[i], t[i + 1], t[i + 2], t[i + 3]) for i in range(0, len(t), 4)]  # type: ignore[misc]
-
-
-class Failure:
-    """One entry of the recent-failures ring."""
-
-    __slots__ = ("at", "attempt", "channel", "error", "event", "fn", "job", "runner", "traceback")
-
-    def __init__(
-        self,
-        event: str,
-        job: str,
-        fn: str,
-        channel: str,
-        error: str,
-        at: float,
-        runner: str | None,
-        attempt: int,
-        traceback: str | None,
-    ) -> None:
-        self.event = event
-        self.job = job
-        self.fn = fn
-        self.channel = channel
-        self.error = error
-        self.at = at
-        self.runner = runner
-        self.attempt = attempt
-        self.traceback = traceback
 
 
 class Link:
@@ -436,6 +212,7 @@ class State:
         "logs",
         "minute",
         "now",
+        "pools",
         "pulse",
         "queued",
         "runner_events",
@@ -475,6 +252,13 @@ class State:
         self.scheduled: OrderedDict[str, None] = OrderedDict()
         self.runner_jobs: dict[str, set[str]] = {}  # runner id -> ids of the jobs it runs (from events)
         self.terminal: OrderedDict[str, None] = OrderedDict()  # finished jobs, oldest first: evicted first
+        # A job's status -> the pool of its jobs (every settled status: terminal), for jobs.move.
+        self.pools: dict[str, OrderedDict[str, None]] = {
+            "queued": self.queued,
+            "running": self.running,
+            "scheduled": self.scheduled,
+            **dict.fromkeys(SETTLED, self.terminal),
+        }
         self.failures: deque[Failure] = deque(maxlen=limits.failures_cap)
         self.failures_added = 0
         self.series: dict[int, list[int]] = {}

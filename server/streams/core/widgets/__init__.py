@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from server import protocol
-from server.streams.core import reducer, search
-from server.streams.core.state import RUNNER_STATUSES, State
+from server.streams.core import search
+from server.streams.core.aspects import Aspect
+from server.streams.core.runners import RUNNER_STATUSES
+from server.streams.core.state import State
 from server.streams.core.widgets import dashboard, fleet, jobs, overview, platform
 from server.streams.core.widgets.common import View, ViewLimits, Widget
 from server.streams.core.widgets.dashboard import counters, failures, health, live_jobs, published, runners, scheduled
@@ -36,35 +38,35 @@ __all__ = [
 
 # The counts now (widgets.common.live_counts) are the depth's (COUNTERS; CHANNELS when the first one arrives)
 # or, with no depth reported, the followed jobs' (LIVE, SCHEDULED): every widget that shows them reads all four.
-COUNTS = reducer.COUNTERS | reducer.CHANNELS | reducer.LIVE | reducer.SCHEDULED
+COUNTS = Aspect.COUNTERS | Aspect.CHANNELS | Aspect.LIVE | Aspect.SCHEDULED
 
 WIDGETS: tuple[Widget, ...] = (
     # The Compact Jobs Dashboard (section 3.7).
-    Widget("counters", COUNTS | reducer.SERIES, dashboard.counters),
-    Widget("published", reducer.SERIES, dashboard.published),
+    Widget("counters", COUNTS | Aspect.SERIES, dashboard.counters),
+    Widget("published", Aspect.SERIES, dashboard.published),
     Widget("live_jobs", COUNTS, dashboard.live_jobs),
-    Widget("failures", reducer.FAILURES | reducer.LIVE | reducer.SCHEDULED, dashboard.failures),  # rows' `now`
+    Widget("failures", Aspect.FAILURES | Aspect.LIVE | Aspect.SCHEDULED, dashboard.failures),  # rows' `now`
     Widget("scheduled", COUNTS, dashboard.scheduled),
-    Widget("runners", reducer.RUNNERS, dashboard.runners),
-    Widget("health", reducer.HEALTH, dashboard.health),
+    Widget("runners", Aspect.RUNNERS, dashboard.runners),
+    Widget("health", Aspect.HEALTH, dashboard.health),
     # The Jobs Overview (section 3.8).
-    Widget("service", reducer.ALERTS | reducer.HEALTH | reducer.RUNNERS, overview.service),
-    Widget("pulse", reducer.PULSE | reducer.RUNNERS, overview.pulse),
-    Widget("backlogs", reducer.CHANNELS | reducer.RUNNERS | reducer.SERIES, overview.backlogs),
-    Widget("hot_issues", reducer.ALERTS, overview.hot_issues),
-    Widget("snapshot", reducer.LIVE | reducer.SCHEDULED | reducer.SERIES, overview.snapshot),
-    Widget("logs", reducer.LOGS, overview.logs),
+    Widget("service", Aspect.ALERTS | Aspect.HEALTH | Aspect.RUNNERS, overview.service),
+    Widget("pulse", Aspect.PULSE | Aspect.RUNNERS, overview.pulse),
+    Widget("backlogs", Aspect.CHANNELS | Aspect.RUNNERS | Aspect.SERIES, overview.backlogs),
+    Widget("hot_issues", Aspect.ALERTS, overview.hot_issues),
+    Widget("snapshot", Aspect.LIVE | Aspect.SCHEDULED | Aspect.SERIES, overview.snapshot),
+    Widget("logs", Aspect.LOGS, overview.logs),
     # The Runners Console (section 3.9).
-    Widget("fleet_summary", reducer.RUNNERS, fleet.fleet_summary),
-    Widget("channels", reducer.CHANNELS | reducer.RUNNERS, fleet.channels),
-    Widget("runner_events", reducer.RUNNER_EVENTS, fleet.runner_events),
+    Widget("fleet_summary", Aspect.RUNNERS, fleet.fleet_summary),
+    Widget("channels", Aspect.CHANNELS | Aspect.RUNNERS, fleet.channels),
+    Widget("runner_events", Aspect.RUNNER_EVENTS, fleet.runner_events),
     # Platform Status (section 3.11).
-    Widget("platform", reducer.PLATFORM | reducer.ALERTS | reducer.HEALTH | reducer.RUNNERS, platform.platform),
-    Widget("alert_log", reducer.ALERTS, platform.alert_log),
+    Widget("platform", Aspect.PLATFORM | Aspect.ALERTS | Aspect.HEALTH | Aspect.RUNNERS, platform.platform),
+    Widget("alert_log", Aspect.ALERTS, platform.alert_log),
     # Recent Maintenance Activity: the audit log's newest entries (section 5.5).
-    Widget("activity", reducer.ACTIVITY, platform.activity),
+    Widget("activity", Aspect.ACTIVITY, platform.activity),
     # The newest commands that changed something, for the toast every page shows of other operators' actions.
-    Widget("notices", reducer.ACTIVITY, platform.notices),
+    Widget("notices", Aspect.ACTIVITY, platform.notices),
 )
 WIDGET_NAMES = tuple(w.name for w in WIDGETS)
 VIEW_NAMES = ("kpi", "chart", "fleet", "job", "find", "jobs")
@@ -134,41 +136,41 @@ def resolve(key: str, state: State, limits: ViewLimits, query_interval: float) -
         # One source's counts come from its channels' series: counts, by minute or hour (a day is kept).
         metric = _choice(params, "metric", tuple(overview.CHART_METRICS if source else overview.KPI_METRICS))
         gran = _choice(params, "gran", ("minutes", "hours") if source else tuple(overview.GRANULARITIES), "minutes")
-        return reducer.SERIES, lambda: overview.kpi(state, limits, metric, gran, source), 0.0
+        return Aspect.SERIES, lambda: overview.kpi(state, limits, metric, gran, source), 0.0
     if name == "chart":
         _only(params, {"metric", "gran", "by"})
         metric = _choice(params, "metric", tuple(overview.CHART_METRICS))
         gran = _choice(params, "gran", ("minutes", "hours"), "minutes")
         by = _choice(params, "by", ("channel", "source") if state.limits.several else ("channel",), "channel")
-        return reducer.SERIES, lambda: overview.channels_chart(state, limits, metric, gran, by), 0.0
+        return Aspect.SERIES, lambda: overview.channels_chart(state, limits, metric, gran, by), 0.0
     if name == "fleet":
         _only(params, {"q", "region", "status", "page", "source"})
         q, region = _text(params, "q", 100), _text(params, "region", 100)
         status = _choice(params, "status", ("", *RUNNER_STATUSES), "")
         source = _choice(params, "source", ("", *state.limits.sources), "")
         page = _page(params)
-        return reducer.RUNNERS, lambda: fleet.fleet(state, limits, q, region, status, page, source), 0.0
+        return Aspect.RUNNERS, lambda: fleet.fleet(state, limits, q, region, status, page, source), 0.0
     if name == "schedule":
         _only(params, {"page"})
         page = _page(params)
-        return reducer.SCHEDULED, lambda: dashboard.schedule(state, limits, page), 0.0
+        return Aspect.SCHEDULED, lambda: dashboard.schedule(state, limits, page), 0.0
     if name == "runner":
         _only(params, {"id"})
         runner_id = _text(params, "id", 200, required=True)
-        aspects = reducer.RUNNERS | reducer.RUNNER_EVENTS
+        aspects = Aspect.RUNNERS | Aspect.RUNNER_EVENTS
         return aspects, lambda: fleet.runner_detail(state, limits, runner_id), 0.0
     if name == "job":
         _only(params, {"id"})
         job_id = _text(params, "id", 200, required=True)
-        return reducer.JOBS, lambda: jobs.job(state, limits, job_id), 0.0
+        return Aspect.JOBS, lambda: jobs.job(state, limits, job_id), 0.0
     if name == "find":
         _only(params, {"q"})
         needle = _text(params, "q", 200, required=True)
-        return reducer.JOBS, lambda: jobs.find(state, limits, needle), query_interval / 4
+        return Aspect.JOBS, lambda: jobs.find(state, limits, needle), query_interval / 4
     if name == "jobs":
         _only(params, {"q", "sort", "page"})
         q = _text(params, "q", 500)
         sort = _choice(params, "sort", search.SORTS, "-updated")
         page = _page(params)
-        return reducer.JOBS, lambda: jobs.table(state, limits, q, sort, page), query_interval
+        return Aspect.JOBS, lambda: jobs.table(state, limits, q, sort, page), query_interval
     raise protocol.ProtocolError(protocol.ErrorCode.UNKNOWN_WIDGET, f"unknown widget {name!r}")

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.streams.core.labels import SEP, source_of
-from server.streams.core.state import Link, MinuteRing, State
+from server.streams.core.series import MinuteRing
+from server.streams.core.state import Link, State
 
 View = dict[str, Any]
 

@@ -13,19 +13,19 @@ import heapq
 from itertools import islice
 from typing import Any
 
-from server.streams.core.state import (
+from server.streams.core.jobs import Job
+from server.streams.core.runners import RUNNER_STATUSES
+from server.streams.core.series import (
     CHANNEL_WIDTH,
     COMPLETED,
     DAY_MINUTES,
     FAILED,
     PENDING,
     PUBLISHED,
-    RUNNER_STATUSES,
     RUNNING,
     SCHEDULED,
-    Job,
-    State,
 )
+from server.streams.core.state import State
 from server.streams.core.widgets.common import (
     View,
     ViewLimits,

@@ -9,7 +9,8 @@ from itertools import islice
 
 from server.streams.core.labels import source_of
 from server.streams.core.patterns import name_matcher
-from server.streams.core.state import RUNNER_STATUSES, Runner, State
+from server.streams.core.runners import RUNNER_STATUSES, Runner
+from server.streams.core.state import State
 from server.streams.core.widgets.common import View, ViewLimits, compact
 
 STATUS_RANK = {status: rank for rank, status in enumerate(RUNNER_STATUSES)}

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from server.streams.core import search
-from server.streams.core.state import Job, State
+from server.streams.core.jobs import Job
+from server.streams.core.state import State
 from server.streams.core.widgets.common import View, ViewLimits, compact
 
 

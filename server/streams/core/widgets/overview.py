@@ -13,16 +13,8 @@ from urllib.parse import quote
 
 from server.streams.core import rules
 from server.streams.core.labels import source_of
-from server.streams.core.state import (
-    COMPLETED,
-    DAY_MINUTES,
-    FAILED,
-    LONGEST,
-    PENDING,
-    PUBLISHED,
-    RETRIED,
-    State,
-)
+from server.streams.core.series import COMPLETED, DAY_MINUTES, FAILED, LONGEST, PENDING, PUBLISHED, RETRIED
+from server.streams.core.state import State
 from server.streams.core.widgets.common import View, ViewLimits, compact, link_view, source_series
 
 GRANULARITIES = {"minutes": (60, 60), "hours": (3600, 24), "days": (86400, 14)}  # step seconds, points shown
