@@ -113,11 +113,15 @@ class SourceFeed:
         kind = type(event)
         if kind in MESSAGES:
             self.messages += 1
-        elif kind is Rejected:
-            reason = event.reason  # type: ignore[union-attr]
-            if reason in REJECT_REASONS:  # a fixed set: labels that hostile input cannot grow
-                self.rejected[reason] = self.rejected.get(reason, 0) + 1
-        self.aggregator.feed(relabel(event, self.label, self.prefixed), at, replay)
+            if self.prefixed:  # one source's messages keep their ids: relabel would hand them back as they are
+                event = relabel(event, self.label, True)
+        else:
+            if kind is Rejected:
+                reason = event.reason  # type: ignore[union-attr]
+                if reason in REJECT_REASONS:  # a fixed set: labels that hostile input cannot grow
+                    self.rejected[reason] = self.rejected.get(reason, 0) + 1
+            event = relabel(event, self.label, self.prefixed)
+        self.aggregator.feed(event, at, replay)
 
     def chunk_end(self) -> None:
         self.aggregator.chunk_end(self.label)

@@ -142,17 +142,25 @@ def count(state: State, column: int, at: float, channel: str) -> None:
         return  # a replayed event the restored series already counted
     minute = int(at // 60)
     limits = state.limits
-    if minute > state.minute - limits.series_minutes:  # older than the retention: nowhere to count it
-        minute_bucket(state, minute)[column] += 1
-    if minute // 60 > state.minute // 60 - limits.hours_retention:
-        hour_bucket(state, minute // 60)[column] += 1
+    current = state.minute
+    if minute > current - limits.series_minutes:  # older than the retention: nowhere to count it
+        # Inline for the bucket that exists (nearly always the current minute's): this runs for most events.
+        bucket = state.series.get(minute)
+        if bucket is None:
+            bucket = minute_bucket(state, minute)
+        else:
+            state.dirty_minutes.add(minute)
+        bucket[column] += 1
+    hour = minute // 60
+    if hour > current // 60 - limits.hours_retention:
+        hour_bucket(state, hour)[column] += 1
     ring = state.channel_series.get(channel)
-    if ring is None and len(state.channel_series) < state.limits.max_channel_series:
-        ring = state.channel_series[channel] = MinuteRing(CHANNEL_WIDTH, state.limits.channel_minutes)
+    if ring is None and len(state.channel_series) < limits.max_channel_series:
+        ring = state.channel_series[channel] = MinuteRing(CHANNEL_WIDTH, limits.channel_minutes)
     if ring is not None:
         ring.add(minute, column)
         state.dirty_channel_minutes.add((channel, minute))
-    age = state.minute - minute
+    age = current - minute
     if 0 <= age < DAY_MINUTES:
         state.sums[0][column] += 1
     elif DAY_MINUTES <= age < 2 * DAY_MINUTES:
