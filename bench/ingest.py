@@ -490,14 +490,16 @@ def run_step(
 
 
 def ladder(children: common.Children, args: argparse.Namespace, result: dict[str, Any], rates: list[int]) -> None:
-    """Step the rate up until a step fails twice (or the rates run out); fill `result` as it goes."""
+    """Step the rate up until a step fails twice (or the rates run out), then bisect between the highest pass and
+    the lowest failure until they are within 10%; fill `result` as it goes."""
     variant, batch = result["variant"], result["batch"]
     prefix = common.unique_prefix(f"ingest-{variant}")
     steps: list[dict[str, Any]] = result["steps"]
     consumer = Consumer(children, args, variant, prefix)
     try:
         queue = list(rates)
-        retried = refined = False
+        retried = False
+        failed_at: int | None = None  # the lowest rate that failed twice
         while queue:
             if time.monotonic() > args.ladder_deadline:
                 print(f"  {variant} batch={batch}: out of time for this ladder", flush=True)
@@ -511,6 +513,8 @@ def ladder(children: common.Children, args: argparse.Namespace, result: dict[str
                 if best is None or step["achieved"] > best["achieved"]:
                     result["best"] = step
                 retried = False
+                if failed_at is not None and not queue:
+                    queue = _bisect(args, rate, failed_at)
                 continue
             if step["behind"]:  # a backlog: start the next try from a clean consumer
                 consumer.close()
@@ -521,14 +525,19 @@ def ladder(children: common.Children, args: argparse.Namespace, result: dict[str
                 retried = True
                 queue.insert(0, rate)
                 continue
-            if args.refine and not refined and best is not None and rate > best["rate"] * 1.1:
-                refined, retried = True, False  # one bisection between the last pass and the failure
-                queue = [int(round((best["rate"] + rate) / 2, -3))]
-                continue
-            break
+            retried = False
+            failed_at = rate if failed_at is None else min(failed_at, rate)
+            queue = _bisect(args, best["rate"], failed_at) if best is not None else []
     finally:
         consumer.close()
         common.delete_prefix(args.redis_url, prefix)
+
+
+def _bisect(args: argparse.Namespace, passed: int, failed: int) -> list[int]:
+    """The next rate between the highest pass and the lowest failure, until they are within 10% of each other."""
+    if not args.refine or failed <= passed * 1.1:
+        return []
+    return [int(round((passed + failed) / 2, -3))]
 
 
 def _print_step(variant: str, step: dict[str, Any]) -> None:
@@ -699,7 +708,7 @@ def _run(args: argparse.Namespace) -> int:
     args.warmup = args.warmup if args.warmup is not None else (0.5 if quick else 1.0)
     args.start_delay = 0.7
     args.drain = 1.2
-    args.refine = not quick
+    args.refine = True  # bisect every ladder's ceiling to within 10%, the quick ones too (within their time)
     args.timeout = args.timeout or (59.0 if quick else 900.0)
     full_b1 = ",".join(map(str, ladder_rates(20_000, 400_000, 1.25)))
     full_bn = ",".join(map(str, ladder_rates(40_000, 1_000_000, 1.25)))
