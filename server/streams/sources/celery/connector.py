@@ -54,6 +54,21 @@ except ImportError:  # Celery is optional: without it there are no actions to fa
 _decode = msgspec.json.Decoder()
 
 
+class _Properties(msgspec.Struct, frozen=True):
+    body_encoding: str = ""
+
+
+class _Envelope(msgspec.Struct, frozen=True):
+    """The two fields of kombu's envelope the events need; a typed decode skips the rest (headers, delivery info)
+    without building them: a microsecond of the ~16 an event costs."""
+
+    body: str
+    properties: _Properties = _Properties()
+
+
+_decode_envelope = msgspec.json.Decoder(_Envelope)
+
+
 def unwrap(data: bytes) -> list[dict[str, Any]]:
     """The events inside one message on the event fanout (kombu's JSON envelope, base64 body).
 
@@ -63,12 +78,12 @@ def unwrap(data: bytes) -> list[dict[str, Any]]:
         ValueError: not an envelope of JSON events.
     """
     try:
-        envelope = _decode.decode(data)
-        body = envelope["body"]
-        if envelope.get("properties", {}).get("body_encoding") == "base64":
+        envelope = _decode_envelope.decode(data)
+        body: str | bytes = envelope.body
+        if envelope.properties.body_encoding == "base64":
             body = base64.b64decode(body)
         decoded = _decode.decode(body)
-    except (msgspec.DecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, TypeError, ValueError) as exc:
         raise ValueError(f"not a Celery event envelope: {exc}") from None
     events = decoded if isinstance(decoded, list) else [decoded]
     for event in events:
