@@ -686,7 +686,7 @@ def _print_slow_window(index: int, row: dict[str, Any], n_stalled: int) -> None:
 
 def summarize_slow(result: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     from server.settings import Settings
-    from server.streams.hub import HubLimits
+    from server.streams.hubcore import HubLimits
 
     rows = result["windows"]
     pools: dict[str, list[float]] = {"A": [], "B": []}

@@ -42,7 +42,8 @@ from server.streams.aggregator import Aggregator
 from server.streams.core.events import AuditNoted
 from server.streams.core.state import State
 from server.streams.core.widgets import WIDGETS, ViewLimits, Widget, resolve
-from server.streams.hub import Hub, HubLimits
+from server.streams.hub import Hub
+from server.streams.hubcore import HubLimits
 from server.tasks import cancel_and_wait
 
 log = logging.getLogger("jobpulse")

@@ -299,7 +299,7 @@ async def test_a_client_that_reads_nothing_of_a_quiet_stream_is_closed_within_th
     """A few small patches a second fit in the socket buffers for minutes: the hub's unanswered ping, not a full
     buffer, closes the client that reads none of them (docs/protocol.md 3.5), while a client that reads stays."""
     from server.settings import Settings
-    from server.streams.hub import HubLimits
+    from server.streams.hubcore import HubLimits
 
     stall = 1.0
     server = LiveServer(redis_url, prefix, env={"JOBPULSE_STALL_TIMEOUT_S": str(stall)}).start()

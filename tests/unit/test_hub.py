@@ -13,7 +13,8 @@ from server.streams.core import aspects, widgets
 from server.streams.core.aspects import ALL
 from server.streams.core.events import SourceStatus, Tick
 from server.streams.core.reducer import fold, initial_state
-from server.streams.hub import Hub, HubLimits
+from server.streams.hub import Hub
+from server.streams.hubcore import HubLimits
 from tests.unit.factories import beat, depth, job
 
 T0 = 1_800_000_000.0

@@ -27,7 +27,8 @@ from server.streams.core.events import (
 from server.streams.core.jobs import SETTLED
 from server.streams.core.reducer import fold, initial_state
 from server.streams.core.state import Limits
-from server.streams.hub import Hub, HubLimits
+from server.streams.hub import Hub
+from server.streams.hubcore import HubLimits
 
 VL = widgets.ViewLimits(live_rows=4, failure_rows=4, scheduled_rows=4, runner_rows=3, spark_minutes=5)
 T0 = 1_800_000_000.0
