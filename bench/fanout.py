@@ -446,6 +446,8 @@ def start_server(
             # Every benchmark client connects from 127.0.0.1: no per-address limits (0 = none).
             "JOBPULSE_MAX_CLIENTS_PER_ADDRESS": "0",
             "JOBPULSE_CONNECTS_PER_ADDRESS": "0",
+            # Room for every client and the snapshot probe (at 10,000 clients the default cap refused the probe).
+            "JOBPULSE_MAX_CLIENTS": str(max(10_000, args.clients + 10)),
             "HOST": "127.0.0.1",
             "PORT": str(port),
             **(env or {}),
