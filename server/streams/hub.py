@@ -65,7 +65,9 @@ class Client(ClientState):
 
     def __init__(self, peer: Peer, now: float) -> None:
         super().__init__(peer, now)
-        self.wake = asyncio.Event()
+        # Made with the writer, the first time the client cannot take a message at once: most clients never need
+        # either, and an Event is 800 bytes a connection.
+        self.wake: asyncio.Event | None = None
         self.writer: asyncio.Task[None] | None = None
 
 
@@ -98,9 +100,11 @@ class Hub(HubCore):
         """Wake the client's writer, starting it the first time: most clients take every frame at once and never
         need one, and a task per client made connect storms dearer (docs/reliability.md 4)."""
         assert isinstance(client, Client)
+        if client.wake is None:
+            client.wake = asyncio.Event()
         client.wake.set()
         if client.writer is None and not client.closed:
-            client.writer = asyncio.create_task(self._writer(client), name="hub-writer")
+            client.writer = asyncio.create_task(self._writer(client, client.wake), name="hub-writer")
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -159,17 +163,17 @@ class Hub(HubCore):
         if writer is not None and writer is not asyncio.current_task():
             await cancel_and_wait([writer])
 
-    async def _writer(self, client: Client) -> None:
+    async def _writer(self, client: Client, wake: asyncio.Event) -> None:
         try:
             while not client.closed:
-                await client.wake.wait()
-                client.wake.clear()
+                await wake.wait()
+                wake.clear()
                 while not client.closed and not client.held and (client.outbox or client.resync):
                     if client.resync:
                         client.resync = False
                         message = self._resync_message(client)
                     else:
-                        message = client.outbox.popleft()
+                        message = client.outbox.pop(0)
                         client.outbox_bytes -= len(message)
                     client.busy_since = self.monotonic()
                     await client.peer.send(message.text)

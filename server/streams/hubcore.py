@@ -209,7 +209,9 @@ class ClientState:
         # The widgets it subscribes to. It gets every patch of these in seq order (or, after an overflow, a
         # snapshot), so the hub need not remember which seq each client holds.
         self.widgets: frozenset[str] = frozenset()
-        self.outbox: deque[Outgoing] = deque()
+        # A list, not a deque: it holds at most client_queue messages and is nearly always empty, and an empty
+        # deque costs 600 bytes, a list 56 (10,000 idle clients a process: issue #17).
+        self.outbox: list[Outgoing] = []
         self.outbox_bytes = 0
         self.resync = False
         self.busy_since: float | None = None  # monotonic time a send started, or last made progress, unfinished
@@ -498,7 +500,7 @@ class HubCore:
             self._wake(client)  # its writer, if it has one, ends
             return
         coro.close()
-        client.outbox.appendleft(message)
+        client.outbox.insert(0, message)
         client.outbox_bytes += len(message)
         self._wake(client)
 
