@@ -337,3 +337,19 @@ def test_unknown_event_type_raises():
     """The fold refuses an event type it does not know instead of ignoring it."""
     with pytest.raises(TypeError):
         fold(initial_state(), object(), T0)  # type: ignore[arg-type]
+
+
+def test_the_dedupe_window_remembers_the_last_ids_at_least_and_forgets_past_twice_that():
+    """The window holds two generations of at most `dedupe_window` ids: a redelivery within the last `dedupe_window`
+    ids is always dropped; one older than twice that is folded again (docs/protocol.md 1.2)."""
+    state = initial_state(Limits(dedupe_window=3))
+    for n in range(1, 5):  # e1..e3 fill the first generation; e4 starts the next
+        fold(state, job("queued", f"j{n}", id=f"e{n}"), T0)
+    fold(state, job("queued", "j1", id="e1"), T0)  # 4 ids back: still in the older generation
+    assert state.health.dupes == 1
+    for n in range(5, 8):  # e5, e6 fill the second generation; e7 drops the first (e1..e3)
+        fold(state, job("queued", f"j{n}", id=f"e{n}"), T0)
+    fold(state, job("queued", "j1", id="e1"), T0)
+    assert state.health.dupes == 1  # forgotten: folded as new (it changes nothing: the job is queued already)
+    fold(state, job("queued", "j6", id="e6"), T0)  # within the last 3: dropped
+    assert state.health.dupes == 2
