@@ -45,41 +45,7 @@ if __package__ in (None, ""):  # run as `python bench/<script>.py`: make `bench`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common
-
-
-class _Sink:
-    """A websocket peer that takes every frame and keeps only the byte count."""
-
-    def __init__(self) -> None:
-        self.bytes = 0
-
-    def ready(self) -> bool:
-        return True
-
-    def write(self, frame: bytes) -> bool:
-        self.bytes += len(frame)
-        return True
-
-    async def send(self, message: str) -> None:
-        self.bytes += len(message)
-
-    async def close(self, code: int, reason: str) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
-
-    def pending(self) -> int | None:
-        return 0
-
-    def written(self) -> int:
-        return self.bytes
-
-    def ping(self, payload: bytes) -> bool:
-        return False  # the hub then judges this client by its sends, which always succeed
-
-    def pong(self) -> bytes | None:
-        return None
+from tests.unit.factories import Collector  # a hub peer that keeps what it is sent
 
 
 class _Pauses:
@@ -113,7 +79,7 @@ async def one_run(args: argparse.Namespace) -> dict[str, Any]:
     assert isinstance(connector, NativeConnector)
     on_message, on_chunk_end = connector._on_message, connector._on_chunk_end
     channel = b"bench:events"
-    sink = _Sink()
+    sink = Collector()
     client = hub.attach(sink)
     assert hub.subscribe(client, [w.name for w in WIDGETS], None, {}) == []
     stream = Stream("f", payload=True)
@@ -172,7 +138,7 @@ async def one_run(args: argparse.Namespace) -> dict[str, Any]:
         "full_gc_ms": full_ms,
         "tracked_objects": tracked,
         "jobs_held": jobs,
-        "bytes_to_client": sink.bytes,
+        "bytes_to_client": sum(len(m) for m in sink.messages),
     }
 
 

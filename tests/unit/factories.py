@@ -70,3 +70,39 @@ def depth(ts: float = 1000.0, src: str = "broker", **channels: tuple[int, int, i
             for name, (q, i, s) in channels.items()
         },
     )
+
+
+class Collector:
+    """A websocket peer that keeps every frame the hub writes it (the hub's pre-built frames)."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    def ready(self) -> bool:
+        return True
+
+    def write(self, frame: bytes) -> bool:
+        start = 2 if frame[1] < 126 else (4 if frame[1] == 126 else 10)
+        self.messages.append(frame[start:])
+        return True
+
+    async def send(self, message: str) -> None:
+        self.messages.append(message.encode())
+
+    async def close(self, code: int, reason: str) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def pending(self) -> int | None:
+        return 0
+
+    def written(self) -> int:
+        return 0
+
+    def ping(self, payload: bytes) -> bool:
+        return False
+
+    def pong(self) -> bytes | None:
+        return None

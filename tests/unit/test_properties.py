@@ -29,6 +29,7 @@ from server.streams.core.reducer import fold, initial_state
 from server.streams.core.state import Limits
 from server.streams.hub import Hub
 from server.streams.hubcore import HubLimits
+from tests.unit.factories import Collector
 
 VL = widgets.ViewLimits(live_rows=4, failure_rows=4, scheduled_rows=4, runner_rows=3, spark_minutes=5)
 T0 = 1_800_000_000.0
@@ -317,42 +318,6 @@ def hub_rig(state: Any) -> tuple[Hub, Any]:
         resolver=lambda key: widgets.resolve(key, state, VL, 0.0),
     )
     return hub, hub.attach(Collector())
-
-
-class Collector:
-    """A websocket peer that keeps every frame the hub writes it (the hub's pre-built frames)."""
-
-    def __init__(self) -> None:
-        self.messages: list[bytes] = []
-
-    def ready(self) -> bool:
-        return True
-
-    def write(self, frame: bytes) -> bool:
-        start = 2 if frame[1] < 126 else (4 if frame[1] == 126 else 10)
-        self.messages.append(frame[start:])
-        return True
-
-    async def send(self, message: str) -> None:
-        self.messages.append(message.encode())
-
-    async def close(self, code: int, reason: str) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
-
-    def pending(self) -> int | None:
-        return 0
-
-    def written(self) -> int:
-        return 0
-
-    def ping(self, payload: bytes) -> bool:
-        return False
-
-    def pong(self) -> bytes | None:
-        return None
 
 
 def assemble(held: dict[str, Any], seqs: dict[str, int], messages: list[bytes]) -> None:
