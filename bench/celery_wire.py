@@ -100,6 +100,7 @@ def consume_celery(url: str, expected: int, cap: int) -> dict[str, Any]:
 
 
 def consume_jobpulse(url: str, expected: int, cap: int) -> dict[str, Any]:
+    from server.app import freeze_startup
     from server.settings import Settings
     from server.streams.core.reducer import fold, initial_state
     from server.streams.core.state import Limits
@@ -127,6 +128,9 @@ def consume_jobpulse(url: str, expected: int, cap: int) -> dict[str, Any]:
         task = asyncio.create_task(connector.run())
         while not connector.connected:  # noqa: ASYNC110 - a plain flag the connector sets
             await asyncio.sleep(0.05)
+        # As the server's lifespan does once start-up is done (server/app.py): what exists now (Celery, kombu and
+        # everything they import) leaves the collector's reach. Without it every full collection walked them.
+        freeze_startup()
         print("ready", flush=True)
         deadline = time.monotonic() + 120
         translated = connector.translator
