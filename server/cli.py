@@ -40,12 +40,15 @@ def _setup_logging(level: str) -> None:
 def _uvicorn_run(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
+    from server.wsdeflate import SharedDeflateProtocol
+
     uvicorn.run(
         "server.app:create_app",
         factory=True,
         host=host,
         port=port,
-        ws="websockets-sansio",
+        # With permessage-deflate, one that compresses each message once for every client (server/wsdeflate.py).
+        ws=SharedDeflateProtocol if settings.ws_deflate else "websockets-sansio",
         ws_max_size=settings.ws_max_frame,
         ws_per_message_deflate=settings.ws_deflate,
         # The hub pings every client itself, with the stall rule's deadline (docs/protocol.md 3.5); uvicorn's

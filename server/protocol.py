@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
+import zlib
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, unquote
@@ -244,12 +245,27 @@ def text_frame(payload: bytes) -> bytes:
 
     Built once per message so the same bytes can be written to every client's socket.
     """
+    return _frame(0x81, payload)
+
+
+def deflated_text_frame(payload: bytes, window_bits: int) -> bytes:
+    """The frame of a text message compressed on its own (RFC 7692 permessage-deflate, RSV1 set), with a window of
+    2**window_bits bytes: it decodes on any connection that negotiated a server window at least that big, whatever
+    it was sent before, so one compression serves every such client."""
+    compressor = zlib.compressobj(wbits=-window_bits, memLevel=5)
+    data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    # RFC 7692 7.2.1: the sync flush's empty block (00 00 ff ff) is left off; the receiver adds it back.
+    return _frame(0xC1, data[:-4] if data.endswith(b"\x00\x00\xff\xff") else data)
+
+
+def _frame(first: int, payload: bytes) -> bytes:
+    head = bytes((first,))
     n = len(payload)
     if n < 126:
-        return b"\x81" + bytes((n,)) + payload
+        return head + bytes((n,)) + payload
     if n < 65536:
-        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
-    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
+        return head + b"\x7e" + n.to_bytes(2, "big") + payload
+    return head + b"\x7f" + n.to_bytes(8, "big") + payload
 
 
 def beat(now: float) -> bytes:

@@ -105,7 +105,9 @@ class Settings:
     )
     ws_max_frame: int = _setting("JOBPULSE_WS_MAX_FRAME", 65_536, "largest accepted client frame, bytes")
     ws_bad_frames: int = _setting("JOBPULSE_WS_BAD_FRAMES", 20, "bad frames a client may send in 10 s before 1008")
-    ws_deflate: bool = _setting("JOBPULSE_WS_DEFLATE", False, "permessage-deflate (costs CPU and ~300 KiB a client)")
+    ws_deflate: bool = _setting(
+        "JOBPULSE_WS_DEFLATE", False, "permessage-deflate, each message compressed once for all (`jobpulse serve`)"
+    )
     ws_sndbuf: int = _setting(
         "JOBPULSE_WS_SNDBUF", 65_536, "kernel send buffer per websocket, bytes (0: the kernel's own, up to MBs)"
     )

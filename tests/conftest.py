@@ -236,8 +236,10 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 class LiveServer:
     """A real jobpulse (uvicorn) subprocess on a free port, reading the test's Redis and prefix."""
 
-    def __init__(self, redis_url: str, prefix: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, redis_url: str, prefix: str, env: dict[str, str] | None = None, cli: bool = False) -> None:
         from server.redis_server import free_port
+
+        self.cli = cli  # run it as `jobpulse serve` runs uvicorn (its protocol choices), not by uvicorn's own CLI
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -263,6 +265,8 @@ class LiveServer:
             "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--ws-ping-interval", "0",
             "--no-access-log", "--log-level", "warning", "--no-proxy-headers",
         ]  # fmt: skip
+        if self.cli:
+            args = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         self.process = subprocess.Popen(args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.protocol import Protocol as WebSocketsProtocol, State as WebSocketsState
 
 from server import protocol
@@ -33,6 +34,7 @@ from server.protocol import CloseCode, ErrorCode, ProtocolError
 from server.roles import Principal
 from server.security import origin_allowed, principal_of
 from server.streams.hub import Client, Hub
+from server.streams.hubcore import Outgoing
 
 log = logging.getLogger("jobpulse.ws")
 
@@ -133,10 +135,12 @@ class StarlettePeer:
     When the ASGI server is uvicorn with the websockets-sansio or wsproto
     protocol, the raw `send` is a bound method of the protocol object, whose
     `writable` event and transport let the hub send inline without waiting and
-    cut off a client that reads nothing. With websockets-sansio and no
-    permessage-deflate, the hub may also write a frame it built once for all
-    clients straight to the transport (`write`), which skips the per-client
-    ASGI round and framing. Elsewhere `ready()` is False and every message goes
+    cut off a client that reads nothing. With websockets-sansio, and either no
+    permessage-deflate or the one without context takeover that `jobpulse
+    serve` negotiates (server/wsdeflate.py), the hub may also write a frame it
+    built (and compressed) once for all clients straight to the transport
+    (`write`), which skips the per-client ASGI round, framing and compression.
+    Elsewhere `ready()` is False and every message goes
     through the client's writer task, which is always correct.
     """
 
@@ -166,17 +170,30 @@ class StarlettePeer:
         # Pings go through the connection's own framing (control frames are never compressed); its pongs are heard.
         self._pinger = conn if isinstance(conn, WebSocketsProtocol) and self._writable is not None else None
         self._pongs = _hear_pongs(proto) if self._pinger is not None else None
-        # Raw frames only where nothing transforms them per connection (no negotiated extensions).
-        self._conn = self._pinger if self._pinger is not None and not self._pinger.extensions else None
+        # Raw frames only where nothing transforms them per connection: no negotiated extension, or permessage-deflate
+        # with no context takeover on our side (server/wsdeflate.py), where one frame compressed for all decodes
+        # on this connection too. With context takeover the connection's own compressor must frame every message.
+        self._deflate_bits: int | None = None
+        self._conn = None
+        extensions = self._pinger.extensions if self._pinger is not None else None
+        if extensions == []:
+            self._conn = self._pinger
+        elif extensions and len(extensions) == 1 and isinstance(extensions[0], PerMessageDeflate):
+            deflate = extensions[0]
+            if deflate.local_no_context_takeover:
+                self._conn = self._pinger
+                self._deflate_bits = deflate.local_max_window_bits
 
     def ready(self) -> bool:
         return self._writable is not None and self._writable.is_set() and not self._transport_closing()
 
-    def write(self, frame: bytes) -> bool:
+    def write(self, message: Outgoing) -> bool:
         conn = self._conn
         if conn is None or conn.state is not WebSocketsState.OPEN or not self.ready():
             return False
         assert self._transport is not None
+        bits = self._deflate_bits
+        frame = message.frame if bits is None else message.deflated(bits)
         self._transport.write(frame)
         self._written += len(frame)
         return True

@@ -29,8 +29,9 @@ class Peer(Protocol):
     def ready(self) -> bool:
         """True when a send would complete without waiting (the socket's buffer has room)."""
 
-    def write(self, frame: bytes) -> bool:
-        """Write a complete pre-built websocket frame now, if this peer can; False means use `send`."""
+    def write(self, message: Outgoing) -> bool:
+        """Write the message's pre-built websocket frame (`message.frame`, or `message.deflated(bits)` where the
+        connection compresses) now, if this peer can; False means use `send`."""
 
     async def send(self, message: str) -> None:
         """Send one text message."""
@@ -113,21 +114,30 @@ class HubStats:
 
 
 class Outgoing:
-    """One server message, shared by every client it goes to: its JSON, its text and its frame, each made once."""
+    """One server message, shared by every client it goes to: its JSON, its text and its frames, each made once."""
 
-    __slots__ = ("_frame", "_text", "keep", "payload")
+    __slots__ = ("_deflated", "_frame", "_text", "keep", "payload")
 
     def __init__(self, payload: bytes, keep: bool = False) -> None:
         self.payload = payload
         self.keep = keep  # survives conflation: an ack (every command gets exactly one), not a widget's data
         self._frame: bytes | None = None
         self._text: str | None = None
+        self._deflated: tuple[int, bytes] | None = None
 
     @property
     def frame(self) -> bytes:
         if self._frame is None:
             self._frame = protocol.text_frame(self.payload)
         return self._frame
+
+    def deflated(self, window_bits: int) -> bytes:
+        """Its frame compressed on its own (permessage-deflate without context takeover), for every connection
+        that negotiated that window: compressed once, not once a client (server/wsdeflate.py)."""
+        cached = self._deflated
+        if cached is None or cached[0] != window_bits:
+            cached = self._deflated = (window_bits, protocol.deflated_text_frame(self.payload, window_bits))
+        return cached[1]
 
     @property
     def text(self) -> str:
@@ -460,7 +470,7 @@ class HubCore:
             return
         if not client.outbox and client.busy_since is None and not client.resync and not client.held:
             peer = client.peer
-            if peer.write(message.frame):
+            if peer.write(message):
                 client.last_sent = self.monotonic()
                 self.stats.frame_writes += 1
                 return

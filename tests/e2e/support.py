@@ -51,6 +51,7 @@ WS_PROBE = """
   window.WebSocket = class extends Native {
     constructor(...args) {
       super(...args);
+      this.addEventListener("open", () => { window.__e2eWs.extensions = this.extensions; });
       this.addEventListener("message", (event) => {
         const probe = window.__e2eWs;
         probe.messages += 1;

@@ -506,3 +506,24 @@ def test_a_recent_failure_offers_details_and_retry(dashboard: Page, source: Sour
     source.job("queued", "j-fail-retry", channel="email", fn="mail.send_x", attempt=2)
     expect(retry).to_be_disabled()
     expect(retry).to_have_attribute("title", re.compile("queued now"))
+
+
+def test_the_page_reads_frames_compressed_once_for_every_client(
+    page: Page, redis_url: str, prefix: str, source: Source
+) -> None:
+    """With JOBPULSE_WS_DEFLATE, Chromium negotiates permessage-deflate without context takeover (server/wsdeflate.py)
+    and reads the hub's shared compressed frames: the snapshots and every later patch draw as without it."""
+    server = LiveServer(redis_url, prefix, env={"JOBPULSE_WS_DEFLATE": "1"}, cli=True).start()
+    try:
+        open_dashboard(page, server)
+        for n in range(5):
+            source.depth(email={"queued": 10 + n, "inflight": n})
+        expect(counter(page, "pending")).to_have_text("14")
+        expect(counter(page, "running")).to_have_text("4")
+        negotiated = page.evaluate("() => window.__e2eWs.extensions")
+        assert "permessage-deflate" in negotiated and "server_no_context_takeover" in negotiated, negotiated
+        stats = json.loads(page.evaluate("() => fetch('/api/stats').then((r) => r.text())"))
+        assert stats["hub"]["frame_writes"] > 0  # the shared frames were written, compressed
+    finally:
+        output = server.finish()
+    assert "Traceback" not in output, output

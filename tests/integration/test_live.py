@@ -453,3 +453,35 @@ async def test_the_demos_synthetic_history_fills_the_long_views_and_is_labelled(
     finally:
         output = server.finish()
     assert "Traceback" not in output
+
+
+async def test_deflate_compresses_each_message_once_for_every_client(redis_url, prefix, aredis_client):
+    """With JOBPULSE_WS_DEFLATE, `jobpulse serve` negotiates permessage-deflate without context takeover and the hub
+    writes the same compressed frame to every client (server/wsdeflate.py): each client decodes the same widgets the
+    server holds, with nothing missed."""
+    server = LiveServer(redis_url, prefix, env={"JOBPULSE_WS_DEFLATE": "1"}, cli=True).start()
+    try:
+        pub = Publisher(aredis_client, prefix)
+        widgets = ["live_jobs", "counters", "failures"]
+        clients = [await LiveClient.connect(server.ws_url, widgets) for _ in range(3)]
+        for client in clients:
+            assert client.ws.response is not None
+            extensions = client.ws.response.headers["Sec-WebSocket-Extensions"]
+            assert "permessage-deflate" in extensions and "server_no_context_takeover" in extensions
+            await client.wait_for(lambda c: set(c.data) == set(widgets))
+        for n in range(20):
+            await pub.publish(pub.job("queued", f"j{n}", cid=f"order-{n}"), pub.depth(email=(n + 1, 0, 0)))
+        await pub.publish(pub.job("failed", "j3", error="ValueError: bad input"), pub.depth(email=(19, 0, 0)))
+        for client in clients:
+            await client.wait_for(lambda c: c.data["counters"]["failed"]["v"] == 1 and c.data["failures"]["order"])
+        for name in widgets:
+            held = get_json(f"{server.url}/api/widgets/{name}")["data"]
+            assert all(c.data[name] == held for c in clients), name
+        assert all(c.gaps == 0 for c in clients)
+        stats = get_json(f"{server.url}/api/stats")["hub"]
+        assert stats["frame_writes"] > 0  # the shared, pre-compressed frames, not a compression per client
+        for client in clients:
+            await client.close()
+    finally:
+        output = server.finish()
+    assert "Traceback" not in output, output

@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from server.streams.core.events import ActiveJob, ChannelDepth, Depth, Heartbeat, JobEvent, RunnerStopped
+from server.streams.hubcore import Outgoing
 
 _ids = itertools.count(1)
 _seqs: dict[str, itertools.count[int]] = {}
@@ -81,7 +82,8 @@ class Collector:
     def ready(self) -> bool:
         return True
 
-    def write(self, frame: bytes) -> bool:
+    def write(self, message: Outgoing) -> bool:
+        frame = message.frame
         start = 2 if frame[1] < 126 else (4 if frame[1] == 126 else 10)
         self.messages.append(frame[start:])
         return True

@@ -14,7 +14,7 @@ from server.streams.core.aspects import ALL
 from server.streams.core.events import SourceStatus, Tick
 from server.streams.core.reducer import fold, initial_state
 from server.streams.hub import Hub
-from server.streams.hubcore import HubLimits
+from server.streams.hubcore import HubLimits, Outgoing
 from tests.unit.factories import beat, depth, job
 
 T0 = 1_800_000_000.0
@@ -55,7 +55,7 @@ class MemoryPeer:
     def ready(self) -> bool:
         return self.is_ready and not self.stalled
 
-    def write(self, frame: bytes) -> bool:
+    def write(self, message: Outgoing) -> bool:
         return False  # exercise the send path; RawPeer below takes frames
 
     async def send(self, message: str) -> None:
@@ -103,9 +103,10 @@ class RawPeer(MemoryPeer):
         super().__init__()
         self.frames_written: list[bytes] = []
 
-    def write(self, frame: bytes) -> bool:
+    def write(self, message: Outgoing) -> bool:
         if not self.ready():
             return False
+        frame = message.frame
         self.frames_written.append(frame)
         self.messages.append(_unframe(frame))
         self.written_bytes += len(frame)

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from server import protocol
-from server.streams.hubcore import ClientState, HubCore, HubLimits
+from server.streams.hubcore import ClientState, HubCore, HubLimits, Outgoing
 
 
 class Clock:
@@ -27,7 +27,7 @@ class Peer:
     def ready(self) -> bool:
         return False
 
-    def write(self, frame: bytes) -> bool:
+    def write(self, message: Outgoing) -> bool:
         return False
 
     async def send(self, message: str) -> None:  # pragma: no cover - never ready, never sent to inline

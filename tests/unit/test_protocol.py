@@ -93,3 +93,27 @@ def test_text_frames_parse_as_websocket_frames(size):
     assert frame.opcode is Opcode.TEXT
     assert frame.fin
     assert frame.data == payload
+
+
+@pytest.mark.parametrize("size", [10, 400, 5_000, 70_000])
+@pytest.mark.parametrize("bits", [9, 12, 15])
+def test_a_deflated_frame_decodes_on_its_own_as_rfc_7692_says(size, bits):
+    """One compressed frame serves every client: it inflates alone (no context), with the negotiated window, by
+    the websockets library's own permessage-deflate decoder as a client runs it."""
+    import zlib
+
+    from websockets.extensions.permessage_deflate import PerMessageDeflate
+    from websockets.frames import Frame, Opcode
+
+    payload = json.dumps({"type": "batch", "rows": ["x" * (i % 50) for i in range(size // 30)]}).encode()
+    frame = protocol.deflated_text_frame(payload, bits)
+    assert frame[0] == 0xC1  # FIN, RSV1 (compressed), text
+    n = frame[1]
+    start = 2 if n < 126 else (4 if n == 126 else 10)
+    data = frame[start:]
+    assert zlib.decompressobj(wbits=-bits).decompress(data + b"\x00\x00\xff\xff") == payload
+    # As a client's extension decodes it, after another message (its context must not matter).
+    client = PerMessageDeflate(True, False, bits, 15)
+    for _ in range(2):
+        decoded = client.decode(Frame(Opcode.TEXT, data, rsv1=True), max_size=None)
+        assert decoded.data == payload
