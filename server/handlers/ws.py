@@ -37,6 +37,9 @@ from server.streams.hub import Client, Hub
 from server.streams.hubcore import Outgoing
 
 log = logging.getLogger("jobpulse.ws")
+# Commands under way, every connection's (a task needs a strong reference until it ends): one set for the process
+# rather than one per connection. They run to the end even when their page goes (and are audited).
+_COMMANDS: set[asyncio.Task[None]] = set()
 
 
 class _ClientUtf8(logging.Filter):
@@ -143,6 +146,18 @@ class StarlettePeer:
     Elsewhere `ready()` is False and every message goes
     through the client's writer task, which is always correct.
     """
+
+    __slots__ = (
+        "_conn",
+        "_deflate_bits",
+        "_fd",
+        "_pinger",
+        "_pongs",
+        "_transport",
+        "_writable",
+        "_written",
+        "websocket",
+    )
 
     def __init__(self, websocket: WebSocket, raw_send: Any, sndbuf: int = 0) -> None:
         self.websocket = websocket
@@ -299,7 +314,11 @@ else:
 
 
 async def live_ws(websocket: WebSocket) -> None:
-    """The live feed and the operators' commands: one connection per page."""
+    """The live feed and the operators' commands: one connection per page.
+
+    The read loop is here, not in a helper: this coroutine's frame is what every idle connection holds while it
+    waits for the client's next frame, and one nested frame less is ~0.4 KiB a connection (issue #17).
+    """
     app_state = websocket.app.state
     address = websocket.client.host if websocket.client else ""
     limits = address_limits(app_state)
@@ -315,12 +334,39 @@ async def live_ws(websocket: WebSocket) -> None:
         await websocket.close(CloseCode.TOO_MANY_CONNECTIONS, refused)
         return
     try:
-        await _serve(websocket, address)
+        opened = await _open(websocket)
+        if opened is None:
+            return
+        client, principal = opened
+        hub: Hub = app_state.hub
+        watch = asyncio.create_task(_watch_session(websocket, client, principal)) if principal.session else None
+        bad: list[float] = []  # times of its recent bad frames: a handful at most (a deque is 600 B a connection)
+        try:
+            while not client.closed:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    layer = LAYER_CLOSES.get(message.get("code", CloseCode.NORMAL))
+                    if layer is not None:
+                        app_state.counters[BAD_FRAME + layer] += 1
+                    break
+                if not await _on_frame(websocket, client, principal, message, address, bad):
+                    break
+                # Not kept while the connection idles until its next frame: ~0.2 KiB each (the hello, mostly).
+                del message
+        except WebSocketDisconnect:
+            pass
+        finally:
+            if watch is not None:
+                watch.cancel()
+            # Commands already sent run to the end (and are audited); only their acks have nowhere to go.
+            await hub.detach(client)
     finally:
         limits.release(budget)
 
 
-async def _serve(websocket: WebSocket, address: str) -> None:
+async def _open(websocket: WebSocket) -> tuple[Client, Principal] | None:
+    """Check the origin, the user and the room; accept, attach to the hub and send `welcome`. None when refused (the
+    socket is closed with its code)."""
     app_state = websocket.app.state
     hub: Hub = app_state.hub
     settings = app_state.settings
@@ -329,21 +375,20 @@ async def _serve(websocket: WebSocket, address: str) -> None:
         app_state.counters["ws_bad_origin"] += 1
         await websocket.accept()
         await websocket.close(CloseCode.FORBIDDEN_ORIGIN, "origin not allowed")
-        return
+        return None
     principal = principal_of(websocket.scope)
     if principal is None:
         app_state.counters["ws_unauthorized"] += 1
         await websocket.accept()
         await websocket.close(CloseCode.UNAUTHORIZED, "sign in first")
-        return
+        return None
     if len(hub.clients) >= settings.max_clients:
         app_state.counters["ws_server_full"] += 1
         await websocket.accept()
         await websocket.close(CloseCode.TRY_AGAIN_LATER, "server full")
-        return
+        return None
     await websocket.accept()
     client = hub.attach(StarlettePeer(websocket, websocket.scope.get(RAW_SEND), settings.ws_sndbuf))
-    wall_only = WALL_WIDGETS if principal.auth == "wall" else None
     commander: Commander = app_state.commander
     hub.send(
         client,
@@ -358,55 +403,55 @@ async def _serve(websocket: WebSocket, address: str) -> None:
             commander.actions_for(principal),
         ),
     )
-    commands: set[asyncio.Task[None]] = set()
-    watch = asyncio.create_task(_watch_session(websocket, client, principal)) if principal.session else None
-    bad: list[float] = []  # times of its recent bad frames: a handful at most (a deque is 600 B a connection)
+    return client, principal
+
+
+async def _on_frame(
+    websocket: WebSocket,
+    client: Client,
+    principal: Principal,
+    message: Mapping[str, Any],
+    address: str,
+    bad: list[float],
+) -> bool:
+    """Handle one frame from the client; False when the connection is to end (closed for a bad frame)."""
+    app_state = websocket.app.state
+    hub: Hub = app_state.hub
+    settings = app_state.settings
+    wall_only = WALL_WIDGETS if principal.auth == "wall" else None
     try:
-        while not client.closed:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                layer = LAYER_CLOSES.get(message.get("code", CloseCode.NORMAL))
-                if layer is not None:
-                    app_state.counters[BAD_FRAME + layer] += 1
-                break
-            try:
-                frame = _handle(hub, client, message, settings.ws_max_frame, app_state.counters, wall_only)
-                if frame is not None:
-                    task = asyncio.create_task(_command(hub, client, commander, principal, frame, address))
-                    commands.add(task)
-                    task.add_done_callback(commands.discard)
-            except ProtocolError as exc:
-                app_state.counters[BAD_FRAME + exc.code.value] += 1
-                if exc.kind == "cmd" and exc.ref is not None:
-                    # A command with an id always gets its ack (docs/protocol.md 4.2): answered like any refused
-                    # command, it does not count toward closing the socket.
-                    refusal = {"code": "bad_args", "message": exc.message}
-                    hub.send(client, protocol.ack({"id": exc.ref, "ok": False, "error": refusal}), keep=True)
-                    continue
-                hub.send(client, protocol.error(exc.code, exc.message, exc.ref))
-                if exc.code is ErrorCode.BAD_VERSION:
-                    await websocket.close(CloseCode.UNSUPPORTED_VERSION, "unsupported protocol version")
-                    break
-                if exc.code is ErrorCode.TOO_LARGE:
-                    await asyncio.sleep(0)  # let the error frame go out before the close frame
-                    await websocket.close(CloseCode.MESSAGE_TOO_BIG, "frame too large")
-                    break
-                now = time.monotonic()
-                bad.append(now)
-                while bad and bad[0] < now - BAD_FRAME_WINDOW:
-                    del bad[0]
-                if len(bad) > settings.ws_bad_frames:
-                    hub.send(client, protocol.error(ErrorCode.RATE, "too many bad frames"))
-                    await asyncio.sleep(0)  # let the error frame go out before the close frame
-                    await websocket.close(CloseCode.POLICY_VIOLATION, "too many bad frames")
-                    break
-    except WebSocketDisconnect:
-        pass
-    finally:
-        if watch is not None:
-            watch.cancel()
-        # Commands already sent run to the end (and are audited); only their acks have nowhere to go.
-        await hub.detach(client)
+        frame = _handle(hub, client, message, settings.ws_max_frame, app_state.counters, wall_only)
+        if frame is not None:
+            task = asyncio.create_task(_command(hub, client, app_state.commander, principal, frame, address))
+            _COMMANDS.add(task)
+            task.add_done_callback(_COMMANDS.discard)
+        return True
+    except ProtocolError as exc:
+        app_state.counters[BAD_FRAME + exc.code.value] += 1
+        if exc.kind == "cmd" and exc.ref is not None:
+            # A command with an id always gets its ack (docs/protocol.md 4.2): answered like any refused
+            # command, it does not count toward closing the socket.
+            refusal = {"code": "bad_args", "message": exc.message}
+            hub.send(client, protocol.ack({"id": exc.ref, "ok": False, "error": refusal}), keep=True)
+            return True
+        hub.send(client, protocol.error(exc.code, exc.message, exc.ref))
+        if exc.code is ErrorCode.BAD_VERSION:
+            await websocket.close(CloseCode.UNSUPPORTED_VERSION, "unsupported protocol version")
+            return False
+        if exc.code is ErrorCode.TOO_LARGE:
+            await asyncio.sleep(0)  # let the error frame go out before the close frame
+            await websocket.close(CloseCode.MESSAGE_TOO_BIG, "frame too large")
+            return False
+        now = time.monotonic()
+        bad.append(now)
+        while bad and bad[0] < now - BAD_FRAME_WINDOW:
+            del bad[0]
+        if len(bad) > settings.ws_bad_frames:
+            hub.send(client, protocol.error(ErrorCode.RATE, "too many bad frames"))
+            await asyncio.sleep(0)  # let the error frame go out before the close frame
+            await websocket.close(CloseCode.POLICY_VIOLATION, "too many bad frames")
+            return False
+        return True
 
 
 async def _command(

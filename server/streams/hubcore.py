@@ -456,9 +456,14 @@ class HubCore:
                 feed.subscribers -= 1
                 if feed.subscribers == 0 and feed.dynamic:
                     feed.idle_since = self.monotonic()
-        client.widgets = widgets
         if widgets and not client.closed:
-            self.groups.setdefault(widgets, set()).add(client)
+            group = self.groups.setdefault(widgets, set())
+            if group:
+                # One frozenset (and one copy of its names) per group, not per client: 10,000 clients of one page
+                # held 10,000 equal sets, ~0.9 KiB each with their names.
+                widgets = next(iter(group)).widgets
+            group.add(client)
+        client.widgets = widgets
 
     def send(self, client: ClientState, message: bytes, keep: bool = False) -> None:
         """Send a control frame (welcome, pong, error, beat, ack) to one client, in order with its batches; a frame
