@@ -31,8 +31,9 @@ from server.streams.core.state import Link, State
 MAX_SOURCE_WARNINGS = 100  # conditions a source may hold at once (bounded like everything else)
 
 
-def tick(state: State, tick: Tick) -> int:
-    changed = series.advance(state, tick.now)
+def tick(state: State, msg: Tick) -> int:
+    """The clock moved on: the minute's gauges, the pulse, runners' silence, the alert rules."""
+    changed = series.advance(state, msg.now)
     # Intake counters (events, duplicates, out-of-order) change with nearly every event; they are shown
     # once a tick rather than patched into every batch.
     health = state.health
@@ -41,8 +42,8 @@ def tick(state: State, tick: Tick) -> int:
         health.shown = counters
         changed |= HEALTH
     now = state.now
-    state.day_end = tick.day_end
-    if tick.connected:
+    state.day_end = msg.day_end
+    if msg.connected:
         minute = int(now // 60)
         bucket = state.series.get(minute)
         if bucket is None:
