@@ -144,13 +144,7 @@ def count(state: State, column: int, at: float, channel: str) -> None:
     limits = state.limits
     current = state.minute
     if minute > current - limits.series_minutes:  # older than the retention: nowhere to count it
-        # Inline for the bucket that exists (nearly always the current minute's): this runs for most events.
-        bucket = state.series.get(minute)
-        if bucket is None:
-            bucket = minute_bucket(state, minute)
-        else:
-            state.dirty_minutes.add(minute)
-        bucket[column] += 1
+        minute_bucket(state, minute)[column] += 1
     hour = minute // 60
     if hour > current // 60 - limits.hours_retention:
         hour_bucket(state, hour)[column] += 1
