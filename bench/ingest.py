@@ -514,7 +514,7 @@ def ladder(children: common.Children, args: argparse.Namespace, result: dict[str
                     result["best"] = step
                 retried = False
                 if failed_at is not None and not queue:
-                    queue = _bisect(args, rate, failed_at)
+                    queue = _bisect(rate, failed_at)
                 continue
             if step["behind"]:  # a backlog: start the next try from a clean consumer
                 consumer.close()
@@ -527,15 +527,16 @@ def ladder(children: common.Children, args: argparse.Namespace, result: dict[str
                 continue
             retried = False
             failed_at = rate if failed_at is None else min(failed_at, rate)
-            queue = _bisect(args, best["rate"], failed_at) if best is not None else []
+            queue = _bisect(best["rate"], failed_at) if best is not None else []
     finally:
         consumer.close()
         common.delete_prefix(args.redis_url, prefix)
 
 
-def _bisect(args: argparse.Namespace, passed: int, failed: int) -> list[int]:
-    """The next rate between the highest pass and the lowest failure, until they are within 10% of each other."""
-    if not args.refine or failed <= passed * 1.1:
+def _bisect(passed: int, failed: int) -> list[int]:
+    """The next rate between the highest pass and the lowest failure, until they are within 10% of each other (the
+    quick ladders too, as far as their time goes)."""
+    if failed <= passed * 1.1:
         return []
     return [int(round((passed + failed) / 2, -3))]
 
@@ -708,7 +709,6 @@ def _run(args: argparse.Namespace) -> int:
     args.warmup = args.warmup if args.warmup is not None else (0.5 if quick else 1.0)
     args.start_delay = 0.7
     args.drain = 1.2
-    args.refine = True  # bisect every ladder's ceiling to within 10%, the quick ones too (within their time)
     args.timeout = args.timeout or (59.0 if quick else 900.0)
     full_b1 = ",".join(map(str, ladder_rates(20_000, 400_000, 1.25)))
     full_bn = ",".join(map(str, ladder_rates(40_000, 1_000_000, 1.25)))
