@@ -148,7 +148,7 @@ def make_on_message(stats: ClientStats) -> Any:
         in_window = stats.start <= at < stats.end
         if in_window:
             stats.messages += 1
-            stats.bytes += len(payload)
+            stats.bytes += conn.wire  # as sent: compressed when deflate was negotiated
         if b'"live_jobs"' not in payload:
             return
         message = loads(payload)
@@ -204,7 +204,9 @@ async def clients_main(args: argparse.Namespace) -> None:
     async def open_one() -> None:
         async with gate:
             try:
-                conn = await wsclient.connect(args.host, args.port, "/ws", HELLO, on_message, open_timeout=20)
+                conn = await wsclient.connect(
+                    args.host, args.port, "/ws", HELLO, on_message, open_timeout=20, deflate=args.deflate
+                )
             except (OSError, TimeoutError) as exc:
                 failures.append(repr(exc)[:200])
                 return
@@ -448,6 +450,7 @@ def start_server(
             "JOBPULSE_CONNECTS_PER_ADDRESS": "0",
             # Room for every client and the snapshot probe (at 10,000 clients the default cap refused the probe).
             "JOBPULSE_MAX_CLIENTS": str(max(10_000, args.clients + 10)),
+            "JOBPULSE_WS_DEFLATE": "true" if getattr(args, "deflate", False) else "false",
             "HOST": "127.0.0.1",
             "PORT": str(port),
             **(env or {}),
@@ -575,7 +578,7 @@ def run_server(children: common.Children, args: argparse.Namespace, kind: str) -
                 }
             )
         if kind == "jobpulse":
-            result["snapshot_bytes"] = probe_snapshot(port)
+            result["snapshot_bytes"], result["snapshot_deflated_bytes"] = probe_snapshot(port)
         _print_result(result)
         return result
     finally:
@@ -612,6 +615,8 @@ def start_clients(
             sys.executable, "-m", module, "--role", "clients", "--port", str(port), "--count", str(count),
             "--deadline", str(args.deadline), *(extra or []),
         ]  # fmt: skip
+        if module == "bench.fanout" and getattr(args, "deflate", False):
+            argv.append("--deflate")
         procs.append(children.start(argv, stdin=True))
     return procs
 
@@ -655,9 +660,13 @@ def jobpulse_stats(port: int) -> dict[str, Any] | None:
         return None
 
 
-def probe_snapshot(port: int) -> int:
-    """Bytes of the batch a new client gets when it subscribes to every widget: the full snapshot."""
+def probe_snapshot(port: int) -> tuple[int, int]:
+    """Bytes of the batch a new client gets when it subscribes to every widget (the full snapshot): as sent
+    plain, and as jobpulse's shared deflate would send it (the same compressor, measured here)."""
     from websockets.sync.client import connect
+
+    from server.protocol import deflated_text_frame
+    from server.wsdeflate import WINDOW_BITS
 
     with connect(f"ws://127.0.0.1:{port}/ws", compression=None, open_timeout=10) as ws:
         ws.send(HELLO.decode())
@@ -666,8 +675,10 @@ def probe_snapshot(port: int) -> int:
             message = ws.recv(timeout=10)
             data = message.encode() if isinstance(message, str) else message
             if data.startswith(b'{"type":"batch"'):
-                return len(data)
-    return 0
+                frame = deflated_text_frame(data, WINDOW_BITS)
+                head = 2 if frame[1] < 126 else 4 if frame[1] == 126 else 10
+                return len(data), len(frame) - head
+    return 0, 0
 
 
 def _print_result(r: dict[str, Any]) -> None:
@@ -736,6 +747,12 @@ def summarize(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> s
             f"vs a full snapshot of {snap:,} B = {100 * per_tick / snap:.1f}% "
             f"(a message is {100 * per_message / snap:.1f}% of a snapshot)"
         )
+        if args.deflate:
+            small = jp["snapshot_deflated_bytes"]
+            text += (
+                f"; with the shared deflate the bytes above are as sent, compressed; against a snapshot "
+                f"compressed too ({small:,} B) a tick is {100 * per_tick / small:.1f}%"
+            )
     return text
 
 
@@ -746,7 +763,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     started = time.monotonic()
     interrupted = None
     try:
-        title = "jobpulse fan-out benchmark (B2/B3/B6)" + (" --quick" if args.quick else "")
+        title = "jobpulse fan-out benchmark (B2/B3/B6)" + (" --quick" if args.quick else "") + (" --deflate" if args.deflate else "")
         with common.session(args, facts, title) as (children, origin):
             url = args.redis_url
             print(
@@ -798,6 +815,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=None, help="hard timeout of the whole run, s")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--profile-server", default=None, help="run jobpulse under cProfile, stats to this file")
+    parser.add_argument(
+        "--deflate", action="store_true",
+        help="jobpulse with JOBPULSE_WS_DEFLATE=true and clients that offer permessage-deflate (bytes as sent)",
+    )  # fmt: skip
     # roles (internal)
     parser.add_argument("--role", default="orchestrator",
                         choices=("orchestrator", "source", "clients", "bare-server", "naive-server"))  # fmt: skip

@@ -160,8 +160,8 @@ class ProbeConn:
 class Conn(wsclient.Connection):
     """A benchmark connection that reports to its `ProbeConn` and, for a slow reader, reads once per `read_every`."""
 
-    def __init__(self, probe: ProbeConn, read_every: float, *args: Any) -> None:
-        super().__init__(*args)
+    def __init__(self, probe: ProbeConn, read_every: float, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.probe = probe
         self.read_every = read_every
         probe.conn = self

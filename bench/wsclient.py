@@ -4,8 +4,11 @@ An asyncio Protocol per connection: it sends the RFC 6455 upgrade request,
 checks the 101, sends one text frame (`hello`), then parses the server's frames
 straight from `data_received`: text messages (fragmented ones reassembled) go to
 a callback with the time the bytes arrived; pings are answered with pongs; a
-close frame is answered and the connection closed. No permessage-deflate is
-offered, so the server sends plain frames. It exists because the `websockets`
+close frame is answered and the connection closed. With `deflate`, it offers
+permessage-deflate without context takeover either way (what `jobpulse serve`
+negotiates with JOBPULSE_WS_DEFLATE=true) and inflates compressed messages;
+`wire` is then the last message's size as sent. Otherwise nothing is offered
+and the server sends plain frames. It exists because the `websockets`
 client's per-message machinery costs several times more CPU, and on a 2-core
 machine the clients share the CPU with the server under test; frames are still
 RFC 6455 frames (client frames masked), so any compliant server accepts it.
@@ -18,10 +21,15 @@ import base64
 import os
 import socket
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
 OnMessage = Callable[["Connection", bytes, float], None]
+
+DEFLATE_OFFER = (
+    "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"
+)
 
 
 def client_frame(opcode: int, payload: bytes) -> bytes:
@@ -43,17 +51,24 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
 class Connection(asyncio.Protocol):
     """One websocket client connection; `opened` resolves after the upgrade, `closed` when it ends."""
 
-    def __init__(self, host: str, port: int, path: str, hello: bytes, on_message: OnMessage) -> None:
+    def __init__(
+        self, host: str, port: int, path: str, hello: bytes, on_message: OnMessage, deflate: bool = False
+    ) -> None:
+        offer = DEFLATE_OFFER if deflate else ""
         self.request = (
             f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n"
+            f"{offer}\r\n"
         ).encode()
+        self.deflated = False  # the server took the offer: frames with RSV1 set are compressed
+        self.wire = 0  # the last message's payload bytes as they came (compressed ones compressed)
         self.hello = hello
         self.on_message = on_message
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.upgraded = False
         self.fragments: list[bytes] = []
+        self.compressed = False
         loop = asyncio.get_running_loop()
         self.opened: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
@@ -93,6 +108,8 @@ class Connection(asyncio.Protocol):
                 assert self.transport is not None
                 self.transport.close()
                 return
+            head = bytes(buffer[:end]).lower()
+            self.deflated = b"\r\nsec-websocket-extensions: permessage-deflate" in head
             del buffer[: end + 4]
             self.upgraded = True
             if not self.opened.done():
@@ -125,12 +142,20 @@ class Connection(asyncio.Protocol):
             i += head + n
             opcode = b0 & 0x0F
             if opcode in (0x1, 0x2, 0x0):
+                if opcode and b0 & 0x40:  # RSV1 on a message's first frame: compressed (RFC 7692)
+                    self.compressed = True
                 if not b0 & 0x80:
                     self.fragments.append(payload)
                     continue
                 if self.fragments:
                     payload = b"".join([*self.fragments, payload])
                     self.fragments.clear()
+                self.wire = len(payload)
+                if self.compressed:
+                    self.compressed = False
+                    # No context takeover: every message inflates on its own (a flushed, unfinished stream, which
+                    # zlib.decompress refuses as truncated; a decompressor object takes it).
+                    payload = zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff")
                 self.on_message(self, payload, at)
             elif opcode == 0x9:  # ping
                 assert self.transport is not None
@@ -149,9 +174,11 @@ async def connect(
     on_message: OnMessage,
     open_timeout: float = 10.0,
     rcvbuf: int = 0,
-    make: Callable[[str, int, str, bytes, OnMessage], Connection] = Connection,
+    make: Callable[..., Connection] = Connection,
+    deflate: bool = False,
 ) -> Connection:
-    """Open one connection (`make` builds it); `rcvbuf` > 0 sets SO_RCVBUF before connecting (a slow reader's)."""
+    """Open one connection (`make` builds it); `rcvbuf` > 0 sets SO_RCVBUF before connecting (a slow reader's);
+    `deflate` offers permessage-deflate."""
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(open_timeout):
         if rcvbuf:
@@ -164,8 +191,8 @@ async def connect(
             except BaseException:
                 sock.close()
                 raise
-            _, conn = await loop.create_connection(lambda: make(host, port, path, hello, on_message), sock=sock)
+            _, conn = await loop.create_connection(lambda: make(host, port, path, hello, on_message, deflate=deflate), sock=sock)
         else:
-            _, conn = await loop.create_connection(lambda: make(host, port, path, hello, on_message), host, port)
+            _, conn = await loop.create_connection(lambda: make(host, port, path, hello, on_message, deflate=deflate), host, port)
         await conn.opened
     return conn

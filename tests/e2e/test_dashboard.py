@@ -207,6 +207,14 @@ def test_job_tables(dashboard: Page, source: Source) -> None:
     expect(page.locator("[data-widget=live_jobs] [data-f=queued]")).to_have_text("0")
     assert still_tagged(page, '[data-widget=live_jobs] tr[data-key="j-live"]', "j-live")
     assert still_tagged(page, '[data-widget=live_jobs] tr[data-key="j-live"] .badge', "j-live-badge")
+    # The page orders Live Jobs by the rows' places (no order list): running first, each part in arrival order.
+    for job_id in ("j-q1", "j-q2", "j-q3"):
+        source.job("queued", job_id, fn="reports.build", queued_at=time.time())
+    source.job("started", "j-q2", src="e2e-quiet-runner", runner="e2e-quiet-runner", fn="reports.build")
+    keys = page.locator("[data-widget=live_jobs] tbody tr")
+    expect(keys).to_have_count(4)
+    expect(page.locator("[data-widget=live_jobs] tr[data-key=j-q2] .badge")).to_have_text("running")
+    assert [keys.nth(i).get_attribute("data-key") for i in range(4)] == ["j-live", "j-q2", "j-q1", "j-q3"]
 
     source.job("scheduled", "j-later", fn="reports.nightly", channel="reports", run_at=time.time() + 125)
     later = row(page, "scheduled", "j-later")

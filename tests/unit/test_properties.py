@@ -391,9 +391,14 @@ def test_widgets_that_show_the_same_quantity_agree_after_every_event(events):
         pending, running, scheduled = (counters[k]["v"] for k in ("pending", "running", "scheduled"))
         assert (pending, running) == (v["live_jobs"]["queued"], v["live_jobs"]["running"])
         assert scheduled == v["scheduled"]["total"]
-        # Live Jobs' rows: running ones first, then queued, each with the status of its part.
-        statuses = [row["status"] for row in (v["live_jobs"]["rows"][k] for k in v["live_jobs"]["order"])]
+        # Live Jobs' rows: running ones first, then queued, each with the status of its part; the rows' places
+        # (how a page orders them) are the pools' order.
+        live = v["live_jobs"]["rows"]
+        statuses = [row["status"] for row in live.values()]
         assert statuses == sorted(statuses, key=lambda s: s != "running") and set(statuses) <= {"running", "queued"}
+        for status, pool in (("running", state.running), ("queued", state.queued)):
+            shown = [k for k, row in live.items() if row["status"] == status]
+            assert shown == sorted(shown, key=lambda k: live[k]["place"]) == list(pool)[: len(shown)]
         capacity = v["channels"]["rows"]
         if state.channels:  # the counts are the depth's: the capacity table's channels add up to them
             assert sum(r["queued"] for r in capacity.values()) == pending
@@ -447,7 +452,8 @@ def test_live_jobs_shows_queued_and_running_jobs(running, queued):
         fold(state, job, T0 + i)
     n = 10
     view = widgets.dashboard.live_jobs(state, widgets.ViewLimits(live_rows=n))
-    shown = [view["rows"][k]["status"] for k in view["order"]]
+    ordered = sorted(view["rows"].values(), key=lambda row: (row["status"] != "running", row["place"]))
+    shown = [row["status"] for row in ordered]
     assert len(shown) == min(n, running + queued)
     q = shown.count("queued")
     assert q == min(queued, max(n // 2, n - running)) and shown.count("running") == len(shown) - q

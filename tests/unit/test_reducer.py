@@ -38,7 +38,7 @@ def test_queued_job_shows_as_live_and_counts_as_published():
     changed = fold(state, job("queued", "j1", ts=T0), T0 + 0.1)
     assert changed & aspects.LIVE and changed & aspects.SERIES
     view = widgets.live_jobs(state, VL)
-    assert view["order"] == ["j1"]
+    assert list(view["rows"]) == ["j1"] and "order" not in view
     assert view["rows"]["j1"]["status"] == "queued"
     assert view["rows"]["j1"]["since"] == T0
     assert state.series[int((T0 + 0.1) // 60)][PUBLISHED] == 1
@@ -57,7 +57,7 @@ def test_job_lifecycle_moves_between_live_sets():
     assert state.runner_jobs == {}
     assert state.jobs["j1"].status == "completed"
     assert state.sums[0][COMPLETED] == 1
-    assert widgets.live_jobs(state, VL)["order"] == []
+    assert widgets.live_jobs(state, VL)["rows"] == {}
 
 
 def test_failed_job_enters_recent_failures_with_first_error_line():

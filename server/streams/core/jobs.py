@@ -375,8 +375,13 @@ def move(state: State, job: Job, status: str) -> int:
     job.status = status
     pool = pools.get(status)
     if pool is not None:
-        pool[job.id] = None
-        changed |= _ASPECT.get(status, 0)
+        aspect = _ASPECT.get(status, 0)
+        if aspect == LIVE:
+            state.places = place = state.places + 1
+            pool[job.id] = place
+        else:
+            pool[job.id] = 0
+        changed |= aspect
         if status == "running" and job.runner is not None:
             state.runner_jobs.setdefault(job.runner, set()).add(job.id)
     return changed

@@ -212,6 +212,7 @@ class State:
         "logs",
         "minute",
         "now",
+        "places",
         "pools",
         "pulse",
         "queued",
@@ -247,13 +248,17 @@ class State:
         self.index: dict[str, dict[str, Ids]] = {name: {} for name in INDEX_FIELDS}
         # Ordered sets of job ids by status; dict insertion order is arrival order.
         # OrderedDict, not dict: taking the oldest is O(1) after many deletions.
-        self.running: OrderedDict[str, None] = OrderedDict()
-        self.queued: OrderedDict[str, None] = OrderedDict()
-        self.scheduled: OrderedDict[str, None] = OrderedDict()
+        # A live job's value is its place (`places` when it entered), which Live Jobs' rows carry so a page orders
+        # them itself: a merge patch replaces a list whole, and an `order` list was most of a tick's bytes (B6).
+        # The other pools hold 0 (a cached int: no memory per job).
+        self.running: OrderedDict[str, int] = OrderedDict()
+        self.queued: OrderedDict[str, int] = OrderedDict()
+        self.places = 0
+        self.scheduled: OrderedDict[str, int] = OrderedDict()
         self.runner_jobs: dict[str, set[str]] = {}  # runner id -> ids of the jobs it runs (from events)
-        self.terminal: OrderedDict[str, None] = OrderedDict()  # finished jobs, oldest first: evicted first
+        self.terminal: OrderedDict[str, int] = OrderedDict()  # finished jobs, oldest first: evicted first
         # A job's status -> the pool of its jobs (every settled status: terminal), for jobs.move.
-        self.pools: dict[str, OrderedDict[str, None]] = {
+        self.pools: dict[str, OrderedDict[str, int]] = {
             "queued": self.queued,
             "running": self.running,
             "scheduled": self.scheduled,

@@ -1,15 +1,24 @@
 // @ts-check
-/** Live Jobs: running (longest first) then queued (oldest first); ages tick in the browser. */
+/**
+ * Live Jobs: running (longest first) then queued (oldest first); ages tick in the browser. The rows carry
+ * their `place` rather than the widget an `order` list, so a job starting or ending patches its own row only.
+ */
 import { count, el, setText } from "../format.js";
 import { ageCell, holderCell, newRow, stackCell, syncRows } from "./rows.js";
 
 /** @param {HTMLElement} root @param {any} data */
 export function render(root, data) {
   const tbody = /** @type {HTMLElement} */ (root.querySelector('[data-f="rows"]'));
-  syncRows(tbody, data, create, update);
+  const order = Object.keys(data.rows).sort((a, b) => rank(data.rows[a]) - rank(data.rows[b]));
+  syncRows(tbody, { rows: data.rows, order }, create, update);
   setText(/** @type {HTMLElement} */ (root.querySelector('[data-f="running"]')), count(data.running));
   setText(/** @type {HTMLElement} */ (root.querySelector('[data-f="queued"]')), count(data.queued));
-  /** @type {HTMLElement} */ (root.querySelector('[data-f="empty"]')).hidden = data.order.length > 0;
+  /** @type {HTMLElement} */ (root.querySelector('[data-f="empty"]')).hidden = order.length > 0;
+}
+
+/** Running rows before queued ones, each part by place (the order the jobs entered it). @param {any} row */
+function rank(row) {
+  return (row.status === "running" ? 0 : Number.MAX_SAFE_INTEGER / 2) + (row.place || 0);
 }
 
 function create() {
