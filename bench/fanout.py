@@ -763,7 +763,11 @@ def orchestrate(args: argparse.Namespace) -> int:
     started = time.monotonic()
     interrupted = None
     try:
-        title = "jobpulse fan-out benchmark (B2/B3/B6)" + (" --quick" if args.quick else "") + (" --deflate" if args.deflate else "")
+        title = (
+            "jobpulse fan-out benchmark (B2/B3/B6)"
+            + (" --quick" if args.quick else "")
+            + (" --deflate" if args.deflate else "")
+        )
         with common.session(args, facts, title) as (children, origin):
             url = args.redis_url
             print(

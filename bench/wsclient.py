@@ -108,8 +108,8 @@ class Connection(asyncio.Protocol):
                 assert self.transport is not None
                 self.transport.close()
                 return
-            head = bytes(buffer[:end]).lower()
-            self.deflated = b"\r\nsec-websocket-extensions: permessage-deflate" in head
+            headers = bytes(buffer[:end]).lower()
+            self.deflated = b"\r\nsec-websocket-extensions: permessage-deflate" in headers
             del buffer[: end + 4]
             self.upgraded = True
             if not self.opened.done():
@@ -191,8 +191,12 @@ async def connect(
             except BaseException:
                 sock.close()
                 raise
-            _, conn = await loop.create_connection(lambda: make(host, port, path, hello, on_message, deflate=deflate), sock=sock)
+            _, conn = await loop.create_connection(
+                lambda: make(host, port, path, hello, on_message, deflate=deflate), sock=sock
+            )
         else:
-            _, conn = await loop.create_connection(lambda: make(host, port, path, hello, on_message, deflate=deflate), host, port)
+            _, conn = await loop.create_connection(
+                lambda: make(host, port, path, hello, on_message, deflate=deflate), host, port
+            )
         await conn.opened
     return conn

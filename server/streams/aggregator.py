@@ -16,7 +16,6 @@ import gc
 import logging
 import os
 import resource
-import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
@@ -25,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 import redis.asyncio as aredis
 
+from server.clock import wall
 from server.latency import LatencyRing
 from server.settings import Settings
 from server.streams import sources
@@ -130,7 +130,7 @@ class SourceFeed:
 class Aggregator:
     """State, intake and persistence of one jobpulse process."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = wall) -> None:
         self.settings = settings
         self.clock = clock
         self.state = initial_state(settings.limits())

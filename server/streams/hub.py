@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from server import protocol
+from server.clock import wall
 from server.latency import LatencyRing
 from server.streams.hubcore import ClientState, HubCore, HubLimits, Peer, Projector, Resolver
 from server.streams.pressure import LoopPressure
@@ -79,7 +80,7 @@ class Hub(HubCore):
         widgets: Iterable[tuple[str, int, Projector]],
         limits: HubLimits,
         epoch: str,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = wall,
         resolver: Resolver | None = None,
         push_latency: LatencyRing | None = None,
     ) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from server import protocol
+from server.clock import wall
 from server.streams.core import mergepatch
 
 log = logging.getLogger("jobpulse.hub")
@@ -246,7 +247,7 @@ class HubCore:
         widgets: Iterable[tuple[str, int, Projector]],
         limits: HubLimits,
         epoch: str,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = wall,
         resolver: Resolver | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:

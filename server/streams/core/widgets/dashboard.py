@@ -102,7 +102,7 @@ def _job_row(job: Job, place: int) -> dict[str, Any]:
         "place": place,
     }
     if since is not None:
-        row["since"] = since
+        row["since"] = round(since, 3)  # as jobpulse's own clock: finer digits are bytes the page never shows
     if job.runner is not None and job.status == "running":
         row["runner"] = job.runner
     return row
