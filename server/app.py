@@ -34,6 +34,7 @@ from server.commander import Commander
 from server.handlers import api, login, pages, ws
 from server.latency import LatencyRing, timed_http
 from server.metrics import registry_for
+from server.notify.service import Notifier
 from server.redact import redact
 from server.security import PRINCIPAL, Gate, Principals, apply_forwarded
 from server.sessions import Sessions, shared_secret
@@ -176,6 +177,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         app.state.metrics_registry = registry_for(app.state)
         hub.start()
         await aggregator.start()
+        notifier = app.state.notifier = Notifier(settings, store, aggregator.state, lambda: aggregator.ready)
+        notifier.start()
         freeze_startup()
         log.info(
             "jobpulse %s: source %s at %s, prefix %r",
@@ -188,6 +191,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             yield
         finally:
             await cancel_and_wait([audit_task, ended_task])
+            await notifier.stop()
             await hub.stop()
             await aggregator.stop()
             app.state.hashing.close()

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from server.redact import redact
 from server.streams.core.labels import LABEL_RE, MAX_LABELS, SourceRule
 from server.streams.core.state import Limits
 from server.streams.core.widgets import ViewLimits
@@ -200,6 +201,35 @@ class Settings:
     run_payload_max: int = _setting("JOBPULSE_RUN_PAYLOAD_MAX", 16_384, "largest payload of job.run, bytes of JSON")
     audit_retention_days: float = _setting("JOBPULSE_AUDIT_RETENTION_DAYS", 90.0, "audit entries kept this many days")
     activity_rows: int = _setting("JOBPULSE_ACTIVITY_ROWS", 50, "recent audit entries in the live activity widget")
+    # Outbound alerts (docs/alerts.md): hot issues sent to webhooks and Alertmanager through a durable outbox.
+    alert_webhooks: str = _setting(
+        "JOBPULSE_ALERT_WEBHOOKS", "", "generic webhook URLs for alerts, space-separated (docs/alerts.md)"
+    )
+    alert_webhook_secret: str = _setting(
+        "JOBPULSE_ALERT_WEBHOOK_SECRET", "", "HMAC-SHA256 key that signs webhook bodies; empty = unsigned"
+    )
+    alertmanager_url: str = _setting(
+        "JOBPULSE_ALERTMANAGER_URL", "", "Prometheus Alertmanager base URL (alerts POSTed to /api/v2/alerts)"
+    )
+    alert_min_open_s: float = _setting(
+        "JOBPULSE_ALERT_MIN_OPEN_S", 30.0, "a hot issue fires only once open this long (flap damping)"
+    )
+    alert_min_open: str = _setting(
+        "JOBPULSE_ALERT_MIN_OPEN", "", "per-rule minimum open time: rule=seconds,... (e.g. source_down=5)"
+    )
+    alert_remind_s: float = _setting(
+        "JOBPULSE_ALERT_REMIND_S", 14_400.0, "remind of an open, unacknowledged alert this often (0 = never)"
+    )
+    alert_attempts: int = _setting("JOBPULSE_ALERT_ATTEMPTS", 8, "delivery attempts before a dead letter")
+    alert_retry_s: float = _setting("JOBPULSE_ALERT_RETRY_S", 2.0, "first retry's delay; doubles, with jitter")
+    alert_retry_max_s: float = _setting("JOBPULSE_ALERT_RETRY_MAX_S", 300.0, "longest delay between attempts")
+    alert_timeout_s: float = _setting("JOBPULSE_ALERT_TIMEOUT_S", 10.0, "one delivery attempt's time limit")
+    alert_lease_s: float = _setting(
+        "JOBPULSE_ALERT_LEASE_S", 60.0, "a delivery held this long by a process that died is taken over"
+    )
+    alert_outbox_cap: int = _setting("JOBPULSE_ALERT_OUTBOX_CAP", 10_000, "notifications waiting at most")
+    alert_log_cap: int = _setting("JOBPULSE_ALERT_LOG_CAP", 500, "delivery log entries kept")
+    alert_dead_cap: int = _setting("JOBPULSE_ALERT_DEAD_CAP", 1_000, "dead letters kept")
     # Not a variable of its own: JOBPULSE_SOURCES, each entry resolved into its own settings (from_env).
     specs: tuple[SourceSpec, ...] = field(default=(), metadata={"env": None, "doc": ""})
 
@@ -277,6 +307,19 @@ class Settings:
         if not self.prefix or any(c.isspace() for c in self.prefix):
             raise ValueError("JOBPULSE_PREFIX must be non-empty and without spaces")
         self.sla_map()
+        self.alert_min_open_map()
+        for name in ("alert_attempts", "alert_retry_s", "alert_retry_max_s", "alert_timeout_s", "alert_lease_s",
+                     "alert_outbox_cap", "alert_log_cap", "alert_dead_cap"):  # fmt: skip
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{self.env_name(name)} must be > 0")
+        if self.alert_min_open_s < 0 or self.alert_remind_s < 0:
+            raise ValueError("JOBPULSE_ALERT_MIN_OPEN_S and JOBPULSE_ALERT_REMIND_S must be >= 0")
+        if self.alert_timeout_s * 2 > self.alert_lease_s:
+            # A delivery still under way when its lease runs out would be sent a second time by another process.
+            raise ValueError("JOBPULSE_ALERT_LEASE_S must be at least twice JOBPULSE_ALERT_TIMEOUT_S")
+        for url in [*self.alert_webhooks.split(), *([self.alertmanager_url] if self.alertmanager_url else [])]:
+            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+                raise ValueError(f"alert target {redact(url)!r}: an http:// or https:// URL")
         if self.auth not in ("users", "proxy", "dev"):
             raise ValueError(f"JOBPULSE_AUTH={self.auth!r}: expected users, proxy or dev")
         if self.auth == "dev" and self.environment.strip().lower().startswith("prod"):
@@ -297,6 +340,20 @@ class Settings:
                 ZoneInfo(getattr(self, name))
             except (ZoneInfoNotFoundError, ValueError):
                 raise ValueError(f"{self.env_name(name)}={getattr(self, name)!r} is not a known time zone") from None
+
+    def alert_min_open_map(self) -> dict[str, float]:
+        """JOBPULSE_ALERT_MIN_OPEN as rule -> seconds; rules not named take JOBPULSE_ALERT_MIN_OPEN_S."""
+        out: dict[str, float] = {}
+        for part in filter(None, (p.strip() for p in self.alert_min_open.split(","))):
+            name, eq, value = part.partition("=")
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = -1.0
+            if not eq or not name.strip() or not 0 <= seconds <= 86_400:
+                raise ValueError(f"JOBPULSE_ALERT_MIN_OPEN: {part!r} is not rule=seconds (0-86400)")
+            out[name.strip()] = seconds
+        return out
 
     def sla_map(self) -> dict[str, float]:
         """JOBPULSE_SLA as channel -> seconds ("*" for every other channel)."""

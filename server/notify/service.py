@@ -1,0 +1,232 @@
+"""The notifier of one jobpulse process: proposes alert transitions from the live hot issues, sends the outbox.
+
+Two tasks beside the aggregator's, never on its path: `plan` (once a second:
+the hot issues of the fold -> proposals -> the shared records and the outbox,
+server/notify/outbox.py) and `deliver` (reads the outbox as one of the
+`senders`, takes over entries of processes that died, moves retries that are
+due, sends each entry with a time limit; a receiver that is down costs its own
+entries their backoff and nothing else). Counted by target and outcome for
+/metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import socket
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+import httpx
+import redis.asyncio as aredis
+from redis.exceptions import RedisError
+
+from server.clock import wall
+from server.notify.lifecycle import Issue, Policy, proposals
+from server.notify.outbox import Entry, Outbox, Taken
+from server.notify.targets import USER_AGENT, DeliveryError, Target, configured
+from server.settings import Settings
+from server.streams.core.state import State
+
+log = logging.getLogger("jobpulse.notify")
+
+PLAN_EVERY_S = 1.0
+IN_FLIGHT = 16  # deliveries under way at once in this process
+
+
+def backoff(attempt: int, base: float, cap: float, rand: float) -> float:
+    """Seconds to wait after the `attempt`-th failure: base x 2^(attempt-1), at most `cap`, the upper half
+    jittered (`rand` in [0, 1)) so that many failures at once do not come back at once."""
+    delay = min(cap, base * 2.0 ** min(attempt - 1, 30))
+    return delay / 2 + rand * delay / 2
+
+
+class Notifier:
+    """Plans and delivers this process's share of the alert notifications."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: aredis.Redis,
+        state: State,
+        ready: Callable[[], bool],
+        targets: list[Target] | None = None,
+        clock: Callable[[], float] = wall,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self.state = state
+        self.ready = ready
+        self.clock = clock
+        self.rand = rand
+        listed = configured(settings.alert_webhooks, settings.alert_webhook_secret) if targets is None else targets
+        self.targets: dict[str, Target] = {t.name: t for t in listed}
+        self.policy = Policy(
+            min_open=settings.alert_min_open_s,
+            min_open_by_rule=settings.alert_min_open_map(),
+            remind=settings.alert_remind_s,
+            settle=max(1.0, 3 * settings.clock_ms / 1000),  # a few of the fold's clock ticks
+        )
+        self.outbox = Outbox(
+            client, settings.prefix, settings.alert_outbox_cap, settings.alert_log_cap, settings.alert_dead_cap
+        )
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.counts: Counter[tuple[str, str]] = Counter()  # (target, outcome) -> notifications
+        self.enqueued = 0
+        self.errors = 0  # plan or delivery rounds that failed on Redis (retried)
+        self._warm_at: float | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.targets)
+
+    def start(self) -> None:
+        if not self.enabled:
+            return
+        self._http = httpx.AsyncClient(
+            timeout=self.settings.alert_timeout_s, follow_redirects=False, headers={"User-Agent": USER_AGENT}
+        )
+        self._tasks = [
+            asyncio.create_task(self._loop("plan", self.plan), name="notify-plan"),
+            asyncio.create_task(self._loop("deliver", self.deliver), name="notify-deliver"),
+        ]
+
+    async def stop(self) -> None:
+        for task in [*self._tasks, *self._in_flight.values()]:
+            task.cancel()
+        for task in [*self._tasks, *self._in_flight.values()]:
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks = []
+        if self._http is not None:
+            await self._http.aclose()
+
+    async def _loop(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
+        """Run `body` for ever; Redis trouble waits a moment and tries again (the outbox keeps everything)."""
+        delay = 0.5
+        while True:
+            try:
+                await body()
+                delay = 0.5
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                self.errors += 1
+                log.warning("alerts: %s: Redis: %s", name, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            except Exception:
+                self.errors += 1
+                log.exception("alerts: %s crashed; restarting", name)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    # -- plan -------------------------------------------------------------------------------------
+
+    async def plan(self) -> None:
+        await self.outbox.ensure_group()
+        while True:
+            await self.plan_once()
+            await asyncio.sleep(PLAN_EVERY_S)
+
+    async def plan_once(self) -> int:
+        """One round: propose what the hot issues say now; returns the notices enqueued."""
+        now = self.clock()
+        if not self.ready():
+            self._warm_at = None  # not following the sources: it sees no issue, so it must not resolve any
+            return 0
+        if self._warm_at is None:
+            self._warm_at = now
+        issues = [
+            Issue(a.id, a.rule, a.key, a.severity, a.title, a.detail, a.since) for a in list(self.state.alerts.values())
+        ]
+        # Until this process has watched a while, it may not see an issue yet that is open: it resolves nothing.
+        warm = now - self._warm_at >= self.policy.settle
+        records = await self.outbox.records() if warm else {}
+        silenced = await self.outbox.silences(now)
+        wanted = list(proposals(issues, records.values(), now, self.policy, silenced))
+        notices = await self.outbox.apply(wanted, now, self.policy, list(self.targets))
+        for notice in notices:
+            self.enqueued += 1
+            log.info("alert %s %s (%s): %s", notice.record.id, notice.kind, notice.record.severity, notice.record.title)
+        return len(notices)
+
+    # -- deliver ----------------------------------------------------------------------------------
+
+    async def deliver(self) -> None:
+        await self.outbox.ensure_group()
+        lease = self.settings.alert_lease_s
+        housekeeping = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= housekeeping:
+                housekeeping = now + min(lease / 4, 5.0)
+                await self.outbox.move_due(self.clock())
+                for taken in await self.outbox.take_over(self.consumer, lease, IN_FLIGHT):
+                    self._start(taken)
+                # Renew the hold on deliveries still under way (a slow one must not look like a dead process's).
+                await self.outbox.keep(self.consumer, list(self._in_flight))
+                await self.outbox.forget_consumers(idle_s=max(3600.0, 10 * lease))
+            room = IN_FLIGHT - len(self._in_flight)
+            if room <= 0:
+                await asyncio.wait(list(self._in_flight.values()), return_when=asyncio.FIRST_COMPLETED)
+                continue
+            block = int(min(1000, max(50, (housekeeping - time.monotonic()) * 1000)))
+            for taken in await self.outbox.take(self.consumer, room, block):
+                self._start(taken)
+
+    def _start(self, taken: Taken) -> None:
+        if taken.id in self._in_flight:
+            return
+        task = asyncio.create_task(self._send(taken), name=f"notify-send-{taken.id}")
+        self._in_flight[taken.id] = task
+        task.add_done_callback(lambda _: self._in_flight.pop(taken.id, None))
+
+    async def _send(self, taken: Taken) -> None:
+        entry = taken.entry
+        if entry is None:
+            await self.outbox.drop(taken.id)
+            return
+        target = self.targets.get(entry.t)
+        if target is None:
+            # Configured no more (or another process's configuration): a dead letter that says so.
+            await self._failed(taken.id, entry, f"no target {entry.t!r} in this process's settings", 0, 0.0, False)
+            return
+        assert self._http is not None
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.settings.alert_timeout_s):
+                status = await target.send(self._http, entry.n)
+        except DeliveryError as exc:
+            await self._failed(taken.id, entry, str(exc), exc.status, _ms(started), exc.retry)
+            return
+        except TimeoutError:
+            await self._failed(taken.id, entry, "timed out", 0, _ms(started), True)
+            return
+        self.counts[(entry.t, "sent")] += 1
+        await self.outbox.sent(taken.id, entry, self.clock(), status, _ms(started))
+
+    async def _failed(self, entry_id: str, entry: Entry, error: str, status: int, ms: float, retry: bool) -> None:
+        attempt = entry.a + 1
+        now = self.clock()
+        due = None
+        if retry and attempt < self.settings.alert_attempts:
+            due = now + backoff(attempt, self.settings.alert_retry_s, self.settings.alert_retry_max_s, self.rand())
+        self.counts[(entry.t, "retry" if due is not None else "dead")] += 1
+        log.warning(
+            "alert %s to %s: attempt %d failed: %s%s", entry.n.id, entry.t, attempt, error,
+            f"; next in {due - now:.1f} s" if due is not None else "; given up (dead letter)",
+        )  # fmt: skip
+        await self.outbox.failed(entry_id, entry, now, error, status, ms, due)
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000

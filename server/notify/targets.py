@@ -1,0 +1,136 @@
+"""Where alerts go: each target renders a notice in its receiver's format and sends it over HTTP.
+
+A target's `send` returns on a 2xx answer and raises `DeliveryError` otherwise,
+saying whether another attempt could succeed (a refused body will not; a
+receiver that is down, slow or rate limiting may). The generic webhook's body
+and signature are jobpulse's own (docs/alerts.md, docs/protocol.md 8).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import httpx
+import msgspec
+
+from server import __version__
+from server.notify.lifecycle import Notice
+from server.redact import redact
+
+USER_AGENT = f"jobpulse/{__version__}"
+# Answers worth another attempt: the receiver is busy, rate limiting or down for now.
+RETRYABLE = frozenset({408, 425, 429})
+_encode = msgspec.json.Encoder().encode
+
+
+class DeliveryError(Exception):
+    """A delivery that did not succeed; `retry` says whether another attempt may."""
+
+    def __init__(self, message: str, retry: bool, status: int = 0) -> None:
+        super().__init__(message)
+        self.retry = retry
+        self.status = status
+
+
+class Target(Protocol):
+    name: str  # unique among the targets, stable across restarts: the outbox's entries name it
+    kind: str
+    shown: str  # what the page and the logs show (no secret)
+
+    async def send(self, client: httpx.AsyncClient, notice: Notice) -> int: ...
+
+
+def shown_url(url: str) -> str:
+    """A target URL fit to show: scheme, host and port (webhook paths often are the secret)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return redact(
+        f"{parts.scheme}://{host}{port}/…" if parts.path not in ("", "/") else f"{parts.scheme}://{host}{port}"
+    )
+
+
+def webhook_body(notice: Notice) -> dict[str, Any]:
+    """The generic webhook's JSON body (docs/alerts.md)."""
+    r = notice.record
+    alert: dict[str, Any] = {
+        "id": r.id, "rule": r.rule, "key": r.key, "severity": r.severity, "title": r.title, "detail": r.detail,
+        "since": r.since, "fired_at": r.fired_at, "episode": r.episode,
+    }  # fmt: skip
+    if r.state == "resolved":
+        alert["resolved_at"] = r.resolved_at
+    if r.acked_by:
+        alert["acked_by"], alert["acked_at"] = r.acked_by, r.acked_at
+    return {"version": 1, "id": notice.id, "kind": notice.kind, "at": notice.at, "alert": alert}
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """`X-Jobpulse-Signature`'s value: the signing time and HMAC-SHA256 over "<time>." + body, hex."""
+    mac = hmac.new(secret.encode(), b"%d." % timestamp + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify(secret: str, header: str, body: bytes, now: float, tolerance: float = 300.0) -> bool:
+    """Check a signature header as a receiver should: the MAC, and a signing time within `tolerance` of `now`
+    (an old request replayed fails)."""
+    fields = dict(part.partition("=")[::2] for part in header.split(","))
+    try:
+        timestamp = int(fields.get("t", ""))
+    except ValueError:
+        return False
+    if abs(now - timestamp) > tolerance:
+        return False
+    return hmac.compare_digest(signature(secret, timestamp, body), f"t={timestamp},v1={fields.get('v1', '')}")
+
+
+class Webhook:
+    """The generic webhook: the notice as JSON, signed when a secret is set."""
+
+    kind = "webhook"
+
+    def __init__(self, name: str, url: str, secret: str = "") -> None:
+        self.name = name
+        self.url = url
+        self.secret = secret
+        self.shown = shown_url(url)
+
+    async def send(self, client: httpx.AsyncClient, notice: Notice) -> int:
+        body = _encode(webhook_body(notice))
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-Jobpulse-Event": notice.kind,
+            # Receivers dedupe by it: a delivery whose answer was lost (a timeout, a crash) is sent again.
+            "X-Jobpulse-Delivery": notice.id,
+        }
+        if self.secret:
+            headers["X-Jobpulse-Signature"] = signature(self.secret, int(time.time()), body)
+        return await _post(client, self.url, body, headers)
+
+
+async def _post(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]) -> int:
+    try:
+        response = await client.post(url, content=body, headers=headers)
+    except httpx.TimeoutException as exc:
+        raise DeliveryError(f"timed out ({type(exc).__name__})", retry=True) from exc
+    except httpx.HTTPError as exc:
+        raise DeliveryError(redact(f"{type(exc).__name__}: {exc}")[:300], retry=True) from exc
+    status = response.status_code
+    if 200 <= status < 300:
+        return status
+    text = redact(response.text[:200].strip())
+    retry = status >= 500 or status in RETRYABLE
+    raise DeliveryError(f"HTTP {status}{': ' + text if text else ''}", retry=retry, status=status)
+
+
+def configured(webhooks: str, secret: str) -> list[Target]:
+    """The targets the settings name, each named by its kind and a hash of its URL: stable across restarts and
+    reorderings, so a notification waiting in the outbox goes where it was meant to."""
+    targets: list[Target] = []
+    for url in dict.fromkeys(webhooks.split()):
+        targets.append(Webhook(f"webhook-{hashlib.sha256(url.encode()).hexdigest()[:8]}", url, secret))
+    return targets

@@ -1,0 +1,160 @@
+"""Outbound alerts against real parts: jobpulse processes, Redis, and an HTTP receiver that fails, hangs, recovers.
+
+A hot issue is made the way production makes one: the broker reports a backlog
+on a channel no runner consumes (rule no_runner), and cleared by reporting the
+backlog gone. The receiver checks what on-call tooling would: each notification
+accepted once, signed, in order, retried through failures with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import signal
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from server.notify.targets import verify
+from tests.conftest import LiveServer
+from tests.integration.helpers import Publisher
+from tests.receiver import HANG, Receiver
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+SECRET = "test-signing-key"
+
+
+def alert_env(receiver: Receiver, **extra: str) -> dict[str, str]:
+    return {
+        "JOBPULSE_ALERT_WEBHOOKS": receiver.url + "/hooks/jobpulse",
+        "JOBPULSE_ALERT_WEBHOOK_SECRET": SECRET,
+        "JOBPULSE_ALERT_MIN_OPEN_S": "0.5",
+        "JOBPULSE_ALERT_RETRY_S": "0.4",
+        "JOBPULSE_CLOCK_MS": "250",
+        **extra,
+    }
+
+
+def accepted_kinds(receiver: Receiver, alert: str) -> list[str]:
+    return [r.json()["kind"] for r in receiver.accepted() if r.json()["alert"]["id"] == alert]
+
+
+async def raise_and_clear(publisher: Publisher, receiver: Receiver, within: float = 30.0) -> None:
+    """A backlog on `email` with no runner (no_runner fires), then no backlog (it resolves): one more of each."""
+    fired = accepted_kinds(receiver, "no_runner:email").count("firing")
+    await publisher.publish(publisher.depth(email=(7, 0, 0)))
+    await receiver.wait_for(lambda r: accepted_kinds(r, "no_runner:email").count("firing") > fired, within)
+    await publisher.publish(publisher.depth(email=(0, 0, 0)))
+    await receiver.wait_for(lambda r: accepted_kinds(r, "no_runner:email").count("resolved") > fired, within)
+
+
+def check_delivered_once(receiver: Receiver) -> list[dict[str, Any]]:
+    """Every accepted notification verified and unique; returns their bodies in arrival order."""
+    bodies = []
+    for request in receiver.accepted():
+        assert request.path == "/hooks/jobpulse"
+        assert verify(SECRET, request.headers["x-jobpulse-signature"], request.body, time.time())
+        body = request.json()
+        assert request.headers["x-jobpulse-delivery"] == body["id"]
+        assert request.headers["x-jobpulse-event"] == body["kind"]
+        bodies.append(body)
+    counts = Counter(b["id"] for b in bodies)
+    assert all(n == 1 for n in counts.values()), f"delivered more than once: {counts}"
+    return bodies
+
+
+async def test_a_hot_issue_fires_and_resolves_once_through_a_receiver_that_fails_then_recovers(
+    redis_url: str, prefix: str, aredis_client: Any
+) -> None:
+    receiver = await Receiver.start(answers=[503, 502])  # the first two attempts fail
+    server = LiveServer(redis_url, prefix, env=alert_env(receiver)).start()
+    try:
+        await raise_and_clear(Publisher(aredis_client, prefix), receiver)
+        bodies = check_delivered_once(receiver)
+        assert [b["kind"] for b in bodies] == ["firing", "resolved"]
+        firing, resolved = bodies
+        alert = firing["alert"]
+        assert (alert["rule"], alert["key"], alert["severity"]) == ("no_runner", "email", "critical")
+        assert "no live runner consumes email" in alert["detail"]
+        assert (
+            resolved["alert"]["episode"] == alert["episode"] and resolved["alert"]["resolved_at"] >= alert["fired_at"]
+        )
+        # The firing took three attempts, the retries spaced by the backoff (0.4 s, then 0.8 s, each half jittered).
+        attempts = [r for r in receiver.requests if r.json()["id"] == firing["id"]]
+        assert [r.status for r in attempts] == [503, 502, 200]
+        gaps = [b.at - a.at for a, b in itertools.pairwise(attempts)]
+        assert gaps[0] >= 0.2 and gaps[1] >= 0.4, gaps
+        # The delivery log in Redis says the same.
+        log = [line async for line in _log(aredis_client, prefix)]
+        assert [e["outcome"] for e in log if e["id"] == firing["id"]] == ["retry", "retry", "sent"]
+    finally:
+        output = server.finish()
+        await receiver.close()
+    assert "Traceback" not in output, output
+
+
+async def _log(client: Any, prefix: str) -> Any:
+    import json
+
+    for raw in reversed(await client.lrange(f"{prefix}:jp:notify:log", 0, -1)):
+        yield json.loads(raw)
+
+
+async def test_two_processes_send_each_notification_once_between_them(
+    redis_url: str, prefix: str, aredis_client: Any
+) -> None:
+    receiver = await Receiver.start()
+    servers = [LiveServer(redis_url, prefix, env=alert_env(receiver)).start() for _ in range(2)]
+    try:
+        publisher = Publisher(aredis_client, prefix)
+        await raise_and_clear(publisher, receiver)
+        await asyncio.sleep(1.5)  # time for a second, wrong, copy to arrive
+        bodies = check_delivered_once(receiver)
+        assert [b["kind"] for b in bodies] == ["firing", "resolved"]
+        # A second episode of the same issue is news again, once.
+        await raise_and_clear(publisher, receiver)
+        await asyncio.sleep(1.5)
+        bodies = check_delivered_once(receiver)
+        assert [b["kind"] for b in bodies] == ["firing", "resolved", "firing", "resolved"]
+        assert bodies[0]["alert"]["episode"] != bodies[2]["alert"]["episode"]
+    finally:
+        outputs = [s.finish() for s in servers]
+        await receiver.close()
+    for output in outputs:
+        assert "Traceback" not in output, output
+
+
+async def test_a_process_killed_mid_delivery_loses_nothing_and_doubles_nothing(
+    redis_url: str, prefix: str, aredis_client: Any
+) -> None:
+    """The receiver holds the first request unanswered; the process sending it is killed (SIGKILL, no cleanup).
+    A process started after it takes the notification over once the lease runs out and delivers it; the
+    receiver accepts it once."""
+    receiver = await Receiver.start(answers=[HANG])
+    env = alert_env(receiver, JOBPULSE_ALERT_TIMEOUT_S="1", JOBPULSE_ALERT_LEASE_S="2")
+    first = LiveServer(redis_url, prefix, env=env).start()
+    second = None
+    try:
+        publisher = Publisher(aredis_client, prefix)
+        await publisher.publish(publisher.depth(email=(7, 0, 0)))
+        await receiver.wait_for(lambda r: len(r.requests) == 1, 20)
+        first.stop(signal.SIGKILL)
+        second = LiveServer(redis_url, prefix, env=env).start()
+        # The broker says it again (a restarted process learns the backlog from the next report).
+        await publisher.publish(publisher.depth(email=(7, 0, 0)))
+        await receiver.wait_for(lambda r: "firing" in accepted_kinds(r, "no_runner:email"), 30)
+        await publisher.publish(publisher.depth(email=(0, 0, 0)))
+        await receiver.wait_for(lambda r: "resolved" in accepted_kinds(r, "no_runner:email"), 30)
+        await asyncio.sleep(1.0)
+        bodies = check_delivered_once(receiver)
+        assert [b["kind"] for b in bodies] == ["firing", "resolved"]
+        # The held request and the accepted one are the same notification: taken over, not made again.
+        assert receiver.requests[0].json()["id"] == bodies[0]["id"]
+    finally:
+        first.close()
+        output = second.finish() if second is not None else ""
+        await receiver.close()
+    assert "Traceback" not in output, output
