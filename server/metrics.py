@@ -116,6 +116,7 @@ class JobpulseCollector(Collector):
                 edge.add_metric([what], n)
         yield edge
         yield frames
+        yield from _alert_metrics(getattr(st, "notifier", None))
 
         # The fleet.
         runners = GaugeMetricFamily("jobpulse_runners", "Runners by status", labels=["status"])
@@ -147,6 +148,39 @@ class JobpulseCollector(Collector):
             done.add_metric([name, "completed"], ring.sum(first, last, 1))
             done.add_metric([name, "failed"], ring.sum(first, last, 2))
         yield done
+
+
+def _alert_metrics(notifier: Any) -> Iterator[Any]:
+    """Outbound alerts (docs/alerts.md): this process's deliveries; the shared outbox as last read."""
+    if notifier is None or not notifier.enabled:
+        return
+    sent = CounterMetricFamily(
+        "jobpulse_notifications",
+        "Alert notification attempts by this process, by target and outcome (sent, retry, dead)",
+        labels=["target", "outcome"],
+    )
+    for (target, outcome), n in sorted(notifier.counts.items()):
+        sent.add_metric([target, outcome], n)
+    yield sent
+    outbox = notifier.outbox
+    yield CounterMetricFamily(
+        "jobpulse_notifications_dropped", "Notifications not enqueued: the outbox was full", value=outbox.dropped
+    )
+    yield CounterMetricFamily(
+        "jobpulse_notify_malformed", "Alert records, outbox entries and silences that did not decode",
+        value=outbox.malformed,
+    )  # fmt: skip
+    yield CounterMetricFamily(
+        "jobpulse_notify_errors", "Alert plan or delivery rounds that failed (Redis) and were retried",
+        value=notifier.errors,
+    )  # fmt: skip
+    backlog = GaugeMetricFamily(
+        "jobpulse_notifications_waiting", "Notifications in the shared outbox, by where they wait", labels=["where"]
+    )
+    for where, n in zip(("outbox", "retry", "dead"), notifier.backlog, strict=True):
+        backlog.add_metric([where], n)
+    yield backlog
+    yield GaugeMetricFamily("jobpulse_alerts_firing", "Alerts firing (shared records)", value=notifier.firing)
 
 
 def registry_for(app_state: Any) -> CollectorRegistry:

@@ -79,6 +79,8 @@ class Notifier:
         self.counts: Counter[tuple[str, str]] = Counter()  # (target, outcome) -> notifications
         self.enqueued = 0
         self.errors = 0  # plan or delivery rounds that failed on Redis (retried)
+        self.backlog: tuple[int, int, int] = (0, 0, 0)  # the shared outbox as last read: waiting, retrying, dead
+        self.firing = 0  # shared records firing, as last read
         self._warm_at: float | None = None
         self._http: httpx.AsyncClient | None = None
         self._in_flight: dict[str, asyncio.Task[None]] = {}
@@ -154,6 +156,8 @@ class Notifier:
         silenced = await self.outbox.silences(now)
         wanted = list(proposals(issues, records.values(), now, self.policy, silenced))
         notices = await self.outbox.apply(wanted, now, self.policy, list(self.targets))
+        self.backlog = await self.outbox.backlog()
+        self.firing = sum(1 for r in records.values() if r.state == "firing")
         for notice in notices:
             self.enqueued += 1
             log.info("alert %s %s (%s): %s", notice.record.id, notice.kind, notice.record.severity, notice.record.title)

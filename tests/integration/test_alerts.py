@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import signal
 import time
 from collections import Counter
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from server.notify.targets import verify
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, get
 from tests.integration.helpers import Publisher
 from tests.receiver import HANG, Receiver
 
@@ -90,10 +91,24 @@ async def test_a_hot_issue_fires_and_resolves_once_through_a_receiver_that_fails
         # The delivery log in Redis says the same.
         log = [line async for line in _log(aredis_client, prefix)]
         assert [e["outcome"] for e in log if e["id"] == firing["id"]] == ["retry", "retry", "sent"]
+        # And /metrics counts them by target and outcome (the last one once its answer is read: soon after).
+        for _ in range(50):
+            counted = notifications_counted(server)
+            if counted == {"sent": 2.0, "retry": 2.0}:
+                break
+            await asyncio.sleep(0.1)
+        assert counted == {"sent": 2.0, "retry": 2.0}
     finally:
         output = server.finish()
         await receiver.close()
     assert "Traceback" not in output, output
+
+
+def notifications_counted(server: LiveServer) -> dict[str, float]:
+    status, text = get(server.url + "/metrics")
+    assert status == 200
+    pattern = r'jobpulse_notifications_total\{outcome="(\w+)",target="webhook-\w+"\} (\S+)'
+    return {m.group(1): float(m.group(2)) for m in re.finditer(pattern, text.decode())}
 
 
 async def _log(client: Any, prefix: str) -> Any:
