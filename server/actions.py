@@ -89,6 +89,23 @@ class RateLimitArgs(Args, forbid_unknown_fields=True, frozen=True):
     rate: Annotated[str, Meta(min_length=1, max_length=20, pattern=r"^(0|[1-9][0-9]{0,8}(/[smh])?)$")]
 
 
+AlertId = Annotated[str, Meta(min_length=1, max_length=300)]
+
+
+class AlertArgs(Args, forbid_unknown_fields=True, frozen=True):
+    alert: AlertId  # a hot issue's id (`rule:key`); for silences, a rule's name too
+
+
+class SilenceArgs(Args, forbid_unknown_fields=True, frozen=True):
+    alert: AlertId
+    minutes: Annotated[int, Meta(ge=1, le=10_080)] = 60  # at most a week
+    reason: Annotated[str, Meta(max_length=200)] = ""
+
+
+class NoArgs(Args, forbid_unknown_fields=True, frozen=True):
+    pass
+
+
 class CleanupArgs(Args, forbid_unknown_fields=True, frozen=True):
     older_than: Annotated[float, Meta(ge=0, le=30 * 86_400)] = 300.0  # on top of being offline
 
@@ -106,7 +123,8 @@ class Spec:
     bulk_role: Need  # the role for the bulk form (more than one runner, every channel)
     two_phase: bool  # always two-phase
     bulk_two_phase: bool  # two-phase in its bulk form
-    wire: str  # the command of docs/protocol.md section 2
+    wire: str  # the command of docs/protocol.md section 2 ("" for jobpulse's own)
+    local: bool = False  # jobpulse's own (its alerts), done by jobpulse, not by a source
 
 
 SPECS: dict[str, Spec] = {
@@ -131,6 +149,12 @@ SPECS: dict[str, Spec] = {
         Spec("runners.cleanup", CleanupArgs, "admin", "admin", True, True, "cleanup"),
         # Every worker that runs the function takes the new limit: a fleet-wide change, so confirmed first.
         Spec("task.rate_limit", RateLimitArgs, "operator", "operator", True, True, "rate_limit"),
+        # jobpulse's own alerts (docs/alerts.md): no source involved.
+        Spec("alert.ack", AlertArgs, "operator", "operator", False, False, "", local=True),
+        Spec("alert.silence", SilenceArgs, "operator", "operator", False, False, "", local=True),
+        Spec("alert.unsilence", AlertArgs, "operator", "operator", False, False, "", local=True),
+        # It reaches every target, pagers included: an admin's call.
+        Spec("notify.test", NoArgs, "admin", "admin", False, False, "", local=True),
     )
 }
 
@@ -230,6 +254,10 @@ def target(args: Args) -> str:
         return f"channel:{args.channel}" if args.channel else "channels:*"
     if isinstance(args, BatchArgs):
         return "channels:*" if args.channels == "*" else ",".join(f"channel:{c}" for c in args.channels)[:200]
+    if isinstance(args, AlertArgs | SilenceArgs):
+        return f"alert:{args.alert}"
+    if isinstance(args, NoArgs):
+        return "alert targets"
     return "*"
 
 
@@ -353,6 +381,8 @@ def preview(state: State, action: str, args: Args, now: float) -> Preview:
             f"Forget {_plural(len(ids), 'dead runner')} (silent over {args.older_than:g} s) and take back the "
             f"{_plural(left, 'job')} they left?",
         )
+    if isinstance(args, SilenceArgs):
+        return Preview(1, [args.alert], f"Silence {args.alert} for {_plural(args.minutes, 'minute')}?")
     return Preview(1, [], f"{action} {target(args)}?")
 
 

@@ -168,16 +168,17 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             aggregator.chunk_end()
 
         live_audit = LiveFeed(store, settings.prefix, hub.epoch, fold)
+        notifier = app.state.notifier = Notifier(settings, store, aggregator.state, lambda: aggregator.ready)
         app.state.commander = Commander(
             settings, aggregator.state, aggregator.connectors, store, app.state.audit, secret, live_audit.note,
-            app.state.sessions.alive,
+            app.state.sessions.alive, local=notifier.actions(),
+            local_unavailable="no alert target is configured (JOBPULSE_ALERT_WEBHOOKS; docs/alerts.md)",
         )  # fmt: skip
         audit_task = asyncio.create_task(live_audit.run(), name="audit-feed")
         ended_task = asyncio.create_task(app.state.sessions.listen(), name="sessions-ended")
         app.state.metrics_registry = registry_for(app.state)
         hub.start()
         await aggregator.start()
-        notifier = app.state.notifier = Notifier(settings, store, aggregator.state, lambda: aggregator.ready)
         notifier.start()
         freeze_startup()
         log.info(

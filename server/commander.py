@@ -18,7 +18,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,9 @@ from server.settings import Settings
 from server.streams.connector import CommandError, Connector
 from server.streams.core.events import AuditNoted
 from server.streams.core.state import State
+
+# One of jobpulse's own actions: (its arguments, who asks, now) -> what it did; raises CommandError.
+LocalAction = Callable[[Args, Principal, float], Awaitable[Performed]]
 
 log = logging.getLogger("jobpulse.commands")
 
@@ -76,6 +79,8 @@ class Commander:
         feed: Callable[[AuditNoted], Awaitable[None]],
         session_alive: Callable[[str], Awaitable[bool | None]],
         clock: Callable[[], float] = time.time,
+        local: Mapping[str, LocalAction] | None = None,
+        local_unavailable: str = "",
     ) -> None:
         self.settings = settings
         self.state = state
@@ -86,6 +91,9 @@ class Commander:
         self.feed = feed
         self.session_alive = session_alive  # Sessions.alive: None when the store cannot say
         self.clock = clock
+        # jobpulse's own actions (alerts): name -> what does it; without one, offered to nobody, saying why.
+        self.local = dict(local or {})
+        self.local_unavailable = local_unavailable or "not available in this process"
         self._ids = f"{settings.prefix}:jp:cmd:"
         self._used = f"{settings.prefix}:jp:confirm-used:"
         self._rates: OrderedDict[str, deque[float]] = OrderedDict()
@@ -107,9 +115,12 @@ class Commander:
 
     def _actions_for(self, principal: Principal) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
-        for name in actions.SPECS:
+        for name, spec in actions.SPECS.items():
             decision = actions.decide(principal, name)
-            missing = self._unable(name, list(self.connectors))
+            if spec.local and name not in self.local:
+                out[name] = {"ok": False, "reason": self.local_unavailable}
+                continue
+            missing = self._unable(name, list(self.connectors)) if not spec.local else {}
             if len(missing) == len(self.connectors):  # with several sources, on offer while one of them can
                 out[name] = {"ok": False, "reason": "; ".join(missing.values())}
             elif not decision.allowed:
@@ -192,6 +203,10 @@ class Commander:
         decision = actions.decide(principal, cmd.action, args)
         if not decision.allowed:
             raise Refused("forbidden", f"{cmd.action}: {decision.reason}")
+        if spec.local:
+            if cmd.action not in self.local:
+                raise Refused("unavailable", f"{cmd.action}: {self.local_unavailable}")
+            return spec, args, decision.two_phase, {}
         routes = self._route(cmd.action, args)
         if isinstance(args, actions.BatchArgs):
             channels = len(self.state.channels) if args.channels == "*" else len(args.channels)
@@ -244,6 +259,12 @@ class Commander:
             if not cmd.confirm:
                 raise Refused("confirm_required", f"{cmd.action} is two-phase: send phase 'preview' first")
             await self._consume_confirm(principal, cmd.action, canonical, cmd.confirm, now)
+        if spec.local:
+            try:
+                done = await self.local[cmd.action](args, principal, now)
+            except CommandError as exc:
+                raise Refused(exc.code, str(exc)) from None
+            return Outcome("done", done.result, done.message, done.count)
         return await self._execute(cmd.action, routes)
 
     # -- confirm tokens ---------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 SEVERITY_RANK = {"critical": 0, "warning": 1}
-Kind = Literal["firing", "resolved", "reminder"]
+Kind = Literal["firing", "resolved", "reminder", "test"]
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ Everything read back is untrusted: what does not decode is dropped and counted.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -169,6 +170,19 @@ class Outbox:
                     continue  # another process changed a record meanwhile: decide again on what it wrote
         await self._prune(now)
         return notices
+
+    async def enqueue(self, notice: Notice, targets: list[str], now: float) -> int:
+        """Queue `notice` for `targets` outside the lifecycle (a test notification); returns how many."""
+        waiting = sum(await asyncio.gather(self.client.xlen(self.stream), self.client.zcard(self.retry_key)))
+        room = max(0, self.cap - waiting)
+        pipe = self.client.pipeline(transaction=True)
+        for target in targets[:room]:
+            pipe.xadd(self.stream, {"m": _encode(Entry(t=target, n=notice))})
+        for target in targets[room:]:
+            self.dropped += 1
+            pipe.lpush(self.log_key, _log_line(now, target, notice, "dropped", "outbox full"))
+        await pipe.execute()
+        return min(room, len(targets))
 
     async def _prune(self, now: float) -> None:
         """Keep at most MAX_RECORDS records: the resolved ones longest over go first."""

@@ -21,20 +21,27 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import httpx
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
+from server.actions import AlertArgs, Args, Performed, SilenceArgs
 from server.clock import wall
-from server.notify.lifecycle import Issue, Policy, proposals
+from server.commander import LocalAction
+from server.notify.lifecycle import Issue, Notice, Policy, Record, proposals
 from server.notify.outbox import Entry, Outbox, Taken
 from server.notify.targets import USER_AGENT, DeliveryError, Target, configured
+from server.roles import Principal
 from server.settings import Settings
+from server.streams.connector import CommandError
+from server.streams.core.rules import RULES
 from server.streams.core.state import State
 
 log = logging.getLogger("jobpulse.notify")
 
+T = TypeVar("T")
 PLAN_EVERY_S = 1.0
 IN_FLIGHT = 16  # deliveries under way at once in this process
 
@@ -130,6 +137,55 @@ class Notifier:
                 log.exception("alerts: %s crashed; restarting", name)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    # -- operators' actions (server/actions.py: alert.*, notify.test; audited by the commander) --------
+
+    def actions(self) -> dict[str, LocalAction]:
+        """The alert actions this process can do: none without a target (the welcome says why)."""
+        if not self.enabled:
+            return {}
+        return {"alert.ack": self._ack, "alert.silence": self._silence, "alert.unsilence": self._unsilence,
+                "notify.test": self._test}  # fmt: skip
+
+    async def _ack(self, args: Args, principal: Principal, now: float) -> Performed:
+        assert isinstance(args, AlertArgs)
+        record = await _store(self.outbox.acknowledge(args.alert, principal.name, now))
+        if record is None:
+            raise CommandError(f"alert {args.alert} is not firing", "not_found")
+        return Performed(
+            {"alert": record.id, "episode": record.episode, "acked_by": principal.name},
+            f"Acknowledged {record.title}: no reminders for this episode", 1,
+        )  # fmt: skip
+
+    async def _silence(self, args: Args, principal: Principal, now: float) -> Performed:
+        assert isinstance(args, SilenceArgs)
+        if _rule_of(args.alert) not in RULES:
+            raise CommandError(f"{args.alert!r} names no rule ({', '.join(RULES)}) nor an alert of one", "not_found")
+        until = now + args.minutes * 60
+        await _store(self.outbox.silence(args.alert, until, principal.name, args.reason))
+        return Performed(
+            {"alert": args.alert, "until": until, "by": principal.name},
+            f"Silenced {args.alert} for {args.minutes} min: it does not fire or remind until then", 1,
+        )  # fmt: skip
+
+    async def _unsilence(self, args: Args, principal: Principal, now: float) -> Performed:
+        assert isinstance(args, AlertArgs)
+        if not await _store(self.outbox.unsilence(args.alert)):
+            raise CommandError(f"{args.alert} is not silenced", "not_found")
+        return Performed({"alert": args.alert}, f"{args.alert} is no longer silenced", 1)
+
+    async def _test(self, args: Args, principal: Principal, now: float) -> Performed:
+        record = Record(
+            id="test", rule="test", key=principal.name, state="firing", severity="warning",
+            title="Test notification from jobpulse", detail=f"sent by {principal.name} to check the alert targets",
+            since=now, fired_at=now, sent_at=now, episode=f"test@{now:.3f}",
+        )  # fmt: skip
+        notice = Notice(id=f"{record.episode}#1", kind="test", record=record, at=now)
+        queued = await _store(self.outbox.enqueue(notice, list(self.targets), now))
+        return Performed(
+            {"id": notice.id, "targets": queued},
+            f"Test notification queued for {queued} target{'s' if queued != 1 else ''}: see the delivery log", queued,
+        )  # fmt: skip
 
     # -- plan -------------------------------------------------------------------------------------
 
@@ -230,6 +286,18 @@ class Notifier:
             f"; next in {due - now:.1f} s" if due is not None else "; given up (dead letter)",
         )  # fmt: skip
         await self.outbox.failed(entry_id, entry, now, error, status, ms, due)
+
+
+async def _store(call: Awaitable[T]) -> T:
+    """An outbox call for an operator's action: the store down is `unavailable`, never an internal error."""
+    try:
+        return await call
+    except (RedisError, OSError) as exc:
+        raise CommandError(f"jobpulse's store is not reachable: {exc}", "unavailable") from None
+
+
+def _rule_of(alert: str) -> str:
+    return alert.partition(":")[0]
 
 
 def _ms(started: float) -> float:

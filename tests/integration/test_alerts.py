@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from server.notify.targets import verify
-from tests.conftest import LiveServer, get
-from tests.integration.helpers import Publisher
+from tests.conftest import TEST_USERS, LiveServer, bearer, get, users_env
+from tests.integration.helpers import LiveClient, Publisher
 from tests.receiver import HANG, Receiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -171,5 +171,62 @@ async def test_a_process_killed_mid_delivery_loses_nothing_and_doubles_nothing(
     finally:
         first.close()
         output = second.finish() if second is not None else ""
+        await receiver.close()
+    assert "Traceback" not in output, output
+
+
+async def test_operators_acknowledge_silence_and_test_over_the_websocket(
+    redis_url: str, prefix: str, aredis_client: Any
+) -> None:
+    """alert.ack stops the reminders; alert.silence holds a rule's next episode until alert.unsilence; an admin's
+    notify.test reaches the receiver; a viewer and an operator are refused what their roles do not allow."""
+    receiver = await Receiver.start()
+    env = users_env(**alert_env(receiver, JOBPULSE_ALERT_REMIND_S="1.5", JOBPULSE_COMMAND_RATE="100000"))
+    server = LiveServer(redis_url, prefix, env=env).start()
+    clients = {name: await LiveClient.connect(server.ws_url, ["health"], headers=bearer(name)) for name in TEST_USERS}
+    operator = next(clients[n] for n in TEST_USERS if TEST_USERS[n][0] == "operator")
+    viewer = next(clients[n] for n in TEST_USERS if TEST_USERS[n][0] == "viewer")
+    admin = next(clients[n] for n in TEST_USERS if TEST_USERS[n][0] == "admin")
+    publisher = Publisher(aredis_client, prefix)
+    kinds = lambda: accepted_kinds(receiver, "no_runner:email")  # noqa: E731
+    try:
+        assert operator.welcome["actions"]["alert.ack"] == {"ok": True, "two_phase": False}
+        assert operator.welcome["actions"]["notify.test"]["ok"] is False
+        await publisher.publish(publisher.depth(email=(7, 0, 0)))
+        await receiver.wait_for(lambda r: kinds().count("reminder") >= 1, 20)
+        refused = await viewer.command("alert.ack", {"alert": "no_runner:email"})
+        assert refused["error"]["code"] == "forbidden"
+        ack = await operator.command("alert.ack", {"alert": "no_runner:email"})
+        assert ack["ok"] and ack["result"]["acked_by"] == operator.welcome["user"]["name"], ack
+        reminders = kinds().count("reminder")
+        await asyncio.sleep(4)  # more than two reminder intervals
+        assert kinds().count("reminder") == reminders
+        missing = await operator.command("alert.ack", {"alert": "stuck_jobs:email"})
+        assert missing["error"]["code"] == "not_found"
+
+        # A silence on the rule: the episode that fired still resolves; the next one does not fire until unsilenced.
+        silenced = await operator.command("alert.silence", {"alert": "no_runner", "minutes": 5, "reason": "deploy"})
+        assert silenced["ok"], silenced
+        await publisher.publish(publisher.depth(email=(0, 0, 0)))
+        await receiver.wait_for(lambda r: kinds().count("resolved") == 1, 20)
+        await publisher.publish(publisher.depth(email=(9, 0, 0)))
+        await asyncio.sleep(3)
+        assert kinds().count("firing") == 1
+        assert (await operator.command("alert.unsilence", {"alert": "no_runner"}))["ok"]
+        await receiver.wait_for(lambda r: kinds().count("firing") == 2, 20)
+        bad = await operator.command("alert.silence", {"alert": "no_such_rule:x"})
+        assert bad["error"]["code"] == "not_found"
+        too_long = await operator.command("alert.silence", {"alert": "no_runner", "minutes": 100_000})
+        assert too_long["error"]["code"] == "bad_args"
+
+        assert (await operator.command("notify.test"))["error"]["code"] == "forbidden"
+        sent = await admin.command("notify.test")
+        assert sent["ok"] and sent["result"]["targets"] == 1, sent
+        await receiver.wait_for(lambda r: any(q.json()["kind"] == "test" for q in r.accepted()), 20)
+        check_delivered_once(receiver)
+    finally:
+        for client in clients.values():
+            await client.close()
+        output = server.finish()
         await receiver.close()
     assert "Traceback" not in output, output

@@ -27,6 +27,7 @@ from server.streams.core.series import COMPLETED, FAILED
 from server.streams.core.state import Alert, State
 
 LIVE_RUNNER = frozenset({"online", "busy", "draining"})
+RULES = ("source_down", "source_warning", "no_runner", "failing_channel", "stuck_jobs", "backlog_sla", "silent_runner")
 SEVERITY_RANK = {"critical": 0, "warning": 1}
 
 Condition = tuple[str, str, str, str, str]  # rule, key, severity, title, detail
