@@ -40,7 +40,7 @@ from server.security import PRINCIPAL, Gate, Principals, apply_forwarded
 from server.sessions import Sessions, shared_secret
 from server.settings import Settings
 from server.streams.aggregator import Aggregator
-from server.streams.core.events import AuditNoted
+from server.streams.core.events import AuditNoted, NotifyStatus
 from server.streams.core.state import State
 from server.streams.core.widgets import WIDGETS, ViewLimits, Widget, resolve
 from server.streams.hub import Hub
@@ -168,7 +168,14 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             aggregator.chunk_end()
 
         live_audit = LiveFeed(store, settings.prefix, hub.epoch, fold)
-        notifier = app.state.notifier = Notifier(settings, store, aggregator.state, lambda: aggregator.ready)
+
+        def notify_view(view: NotifyStatus) -> None:
+            aggregator.feed(view, aggregator.clock())
+            aggregator.chunk_end()
+
+        notifier = app.state.notifier = Notifier(
+            settings, store, aggregator.state, lambda: aggregator.ready, sink=notify_view
+        )
         app.state.commander = Commander(
             settings, aggregator.state, aggregator.connectors, store, app.state.audit, secret, live_audit.note,
             app.state.sessions.alive, local=notifier.actions(),
@@ -202,6 +209,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         Route("/", pages.home_page, name="home_page"),
         Route("/admin/jobs", pages.dashboard_page, name="dashboard_page"),
         Route("/admin/jobs/overview", pages.overview_page, name="overview_page"),
+        Route("/admin/jobs/notifications", pages.notifications_page, name="notifications_page"),
         Route("/admin/jobs/runners", pages.runners_page, name="runners_page"),
         Route("/admin/jobs/manage", pages.manage_page, name="manage_page"),
         Route("/admin/jobs/table", pages.table_page, name="table_page"),

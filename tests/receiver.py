@@ -97,3 +97,36 @@ class Receiver:
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
+
+
+class ThreadedReceiver:
+    """A Receiver on an event loop of its own thread, for synchronous tests (the browser tests)."""
+
+    def __init__(self, answers: list[int] | None = None) -> None:
+        import threading
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="receiver", daemon=True)
+        self.thread.start()
+        self.receiver: Receiver = asyncio.run_coroutine_threadsafe(Receiver.start(answers), self.loop).result(10)
+
+    @property
+    def url(self) -> str:
+        return self.receiver.url
+
+    def accepted(self) -> list[Request]:
+        return list(self.receiver.accepted())
+
+    def wait_for(self, predicate: Any, within: float) -> None:
+        deadline = time.monotonic() + within
+        while not predicate(self):
+            if time.monotonic() > deadline:
+                got = [(r.status, r.headers.get("x-jobpulse-event")) for r in list(self.receiver.requests)]
+                raise AssertionError(f"the receiver did not get what was expected within {within} s: {got}")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.receiver.close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()

@@ -33,6 +33,7 @@ NAV = (
     ("table", "/admin/jobs/table", "Jobs", "j"),
     ("status", "/admin/system-status", "Status", "s"),
     ("logs", "/admin/jobs/logs", "Logs", "l"),
+    ("notifications", "/admin/jobs/notifications", "Alerts", "n"),
     ("audit", "/admin/jobs/audit", "Audit", "a"),
     ("wall", "/wall", "Wall", "w"),
 )
@@ -105,6 +106,11 @@ async def status_page(request: Request) -> Response:
 async def logs_page(request: Request) -> Response:
     """Service logs: jobpulse's own recent warnings and errors, live."""
     return _page(request, "logs.html", "Service Logs", "logs")
+
+
+async def notifications_page(request: Request) -> Response:
+    """Notifications: the alert targets, the delivery log, dead letters, silences and a test notification."""
+    return _page(request, "notifications.html", "Notifications", "notifications")
 
 
 async def wall_page(request: Request) -> Response:

@@ -32,6 +32,7 @@ import redis.asyncio as aredis
 from redis.exceptions import ResponseError, WatchError
 
 from server.notify.lifecycle import Notice, Policy, Proposal, Record, Resolve, decide
+from server.streams.core.events import NotifyAlert, NotifyLine, NotifySilence, NotifyStatus, NotifyTarget
 
 log = logging.getLogger("jobpulse.notify")
 
@@ -60,7 +61,15 @@ class Taken:
     entry: Entry | None  # None: it did not decode (acknowledged and dropped by `drop`)
 
 
+class _Dead(msgspec.Struct, frozen=True):
+    at: float
+    entry: Entry
+
+
 _records = msgspec.json.Decoder(Record)
+_line = msgspec.json.Decoder(NotifyLine)
+_dead = msgspec.json.Decoder(_Dead)
+_error = msgspec.json.Decoder(tuple[float, str])
 _entry = msgspec.json.Decoder(Entry)
 _silence = msgspec.json.Decoder(Silence)
 _encode = msgspec.json.Encoder().encode
@@ -322,6 +331,71 @@ class Outbox:
         waiting, retrying, dead = await pipe.execute()
         return int(waiting), int(retrying), int(dead)
 
+    async def view(self, targets: list[tuple[str, str, str]], now: float, lines: int, dead: int) -> NotifyStatus:
+        """What the pages show (one read of every key): `targets` as (name, kind, shown)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self.targets_key)
+        pipe.lrange(self.log_key, 0, lines - 1)
+        pipe.lrange(self.dead_key, 0, dead - 1)
+        pipe.xlen(self.stream)
+        pipe.zcard(self.retry_key)
+        pipe.llen(self.dead_key)
+        pipe.hgetall(self.alerts_key)
+        raw_targets, raw_log, raw_dead, waiting, retrying, dead_count, raw_records = await pipe.execute()
+        marks = {_text(k): v for k, v in raw_targets.items()}
+        shown = []
+        for name, kind, where in targets:
+            ok = _number(marks.get(f"{name}:ok"))
+            error_at, error = None, ""
+            raw_error = marks.get(f"{name}:error")
+            if raw_error is not None:
+                try:
+                    error_at, error = _error.decode(raw_error)
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    self.malformed += 1
+            shown.append(NotifyTarget(name, kind, where, ok, error_at, error[:300]))
+        log_lines = []
+        for raw in raw_log:
+            try:
+                log_lines.append(_line.decode(raw))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                self.malformed += 1
+        dead_lines = []
+        for raw in raw_dead:
+            try:
+                letter = _dead.decode(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                self.malformed += 1
+                continue
+            e = letter.entry
+            dead_lines.append(
+                NotifyLine(
+                    at=letter.at,
+                    target=e.t,
+                    id=e.n.id,
+                    kind=e.n.kind,
+                    alert=e.n.record.id,
+                    outcome="dead",
+                    severity=e.n.record.severity,
+                    title=e.n.record.title,
+                    error=e.e,
+                    attempt=e.a,
+                )
+            )
+        records = self._decode_records(raw_records)
+        firing = tuple(
+            NotifyAlert(r.id, r.fired_at, r.sent, r.acked_by, r.acked_at)
+            for r in sorted(records.values(), key=lambda r: r.fired_at)
+            if r.state == "firing"
+        )
+        silences = tuple(
+            NotifySilence(what, s.until, s.by, s.reason) for what, s in sorted((await self.silences(now)).items())
+        )
+        return NotifyStatus(
+            at=now, targets=tuple(shown), waiting=int(waiting), retrying=int(retrying), dead=int(dead_count),
+            log=tuple(log_lines), dead_letters=tuple(dead_lines), silences=silences, firing=firing,
+        )  # fmt: skip
+
     async def forget_consumers(self, idle_s: float) -> int:
         """Remove senders that hold nothing and were idle `idle_s` (processes long gone): the group stays small."""
         gone = 0
@@ -330,6 +404,14 @@ class Outbox:
                 await self.client.xgroup_delconsumer(self.stream, GROUP, consumer["name"])
                 gone += 1
         return gone
+
+
+def _number(raw: Any) -> float | None:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if value == value and abs(value) < 1e11 else None  # not NaN, a plausible epoch
 
 
 def _text(value: bytes | str) -> str:

@@ -36,6 +36,7 @@ from server.notify.targets import USER_AGENT, DeliveryError, Target, configured
 from server.roles import Principal
 from server.settings import Settings
 from server.streams.connector import CommandError
+from server.streams.core.events import NotifyStatus
 from server.streams.core.rules import RULES
 from server.streams.core.state import State
 
@@ -43,6 +44,9 @@ log = logging.getLogger("jobpulse.notify")
 
 T = TypeVar("T")
 PLAN_EVERY_S = 1.0
+STATUS_EVERY_S = 3.0  # other processes' deliveries reach this one's pages within this
+STATUS_LINES = 50  # delivery log lines the pages get
+STATUS_DEAD = 20  # dead letters the pages get
 IN_FLIGHT = 16  # deliveries under way at once in this process
 
 
@@ -63,6 +67,7 @@ class Notifier:
         state: State,
         ready: Callable[[], bool],
         targets: list[Target] | None = None,
+        sink: Callable[[NotifyStatus], None] | None = None,
         clock: Callable[[], float] = wall,
         rand: Callable[[], float] = random.random,
     ) -> None:
@@ -88,6 +93,8 @@ class Notifier:
         self.errors = 0  # plan or delivery rounds that failed on Redis (retried)
         self.backlog: tuple[int, int, int] = (0, 0, 0)  # the shared outbox as last read: waiting, retrying, dead
         self.firing = 0  # shared records firing, as last read
+        self.sink = sink  # where the pages' view of the outbox goes (the aggregator's fold)
+        self._changed = asyncio.Event()  # something the pages show moved: read the outbox again now
         self._warm_at: float | None = None
         self._http: httpx.AsyncClient | None = None
         self._in_flight: dict[str, asyncio.Task[None]] = {}
@@ -107,6 +114,8 @@ class Notifier:
             asyncio.create_task(self._loop("plan", self.plan), name="notify-plan"),
             asyncio.create_task(self._loop("deliver", self.deliver), name="notify-deliver"),
         ]
+        if self.sink is not None:
+            self._tasks.append(asyncio.create_task(self._loop("status", self.status), name="notify-status"))
 
     async def stop(self) -> None:
         for task in [*self._tasks, *self._in_flight.values()]:
@@ -152,6 +161,7 @@ class Notifier:
         record = await _store(self.outbox.acknowledge(args.alert, principal.name, now))
         if record is None:
             raise CommandError(f"alert {args.alert} is not firing", "not_found")
+        self._changed.set()
         return Performed(
             {"alert": record.id, "episode": record.episode, "acked_by": principal.name},
             f"Acknowledged {record.title}: no reminders for this episode", 1,
@@ -163,6 +173,7 @@ class Notifier:
             raise CommandError(f"{args.alert!r} names no rule ({', '.join(RULES)}) nor an alert of one", "not_found")
         until = now + args.minutes * 60
         await _store(self.outbox.silence(args.alert, until, principal.name, args.reason))
+        self._changed.set()
         return Performed(
             {"alert": args.alert, "until": until, "by": principal.name},
             f"Silenced {args.alert} for {args.minutes} min: it does not fire or remind until then", 1,
@@ -172,6 +183,7 @@ class Notifier:
         assert isinstance(args, AlertArgs)
         if not await _store(self.outbox.unsilence(args.alert)):
             raise CommandError(f"{args.alert} is not silenced", "not_found")
+        self._changed.set()
         return Performed({"alert": args.alert}, f"{args.alert} is no longer silenced", 1)
 
     async def _test(self, args: Args, principal: Principal, now: float) -> Performed:
@@ -182,10 +194,30 @@ class Notifier:
         )  # fmt: skip
         notice = Notice(id=f"{record.episode}#1", kind="test", record=record, at=now)
         queued = await _store(self.outbox.enqueue(notice, list(self.targets), now))
+        self._changed.set()
         return Performed(
             {"id": notice.id, "targets": queued},
             f"Test notification queued for {queued} target{'s' if queued != 1 else ''}: see the delivery log", queued,
         )  # fmt: skip
+
+    # -- what the pages show ------------------------------------------------------------------------------
+
+    async def status(self) -> None:
+        """Read the shared outbox for the pages every STATUS_EVERY_S, and at once after a change here."""
+        while True:
+            self._changed.clear()
+            await self.status_once()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STATUS_EVERY_S):
+                    await self._changed.wait()
+            await asyncio.sleep(0.2)  # a burst of changes is one read
+
+    async def status_once(self) -> NotifyStatus:
+        listed = [(t.name, t.kind, t.shown) for t in self.targets.values()]
+        view = await self.outbox.view(listed, self.clock(), STATUS_LINES, STATUS_DEAD)
+        if self.sink is not None:
+            self.sink(view)
+        return view
 
     # -- plan -------------------------------------------------------------------------------------
 
@@ -214,6 +246,8 @@ class Notifier:
         notices = await self.outbox.apply(wanted, now, self.policy, list(self.targets))
         self.backlog = await self.outbox.backlog()
         self.firing = sum(1 for r in records.values() if r.state == "firing")
+        if notices:
+            self._changed.set()
         for notice in notices:
             self.enqueued += 1
             log.info("alert %s %s (%s): %s", notice.record.id, notice.kind, notice.record.severity, notice.record.title)
@@ -273,6 +307,7 @@ class Notifier:
             return
         self.counts[(entry.t, "sent")] += 1
         await self.outbox.sent(taken.id, entry, self.clock(), status, _ms(started))
+        self._changed.set()
 
     async def _failed(self, entry_id: str, entry: Entry, error: str, status: int, ms: float, retry: bool) -> None:
         attempt = entry.a + 1
@@ -286,6 +321,7 @@ class Notifier:
             f"; next in {due - now:.1f} s" if due is not None else "; given up (dead letter)",
         )  # fmt: skip
         await self.outbox.failed(entry_id, entry, now, error, status, ms, due)
+        self._changed.set()
 
 
 async def _store(call: Awaitable[T]) -> T:

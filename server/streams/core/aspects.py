@@ -35,6 +35,7 @@ class Aspect(IntFlag):
     PLATFORM = 1 << 12  # the serving process' numbers
     RUNNER_EVENTS = 1 << 13  # the runner event log
     ACTIVITY = 1 << 14  # the audit's live rows
+    NOTIFY = 1 << 15  # the alert notifier's targets, outbox, silences and acknowledgements
 
 
 COUNTERS: Final = int(Aspect.COUNTERS)
@@ -52,4 +53,5 @@ LOGS: Final = int(Aspect.LOGS)
 PLATFORM: Final = int(Aspect.PLATFORM)
 RUNNER_EVENTS: Final = int(Aspect.RUNNER_EVENTS)
 ACTIVITY: Final = int(Aspect.ACTIVITY)
+NOTIFY: Final = int(Aspect.NOTIFY)
 ALL: Final = int(~Aspect(0))  # every aspect

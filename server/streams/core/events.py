@@ -221,6 +221,65 @@ class ShellStats(Struct, frozen=True):
     values: dict[str, float | int | str]
 
 
+class NotifyTarget(Struct, frozen=True):
+    """One alert target as the notifier sees it: its last success and last error (docs/alerts.md)."""
+
+    name: str
+    kind: str
+    shown: str  # the URL without what may be secret
+    last_ok: float | None = None
+    last_error_at: float | None = None
+    last_error: str = ""
+
+
+class NotifyLine(Struct, frozen=True):
+    """One delivery attempt's outcome (the outbox's log, docs/protocol.md 8.3), or a dead letter."""
+
+    at: float
+    target: str
+    id: str
+    kind: str
+    alert: str
+    outcome: str  # sent, retry, dead, dropped
+    severity: str = ""
+    title: str = ""
+    error: str = ""
+    attempt: int = 0
+    status: int = 0
+    ms: float = 0.0
+
+
+class NotifySilence(Struct, frozen=True):
+    what: str  # an alert id or a rule
+    until: float
+    by: str
+    reason: str = ""
+
+
+class NotifyAlert(Struct, frozen=True):
+    """A firing alert's shared record, as far as the pages need it: when it fired, who acknowledged it."""
+
+    id: str
+    fired_at: float
+    sent: int
+    acked_by: str = ""
+    acked_at: float = 0.0
+
+
+class NotifyStatus(Struct, frozen=True):
+    """The alert notifier's view of the shared outbox (the Notifications page, the Hot Issues card's marks)."""
+
+    at: float
+    targets: tuple[NotifyTarget, ...]
+    waiting: int
+    retrying: int
+    dead: int
+    log: tuple[NotifyLine, ...]
+    dead_letters: tuple[NotifyLine, ...]
+    silences: tuple[NotifySilence, ...]
+    firing: tuple[NotifyAlert, ...]
+
+
 class SourceStatus(Struct, frozen=True):
     """The connection to the source went up or down at `at`.
 
@@ -315,6 +374,7 @@ Event = (
     | LogRecorded
     | ShellStats
     | AuditNoted
+    | NotifyStatus
 )
 
 REJECT_REASONS = ("too_large", "json", "schema", "version", "unknown_type", "batch", "error")

@@ -35,6 +35,7 @@ from server.streams.core.events import (
     Heartbeat,
     JobEvent,
     LogRecorded,
+    NotifyStatus,
     Reconciled,
     Rejected,
     Restored,
@@ -71,6 +72,7 @@ _SHELL: dict[type, Callable[[State, Any], int]] = {
     LogRecorded: shell.logged,
     ShellStats: shell.shell_stats,
     AuditNoted: shell.audit_noted,
+    NotifyStatus: shell.notify_status,
 }
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from server.redact import redact
 from server.streams.core import channels, rules, runners, series
-from server.streams.core.aspects import ACTIVITY, ALERTS, ALL, HEALTH, LOGS, PLATFORM, PULSE, RUNNERS, SERIES
+from server.streams.core.aspects import ACTIVITY, ALERTS, ALL, HEALTH, LOGS, NOTIFY, PLATFORM, PULSE, RUNNERS, SERIES
 from server.streams.core.events import (
     AuditNoted,
     LogRecorded,
+    NotifyStatus,
     Reconciled,
     Rejected,
     Restored,
@@ -236,6 +237,23 @@ def logged(state: State, msg: LogRecorded) -> int:
 def shell_stats(state: State, msg: ShellStats) -> int:
     state.shell = dict(msg.values)
     return PLATFORM
+
+
+def notify_status(state: State, msg: NotifyStatus) -> int:
+    """The notifier's view of the outbox; sent every few seconds, news only when it differs."""
+    if msg.at < state.notify_at:
+        return 0  # an older read arriving late
+    state.notify_at = msg.at
+    if state.notify is not None and _same_notify(state.notify, msg):
+        return 0
+    state.notify = msg
+    return NOTIFY
+
+
+def _same_notify(a: NotifyStatus, b: NotifyStatus) -> bool:
+    return (a.targets, a.waiting, a.retrying, a.dead, a.log, a.dead_letters, a.silences, a.firing) == (
+        b.targets, b.waiting, b.retrying, b.dead, b.log, b.dead_letters, b.silences, b.firing
+    )  # fmt: skip
 
 
 def audit_noted(state: State, msg: AuditNoted) -> int:

@@ -22,7 +22,7 @@ from server.streams.core.runners import Runner
 from server.streams.core.series import BUCKET_WIDTH, DAY_MINUTES, MinuteRing
 
 if TYPE_CHECKING:
-    from server.streams.core.events import AuditNoted
+    from server.streams.core.events import AuditNoted, NotifyStatus
 
 
 @dataclass(frozen=True)
@@ -211,6 +211,8 @@ class State:
         "limits",
         "logs",
         "minute",
+        "notify",
+        "notify_at",
         "now",
         "places",
         "pools",
@@ -297,6 +299,8 @@ class State:
         self.synthetic_until: float | None = None
         self.logs: deque[tuple[int, float, str, str, str]] = deque(maxlen=limits.logs_cap)
         self.activity: deque[AuditNoted] = deque(maxlen=limits.activity_rows)  # newest first
+        self.notify: NotifyStatus | None = None  # the alert notifier's last view (None: no alert target)
+        self.notify_at = 0.0
         self.pulse: deque[tuple[int, float, float, float, int]] = deque(maxlen=limits.pulse_points)
         self.beats_this_tick: list[tuple[float, float | None]] = []  # (latency, gap) of beats since the last tick
         self.last_beat: float | None = None

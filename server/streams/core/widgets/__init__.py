@@ -53,7 +53,7 @@ WIDGETS: tuple[Widget, ...] = (
     Widget("service", Aspect.ALERTS | Aspect.HEALTH | Aspect.RUNNERS, overview.service),
     Widget("pulse", Aspect.PULSE | Aspect.RUNNERS, overview.pulse),
     Widget("backlogs", Aspect.CHANNELS | Aspect.RUNNERS | Aspect.SERIES, overview.backlogs),
-    Widget("hot_issues", Aspect.ALERTS, overview.hot_issues),
+    Widget("hot_issues", Aspect.ALERTS | Aspect.NOTIFY, overview.hot_issues),
     Widget("snapshot", Aspect.LIVE | Aspect.SCHEDULED | Aspect.SERIES, overview.snapshot),
     Widget("logs", Aspect.LOGS, overview.logs),
     # The Runners Console (section 3.9).
@@ -61,7 +61,10 @@ WIDGETS: tuple[Widget, ...] = (
     Widget("channels", Aspect.CHANNELS | Aspect.RUNNERS, fleet.channels),
     Widget("runner_events", Aspect.RUNNER_EVENTS, fleet.runner_events),
     # Platform Status (section 3.11).
-    Widget("platform", Aspect.PLATFORM | Aspect.ALERTS | Aspect.HEALTH | Aspect.RUNNERS, platform.platform),
+    Widget(
+        "platform", Aspect.PLATFORM | Aspect.ALERTS | Aspect.HEALTH | Aspect.RUNNERS | Aspect.NOTIFY, platform.platform
+    ),
+    Widget("notifications", Aspect.NOTIFY, platform.notifications),
     Widget("alert_log", Aspect.ALERTS, platform.alert_log),
     # Recent Maintenance Activity: the audit log's newest entries (section 5.5).
     Widget("activity", Aspect.ACTIVITY, platform.activity),

@@ -9,6 +9,7 @@ from itertools import islice
 from typing import Any
 
 from server.streams.core import rules
+from server.streams.core.events import NotifyLine, NotifyTarget
 from server.streams.core.state import State
 from server.streams.core.widgets.common import View, ViewLimits, compact
 
@@ -74,8 +75,73 @@ def platform(state: State, limits: ViewLimits) -> View:
         "incidents": len(state.alerts),
         "process": dict(shell),
         "matrix": {"rows": matrix, "order": list(matrix)},
-        # Outbound notifications (webhooks, chat, paging, mail) are not part of this version: said plainly.
-        "webhooks": {"configured": 0, "detail": "outbound alerts are not available in this version of jobpulse"},
+        "webhooks": webhooks_kpi(state),
+    }
+
+
+def webhooks_kpi(state: State) -> View:
+    """The Platform Status KPI of outbound alerts: how many targets, how many failing, what waits."""
+    n = state.notify
+    if n is None:
+        return {"configured": 0, "detail": "no alert target is configured (docs/alerts.md)"}
+    failing = sum(1 for t in n.targets if target_status(t) == "failing")
+    detail = f"{n.waiting + n.retrying} waiting, {n.dead} dead letters"
+    return {"configured": len(n.targets), "failing": failing, "waiting": n.waiting + n.retrying, "dead": n.dead,
+            "detail": detail}  # fmt: skip
+
+
+def target_status(target: NotifyTarget) -> str:
+    """ok (its last attempt succeeded), failing (its last attempt failed), or idle (nothing sent yet)."""
+    if target.last_error_at is not None and (target.last_ok is None or target.last_error_at > target.last_ok):
+        return "failing"
+    return "ok" if target.last_ok is not None else "idle"
+
+
+def _target(t: NotifyTarget) -> View:
+    return compact(kind=t.kind, shown=t.shown, status=target_status(t), last_ok=t.last_ok,
+                   last_error_at=t.last_error_at, last_error=t.last_error or None)  # fmt: skip
+
+
+def _line(line: NotifyLine) -> View:
+    return compact(at=line.at, target=line.target, id=line.id, kind=line.kind, alert=line.alert,
+                   outcome=line.outcome, severity=line.severity or None, title=line.title or None,
+                   error=line.error or None, attempt=line.attempt or None, status=line.status or None,
+                   ms=line.ms or None)  # fmt: skip
+
+
+def notifications(state: State, limits: ViewLimits) -> View:
+    """The Notifications page: the alert targets and their state, the shared outbox, the delivery log (newest
+    first), dead letters, silences and the alerts firing (docs/protocol.md 3.11)."""
+    n = state.notify
+    if n is None:
+        return {"configured": False}
+    targets = {
+        t.name: compact(
+            kind=t.kind,
+            shown=t.shown,
+            status=target_status(t),
+            last_ok=t.last_ok,
+            last_error_at=t.last_error_at,
+            last_error=t.last_error or None,
+        )
+        for t in n.targets
+    }
+    log = {f"{x.at:.3f}:{x.target}:{x.id}:{x.attempt}:{x.outcome}": _line(x) for x in n.log}
+    dead = {f"{x.at:.3f}:{x.target}:{x.id}": _line(x) for x in n.dead_letters}
+    silences = {x.what: compact(until=x.until, by=x.by, reason=x.reason or None) for x in n.silences}
+    firing = {
+        a.id: compact(fired_at=a.fired_at, sent=a.sent, acked_by=a.acked_by or None, acked_at=a.acked_at or None)
+        for a in n.firing
+    }
+    return {
+        "configured": True,
+        "at": n.at,
+        "targets": {"rows": targets, "order": list(targets)},
+        "backlog": {"waiting": n.waiting, "retrying": n.retrying, "dead": n.dead},
+        "log": {"rows": log, "order": list(log)},
+        "dead": {"rows": dead, "order": list(dead)},
+        "silences": {"rows": silences, "order": list(silences)},
+        "firing": {"rows": firing, "order": list(firing)},
     }
 
 

@@ -42,8 +42,12 @@ function renderKpis(root, data) {
   }
   setText(field(root, "http-n"), typeof p.http_n === "number" ? `${count(p.http_n)} requests` : "–");
   const hooks = data.webhooks || {};
-  setText(field(root, "webhooks"), hooks.configured ? count(hooks.configured) : "Not configured");
+  const failing = hooks.failing ? ` · ${count(hooks.failing)} failing` : "";
+  const targets = hooks.configured ? `${count(hooks.configured)} target${hooks.configured === 1 ? "" : "s"}${failing}` : "Not configured";
+  setText(field(root, "webhooks"), targets);
   setText(field(root, "webhooks-detail"), hooks.detail || "");
+  const kpi = /** @type {HTMLElement | null} */ (root.querySelector('[data-kpi="webhooks"]'));
+  if (kpi) kpi.dataset.level = !hooks.configured ? "" : hooks.failing || hooks.dead ? "warning" : "ok";
   setText(field(root, "flush"), typeof p.flush_ms === "number" ? p.flush_ms.toFixed(2) : "–");
   setText(field(root, "events"), num(p.events_per_s));
   setText(field(root, "flushes"), num(p.flushes_per_s));
