@@ -143,7 +143,7 @@ def test_status_page_renders_live_data(page: Page, live_server: LiveServer, simu
     expect(kpis.locator("[data-f=http-n]")).to_have_text(re.compile(r"^[1-9][\d,]* requests$"))
     expect(kpis.locator("[data-f=push-p99]")).to_have_text(re.compile(r"^\d+(\.\d+)?$"))
     expect(kpis.locator("[data-f=webhooks]")).to_have_text("Not configured")
-    expect(kpis.locator("[data-f=webhooks-detail]")).to_contain_text("not available in this version")
+    expect(kpis.locator("[data-f=webhooks-detail]")).to_contain_text("no alert target is configured")
     expect(kpis.locator("[data-f=flush]")).to_have_text(re.compile(r"^\d+\.\d\d$"))
     expect(kpis.locator("[data-f=events]")).to_have_text(re.compile(r"^[\d.,]+$"))
     expect(kpis.locator("[data-f=rss]")).to_have_text(re.compile(r"^[\d.,]+$"))
