@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -126,6 +127,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"jobpulse demo: wrote {DAYS} days of synthetic history ({written} hours), labelled so", flush=True)
     systems = _demo_systems(args.sources)
     children: list[subprocess.Popen[bytes]] = []
+    if args.alert_sink:
+        children.append(_demo_alert_sink())
     if len(systems) == 1:
         children.append(_demo_fleet(redis_url, base.prefix, args.runners, args.rate, args.seed))
     else:
@@ -244,6 +247,30 @@ def _redis_db(url: str, db: int) -> str:
     """`url` with database `db`."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+def cmd_alert_sink(args: argparse.Namespace) -> int:
+    from server.notify.sink import run
+
+    secret = args.secret if args.secret is not None else os.environ.get("JOBPULSE_ALERT_WEBHOOK_SECRET", "")
+    asyncio.run(run(args.host, args.port, secret))
+    return 0
+
+
+def _demo_alert_sink() -> subprocess.Popen[bytes]:
+    """`jobpulse alert-sink` on a free port with a fresh secret; the demo's jobpulse sends its alerts there."""
+    port = free_port("127.0.0.1")
+    secret = secrets.token_hex(16)
+    os.environ["JOBPULSE_ALERT_WEBHOOKS"] = f"http://127.0.0.1:{port}/jobpulse"
+    os.environ["JOBPULSE_ALERT_WEBHOOK_SECRET"] = secret
+    # The demo's incidents last a minute or two: alerts that fire after 20 s open show them coming and going.
+    os.environ.setdefault("JOBPULSE_ALERT_MIN_OPEN_S", "20")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "--log-level", "warning", "alert-sink", "--port", str(port)],
+        env={**os.environ, "JOBPULSE_ALERT_WEBHOOK_SECRET": secret},
+    )
+    print(f"jobpulse demo: alerts go to a webhook receiver at http://127.0.0.1:{port} (printed below)", flush=True)
+    return child
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -421,7 +448,24 @@ def build_parser() -> argparse.ArgumentParser:
         "native (a simulated fleet) or celery (a real Celery worker and a producer; needs jobpulse[celery]). "
         "Default: native. Example: --sources payments:native,media:celery",
     )
+    demo.add_argument(
+        "--alert-sink",
+        action="store_true",
+        help="also start a webhook receiver (jobpulse alert-sink) and send the hot issues there as alerts: they "
+        "are printed as they fire and resolve",
+    )
     demo.set_defaults(func=cmd_demo)
+
+    sink = commands.add_parser(
+        "alert-sink",
+        help="a webhook receiver that prints the alerts jobpulse sends it (checks signatures, drops copies)",
+    )
+    sink.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    sink.add_argument("--port", type=int, default=9099, help="port (default 9099)")
+    sink.add_argument(
+        "--secret", default=None, help="the signing key (default JOBPULSE_ALERT_WEBHOOK_SECRET; empty: no check)"
+    )
+    sink.set_defaults(func=cmd_alert_sink)
 
     simulate = commands.add_parser(
         "simulate",

@@ -9,6 +9,7 @@ checkout's, `jobpulse --version`, every page and every static file over HTTP, an
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -78,7 +79,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     log = elsewhere / "demo.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [venv / "bin" / "jobpulse", "demo", "--port", str(port), "--runners", "4", "--seed", "3"],
+            [venv / "bin" / "jobpulse", "demo", "--port", str(port), "--runners", "4", "--seed", "3", "--alert-sink"],
             cwd=elsewhere, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     running = Demo(f"http://127.0.0.1:{port}", wheel, sdist, venv, process, log)
@@ -148,6 +149,24 @@ def test_the_installed_demo_serves_every_page_and_every_static_file(demo: Demo) 
         "from server.assets import docs_dir, web_dir; print(web_dir()); print(docs_dir())", cwd=demo.venv,
     )  # fmt: skip
     assert all(Path(line).is_relative_to(demo.venv) for line in where.split()), where
+
+
+def test_the_installed_demo_sends_its_alerts_to_its_own_receiver(demo: Demo) -> None:
+    """`--alert-sink`: a webhook receiver runs beside the demo and jobpulse's alerts are configured to go to it."""
+    assert "jobpulse demo: alerts go to a webhook receiver at http://127.0.0.1:" in demo.output()
+    deadline = time.monotonic() + 20
+    while "checking signatures" not in demo.output():
+        assert time.monotonic() < deadline, demo.output()
+        time.sleep(0.2)
+    deadline = time.monotonic() + 20
+    while True:
+        status, body = fetch(demo.url + "/api/widgets/notifications")
+        view = json.loads(body)["data"] if status == 200 else {}
+        if view.get("configured"):
+            break
+        assert time.monotonic() < deadline, (status, body[:500])
+        time.sleep(0.5)
+    assert [row["kind"] for row in view["targets"]["rows"].values()] == ["webhook"]
 
 
 def test_the_installed_demo_is_live_in_a_browser(demo: Demo, page: Page) -> None:

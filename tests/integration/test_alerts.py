@@ -12,13 +12,18 @@ import asyncio
 import itertools
 import re
 import signal
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from typing import Any
 
 import pytest
 
-from server.notify.targets import verify
+from server.notify.targets import signature, verify
+from server.redis_server import free_port
 from tests.conftest import TEST_USERS, LiveServer, bearer, get, users_env
 from tests.integration.helpers import LiveClient, Publisher
 from tests.receiver import HANG, Receiver
@@ -229,4 +234,70 @@ async def test_operators_acknowledge_silence_and_test_over_the_websocket(
             await client.close()
         output = server.finish()
         await receiver.close()
+    assert "Traceback" not in output, output
+
+
+def start_sink(port: int, log: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "alert-sink", "--port", str(port), "--secret", SECRET],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def post_signed(url: str, body: bytes, key: str) -> int:
+    """POST `body` signed with `key`; the status it gets."""
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"X-Jobpulse-Signature": signature(key, int(time.time()), body)}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return exc.code
+
+
+async def test_jobpulse_alert_sink_prints_what_a_real_server_sends_and_refuses_forgeries(
+    redis_url: str, prefix: str, aredis_client: Any, tmp_path: Any
+) -> None:
+    """`jobpulse alert-sink` (the demo's receiver) checks the signature, prints each notification once, and
+    refuses a request signed with another key."""
+    port = free_port("127.0.0.1")
+    log = (tmp_path / "sink.log").open("w+")
+    sink = start_sink(port, log)
+    env = {"JOBPULSE_ALERT_WEBHOOKS": f"http://127.0.0.1:{port}/in", "JOBPULSE_ALERT_WEBHOOK_SECRET": SECRET,
+           "JOBPULSE_ALERT_MIN_OPEN_S": "0.5", "JOBPULSE_CLOCK_MS": "250"}  # fmt: skip
+    server = LiveServer(redis_url, prefix, env=env).start()
+
+    def printed() -> str:
+        log.seek(0)
+        return str(log.read())
+
+    try:
+        publisher = Publisher(aredis_client, prefix)
+        await publisher.publish(publisher.depth(email=(7, 0, 0)))
+        for _ in range(200):
+            if "FIRING" in printed():
+                break
+            await asyncio.sleep(0.1)
+        await publisher.publish(publisher.depth(email=(0, 0, 0)))
+        for _ in range(200):
+            if "RESOLVED" in printed():
+                break
+            await asyncio.sleep(0.1)
+        text = printed()
+        assert "checking signatures" in text
+        assert text.count("FIRING") == 1 and "critical no_runner:email: email: backlog and no runner" in text, text
+        assert text.count("RESOLVED") == 1, text
+        body = b'{"version": 1, "id": "x#1", "kind": "firing", "alert": {"id": "fake"}}'
+        assert post_signed(f"http://127.0.0.1:{port}/in", body, "another key") == 401
+        assert "refused a request: bad or missing signature" in printed()
+        assert post_signed(f"http://127.0.0.1:{port}/in", body, SECRET) == 200
+        assert post_signed(f"http://127.0.0.1:{port}/in", body, SECRET) == 200  # a copy: dropped, not printed
+        assert printed().count("FIRING") == 2
+    finally:
+        output = server.finish()
+        sink.terminate()
+        sink.wait(10)
+        log.close()
     assert "Traceback" not in output, output
