@@ -179,7 +179,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         app.state.commander = Commander(
             settings, aggregator.state, aggregator.connectors, store, app.state.audit, secret, live_audit.note,
             app.state.sessions.alive, local=notifier.actions(),
-            local_unavailable="no alert target is configured (JOBPULSE_ALERT_WEBHOOKS; docs/alerts.md)",
+            local_unavailable="no alert target is configured (JOBPULSE_ALERT_WEBHOOKS, JOBPULSE_ALERTMANAGER_URL; "
+            "docs/alerts.md)",
         )  # fmt: skip
         audit_task = asyncio.create_task(live_audit.run(), name="audit-feed")
         ended_task = asyncio.create_task(app.state.sessions.listen(), name="sessions-ended")

@@ -89,6 +89,9 @@ def setup(level: str, fmt: str, access_log: bool = False) -> None:
         handler._jobpulse = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    # httpx logs every request at info: one line per alert delivery, which jobpulse.notify already says better.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     uvicorn_error = logging.getLogger("uvicorn.error")
     if access_log:
         uvicorn_error.removeFilter(_NO_UPGRADE_LINES)

@@ -65,7 +65,7 @@ def needed_parts(items: list[pytest.Item]) -> list[str]:
         names = set(getattr(item, "fixturenames", ()))
         if names & {"browser", "page"}:
             needs.add("chromium")
-        needs |= {part for part in ("node", "nginx") if f"{part}_path" in names}
+        needs |= {part for part in ("node", "nginx", "alertmanager", "prometheus") if f"{part}_path" in names}
         if item.get_closest_marker("mojo"):
             needs |= {"postgres", "mojo"}
     return [part for part in PARTS if part in needs]
@@ -75,6 +75,8 @@ PARTS = {
     "chromium": provision.chromium,
     "node": provision.node,
     "nginx": provision.nginx,
+    "alertmanager": provision.alertmanager,
+    "prometheus": provision.prometheus,
     "postgres": provision.postgres,
     "mojo": provision.mojo_python,
 }
@@ -144,6 +146,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def node_path() -> str:
     """node, for the JavaScript twins of pure-core code."""
     return provision.required(provision.node)
+
+
+@pytest.fixture(scope="session")
+def alertmanager_path() -> str:
+    """Prometheus Alertmanager, for the alert tests."""
+    return provision.required(provision.alertmanager)
+
+
+@pytest.fixture(scope="session")
+def prometheus_path() -> str:
+    """The directory of `prometheus` and `promtool`, for the alerting rules and a real scrape."""
+    return provision.required(provision.prometheus)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,9 @@ part's tests out is the user's choice, by marker: `-m "not e2e"`, `-m "not mojo"
   `chromium`.
 - node, for the JavaScript twins of pure-core code: PATH, else Debian's `nodejs`.
 - nginx, for the scale-out test behind a proxy: PATH or /usr/sbin/nginx, else Debian's `nginx-light`.
+- Prometheus Alertmanager, for the alert tests' real Alertmanager: PATH or /usr/bin/prometheus-alertmanager, else
+  Debian's `prometheus-alertmanager`.
+- promtool and Prometheus, for the shipped alerting rules and a real scrape: PATH, else Debian's `prometheus`.
 - PostgreSQL, for the django-mojo tests: JOBPULSE_MOJO_PG_URL; else 127.0.0.1:5432 when it answers; else a private
   cluster of Debian's binaries (`postgresql`) in a temporary folder on a free port, stopped at the end.
 - django-mojo, for its tests: its own virtualenv (tests/mojo_cluster/environment.py), built from PyPI once.
@@ -122,6 +125,23 @@ def chromium() -> str:
 
 def node() -> str:
     return _binary(lambda: shutil.which("node"), ["nodejs"], "the JavaScript twin tests need node")
+
+
+def alertmanager() -> str:
+    def find() -> str | None:
+        return shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+    return _binary(find, ["prometheus-alertmanager"], "the alert tests need a real Prometheus Alertmanager")
+
+
+def prometheus() -> str:
+    """The directory holding `prometheus` and `promtool` (Debian's package ships both)."""
+
+    def find() -> str | None:
+        found = shutil.which("promtool")
+        return found if found and shutil.which("prometheus") else None
+
+    return str(Path(_binary(find, ["prometheus"], "the alerting-rules tests need promtool and Prometheus")).parent)
 
 
 def nginx() -> str:

@@ -32,7 +32,15 @@ from server.clock import wall
 from server.commander import LocalAction
 from server.notify.lifecycle import Issue, Notice, Policy, Record, proposals
 from server.notify.outbox import Entry, Outbox, Taken
-from server.notify.targets import USER_AGENT, DeliveryError, Target, configured
+from server.notify.targets import (
+    REFRESH_S,
+    USER_AGENT,
+    Alertmanager,
+    DeliveryError,
+    Target,
+    alertmanager_alert,
+    configured,
+)
 from server.roles import Principal
 from server.settings import Settings
 from server.streams.connector import CommandError
@@ -76,7 +84,11 @@ class Notifier:
         self.ready = ready
         self.clock = clock
         self.rand = rand
-        listed = configured(settings.alert_webhooks, settings.alert_webhook_secret) if targets is None else targets
+        listed = (
+            configured(settings.alert_webhooks, settings.alert_webhook_secret, settings.alertmanager_url)
+            if targets is None
+            else targets
+        )
         self.targets: dict[str, Target] = {t.name: t for t in listed}
         self.policy = Policy(
             min_open=settings.alert_min_open_s,
@@ -96,6 +108,8 @@ class Notifier:
         self.sink = sink  # where the pages' view of the outbox goes (the aggregator's fold)
         self._changed = asyncio.Event()  # something the pages show moved: read the outbox again now
         self._warm_at: float | None = None
+        self._refreshed = 0.0
+        self._refresh: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -118,6 +132,8 @@ class Notifier:
             self._tasks.append(asyncio.create_task(self._loop("status", self.status), name="notify-status"))
 
     async def stop(self) -> None:
+        if self._refresh is not None:
+            self._tasks.append(self._refresh)
         for task in [*self._tasks, *self._in_flight.values()]:
             task.cancel()
         for task in [*self._tasks, *self._in_flight.values()]:
@@ -246,12 +262,35 @@ class Notifier:
         notices = await self.outbox.apply(wanted, now, self.policy, list(self.targets))
         self.backlog = await self.outbox.backlog()
         self.firing = sum(1 for r in records.values() if r.state == "firing")
+        if warm and now - self._refreshed >= REFRESH_S and (self._refresh is None or self._refresh.done()):
+            self._refreshed = now
+            if self.firing and any(isinstance(t, Alertmanager) for t in self.targets.values()):
+                self._refresh = asyncio.create_task(self._hold(), name="notify-alertmanager-refresh")
         if notices:
             self._changed.set()
         for notice in notices:
             self.enqueued += 1
             log.info("alert %s %s (%s): %s", notice.record.id, notice.kind, notice.record.severity, notice.record.title)
         return len(notices)
+
+    async def _hold(self) -> None:
+        """Post the alerts still firing to every Alertmanager again, pushing their `endsAt` on (targets.HOLD_S):
+        Alertmanager resolves an alert nobody refreshes. A miss is retried at the next refresh; the transitions
+        themselves go through the outbox. The records are read afresh here, after this round's decisions: a
+        refresh built from the round's first read would post an alert just resolved as firing again."""
+        assert self._http is not None
+        now = self.clock()
+        firing = [r for r in (await self.outbox.records()).values() if r.state == "firing"]
+        if not firing:
+            return
+        alerts = [alertmanager_alert(r, "firing", now) for r in firing]
+        for target in self.targets.values():
+            if isinstance(target, Alertmanager):
+                try:
+                    async with asyncio.timeout(self.settings.alert_timeout_s):
+                        await target.post(self._http, alerts)
+                except (DeliveryError, TimeoutError) as exc:
+                    log.info("alerts: refreshing %d alerts at %s failed: %s", len(alerts), target.shown, exc)
 
     # -- deliver ----------------------------------------------------------------------------------
 

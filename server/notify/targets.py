@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -18,7 +19,7 @@ import httpx
 import msgspec
 
 from server import __version__
-from server.notify.lifecycle import Notice
+from server.notify.lifecycle import Notice, Record
 from server.redact import redact
 
 USER_AGENT = f"jobpulse/{__version__}"
@@ -112,6 +113,52 @@ class Webhook:
         return await _post(client, self.url, body, headers)
 
 
+# How long past its last post Alertmanager holds an alert that is still firing: refreshed every REFRESH_S, so a
+# jobpulse that dies leaves no alert firing for ever (Prometheus does the same with its evaluation interval).
+HOLD_S = 300.0
+REFRESH_S = 60.0
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def alertmanager_alert(record: Record, kind: str, now: float) -> dict[str, Any]:
+    """One alert in Alertmanager's API v2 form: labels identify it (Alertmanager dedupes and groups by them),
+    `endsAt` in the past resolves it, in the future holds it that long unless refreshed."""
+    labels = {"alertname": f"jobpulse_{record.rule}", "alert_id": record.id, "rule": record.rule,
+              "severity": record.severity, "service": "jobpulse"}  # fmt: skip
+    if record.key:
+        labels["key"] = record.key
+    if kind == "test":
+        labels["alertname"] = "jobpulse_test"
+    ends = record.resolved_at if record.state == "resolved" else now + (60.0 if kind == "test" else HOLD_S)
+    return {
+        "labels": labels,
+        "annotations": {"summary": record.title, "description": record.detail, "episode": record.episode},
+        "startsAt": _iso(record.fired_at),
+        "endsAt": _iso(ends),
+    }
+
+
+class Alertmanager:
+    """Prometheus Alertmanager: alerts POSTed to `/api/v2/alerts`, so teams route them with everything else."""
+
+    kind = "alertmanager"
+
+    def __init__(self, name: str, base_url: str) -> None:
+        self.name = name
+        self.url = base_url.rstrip("/") + "/api/v2/alerts"
+        self.shown = shown_url(base_url)
+
+    async def send(self, client: httpx.AsyncClient, notice: Notice) -> int:
+        return await self.post(client, [alertmanager_alert(notice.record, notice.kind, time.time())])
+
+    async def post(self, client: httpx.AsyncClient, alerts: list[dict[str, Any]]) -> int:
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+        return await _post(client, self.url, _encode(alerts), headers)
+
+
 async def _post(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]) -> int:
     try:
         response = await client.post(url, content=body, headers=headers)
@@ -127,10 +174,16 @@ async def _post(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[
     raise DeliveryError(f"HTTP {status}{': ' + text if text else ''}", retry=retry, status=status)
 
 
-def configured(webhooks: str, secret: str) -> list[Target]:
+def configured(webhooks: str, secret: str, alertmanager: str = "") -> list[Target]:
     """The targets the settings name, each named by its kind and a hash of its URL: stable across restarts and
     reorderings, so a notification waiting in the outbox goes where it was meant to."""
     targets: list[Target] = []
     for url in dict.fromkeys(webhooks.split()):
-        targets.append(Webhook(f"webhook-{hashlib.sha256(url.encode()).hexdigest()[:8]}", url, secret))
+        targets.append(Webhook(f"webhook-{_digest(url)}", url, secret))
+    if alertmanager:
+        targets.append(Alertmanager(f"alertmanager-{_digest(alertmanager)}", alertmanager))
     return targets
+
+
+def _digest(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:8]

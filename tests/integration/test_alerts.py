@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import re
 import signal
 import subprocess
@@ -44,17 +45,28 @@ def alert_env(receiver: Receiver, **extra: str) -> dict[str, str]:
     }
 
 
+async def report(publisher: Publisher, queued: int) -> None:
+    """The broker reports `queued` jobs on `email`, as a real one does: the authoritative `P:depth` key (which
+    jobpulse reconciles from every few seconds) and a `depth` message (docs/protocol.md 1.3)."""
+    message = publisher.depth(email=(queued, 0, 0))
+    entry = {**message["channels"]["email"], "ts": message["ts"]}
+    await publisher.client.hset(f"{publisher.prefix}:depth", "email", json.dumps(entry))
+    await publisher.publish(message)
+
+
 def accepted_kinds(receiver: Receiver, alert: str) -> list[str]:
     return [r.json()["kind"] for r in receiver.accepted() if r.json()["alert"]["id"] == alert]
 
 
-async def raise_and_clear(publisher: Publisher, receiver: Receiver, within: float = 30.0) -> None:
+async def raise_and_clear(publisher: Publisher, receiver: Receiver, within: float = 30.0) -> float:
     """A backlog on `email` with no runner (no_runner fires), then no backlog (it resolves): one more of each."""
     fired = accepted_kinds(receiver, "no_runner:email").count("firing")
-    await publisher.publish(publisher.depth(email=(7, 0, 0)))
+    await report(publisher, 7)
     await receiver.wait_for(lambda r: accepted_kinds(r, "no_runner:email").count("firing") > fired, within)
-    await publisher.publish(publisher.depth(email=(0, 0, 0)))
+    cleared = time.time()
+    await report(publisher, 0)
     await receiver.wait_for(lambda r: accepted_kinds(r, "no_runner:email").count("resolved") > fired, within)
+    return cleared
 
 
 def check_delivered_once(receiver: Receiver) -> list[dict[str, Any]]:
@@ -78,10 +90,11 @@ async def test_a_hot_issue_fires_and_resolves_once_through_a_receiver_that_fails
     receiver = await Receiver.start(answers=[503, 502])  # the first two attempts fail
     server = LiveServer(redis_url, prefix, env=alert_env(receiver)).start()
     try:
-        await raise_and_clear(Publisher(aredis_client, prefix), receiver)
+        cleared = await raise_and_clear(Publisher(aredis_client, prefix), receiver)
         bodies = check_delivered_once(receiver)
         assert [b["kind"] for b in bodies] == ["firing", "resolved"]
         firing, resolved = bodies
+        assert resolved["at"] >= cleared - 0.01  # resolved when the backlog went, not before
         alert = firing["alert"]
         assert (alert["rule"], alert["key"], alert["severity"]) == ("no_runner", "email", "critical")
         assert "no live runner consumes email" in alert["detail"]
@@ -117,8 +130,6 @@ def notifications_counted(server: LiveServer) -> dict[str, float]:
 
 
 async def _log(client: Any, prefix: str) -> Any:
-    import json
-
     for raw in reversed(await client.lrange(f"{prefix}:jp:notify:log", 0, -1)):
         yield json.loads(raw)
 
@@ -159,14 +170,14 @@ async def test_a_process_killed_mid_delivery_loses_nothing_and_doubles_nothing(
     second = None
     try:
         publisher = Publisher(aredis_client, prefix)
-        await publisher.publish(publisher.depth(email=(7, 0, 0)))
+        await report(publisher, 7)
         await receiver.wait_for(lambda r: len(r.requests) == 1, 20)
         first.stop(signal.SIGKILL)
         second = LiveServer(redis_url, prefix, env=env).start()
         # The broker says it again (a restarted process learns the backlog from the next report).
-        await publisher.publish(publisher.depth(email=(7, 0, 0)))
+        await report(publisher, 7)
         await receiver.wait_for(lambda r: "firing" in accepted_kinds(r, "no_runner:email"), 30)
-        await publisher.publish(publisher.depth(email=(0, 0, 0)))
+        await report(publisher, 0)
         await receiver.wait_for(lambda r: "resolved" in accepted_kinds(r, "no_runner:email"), 30)
         await asyncio.sleep(1.0)
         bodies = check_delivered_once(receiver)
@@ -197,7 +208,7 @@ async def test_operators_acknowledge_silence_and_test_over_the_websocket(
     try:
         assert operator.welcome["actions"]["alert.ack"] == {"ok": True, "two_phase": False}
         assert operator.welcome["actions"]["notify.test"]["ok"] is False
-        await publisher.publish(publisher.depth(email=(7, 0, 0)))
+        await report(publisher, 7)
         await receiver.wait_for(lambda r: kinds().count("reminder") >= 1, 20)
         refused = await viewer.command("alert.ack", {"alert": "no_runner:email"})
         assert refused["error"]["code"] == "forbidden"
@@ -212,9 +223,9 @@ async def test_operators_acknowledge_silence_and_test_over_the_websocket(
         # A silence on the rule: the episode that fired still resolves; the next one does not fire until unsilenced.
         silenced = await operator.command("alert.silence", {"alert": "no_runner", "minutes": 5, "reason": "deploy"})
         assert silenced["ok"], silenced
-        await publisher.publish(publisher.depth(email=(0, 0, 0)))
+        await report(publisher, 0)
         await receiver.wait_for(lambda r: kinds().count("resolved") == 1, 20)
-        await publisher.publish(publisher.depth(email=(9, 0, 0)))
+        await report(publisher, 9)
         await asyncio.sleep(3)
         assert kinds().count("firing") == 1
         assert (await operator.command("alert.unsilence", {"alert": "no_runner"}))["ok"]
@@ -275,12 +286,12 @@ async def test_jobpulse_alert_sink_prints_what_a_real_server_sends_and_refuses_f
 
     try:
         publisher = Publisher(aredis_client, prefix)
-        await publisher.publish(publisher.depth(email=(7, 0, 0)))
+        await report(publisher, 7)
         for _ in range(200):
             if "FIRING" in printed():
                 break
             await asyncio.sleep(0.1)
-        await publisher.publish(publisher.depth(email=(0, 0, 0)))
+        await report(publisher, 0)
         for _ in range(200):
             if "RESOLVED" in printed():
                 break
@@ -300,4 +311,94 @@ async def test_jobpulse_alert_sink_prints_what_a_real_server_sends_and_refuses_f
         sink.terminate()
         sink.wait(10)
         log.close()
+    assert "Traceback" not in output, output
+
+
+AM_CONFIG = """
+route:
+  receiver: hook
+  group_by: [alertname, alert_id]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: hook
+    webhook_configs:
+      - url: {url}
+        send_resolved: true
+"""
+
+
+def start_alertmanager(binary: str, port: int, folder: Any, hook: str) -> subprocess.Popen[bytes]:
+    (folder / "am.yml").write_text(AM_CONFIG.format(url=hook))
+    return subprocess.Popen(
+        [binary, f"--config.file={folder / 'am.yml'}", f"--storage.path={folder / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def alertmanager_ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2) as response:
+            return int(response.status) == 200
+    except OSError:
+        return False
+
+
+def alertmanager_alerts(port: int) -> list[dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/alerts", timeout=2) as response:
+            return list(json.load(response))
+    except OSError:
+        return []
+
+
+async def test_a_real_alertmanager_receives_fire_and_resolve(
+    redis_url: str, prefix: str, aredis_client: Any, alertmanager_path: str, tmp_path: Any
+) -> None:
+    """jobpulse -> Alertmanager (API v2) -> Alertmanager's own webhook: the alert is active there with jobpulse's
+    labels, routed on, and resolved when the issue clears."""
+    routed = await Receiver.start()  # where Alertmanager sends what it routes
+    port = free_port("127.0.0.1")
+    am = start_alertmanager(alertmanager_path, port, tmp_path, routed.url + "/am")
+    server = None
+    try:
+        for _ in range(100):
+            if am.poll() is not None:
+                raise AssertionError(f"alertmanager exited: {am.stderr.read().decode() if am.stderr else ''}")
+            if alertmanager_ready(port):
+                break
+            await asyncio.sleep(0.1)
+        env = {"JOBPULSE_ALERTMANAGER_URL": f"http://127.0.0.1:{port}", "JOBPULSE_ALERT_MIN_OPEN_S": "0.5",
+               "JOBPULSE_CLOCK_MS": "250"}  # fmt: skip
+        server = LiveServer(redis_url, prefix, env=env).start()
+        publisher = Publisher(aredis_client, prefix)
+        await report(publisher, 7)
+
+        def routed_with(status: str) -> bool:
+            return any(
+                r.json().get("status") == status
+                and r.json()["alerts"][0]["labels"].get("alert_id") == "no_runner:email"
+                for r in routed.accepted()
+            )
+
+        await routed.wait_for(lambda r: routed_with("firing"), 30)
+        [active] = [a for a in alertmanager_alerts(port) if a["labels"].get("alert_id") == "no_runner:email"]
+        assert active["status"]["state"] == "active"
+        assert active["labels"] | {} == {
+            "alertname": "jobpulse_no_runner", "alert_id": "no_runner:email", "rule": "no_runner",
+            "severity": "critical", "service": "jobpulse", "key": "email",
+        }  # fmt: skip
+        assert active["annotations"]["summary"] == "email: backlog and no runner"
+        await report(publisher, 0)
+        await routed.wait_for(lambda r: routed_with("resolved"), 30)
+        assert not [a for a in alertmanager_alerts(port) if a["labels"].get("alert_id") == "no_runner:email"]
+    finally:
+        output = server.finish() if server is not None else ""
+        am.terminate()
+        am.wait(10)
+        if am.stderr is not None:
+            am.stderr.close()
+        await routed.close()
     assert "Traceback" not in output, output

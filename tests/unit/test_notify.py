@@ -193,3 +193,23 @@ def test_the_webhook_body_says_what_happened():
 def test_alert_settings_that_cannot_work_are_refused(env, message):
     with pytest.raises(ValueError, match=message):
         Settings.from_env(env)
+
+
+def test_an_alert_in_alertmanager_form_is_held_while_firing_and_ended_when_resolved():
+    from server.notify.targets import HOLD_S, alertmanager_alert
+
+    record, _ = decide(None, Fire(issue(since=1000)), 1_764_345_700.25, POLICY)
+    assert record is not None
+    firing = alertmanager_alert(record, "firing", 1_764_345_800.0)
+    assert firing["labels"] == {"alertname": "jobpulse_no_runner", "alert_id": "no_runner:email", "rule": "no_runner",
+                                "severity": "critical", "service": "jobpulse", "key": "email"}  # fmt: skip
+    assert firing["startsAt"] == "2025-11-28T16:01:40.250Z"
+    assert firing["endsAt"] == "2025-11-28T16:08:20.000Z"  # held HOLD_S past the post, unless refreshed
+    assert HOLD_S == 300
+    assert firing["annotations"] == {"summary": record.title, "description": record.detail, "episode": record.episode}
+    done, _ = decide(record, Resolve(record.id), 1_764_345_760.5, POLICY)
+    assert done is not None
+    resolved = alertmanager_alert(done, "resolved", 1_764_345_900.0)
+    assert resolved["endsAt"] == "2025-11-28T16:02:40.500Z"  # in the past: Alertmanager resolves it
+    test = alertmanager_alert(record, "test", 1_764_345_800.0)
+    assert test["labels"]["alertname"] == "jobpulse_test"
