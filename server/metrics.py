@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from server.handlers.ws import BAD_FRAME
+from server.streams.core.rules import LIVE_RUNNER
 from server.streams.core.runners import RUNNER_STATUSES
 from server.streams.core.series import DAY_MINUTES
 
@@ -131,14 +132,32 @@ class JobpulseCollector(Collector):
         oldest = GaugeMetricFamily(
             "jobpulse_channel_oldest_age_seconds", "Age of the oldest queued job per channel", labels=["channel"]
         )
+        consumers = GaugeMetricFamily(
+            "jobpulse_channel_runners",
+            "Live runners (online, busy, draining) consuming each channel",
+            labels=["channel"],
+        )
+        sla = GaugeMetricFamily(
+            "jobpulse_channel_sla_seconds", "The channel's queue SLA (JOBPULSE_SLA): its oldest job's limit",
+            labels=["channel"],
+        )  # fmt: skip
+        live: dict[str, int] = {}
+        for runner in state.runners.values():
+            if runner.status in LIVE_RUNNER:
+                for consumed in runner.channels:
+                    live[consumed] = live.get(consumed, 0) + 1
         for name, channel in sorted(state.channels.items()):
             queued_jobs.add_metric([name], channel.queued)
             inflight.add_metric([name], channel.inflight)
+            consumers.add_metric([name], live.get(name, 0))
+            sla.add_metric([name], state.limits.sla_of(name))
             if channel.oldest is not None and channel.queued:
                 oldest.add_metric([name], max(0.0, state.now - channel.oldest))
         yield queued_jobs
         yield inflight
         yield oldest
+        yield consumers
+        yield sla
         # A 24 h window is a gauge (it falls as minutes leave it); columns: published, completed, failed, retried.
         done = GaugeMetricFamily(
             "jobpulse_channel_jobs_24h", "Jobs finished per channel in the last 24 h", labels=["channel", "result"]
