@@ -102,6 +102,11 @@ def test_an_operator_acknowledges_and_silences_from_hot_issues_and_sees_it_on_th
         receiver.wait_for(lambda r: kinds(r, "resolved") == 1, 20)
         expect(page.locator(f'[data-f=firing] tr[data-key="{ALERT}"]')).to_have_count(0)
 
+    # Platform Status: the Webhooks KPI counts the target, the service matrix has its delivery row.
+    page.goto(server.url + "/admin/system-status")
+    expect(page.locator("[data-f=webhooks]")).to_have_text("1 target")
+    expect(page.locator('tr[data-key="alerts"]')).to_contain_text("Alert delivery")
+
 
 def test_without_a_target_the_pages_say_so_and_offer_no_alert_actions(page: Page, redis_url: str, prefix: str) -> None:
     live = LiveServer(redis_url, prefix, users_env(JOBPULSE_CLOCK_MS="250")).start()

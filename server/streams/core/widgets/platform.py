@@ -62,6 +62,15 @@ def platform(state: State, limits: ViewLimits) -> View:
             since=shell.get("started"),
         ),
     )
+    if state.notify is not None:
+        # Outbound alerts: a component an on-call team depends on (docs/alerts.md).
+        kpi = webhooks_kpi(state)
+        matrix["alerts"] = {
+            "name": "Alert delivery",
+            "status": "critical" if kpi["failing"] and kpi["failing"] == kpi["configured"]
+            else ("warning" if kpi["failing"] or kpi["dead"] else "ok"),
+            "detail": f"{kpi['configured']} targets, {kpi['failing']} failing; {kpi['detail']}",
+        }  # fmt: skip
     # The latest incident of each component since this process started (the matrix's "last incident" column).
     of_row = {"connector": "connector", "runners": "runners"}
     for key, row in matrix.items():
