@@ -16,8 +16,10 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from server.notify.routes import parse as parse_routes
 from server.redact import redact
 from server.streams.core.labels import LABEL_RE, MAX_LABELS, SourceRule
+from server.streams.core.rules import RULES
 from server.streams.core.state import Limits
 from server.streams.core.widgets import ViewLimits
 
@@ -211,6 +213,11 @@ class Settings:
     alertmanager_url: str = _setting(
         "JOBPULSE_ALERTMANAGER_URL", "", "Prometheus Alertmanager base URL (alerts POSTed to /api/v2/alerts)"
     )
+    alert_routes: str = _setting(
+        "JOBPULSE_ALERT_ROUTES",
+        "",
+        "which alerts go where: target=... severity= rule= source= channel=; ... (docs/alerts.md)",
+    )
     alert_min_open_s: float = _setting(
         "JOBPULSE_ALERT_MIN_OPEN_S", 30.0, "a hot issue fires only once open this long (flap damping)"
     )
@@ -308,6 +315,7 @@ class Settings:
             raise ValueError("JOBPULSE_PREFIX must be non-empty and without spaces")
         self.sla_map()
         self.alert_min_open_map()
+        parse_routes(self.alert_routes, RULES)
         for name in ("alert_attempts", "alert_retry_s", "alert_retry_max_s", "alert_timeout_s", "alert_lease_s",
                      "alert_outbox_cap", "alert_log_cap", "alert_dead_cap"):  # fmt: skip
             if getattr(self, name) <= 0:

@@ -71,6 +71,7 @@ class Record:
     resolved_at: float = 0.0
     acked_by: str = ""
     acked_at: float = 0.0
+    routed: tuple[str, ...] = ()  # the targets told of this episode (its resolution goes to them)
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
@@ -134,7 +134,7 @@ class Outbox:
         return self._decode_records(await self.client.hgetall(self.alerts_key))
 
     async def apply(
-        self, proposals: Iterable[Proposal], now: float, policy: Policy, targets: list[str]
+        self, proposals: Iterable[Proposal], now: float, policy: Policy, route: Callable[[Record], list[str]]
     ) -> list[Notice]:
         """Decide every proposal against the shared records and enqueue what is news for every target, in one
         transaction; returns the notices enqueued (none when another process got there first)."""
@@ -149,22 +149,33 @@ class Outbox:
                     waiting = await pipe.xlen(self.stream) + await pipe.zcard(self.retry_key)
                     changes: dict[str, Record] = {}
                     notices: list[Notice] = []
+                    addressed: list[tuple[Notice, list[str]]] = []
                     for proposal in wanted:
                         key = proposal.id if isinstance(proposal, Resolve) else proposal.issue.id
                         current = changes.get(key, records.get(key))
                         record, notice = decide(current, proposal, now, policy)
+                        if notice is not None and record is not None:
+                            if notice.kind == "resolved":
+                                # To whoever was told it fired, whatever its severity became.
+                                to = list(record.routed) or route(record)
+                            else:
+                                to = route(record)
+                                told = tuple(sorted({*record.routed, *to}))
+                                if told != record.routed:
+                                    record = replace(record, routed=told)
+                                    notice = replace(notice, record=record)
+                            notices.append(notice)
+                            addressed.append((notice, to))
                         if record is not None:
                             changes[key] = record
-                        if notice is not None:
-                            notices.append(notice)
                     if not changes:
                         await pipe.unwatch()  # type: ignore[no-untyped-call]
                         return []
                     pipe.multi()  # type: ignore[no-untyped-call]
                     for key, record in changes.items():
                         pipe.hset(self.alerts_key, key, _encode(record))
-                    for notice in notices:
-                        for target in targets:
+                    for notice, to in addressed:
+                        for target in to:
                             if waiting >= self.cap:
                                 self.dropped += 1
                                 pipe.lpush(self.log_key, _log_line(now, target, notice, "dropped", "outbox full"))

@@ -32,6 +32,7 @@ from server.clock import wall
 from server.commander import LocalAction
 from server.notify.lifecycle import Issue, Notice, Policy, Record, proposals
 from server.notify.outbox import Entry, Outbox, Taken
+from server.notify.routes import Addressee, parse as parse_routes, targets_for
 from server.notify.targets import (
     REFRESH_S,
     USER_AGENT,
@@ -90,6 +91,9 @@ class Notifier:
             else targets
         )
         self.targets: dict[str, Target] = {t.name: t for t in listed}
+        self.routes = parse_routes(settings.alert_routes, RULES)
+        self.sources = tuple(spec.label for spec in settings.source_specs())
+        self._addressees = [Addressee(t.name, t.kind, t.host) for t in listed]
         self.policy = Policy(
             min_open=settings.alert_min_open_s,
             min_open_by_rule=settings.alert_min_open_map(),
@@ -259,7 +263,7 @@ class Notifier:
         records = await self.outbox.records() if warm else {}
         silenced = await self.outbox.silences(now)
         wanted = list(proposals(issues, records.values(), now, self.policy, silenced))
-        notices = await self.outbox.apply(wanted, now, self.policy, list(self.targets))
+        notices = await self.outbox.apply(wanted, now, self.policy, self.route)
         self.backlog = await self.outbox.backlog()
         self.firing = sum(1 for r in records.values() if r.state == "firing")
         if warm and now - self._refreshed >= REFRESH_S and (self._refresh is None or self._refresh.done()):
@@ -291,6 +295,10 @@ class Notifier:
                         await target.post(self._http, alerts)
                 except (DeliveryError, TimeoutError) as exc:
                     log.info("alerts: refreshing %d alerts at %s failed: %s", len(alerts), target.shown, exc)
+
+    def route(self, record: Record) -> list[str]:
+        """The targets an alert goes to (JOBPULSE_ALERT_ROUTES; every target when no route names it)."""
+        return targets_for(record.rule, record.key, record.severity, self._addressees, self.routes, self.sources)
 
     # -- deliver ----------------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ class Target(Protocol):
     name: str  # unique among the targets, stable across restarts: the outbox's entries name it
     kind: str
     shown: str  # what the page and the logs show (no secret)
+    host: str  # the URL's host: what a route may name it by
 
     async def send(self, client: httpx.AsyncClient, notice: Notice) -> int: ...
 
@@ -98,6 +99,7 @@ class Webhook:
         self.url = url
         self.secret = secret
         self.shown = shown_url(url)
+        self.host = urlsplit(url).hostname or ""
 
     async def send(self, client: httpx.AsyncClient, notice: Notice) -> int:
         body = _encode(webhook_body(notice))
@@ -150,6 +152,7 @@ class Alertmanager:
         self.name = name
         self.url = base_url.rstrip("/") + "/api/v2/alerts"
         self.shown = shown_url(base_url)
+        self.host = urlsplit(base_url).hostname or ""
 
     async def send(self, client: httpx.AsyncClient, notice: Notice) -> int:
         return await self.post(client, [alertmanager_alert(notice.record, notice.kind, time.time())])

@@ -402,3 +402,31 @@ async def test_a_real_alertmanager_receives_fire_and_resolve(
             am.stderr.close()
         await routed.close()
     assert "Traceback" not in output, output
+
+
+async def test_routes_send_each_alert_where_it_belongs_and_its_resolution_to_whoever_heard_it_fire(
+    redis_url: str, prefix: str, aredis_client: Any
+) -> None:
+    pager = await Receiver.start()
+    chat = await Receiver.start()
+    env = alert_env(
+        pager, JOBPULSE_ALERT_ROUTES="target=webhook-%s severity=critical; target=127.0.0.1 rule=stuck_jobs"
+    )
+    env["JOBPULSE_ALERT_WEBHOOKS"] = f"{pager.url}/hooks/jobpulse {chat.url}/hooks/jobpulse"
+    # Name the pager by its target name, the chat by its host (127.0.0.1: both are, so the chat's route is the
+    # one that names it by name below).
+    from server.notify.targets import configured
+
+    names = [t.name for t in configured(env["JOBPULSE_ALERT_WEBHOOKS"], SECRET)]
+    env["JOBPULSE_ALERT_ROUTES"] = f"target={names[0]} severity=critical; target={names[1]} rule=stuck_jobs"
+    server = LiveServer(redis_url, prefix, env=env).start()
+    try:
+        await raise_and_clear(Publisher(aredis_client, prefix), pager)
+        await asyncio.sleep(1.5)
+        assert [b["kind"] for b in check_delivered_once(pager)] == ["firing", "resolved"]
+        assert chat.requests == []  # its route takes stuck_jobs only
+    finally:
+        output = server.finish()
+        await pager.close()
+        await chat.close()
+    assert "Traceback" not in output, output

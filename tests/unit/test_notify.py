@@ -213,3 +213,54 @@ def test_an_alert_in_alertmanager_form_is_held_while_firing_and_ended_when_resol
     assert resolved["endsAt"] == "2025-11-28T16:02:40.500Z"  # in the past: Alertmanager resolves it
     test = alertmanager_alert(record, "test", 1_764_345_800.0)
     assert test["labels"]["alertname"] == "jobpulse_test"
+
+
+def test_routes_send_an_alert_to_the_targets_whose_routes_match_and_to_every_target_no_route_names():
+    from server.notify.routes import Addressee, parse, targets_for
+    from server.streams.core.rules import RULES
+
+    pager = Addressee("webhook-aa", "webhook", "pager.example.com")
+    chat = Addressee("webhook-bb", "webhook", "chat.example.com")
+    am = Addressee("alertmanager-cc", "alertmanager", "am.internal")
+    routes = parse(
+        "target=pager.example.com severity=critical; target=chat.example.com rule=no_runner,backlog_sla channel=email",
+        RULES,
+    )
+    every = [pager, chat, am]
+    one = ("native",)
+    assert targets_for("no_runner", "email", "critical", every, routes, one) == [
+        "webhook-aa",
+        "webhook-bb",
+        "alertmanager-cc",
+    ]
+    assert targets_for("no_runner", "billing", "critical", every, routes, one) == ["webhook-aa", "alertmanager-cc"]
+    assert targets_for("backlog_sla", "email", "warning", every, routes, one) == ["webhook-bb", "alertmanager-cc"]
+    assert targets_for("silent_runner", "r1", "warning", every, routes, one) == ["alertmanager-cc"]
+    # Several sources: keys begin with the source's label.
+    several = ("payments", "media")
+    by_source = parse("target=alertmanager source=payments; target=webhook-aa channel=email", RULES)
+    assert targets_for("no_runner", "payments:email", "warning", every, by_source, several) == [
+        "webhook-aa", "webhook-bb", "alertmanager-cc"
+    ]  # fmt: skip
+    assert targets_for("no_runner", "media:video", "warning", every, by_source, several) == ["webhook-bb"]
+    assert targets_for("source_down", "media", "critical", every, by_source, several) == ["webhook-bb"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("severity=critical", "names no single target"),
+        ("target=a severity=fatal", "warning or critical"),
+        ("target=a rule=no_such_rule", "no rule no_such_rule"),
+        ("target=a colour=red", "is not one of"),
+        ("target=a severity=critical severity=warning", "is not one of"),
+    ],
+)
+def test_routes_that_cannot_work_are_refused_by_name(text, message):
+    from server.notify.routes import parse
+    from server.streams.core.rules import RULES
+
+    with pytest.raises(ValueError, match=message):
+        parse(text, RULES)
+    with pytest.raises(ValueError, match="JOBPULSE_ALERT_ROUTES"):
+        Settings.from_env({"JOBPULSE_ALERT_ROUTES": text})
