@@ -213,6 +213,9 @@ class Settings:
     alertmanager_url: str = _setting(
         "JOBPULSE_ALERTMANAGER_URL", "", "Prometheus Alertmanager base URL (alerts POSTed to /api/v2/alerts)"
     )
+    alert_apprise: str = _setting(
+        "JOBPULSE_ALERT_APPRISE", "", "Apprise URLs for alerts (Slack, Teams, PagerDuty, mailto://...), space-separated"
+    )
     alert_routes: str = _setting(
         "JOBPULSE_ALERT_ROUTES",
         "",
@@ -316,6 +319,14 @@ class Settings:
         self.sla_map()
         self.alert_min_open_map()
         parse_routes(self.alert_routes, RULES)
+        if self.alert_apprise.strip():
+            import apprise  # only when configured: it loads its plugins on import
+
+            for url in self.alert_apprise.split():
+                if not apprise.Apprise().add(url):
+                    raise ValueError(
+                        f"JOBPULSE_ALERT_APPRISE: Apprise does not understand {url.partition('://')[0]}://…"
+                    )
         for name in ("alert_attempts", "alert_retry_s", "alert_retry_max_s", "alert_timeout_s", "alert_lease_s",
                      "alert_outbox_cap", "alert_log_cap", "alert_dead_cap"):  # fmt: skip
             if getattr(self, name) <= 0:

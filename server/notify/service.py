@@ -86,7 +86,12 @@ class Notifier:
         self.clock = clock
         self.rand = rand
         listed = (
-            configured(settings.alert_webhooks, settings.alert_webhook_secret, settings.alertmanager_url)
+            configured(
+                settings.alert_webhooks,
+                settings.alert_webhook_secret,
+                settings.alertmanager_url,
+                settings.alert_apprise,
+            )
             if targets is None
             else targets
         )

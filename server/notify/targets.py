@@ -8,12 +8,13 @@ and signature are jobpulse's own (docs/alerts.md, docs/protocol.md 8).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
 from datetime import UTC, datetime
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import msgspec
@@ -162,6 +163,76 @@ class Alertmanager:
         return await _post(client, self.url, _encode(alerts), headers)
 
 
+MARK = {"firing": "FIRING", "resolved": "RESOLVED", "reminder": "REMINDER", "test": "TEST"}
+
+
+def message(notice: Notice) -> tuple[str, str]:
+    """A notification as words, for chat, paging and mail: (title, body)."""
+    r = notice.record
+    title = f"[jobpulse] {MARK.get(notice.kind, notice.kind.upper())} {r.severity}: {r.title}"
+    lines = [r.detail, "", f"alert {r.id} (rule {r.rule}), episode {r.episode}"]
+    if notice.kind == "resolved":
+        lines.append(f"open {_span(r.resolved_at - r.since)}, resolved at {_iso(r.resolved_at)}")
+    else:
+        lines.append(f"open since {_iso(r.since)}")
+    if r.acked_by:
+        lines.append(f"acknowledged by {r.acked_by}")
+    return title, "\n".join(lines)
+
+
+def _span(seconds: float) -> str:
+    s = int(max(0, seconds))
+    return f"{s // 3600}h {s % 3600 // 60}m" if s >= 3600 else f"{s // 60}m {s % 60}s" if s >= 60 else f"{s}s"
+
+
+class AppriseTarget:
+    """Chat, paging and mail through Apprise (https://github.com/caronc/apprise): Slack, Microsoft Teams,
+    PagerDuty, email (mailto://) and a hundred more, each from one URL. A PagerDuty URL gets the episode as its
+    dedup key and `action=resolve` on a resolution, so the incident closes by itself."""
+
+    kind = "apprise"
+
+    def __init__(self, name: str, url: str) -> None:
+        self.name = name
+        self.url = url
+        self.scheme = url.partition("://")[0].lower()
+        self.shown = f"{self.scheme}://…"  # an Apprise URL's host and path are often its tokens
+        self.host = ""
+
+    def url_for(self, notice: Notice) -> str:
+        """The URL for this notice: PagerDuty's trigger or resolve of the episode, every other one as given."""
+        if self.scheme not in ("pagerduty", "pagerdutys"):
+            return self.url
+        action = "resolve" if notice.kind == "resolved" else "trigger"
+        dedup = notice.record.episode if notice.kind != "test" else notice.id
+        severity = "critical" if notice.record.severity == "critical" else "warning"
+        extra = urlencode({"action": action, "dedup": dedup, "severity": severity})
+        return f"{self.url}{'&' if '?' in self.url else '?'}{extra}"
+
+    async def send(self, client: httpx.AsyncClient, notice: Notice) -> int:
+        import apprise  # only where an Apprise target is configured: it loads its plugins on import
+
+        service = apprise.Apprise()
+        if not service.add(self.url_for(notice)):
+            raise DeliveryError(f"Apprise does not understand the {self.scheme}:// URL", retry=False)
+        title, body = message(notice)
+        kind = {"resolved": apprise.NotifyType.SUCCESS, "test": apprise.NotifyType.INFO}.get(
+            notice.kind,
+            apprise.NotifyType.FAILURE if notice.record.severity == "critical" else apprise.NotifyType.WARNING,
+        )
+
+        def deliver() -> tuple[bool, str]:
+            with apprise.LogCapture(level=apprise.logging.WARNING) as said:  # type: ignore[no-untyped-call]
+                done = bool(service.notify(title=title, body=body, notify_type=kind))
+            return done, said.getvalue()
+
+        done, said = await asyncio.to_thread(deliver)  # Apprise's plugins block (requests, smtplib)
+        if not done:
+            why = [line.split(" - ", 2)[-1] for line in said.strip().splitlines()][-1:] or ["Apprise could not send"]
+            raise DeliveryError(redact(f"{self.scheme}: {why[0]}")[:300], retry=True)
+        return 200
+
+
 async def _post(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]) -> int:
     try:
         response = await client.post(url, content=body, headers=headers)
@@ -177,7 +248,7 @@ async def _post(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[
     raise DeliveryError(f"HTTP {status}{': ' + text if text else ''}", retry=retry, status=status)
 
 
-def configured(webhooks: str, secret: str, alertmanager: str = "") -> list[Target]:
+def configured(webhooks: str, secret: str, alertmanager: str = "", apprise_urls: str = "") -> list[Target]:
     """The targets the settings name, each named by its kind and a hash of its URL: stable across restarts and
     reorderings, so a notification waiting in the outbox goes where it was meant to."""
     targets: list[Target] = []
@@ -185,6 +256,8 @@ def configured(webhooks: str, secret: str, alertmanager: str = "") -> list[Targe
         targets.append(Webhook(f"webhook-{_digest(url)}", url, secret))
     if alertmanager:
         targets.append(Alertmanager(f"alertmanager-{_digest(alertmanager)}", alertmanager))
+    for url in dict.fromkeys(apprise_urls.split()):
+        targets.append(AppriseTarget(f"apprise-{_digest(url)}", url))
     return targets
 
 

@@ -430,3 +430,60 @@ async def test_routes_send_each_alert_where_it_belongs_and_its_resolution_to_who
         await pager.close()
         await chat.close()
     assert "Traceback" not in output, output
+
+
+async def test_apprise_targets_deliver_to_a_real_json_receiver_through_failures_and_to_a_real_smtp_server(
+    redis_url: str, prefix: str, aredis_client: Any
+) -> None:
+    """Through Apprise (JOBPULSE_ALERT_APPRISE): its json:// plugin to an HTTP receiver that fails once (retried),
+    and its mailto:// plugin to a real SMTP server (aiosmtpd): the firing and the resolution arrive, once each."""
+    from aiosmtpd.controller import Controller
+
+    mails: list[Any] = []
+
+    class Mailbox:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            mails.append(envelope)
+            return "250 OK"
+
+    smtp = Controller(Mailbox(), hostname="127.0.0.1", port=free_port("127.0.0.1"))
+    smtp.start()
+    chat = await Receiver.start(answers=[503])
+    urls = (
+        f"json://127.0.0.1:{chat.port}/apprise "
+        f"mailto://127.0.0.1:{smtp.port}?from=jobpulse@example.com&to=oncall@example.com&mode=insecure"
+    )
+    env = {"JOBPULSE_ALERT_APPRISE": urls, "JOBPULSE_ALERT_MIN_OPEN_S": "0.5", "JOBPULSE_ALERT_RETRY_S": "0.4",
+           "JOBPULSE_CLOCK_MS": "250"}  # fmt: skip
+    server = LiveServer(redis_url, prefix, env=env).start()
+
+    def titles() -> list[str]:
+        return [r.json()["title"] for r in chat.accepted()]
+
+    try:
+        publisher = Publisher(aredis_client, prefix)
+        await report(publisher, 7)
+        await chat.wait_for(lambda r: any("FIRING" in t for t in titles()), 30)
+        await report(publisher, 0)
+        await chat.wait_for(lambda r: any("RESOLVED" in t for t in titles()), 30)
+        for _ in range(100):
+            if len(mails) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        assert titles() == [
+            "[jobpulse] FIRING critical: email: backlog and no runner",
+            "[jobpulse] RESOLVED critical: email: backlog and no runner",
+        ]
+        assert [r.status for r in chat.requests] == [503, 200, 200]  # the first attempt failed, then retried
+        first = chat.accepted()[0].json()
+        assert first["type"] == "failure" and "7 queued, no live runner consumes email" in first["message"]
+        assert chat.accepted()[1].json()["type"] == "success"
+        subjects = [m.content.decode(errors="replace") for m in mails]
+        assert len(mails) == 2 and all(m.rcpt_tos == ["oncall@example.com"] for m in mails)
+        assert "Subject: [jobpulse] FIRING critical: email: backlog and no runner" in subjects[0]
+        assert "Subject: [jobpulse] RESOLVED critical: email: backlog and no runner" in subjects[1]
+    finally:
+        output = server.finish()
+        await chat.close()
+        smtp.stop()
+    assert "Traceback" not in output, output

@@ -264,3 +264,30 @@ def test_routes_that_cannot_work_are_refused_by_name(text, message):
         parse(text, RULES)
     with pytest.raises(ValueError, match="JOBPULSE_ALERT_ROUTES"):
         Settings.from_env({"JOBPULSE_ALERT_ROUTES": text})
+
+
+def test_a_pagerduty_url_through_apprise_triggers_and_resolves_the_episode_by_its_dedup_key():
+    from urllib.parse import parse_qs, urlsplit
+
+    from server.notify.targets import AppriseTarget, message
+
+    target = AppriseTarget("apprise-x", "pagerduty://integrationkey@apikey/?region=eu")
+    record, firing = decide(None, Fire(issue(since=1000)), 1030, POLICY)
+    assert record is not None and firing is not None
+    _, resolved = decide(record, Resolve(record.id), 1090, POLICY)
+    assert resolved is not None
+    fired = parse_qs(urlsplit(target.url_for(firing)).query)
+    ended = parse_qs(urlsplit(target.url_for(resolved)).query)
+    assert fired["action"] == ["trigger"] and ended["action"] == ["resolve"]
+    assert fired["dedup"] == ended["dedup"] == [record.episode] and fired["region"] == ["eu"]
+    assert fired["severity"] == ["critical"]
+    slack = AppriseTarget("apprise-y", "slack://T1/B2/C3")
+    assert slack.url_for(firing) == "slack://T1/B2/C3" and slack.shown == "slack://…"
+    title, body = message(resolved)
+    assert title == "[jobpulse] RESOLVED critical: no runner for email"
+    assert "open 1m 30s, resolved at 1970-01-01T00:18:10.000Z" in body and record.episode in body
+
+
+def test_apprise_urls_it_does_not_understand_are_refused_at_start():
+    with pytest.raises(ValueError, match="Apprise does not understand nosuchservice://"):
+        Settings.from_env({"JOBPULSE_ALERT_APPRISE": "nosuchservice://x"})
