@@ -487,3 +487,31 @@ async def test_apprise_targets_deliver_to_a_real_json_receiver_through_failures_
         await chat.close()
         smtp.stop()
     assert "Traceback" not in output, output
+
+
+async def test_a_silence_holds_until_it_expires_then_the_alert_fires(aredis_client: Any, prefix: str) -> None:
+    """Against Redis, with the outbox and the lifecycle as a process uses them: a silence (here of 1.5 s) keeps
+    the issue from firing; once it expires it is gone from the store and the issue fires."""
+    from server.notify.lifecycle import Issue, Policy, proposals
+    from server.notify.outbox import Outbox
+
+    outbox = Outbox(aredis_client, prefix, cap=100, log_cap=10, dead_cap=10)
+    await outbox.ensure_group()
+    policy = Policy(min_open=0.0, remind=0.0, settle=1.0)
+    issue = Issue("no_runner:email", "no_runner", "email", "critical", "email: backlog and no runner", "7 queued", 0.0)
+    start = time.time()
+    await outbox.silence("no_runner", start + 1.5, "ada", "deploy")
+
+    async def plan() -> list[str]:
+        now = time.time()
+        silenced = await outbox.silences(now)
+        wanted = list(proposals([issue], (await outbox.records()).values(), now, policy, silenced))
+        return [n.kind for n in await outbox.apply(wanted, now, policy, lambda record: ["webhook-x"])]
+
+    assert await plan() == []  # silenced
+    assert list(await outbox.silences(time.time())) == ["no_runner"]
+    await asyncio.sleep(max(0.0, start + 1.6 - time.time()))
+    assert await plan() == ["firing"]
+    assert await outbox.silences(time.time()) == {}
+    assert await aredis_client.hlen(outbox.silences_key) == 0  # expired ones are removed from the store
+    assert (await outbox.backlog())[0] == 1  # the firing waits in the outbox for its one target
