@@ -515,3 +515,38 @@ async def test_a_silence_holds_until_it_expires_then_the_alert_fires(aredis_clie
     assert await outbox.silences(time.time()) == {}
     assert await aredis_client.hlen(outbox.silences_key) == 0  # expired ones are removed from the store
     assert (await outbox.backlog())[0] == 1  # the firing waits in the outbox for its one target
+
+
+def email_queued(n: int) -> Any:
+    return lambda c: c.data["channels"]["rows"]["email"]["queued"] == n
+
+
+async def test_a_receiver_that_hangs_never_slows_the_live_path(redis_url: str, prefix: str, aredis_client: Any) -> None:
+    """Every delivery hangs until its timeout, many at once (each channel its own alert); meanwhile the pages'
+    pushes and HTTP answers go on as usual: the deliveries have their own tasks and time limits."""
+    receiver = await Receiver.start(answers=[HANG] * 1000)
+    env = alert_env(receiver, JOBPULSE_ALERT_TIMEOUT_S="5", JOBPULSE_ALERT_LEASE_S="10")
+    server = LiveServer(redis_url, prefix, env=env).start()
+    client = await LiveClient.connect(server.ws_url, ["channels"])
+    try:
+        publisher = Publisher(aredis_client, prefix)
+        depth = publisher.depth(**{f"ch{i}": (5, 0, 0) for i in range(20)})
+        await aredis_client.hset(f"{prefix}:depth", mapping={
+            name: json.dumps({**entry, "ts": depth["ts"]}) for name, entry in depth["channels"].items()
+        })  # fmt: skip
+        await publisher.publish(depth)
+        await receiver.wait_for(lambda r: len(r.requests) >= 16, 20)  # every sender of the process is held
+        for n in range(1, 6):
+            started = time.monotonic()
+            await report(publisher, n)
+            await client.wait_for(email_queued(n), 2.0)
+            pushed = time.monotonic() - started
+            started = time.monotonic()
+            status, _ = get(server.url + "/api/widgets/hot_issues")
+            answered = time.monotonic() - started
+            assert status == 200 and pushed < 1.0 and answered < 1.0, (pushed, answered)
+    finally:
+        await client.close()
+        output = server.finish()
+        await receiver.close()
+    assert "Traceback" not in output, output
