@@ -102,10 +102,21 @@ def test_an_operator_acknowledges_and_silences_from_hot_issues_and_sees_it_on_th
         receiver.wait_for(lambda r: kinds(r, "resolved") == 1, 20)
         expect(page.locator(f'[data-f=firing] tr[data-key="{ALERT}"]')).to_have_count(0)
 
-    # Platform Status: the Webhooks KPI counts the target, the service matrix has its delivery row.
+    # Platform Status: the Webhooks KPI counts the target, the service matrix has its delivery row, and the alert
+    # timeline offers Silence on the newest entry of an alert still open.
+    with Source.connect(redis_url, prefix) as source:
+        source.depth(billing={"queued": 4})
+        receiver.wait_for(lambda r: kinds(r, "firing") == 2, 20)
     page.goto(server.url + "/admin/system-status")
     expect(page.locator("[data-f=webhooks]")).to_have_text("1 target")
     expect(page.locator('tr[data-key="alerts"]')).to_contain_text("Alert delivery")
+    timeline = page.locator("[data-widget=alert_log] tbody tr", has_text="no_runner:billing")
+    offered = timeline.filter(has=page.get_by_role("button", name=re.compile("^Silence")))
+    expect(offered).to_have_count(1)  # the newest entry of the open alert, not its older ones
+    entry = page.locator(f'[data-widget=alert_log] tr[data-key="{offered.get_attribute("data-key")}"]')
+    expect(entry.locator(".st-marks")).to_contain_text("notified")
+    entry.get_by_role("button", name=re.compile("^Silence")).click()
+    expect(entry.locator(".st-marks")).to_contain_text("silenced until")
 
 
 def test_without_a_target_the_pages_say_so_and_offer_no_alert_actions(page: Page, redis_url: str, prefix: str) -> None:

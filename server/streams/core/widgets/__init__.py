@@ -65,7 +65,7 @@ WIDGETS: tuple[Widget, ...] = (
         "platform", Aspect.PLATFORM | Aspect.ALERTS | Aspect.HEALTH | Aspect.RUNNERS | Aspect.NOTIFY, platform.platform
     ),
     Widget("notifications", Aspect.NOTIFY, platform.notifications),
-    Widget("alert_log", Aspect.ALERTS, platform.alert_log),
+    Widget("alert_log", Aspect.ALERTS | Aspect.NOTIFY, platform.alert_log),
     # Recent Maintenance Activity: the audit log's newest entries (section 5.5).
     Widget("activity", Aspect.ACTIVITY, platform.activity),
     # The newest commands that changed something, for the toast every page shows of other operators' actions.

@@ -103,3 +103,21 @@ def source_series(state: State, source: str, column: int, hours: bool, first: in
         for minute, values in ring.items(first * per, last * per + per - 1):
             out[minute // per] = out.get(minute // per, 0) + values[column]
     return out
+
+
+def alert_marks(state: State, alert_id: str, rule: str) -> View:
+    """What the notifier says of an open alert: notified (and by whom acknowledged), silenced until when; nothing
+    without an alert target (the card then offers no alert actions)."""
+    n = state.notify
+    if n is None:
+        return {}
+    marks: View = {"notify": True}
+    for a in n.firing:
+        if a.id == alert_id:
+            marks["notified"] = a.fired_at
+            if a.acked_by:
+                marks["acked_by"] = a.acked_by
+    for silence in n.silences:
+        if silence.what in (alert_id, rule):
+            marks["silenced_until"] = max(silence.until, marks.get("silenced_until", 0.0))
+    return marks

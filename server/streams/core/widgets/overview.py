@@ -15,7 +15,7 @@ from server.streams.core import rules
 from server.streams.core.labels import source_of
 from server.streams.core.series import COMPLETED, DAY_MINUTES, FAILED, LONGEST, PENDING, PUBLISHED, RETRIED
 from server.streams.core.state import State
-from server.streams.core.widgets.common import View, ViewLimits, compact, link_view, source_series
+from server.streams.core.widgets.common import View, ViewLimits, alert_marks, compact, link_view, source_series
 
 GRANULARITIES = {"minutes": (60, 60), "hours": (3600, 24), "days": (86400, 14)}  # step seconds, points shown
 KPI_METRICS = {
@@ -297,27 +297,9 @@ def hot_issues(state: State, limits: ViewLimits, source: str = "") -> View:
             "detail": alert.detail,
             "since": alert.since,
             "cta": {"label": label, "href": link(alert.key)},
-            **_alert_marks(state, alert.id, alert.rule),
+            **alert_marks(state, alert.id, alert.rule),
         }
     return {"rows": rows, "order": list(rows), "total": len(alerts)}
-
-
-def _alert_marks(state: State, alert_id: str, rule: str) -> View:
-    """What the notifier says of an open alert: notified (and by whom acknowledged), silenced until when; nothing
-    without an alert target (the card then offers no alert actions)."""
-    n = state.notify
-    if n is None:
-        return {}
-    marks: View = {"notify": True}
-    for a in n.firing:
-        if a.id == alert_id:
-            marks["notified"] = a.fired_at
-            if a.acked_by:
-                marks["acked_by"] = a.acked_by
-    for silence in n.silences:
-        if silence.what in (alert_id, rule):
-            marks["silenced_until"] = max(silence.until, marks.get("silenced_until", 0.0))
-    return marks
 
 
 def snapshot(state: State, limits: ViewLimits) -> View:

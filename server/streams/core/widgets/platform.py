@@ -11,7 +11,7 @@ from typing import Any
 from server.streams.core import rules
 from server.streams.core.events import NotifyLine, NotifyTarget
 from server.streams.core.state import State
-from server.streams.core.widgets.common import View, ViewLimits, compact
+from server.streams.core.widgets.common import View, ViewLimits, alert_marks, compact
 
 LIVE_RUNNER = frozenset({"online", "busy", "draining"})
 
@@ -155,10 +155,18 @@ def notifications(state: State, limits: ViewLimits) -> View:
 
 
 def alert_log(state: State, limits: ViewLimits) -> View:
-    """The alert timeline: alerts raised, escalated, eased and cleared; newest first."""
+    """The alert timeline: alerts raised, escalated, eased and cleared; newest first. With an alert target
+    configured, the newest entry of each alert still open says so (`open`), with what the notifier says of it,
+    so the page offers Acknowledge and Silence there too."""
     rows = {}
+    marked: set[str] = set()
     for seq, at, alert_id, what, severity, title in islice(state.alert_log, limits.event_rows * 2):
-        rows[str(seq)] = {"at": at, "id": alert_id, "what": what, "severity": severity, "title": title}
+        row: View = {"at": at, "id": alert_id, "what": what, "severity": severity, "title": title}
+        alert = state.alerts.get(alert_id)
+        if state.notify is not None and alert is not None and alert_id not in marked:
+            marked.add(alert_id)
+            row.update(open=True, **alert_marks(state, alert_id, alert.rule))
+        rows[str(seq)] = row
     return {"rows": rows, "order": list(rows)}
 
 
