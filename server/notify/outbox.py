@@ -182,6 +182,7 @@ class Outbox:
                                 continue
                             waiting += 1
                             pipe.xadd(self.stream, {"m": _encode(Entry(t=target, n=notice))})
+                            pipe.hincrby(self.targets_key, f"{target}:backlog", 1)
                     if notices:
                         pipe.ltrim(self.log_key, 0, self.log_cap - 1)
                     await pipe.execute()
@@ -198,6 +199,7 @@ class Outbox:
         pipe = self.client.pipeline(transaction=True)
         for target in targets[:room]:
             pipe.xadd(self.stream, {"m": _encode(Entry(t=target, n=notice))})
+            pipe.hincrby(self.targets_key, f"{target}:backlog", 1)
         for target in targets[room:]:
             self.dropped += 1
             pipe.lpush(self.log_key, _log_line(now, target, notice, "dropped", "outbox full"))
@@ -309,6 +311,7 @@ class Outbox:
         pipe.xack(self.stream, GROUP, entry_id)
         pipe.xdel(self.stream, entry_id)
         pipe.hset(self.targets_key, f"{entry.t}:ok", now)
+        pipe.hincrby(self.targets_key, f"{entry.t}:backlog", -1)
         pipe.lpush(self.log_key, _log_line(now, entry.t, entry.n, "sent", "", entry.a + 1, status, ms))
         pipe.ltrim(self.log_key, 0, self.log_cap - 1)
         await pipe.execute()
@@ -325,6 +328,7 @@ class Outbox:
         if due is None:
             pipe.lpush(self.dead_key, _encode({"at": now, "entry": again}))
             pipe.ltrim(self.dead_key, 0, self.dead_cap - 1)
+            pipe.hincrby(self.targets_key, f"{entry.t}:backlog", -1)
         else:
             pipe.zadd(self.retry_key, {_encode(again): due})
         pipe.hset(self.targets_key, f"{entry.t}:error", _encode([now, error]))
@@ -364,7 +368,9 @@ class Outbox:
                     error_at, error = _error.decode(raw_error)
                 except (msgspec.DecodeError, msgspec.ValidationError):
                     self.malformed += 1
-            shown.append(NotifyTarget(name, kind, where, ok, error_at, error[:300]))
+            # What waits for it (to send or retry), counted in the same transactions as the entries themselves.
+            backlog = min(max(int(_number(marks.get(f"{name}:backlog")) or 0), 0), self.cap)
+            shown.append(NotifyTarget(name, kind, where, ok, error_at, error[:300], backlog))
         log_lines = []
         for raw in raw_log:
             try:

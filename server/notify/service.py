@@ -332,9 +332,20 @@ class Notifier:
     def _start(self, taken: Taken) -> None:
         if taken.id in self._in_flight:
             return
-        task = asyncio.create_task(self._send(taken), name=f"notify-send-{taken.id}")
+        task = asyncio.create_task(self._send_safely(taken), name=f"notify-send-{taken.id}")
         self._in_flight[taken.id] = task
         task.add_done_callback(lambda _: self._in_flight.pop(taken.id, None))
+
+    async def _send_safely(self, taken: Taken) -> None:
+        """`_send`, with the store failing underneath: the entry stays pending under this process's name, and is
+        taken over (by this process or another) once its lease runs out, so nothing is lost; a copy may go out."""
+        try:
+            await self._send(taken)
+        except (RedisError, OSError) as exc:
+            self.errors += 1
+            log.warning(
+                "alerts: the outcome of %s could not be recorded (Redis: %s); it is sent again later", taken.id, exc
+            )
 
     async def _send(self, taken: Taken) -> None:
         entry = taken.entry
@@ -357,8 +368,8 @@ class Notifier:
         except TimeoutError:
             await self._failed(taken.id, entry, "timed out", 0, _ms(started), True)
             return
-        self.counts[(entry.t, "sent")] += 1
         await self.outbox.sent(taken.id, entry, self.clock(), status, _ms(started))
+        self.counts[(entry.t, "sent")] += 1
         self._changed.set()
 
     async def _failed(self, entry_id: str, entry: Entry, error: str, status: int, ms: float, retry: bool) -> None:
@@ -367,12 +378,12 @@ class Notifier:
         due = None
         if retry and attempt < self.settings.alert_attempts:
             due = now + backoff(attempt, self.settings.alert_retry_s, self.settings.alert_retry_max_s, self.rand())
-        self.counts[(entry.t, "retry" if due is not None else "dead")] += 1
         log.warning(
             "alert %s to %s: attempt %d failed: %s%s", entry.n.id, entry.t, attempt, error,
             f"; next in {due - now:.1f} s" if due is not None else "; given up (dead letter)",
         )  # fmt: skip
         await self.outbox.failed(entry_id, entry, now, error, status, ms, due)
+        self.counts[(entry.t, "retry" if due is not None else "dead")] += 1
         self._changed.set()
 
 

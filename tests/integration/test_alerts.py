@@ -109,6 +109,15 @@ async def test_a_hot_issue_fires_and_resolves_once_through_a_receiver_that_fails
         # The delivery log in Redis says the same.
         log = [line async for line in _log(aredis_client, prefix)]
         assert [e["outcome"] for e in log if e["id"] == firing["id"]] == ["retry", "retry", "sent"]
+        # Nothing waits for the target any more: its backlog counter is back to 0 (once the last outcome is
+        # recorded, a moment after the receiver answered).
+        for _ in range(50):
+            counters = await aredis_client.hgetall(f"{prefix}:jp:notify:targets")
+            backlog = [int(v) for k, v in counters.items() if k.endswith(b":backlog")]
+            if backlog == [0]:
+                break
+            await asyncio.sleep(0.1)
+        assert backlog == [0]
         # And /metrics counts them by target and outcome (the last one once its answer is read: soon after).
         for _ in range(50):
             counted = notifications_counted(server)

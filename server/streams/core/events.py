@@ -230,6 +230,7 @@ class NotifyTarget(Struct, frozen=True):
     last_ok: float | None = None
     last_error_at: float | None = None
     last_error: str = ""
+    backlog: int = 0  # its notifications waiting, to be sent or retried
 
 
 class NotifyLine(Struct, frozen=True):

@@ -65,17 +65,18 @@ function td(...parts) {
 }
 
 function targetRow() {
-  return newRow(td(el("code")), td(), td(el("span", "badge")), el("td", "num"), td());
+  return newRow(td(el("code")), td(), td(el("span", "badge")), el("td", "num"), el("td", "num"), td());
 }
 
 /** @param {HTMLTableRowElement} tr @param {any} row */
 function fillTarget(tr, row) {
-  const [name, where, state, ok, error] = tr.cells;
+  const [name, where, state, waiting, ok, error] = tr.cells;
   setText(/** @type {HTMLElement} */ (name.firstElementChild), `${tr.dataset.key} (${row.kind})`);
   setText(where, row.shown);
   const badge = /** @type {HTMLElement} */ (state.firstElementChild);
   setText(badge, STATE[row.status] || row.status);
   badge.className = `badge ${row.status === "failing" ? "failed" : row.status === "ok" ? "completed" : "queued"}`;
+  setText(waiting, count(row.backlog || 0));
   setText(ok, when(row.last_ok));
   setText(error, row.last_error ? `${when(row.last_error_at)}: ${row.last_error}` : "–");
 }

@@ -132,6 +132,7 @@ def notifications(state: State, limits: ViewLimits) -> View:
             last_ok=t.last_ok,
             last_error_at=t.last_error_at,
             last_error=t.last_error or None,
+            backlog=t.backlog,
         )
         for t in n.targets
     }
