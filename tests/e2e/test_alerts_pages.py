@@ -56,12 +56,12 @@ def test_an_operator_acknowledges_and_silences_from_hot_issues_and_sees_it_on_th
         source.depth(email={"queued": 7})
         receiver.wait_for(lambda r: kinds(r, "firing") == 1, 20)
         issue = page.locator(f'[data-widget=hot_issues] li[data-key="{ALERT}"]')
-        expect(issue.locator(".issue-marks")).to_contain_text("notified")
+        expect(issue.locator(".alert-marks")).to_contain_text("notified")
         issue.get_by_role("button", name=re.compile("^Acknowledge")).click()
-        expect(issue.locator(".issue-marks")).to_contain_text("acknowledged by oscar")
+        expect(issue.locator(".alert-marks")).to_contain_text("acknowledged by oscar")
         expect(issue.get_by_role("button", name=re.compile("^Acknowledge"))).to_be_hidden()
         issue.get_by_role("button", name=re.compile("^Silence")).click()
-        expect(issue.locator(".issue-marks")).to_contain_text("silenced until")
+        expect(issue.locator(".alert-marks")).to_contain_text("silenced until")
 
         page.goto(server.url + NOTIFICATIONS)
         expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=15_000)
@@ -114,9 +114,9 @@ def test_an_operator_acknowledges_and_silences_from_hot_issues_and_sees_it_on_th
     offered = timeline.filter(has=page.get_by_role("button", name=re.compile("^Silence")))
     expect(offered).to_have_count(1)  # the newest entry of the open alert, not its older ones
     entry = page.locator(f'[data-widget=alert_log] tr[data-key="{offered.get_attribute("data-key")}"]')
-    expect(entry.locator(".st-marks")).to_contain_text("notified")
+    expect(entry.locator(".alert-marks")).to_contain_text("notified")
     entry.get_by_role("button", name=re.compile("^Silence")).click()
-    expect(entry.locator(".st-marks")).to_contain_text("silenced until")
+    expect(entry.locator(".alert-marks")).to_contain_text("silenced until")
 
 
 def test_without_a_target_the_pages_say_so_and_offer_no_alert_actions(page: Page, redis_url: str, prefix: str) -> None:
@@ -130,7 +130,7 @@ def test_without_a_target_the_pages_say_so_and_offer_no_alert_actions(page: Page
             source.depth(email={"queued": 7})
             issue = page.locator(f'[data-widget=hot_issues] li[data-key="{ALERT}"]')
             expect(issue).to_be_visible(timeout=15_000)
-            expect(issue.locator(".issue-tools")).to_be_hidden()
+            expect(issue.locator(".alert-tools")).to_be_hidden()
         page.goto(live.url + "/admin/system-status")
         expect(page.locator("[data-f=webhooks]")).to_have_text("Not configured")
     finally:

@@ -5,8 +5,8 @@
  * new entry is inserted on top without touching the others. The server keeps at most 100. With an alert target
  * configured, the newest entry of an alert still open offers Acknowledge and Silence 1 h, as the Hot Issues card.
  */
-import { can, onRights } from "../../commands.js";
-import { clockTime, count, el, setText } from "../../format.js";
+import { count, el, setText } from "../../format.js";
+import * as alertTools from "../alert-tools.js";
 import { newRow, syncRows } from "../rows.js";
 import { fillPill } from "./severity.js";
 
@@ -26,37 +26,9 @@ function hms(ts) {
   return `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
 }
 
-/** @type {WeakSet<HTMLElement>} */
-const wired = new WeakSet();
-
-/** Enable the alert buttons this user may use; the others say why on hover. @param {ParentNode} root */
-function rights(root) {
-  for (const node of root.querySelectorAll(".st-tools button")) {
-    const button = /** @type {HTMLButtonElement} */ (node);
-    const verdict = can(/** @type {string} */ (button.dataset.action));
-    button.disabled = !verdict.ok;
-    button.title = verdict.ok ? "" : verdict.reason;
-  }
-}
-onRights(() => rights(document));
-
-/** The alert buttons: sent like every command (the action module loads on first use). @param {Event} event */
-function act(event) {
-  const button = /** @type {HTMLButtonElement | null} */ (
-    /** @type {HTMLElement} */ (event.target).closest(".st-tools button[data-action]")
-  );
-  if (!button) return;
-  const alert = /** @type {string} */ (button.dataset.alert);
-  const args = button.dataset.action === "alert.silence" ? { alert, minutes: 60 } : { alert };
-  import("../../action.js").then((a) => a.perform(/** @type {string} */ (button.dataset.action), args, { button }));
-}
-
 /** @param {HTMLElement} root @param {any} data */
 export function render(root, data) {
-  if (!wired.has(root)) {
-    wired.add(root);
-    root.addEventListener("click", act);
-  }
+  alertTools.wire(root);
   const tbody = /** @type {HTMLElement} */ (root.querySelector('[data-f="rows"]'));
   syncRows(tbody, data, create, update);
   const n = data.order.length;
@@ -86,14 +58,7 @@ function create() {
   sev.append(pill);
   const title = el("td", "st-c-title");
   const tstack = el("div", "stack");
-  const tools = el("span", "st-tools");
-  for (const [action, label] of [["alert.ack", "Acknowledge"], ["alert.silence", "Silence 1 h"]]) {
-    const button = /** @type {HTMLButtonElement} */ (el("button", "btn small", label));
-    button.type = "button";
-    button.dataset.action = action;
-    tools.append(button);
-  }
-  tstack.append(el("span", "st-title"), el("span", "small id"), el("span", "small st-marks"), tools);
+  tstack.append(el("span", "st-title"), el("span", "small id"), ...alertTools.make());
   title.append(tstack);
   return newRow(time, what, sev, title);
 }
@@ -114,20 +79,7 @@ function update(tr, row) {
   title.title = row.title;
   setText(/** @type {HTMLElement} */ (title.querySelector(".id")), row.id);
   // The newest entry of an alert still open: what the notifier says of it, and its buttons.
-  const said = [];
-  if (row.notified) said.push(`notified ${clockTime(row.notified)}`);
-  if (row.acked_by) said.push(`acknowledged by ${row.acked_by}`);
-  if (row.silenced_until) said.push(`silenced until ${clockTime(row.silenced_until)}`);
-  const marks = /** @type {HTMLElement} */ (title.querySelector(".st-marks"));
-  setText(marks, said.join(" · "));
-  marks.hidden = !said.length;
-  const tools = /** @type {HTMLElement} */ (title.querySelector(".st-tools"));
-  tools.hidden = !row.open;
-  const [ack, mute] = /** @type {HTMLButtonElement[]} */ ([...tools.children]);
-  ack.dataset.alert = mute.dataset.alert = row.id;
-  ack.hidden = !row.notified || Boolean(row.acked_by);
-  mute.hidden = Boolean(row.silenced_until);
-  ack.setAttribute("aria-label", `Acknowledge: ${row.title}`);
-  mute.setAttribute("aria-label", `Silence for an hour: ${row.title}`);
-  rights(tools);
+  const marks = /** @type {HTMLElement} */ (title.querySelector(".alert-marks"));
+  const tools = /** @type {HTMLElement} */ (title.querySelector(".alert-tools"));
+  alertTools.fill(marks, tools, row, row.id, Boolean(row.open));
 }
