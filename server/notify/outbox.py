@@ -38,6 +38,7 @@ log = logging.getLogger("jobpulse.notify")
 
 GROUP = "senders"
 MAX_RECORDS = 2_000  # shared alert records kept (resolved ones are pruned oldest first beyond it)
+WATCH_TRIES = 20  # transactions retried when another process wrote the records meanwhile
 
 
 class Entry(msgspec.Struct, frozen=True):
@@ -104,6 +105,7 @@ class Outbox:
         self.dead_cap = dead_cap
         self.malformed = 0  # records, entries and silences that did not decode
         self.dropped = 0  # notifications not enqueued: the outbox was full
+        self.contended = 0  # rounds given up after WATCH_TRIES conflicting writes (proposed again next round)
         self._move_due = client.register_script(_MOVE_DUE)
 
     async def ensure_group(self) -> None:
@@ -142,7 +144,7 @@ class Outbox:
         if not wanted:
             return []
         async with self.client.pipeline(transaction=True) as pipe:
-            while True:
+            for attempt in range(WATCH_TRIES):
                 try:
                     await pipe.watch(self.alerts_key)
                     records = self._decode_records(await pipe.hgetall(self.alerts_key))
@@ -188,7 +190,10 @@ class Outbox:
                     await pipe.execute()
                     break
                 except WatchError:
-                    continue  # another process changed a record meanwhile: decide again on what it wrote
+                    # Another process changed a record meanwhile: decide again on what it wrote.
+                    if attempt == WATCH_TRIES - 1:
+                        self.contended += 1
+                        return []  # the next round proposes it all again
         await self._prune(now)
         return notices
 
@@ -221,7 +226,7 @@ class Outbox:
         from server.notify.lifecycle import acknowledge
 
         async with self.client.pipeline(transaction=True) as pipe:
-            while True:
+            for _ in range(WATCH_TRIES):
                 try:
                     await pipe.watch(self.alerts_key)
                     raw = await pipe.hget(self.alerts_key, alert_id)
@@ -236,6 +241,7 @@ class Outbox:
                     return acked
                 except WatchError:
                     continue
+            raise WatchError(f"the alert records kept changing: {alert_id} was not acknowledged")
 
     # -- silences -----------------------------------------------------------------------------------
 
