@@ -21,7 +21,8 @@ is live and its widgets are drawn, and saves the viewport as a PNG (recompressed
 
 Pages (name: path): dashboard: /admin/jobs, overview: /admin/jobs/overview, runners: /admin/jobs/runners,
 manage: /admin/jobs/manage, table: /admin/jobs/table, status: /admin/system-status, logs: /admin/jobs/logs,
-audit: /admin/jobs/audit, wall: /wall, login: /login. jobpulse runs with real sign-in: the script signs
+notifications: /admin/jobs/notifications, audit: /admin/jobs/audit, wall: /wall, login: /login. Alerts go to a
+`jobpulse alert-sink` started for the run. jobpulse runs with real sign-in: the script signs
 in as an admin made for the run, then runs a few real commands (a ping, a drain, a test batch, a purge
 previewed and confirmed) so the activity and audit pages show entries. A page that does not answer yet
 (its template is not built: 500) is skipped with a message; run the command again once it exists. The exit
@@ -66,6 +67,7 @@ PAGES = {
     "table": "/admin/jobs/table",
     "status": "/admin/system-status",
     "logs": "/admin/jobs/logs",
+    "notifications": "/admin/jobs/notifications",
     "audit": "/admin/jobs/audit",
     "wall": "/wall",
     "login": "/login",
@@ -176,6 +178,14 @@ def stack(seed: int, runners: int, rate: float) -> Iterator[str]:
         env = {**os.environ, "REDIS_URL": redis_server.url, "JOBPULSE_PREFIX": "jobpulse", **SERVER_ENV}
         env["JOBPULSE_AUTH"] = "users"
         env["JOBPULSE_USERS"] = f"{USER}:admin:{hash_password(PASSWORD)}"
+        # Alerts go to a receiver of the run's own (jobpulse alert-sink), so the Notifications page has deliveries.
+        sink_port = free_port()
+        secret = secrets.token_hex(16)
+        env["JOBPULSE_ALERT_WEBHOOKS"] = f"http://127.0.0.1:{sink_port}/jobpulse"
+        env["JOBPULSE_ALERT_WEBHOOK_SECRET"] = secret
+        env["JOBPULSE_ALERT_MIN_OPEN_S"] = "10"
+        sink_args = [sys.executable, "-m", "server.cli", "alert-sink", "--port", str(sink_port), "--secret", secret]
+        children.append(Child("alert-sink", sink_args, env))
         server_args = [
             sys.executable, "-m", "uvicorn", "server.app:create_app", "--factory",
             "--host", "127.0.0.1", "--port", str(port),
