@@ -6,13 +6,18 @@
  */
 import { register, start } from "../app.js";
 import { perform } from "../action.js";
-import { onRights } from "../commands.js";
+import { can } from "../commands.js";
+import { gate } from "../gate.js";
 import * as health from "../widgets/health.js";
 import * as notify from "../widgets/notify.js";
 
 register("health", health.render);
 register("notifications", notify.render);
-onRights(() => notify.refreshRights());
+// The page's own buttons (a test notification, the silence form); the rows' are gated as they are made.
+for (const node of document.querySelectorAll("button[data-action]")) {
+  const button = /** @type {HTMLButtonElement} */ (node);
+  gate(button, () => can(/** @type {string} */ (button.dataset.action)));
+}
 
 document.addEventListener("click", (event) => {
   const button = /** @type {HTMLButtonElement | null} */ (

@@ -4,8 +4,9 @@
  * card and the alert timeline show for an open alert while an alert target is configured (docs/alerts.md).
  * The commands go over the socket like every other (the action module loads on first use).
  */
-import { can, onRights } from "../commands.js";
+import { can } from "../commands.js";
 import { clockTime, el, setText } from "../format.js";
+import { gate } from "../gate.js";
 
 /** @type {WeakSet<HTMLElement>} */
 const wired = new WeakSet();
@@ -26,17 +27,6 @@ export function wire(root) {
   });
 }
 
-/** Enable the alert buttons this user may use; the others say why on hover. @param {ParentNode} root */
-function rights(root) {
-  for (const node of root.querySelectorAll(".alert-tools button")) {
-    const button = /** @type {HTMLButtonElement} */ (node);
-    const verdict = can(/** @type {string} */ (button.dataset.action));
-    button.disabled = !verdict.ok;
-    button.title = verdict.ok ? "" : verdict.reason;
-  }
-}
-onRights(() => rights(document));
-
 /** The marks line and the buttons, to fill with `fill`. @returns {[HTMLElement, HTMLElement]} */
 export function make() {
   const marks = el("span", "small alert-marks");
@@ -45,6 +35,7 @@ export function make() {
     const button = /** @type {HTMLButtonElement} */ (el("button", "btn small", label));
     button.type = "button";
     button.dataset.action = action;
+    gate(button, () => can(action)); // enabled while this user may, else saying why (asked again each welcome)
     tools.append(button);
   }
   return [marks, tools];
@@ -68,5 +59,4 @@ export function fill(marks, tools, row, alert, open) {
   mute.hidden = Boolean(row.silenced_until);
   ack.setAttribute("aria-label", `Acknowledge: ${row.title}`);
   mute.setAttribute("aria-label", `Silence for an hour: ${row.title}`);
-  rights(tools);
 }

@@ -6,6 +6,7 @@
  */
 import { can } from "../commands.js";
 import { clockTime, count, el, field, setText } from "../format.js";
+import { gate } from "../gate.js";
 import { newRow, syncRows } from "./rows.js";
 
 const OUTCOME = /** @type {Record<string, string>} */ ({
@@ -39,17 +40,15 @@ export function render(root, data) {
   field(root, "silences-empty").hidden = data.silences.order.length > 0;
   field(root, "log-empty").hidden = data.log.order.length > 0;
   field(root, "dead-empty").hidden = data.dead.order.length > 0;
-  refreshRights(root);
 }
 
-/** Enable the action buttons this user may use (the welcome's rights); the others say why on hover. */
-export function refreshRights(root = document.body) {
-  for (const node of root.querySelectorAll("[data-action]")) {
-    const button = /** @type {HTMLButtonElement} */ (node);
-    const verdict = can(/** @type {string} */ (button.dataset.action));
-    button.disabled = !verdict.ok;
-    button.title = verdict.ok ? "" : verdict.reason;
-  }
+/** A row's button for `action`, enabled while this user may do it (gate.js). @param {string} action @param {string} label */
+function actionButton(action, label) {
+  const button = /** @type {HTMLButtonElement} */ (el("button", "btn small", label));
+  button.type = "button";
+  button.dataset.action = action;
+  gate(button, () => can(action));
+  return button;
 }
 
 /** @param {number | undefined} ts */
@@ -82,10 +81,7 @@ function fillTarget(tr, row) {
 }
 
 function firingRow() {
-  const ack = /** @type {HTMLButtonElement} */ (el("button", "btn small", "Acknowledge"));
-  ack.type = "button";
-  ack.dataset.action = "alert.ack";
-  return newRow(td(el("code")), el("td", "num"), el("td", "num"), td(), td(ack));
+  return newRow(td(el("code")), el("td", "num"), el("td", "num"), td(), td(actionButton("alert.ack", "Acknowledge")));
 }
 
 /** @param {HTMLTableRowElement} tr @param {any} row */
@@ -101,10 +97,7 @@ function fillFiring(tr, row) {
 }
 
 function silenceRow() {
-  const lift = /** @type {HTMLButtonElement} */ (el("button", "btn small", "Unsilence"));
-  lift.type = "button";
-  lift.dataset.action = "alert.unsilence";
-  return newRow(td(el("code")), el("td", "num"), td(), td(), td(lift));
+  return newRow(td(el("code")), el("td", "num"), td(), td(), td(actionButton("alert.unsilence", "Unsilence")));
 }
 
 /** @param {HTMLTableRowElement} tr @param {any} row */
