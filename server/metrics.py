@@ -190,6 +190,11 @@ def _alert_metrics(notifier: Any) -> Iterator[Any]:
         value=outbox.malformed,
     )  # fmt: skip
     yield CounterMetricFamily(
+        "jobpulse_notify_contended",
+        "Alert plan rounds given up after repeated conflicting writes by other processes (proposed again next round)",
+        value=outbox.contended,
+    )
+    yield CounterMetricFamily(
         "jobpulse_notify_errors", "Alert plan or delivery rounds that failed (Redis) and were retried",
         value=notifier.errors,
     )  # fmt: skip

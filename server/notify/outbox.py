@@ -31,7 +31,7 @@ import msgspec
 import redis.asyncio as aredis
 from redis.exceptions import ResponseError, WatchError
 
-from server.notify.lifecycle import Notice, Policy, Proposal, Record, Resolve, decide
+from server.notify.lifecycle import Notice, Policy, Proposal, Record, Resolve, acknowledge, decide
 from server.streams.core.events import NotifyAlert, NotifyLine, NotifySilence, NotifyStatus, NotifyTarget
 
 log = logging.getLogger("jobpulse.notify")
@@ -150,8 +150,7 @@ class Outbox:
                     records = self._decode_records(await pipe.hgetall(self.alerts_key))
                     waiting = await pipe.xlen(self.stream) + await pipe.zcard(self.retry_key)
                     changes: dict[str, Record] = {}
-                    notices: list[Notice] = []
-                    addressed: list[tuple[Notice, list[str]]] = []
+                    addressed: list[tuple[Notice, list[str]]] = []  # each notice and the targets it goes to
                     for proposal in wanted:
                         key = proposal.id if isinstance(proposal, Resolve) else proposal.issue.id
                         current = changes.get(key, records.get(key))
@@ -166,7 +165,6 @@ class Outbox:
                                 if told != record.routed:
                                     record = replace(record, routed=told)
                                     notice = replace(notice, record=record)
-                            notices.append(notice)
                             addressed.append((notice, to))
                         if record is not None:
                             changes[key] = record
@@ -185,7 +183,7 @@ class Outbox:
                             waiting += 1
                             pipe.xadd(self.stream, {"m": _encode(Entry(t=target, n=notice))})
                             pipe.hincrby(self.targets_key, f"{target}:backlog", 1)
-                    if notices:
+                    if addressed:
                         pipe.ltrim(self.log_key, 0, self.log_cap - 1)
                     await pipe.execute()
                     break
@@ -195,7 +193,7 @@ class Outbox:
                         self.contended += 1
                         return []  # the next round proposes it all again
         await self._prune(now)
-        return notices
+        return [notice for notice, _ in addressed]
 
     async def enqueue(self, notice: Notice, targets: list[str], now: float) -> int:
         """Queue `notice` for `targets` outside the lifecycle (a test notification); returns how many."""
@@ -223,8 +221,6 @@ class Outbox:
 
     async def acknowledge(self, alert_id: str, user: str, now: float) -> Record | None:
         """Acknowledge a firing alert (no more reminders for its episode); None if it is not firing."""
-        from server.notify.lifecycle import acknowledge
-
         async with self.client.pipeline(transaction=True) as pipe:
             for _ in range(WATCH_TRIES):
                 try:
@@ -342,15 +338,6 @@ class Outbox:
         pipe.lpush(self.log_key, _log_line(now, entry.t, entry.n, outcome, error, attempt, status, ms))
         pipe.ltrim(self.log_key, 0, self.log_cap - 1)
         await pipe.execute()
-
-    async def backlog(self) -> tuple[int, int, int]:
-        """(waiting in the stream, waiting out a backoff, dead letters)."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.xlen(self.stream)
-        pipe.zcard(self.retry_key)
-        pipe.llen(self.dead_key)
-        waiting, retrying, dead = await pipe.execute()
-        return int(waiting), int(retrying), int(dead)
 
     async def view(self, targets: list[tuple[str, str, str]], now: float, lines: int, dead: int) -> NotifyStatus:
         """What the pages show (one read of every key): `targets` as (name, kind, shown)."""

@@ -110,10 +110,10 @@ class Notifier:
         )
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.counts: Counter[tuple[str, str]] = Counter()  # (target, outcome) -> notifications
-        self.enqueued = 0
         self.errors = 0  # plan or delivery rounds that failed on Redis (retried)
-        self.backlog: tuple[int, int, int] = (0, 0, 0)  # the shared outbox as last read: waiting, retrying, dead
-        self.firing = 0  # shared records firing, as last read
+        # The shared outbox and records as the status loop last read them (for /metrics and the refresh).
+        self.backlog: tuple[int, int, int] = (0, 0, 0)  # waiting, retrying, dead
+        self.firing = 0
         self.sink = sink  # where the pages' view of the outbox goes (the aggregator's fold)
         self._changed = asyncio.Event()  # something the pages show moved: read the outbox again now
         self._warm_at: float | None = None
@@ -136,9 +136,8 @@ class Notifier:
         self._tasks = [
             asyncio.create_task(self._loop("plan", self.plan), name="notify-plan"),
             asyncio.create_task(self._loop("deliver", self.deliver), name="notify-deliver"),
+            asyncio.create_task(self._loop("status", self.status), name="notify-status"),
         ]
-        if self.sink is not None:
-            self._tasks.append(asyncio.create_task(self._loop("status", self.status), name="notify-status"))
 
     async def stop(self) -> None:
         if self._refresh is not None:
@@ -240,6 +239,8 @@ class Notifier:
     async def status_once(self) -> NotifyStatus:
         listed = [(t.name, t.kind, t.shown) for t in self.targets.values()]
         view = await self.outbox.view(listed, self.clock(), STATUS_LINES, STATUS_DEAD)
+        self.backlog = (view.waiting, view.retrying, view.dead)
+        self.firing = len(view.firing)
         if self.sink is not None:
             self.sink(view)
         return view
@@ -269,8 +270,6 @@ class Notifier:
         silenced = await self.outbox.silences(now)
         wanted = list(proposals(issues, records.values(), now, self.policy, silenced))
         notices = await self.outbox.apply(wanted, now, self.policy, self.route)
-        self.backlog = await self.outbox.backlog()
-        self.firing = sum(1 for r in records.values() if r.state == "firing")
         if warm and now - self._refreshed >= REFRESH_S and (self._refresh is None or self._refresh.done()):
             self._refreshed = now
             if self.firing and any(isinstance(t, Alertmanager) for t in self.targets.values()):
@@ -278,7 +277,6 @@ class Notifier:
         if notices:
             self._changed.set()
         for notice in notices:
-            self.enqueued += 1
             log.info("alert %s %s (%s): %s", notice.record.id, notice.kind, notice.record.severity, notice.record.title)
         return len(notices)
 
