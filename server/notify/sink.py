@@ -16,13 +16,12 @@ import time
 from collections import OrderedDict
 from typing import TextIO
 
-from server.notify.targets import verify
+from server.notify.targets import MARK, verify
 
 MAX_BODY = 65_536
 MAX_HEAD = 8_192
 REMEMBERED = 10_000  # delivery ids kept to drop copies
 READ_TIMEOUT_S = 10.0
-MARK = {"firing": "FIRING", "resolved": "RESOLVED", "reminder": "REMINDER", "test": "TEST"}
 
 
 class Sink:

@@ -62,9 +62,9 @@ def platform(state: State, limits: ViewLimits) -> View:
             since=shell.get("started"),
         ),
     )
+    kpi = webhooks_kpi(state)
     if state.notify is not None:
         # Outbound alerts: a component an on-call team depends on (docs/alerts.md).
-        kpi = webhooks_kpi(state)
         matrix["alerts"] = {
             "name": "Alert delivery",
             "status": "critical" if kpi["failing"] and kpi["failing"] == kpi["configured"]
@@ -84,7 +84,7 @@ def platform(state: State, limits: ViewLimits) -> View:
         "incidents": len(state.alerts),
         "process": dict(shell),
         "matrix": {"rows": matrix, "order": list(matrix)},
-        "webhooks": webhooks_kpi(state),
+        "webhooks": kpi,
     }
 
 
