@@ -122,6 +122,20 @@ class Settings:
     query_refresh_ms: int = _setting("JOBPULSE_QUERY_REFRESH_MS", 1000, "recompute a job-table view at most this often")
     hours_retention: int = _setting("JOBPULSE_HOURS_RETENTION", 720, "hourly series retention, hours (30 days)")
     max_channel_series: int = _setting("JOBPULSE_MAX_CHANNEL_SERIES", 200, "channels with their own per-minute series")
+    max_functions: int = _setting(
+        "JOBPULSE_MAX_FUNCTIONS", 200, 'job functions with their own numbers (the rest count as "(other)")'
+    )
+    stats_window_min: int = _setting("JOBPULSE_STATS_WINDOW_MIN", 60, "minutes the Functions table sums (rolling)")
+    stats_minutes: int = _setting(
+        "JOBPULSE_STATS_MINUTES", 2_880, "per-minute function and channel sketches kept in Redis (48 h)"
+    )
+    stats_chart_minutes: int = _setting(
+        "JOBPULSE_STATS_CHART_MINUTES", 360, "per-minute percentiles a function's chart shows (in memory)"
+    )
+    stats_chart_hours: int = _setting(
+        "JOBPULSE_STATS_CHART_HOURS", 168, "per-hour percentiles a function's chart shows (in memory; 7 days)"
+    )
+    stats_days: int = _setting("JOBPULSE_STATS_DAYS", 30, "per-day percentiles a function's chart shows")
     sla: str = _setting("JOBPULSE_SLA", "*=300", "oldest-queued-age SLA per channel, s: email=60,reports=1800,*=300")
     stuck_after_s: float = _setting("JOBPULSE_STUCK_AFTER_S", 600.0, "a job running longer is stuck (hot issue)")
     fail_rate: float = _setting("JOBPULSE_FAIL_RATE", 0.2, "failed share of finished jobs that makes a channel failing")
@@ -301,7 +315,10 @@ class Settings:
                 if getattr(self, name) <= 0:
                     raise ValueError(f"{self.env_name(name)} must be > 0")
         positive: tuple[str, ...] = ("tick_ms", "clock_ms", "max_jobs", "max_runners", "failures_cap", "dedupe_window")
-        positive += ("patch_ring", "workers", "logins_in_flight")
+        positive += ("patch_ring", "workers", "logins_in_flight", "max_functions", "stats_minutes")
+        positive += ("stats_chart_minutes", "stats_chart_hours", "stats_days")
+        if self.stats_window_min < 2:
+            raise ValueError("JOBPULSE_STATS_WINDOW_MIN must be at least 2")
         if self.tick_max_ms < self.tick_ms:
             raise ValueError("JOBPULSE_TICK_MAX_MS must be >= JOBPULSE_TICK_MS")
         for name in positive:
@@ -424,6 +441,11 @@ class Settings:
             offline_factor=self.offline_factor,
             hours_retention=self.hours_retention,
             max_channel_series=self.max_channel_series,
+            max_functions=self.max_functions,
+            fn_window=self.stats_window_min,
+            fn_minutes=self.stats_chart_minutes,
+            fn_hours=self.stats_chart_hours,
+            fn_days=self.stats_days,
             logs_cap=self.logs_cap,
             activity_rows=self.activity_rows,
             sources=self.source_rules(),

@@ -144,7 +144,14 @@ class Aggregator:
             spec.label: sources.make(spec, self.feeds[spec.label], clock) for spec in specs
         }
         self.store_client = aredis.Redis.from_url(settings.store, socket_timeout=5.0, socket_connect_timeout=5.0)
-        self.store = Store(self.store_client, settings.prefix, settings.series_minutes, settings.failures_cap)
+        self.store = Store(
+            self.store_client,
+            settings.prefix,
+            settings.series_minutes,
+            settings.failures_cap,
+            stats_minutes=settings.stats_minutes,
+            stats_hours=settings.hours_retention,
+        )
         self.restored = False
         self.crashes = 0
         self._pending = 0

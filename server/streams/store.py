@@ -13,7 +13,9 @@ import logging
 import msgspec
 import redis.asyncio as aredis
 
-from server.streams.core.events import MAX_TIME, FailureRecord, Restored, RunnerRecord
+from server.streams.core import functions, sketch
+from server.streams.core.events import MAX_TIME, FailureRecord, Restored, RunnerRecord, StatCell
+from server.streams.core.functions import Cell
 from server.streams.core.runners import runner_record
 from server.streams.core.series import BUCKET_WIDTH
 from server.streams.core.state import Limits, State
@@ -26,11 +28,57 @@ _bucket_decoder = msgspec.json.Decoder(list[int])
 _encoder = msgspec.json.Encoder()
 
 
+class _StoredCell(msgspec.Struct, array_like=True):
+    """A stat cell's value in Redis: [completed, failed, retried, rt_max, wt_max, [rt flat], [wt flat]]."""
+
+    completed: int
+    failed: int
+    retried: int
+    rt_max: float
+    wt_max: float
+    rt: list[int]
+    wt: list[int]
+
+
+_cell_decoder = msgspec.json.Decoder(_StoredCell)
+_stat_cell_decoder = msgspec.json.Decoder(StatCell)
+
+# Deletes a stat hash's slots older than ARGV[1] inside Redis: the sweep costs no round trip per field.
+_SWEEP = """
+local gone = 0
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  local slot = tonumber(field)
+  if slot == nil or slot < tonumber(ARGV[1]) then
+    redis.call('HDEL', KEYS[1], field)
+    gone = gone + 1
+  end
+end
+return gone
+"""
+SWEEP_EVERY = 600.0  # s between sweeps of the stats hashes' expired slots
+
+
 class Store:
     """Reads and writes `P:jp:*` keys."""
 
-    def __init__(self, client: aredis.Redis, prefix: str, series_minutes: int, failures_cap: int) -> None:
+    def __init__(
+        self,
+        client: aredis.Redis,
+        prefix: str,
+        series_minutes: int,
+        failures_cap: int,
+        stats_minutes: int = 2_880,
+        stats_hours: int = 720,
+    ) -> None:
         self.client = client
+        # Per-function and per-channel cells (server/streams/core/functions.py): SET of "kind:name", and for each
+        # a HASH slot -> cell by resolution: `stats:m:kind:name` (minutes) and `stats:h:kind:name` (hours).
+        self.stats_key = f"{prefix}:jp:stats"
+        self.stats_minutes = stats_minutes
+        self.stats_hours = stats_hours
+        self._stat_versions: dict[tuple[str, str], int] = {}  # the version of each stat as last written
+        self._stat_names: set[tuple[str, str]] = set()  # every stat read or written: swept for expired slots
+        self._swept = float("-inf")
         self.series_key = f"{prefix}:jp:series"
         self.runners_key = f"{prefix}:jp:runners"
         self.failures_key = f"{prefix}:jp:failures"
@@ -55,6 +103,7 @@ class Store:
         pipe.hgetall(self.hours_key)
         pipe.smembers(self.channels_key)
         pipe.hget(self.meta_key, "synthetic_until")
+        pipe.smembers(self.stats_key)
         (
             raw_series,
             raw_runners,
@@ -63,6 +112,7 @@ class Store:
             raw_hours,
             raw_channels,
             raw_synthetic,
+            raw_stats,
         ) = await pipe.execute()
 
         minute_now = int(now // 60)
@@ -100,6 +150,7 @@ class Store:
         synthetic_until = _time(raw_synthetic)
         if raw_synthetic is not None and synthetic_until is None:
             self.corrupt += 1
+        stats = await self._load_stats(raw_stats, minute_now, limits)
         if self.corrupt:
             log.warning("store: skipped %d entries that did not decode", self.corrupt)
         return Restored(
@@ -110,7 +161,108 @@ class Store:
             hours=hours,
             channel_series=channel_series,
             synthetic_until=synthetic_until,
+            stats=tuple(stats),
+            now=now,
         )
+
+    def stat_key(self, res: str, kind: str, name: str) -> str:
+        return f"{self.stats_key}:{res}:{kind}:{name}"
+
+    async def _load_stats(self, members: set[bytes], minute_now: int, limits: Limits) -> list[StatCell]:
+        """The stats' cells the fold's memory keeps: every hour within fn_days and the minutes within fn_minutes."""
+        names: list[tuple[str, str]] = []
+        for raw in sorted(members):
+            kind, _, name = raw.decode(errors="replace").partition(":")
+            if kind in (functions.FN, functions.CHANNEL) and name and len(name) <= 300:
+                names.append((kind, name))
+            else:
+                self.corrupt += 1
+        self._stat_names.update(names)
+        left = {functions.FN: limits.max_functions, functions.CHANNEL: limits.max_channel_series}
+        kept = []
+        for kind, name in names:
+            if left[kind] > 0:  # the caps of the fold: more would be skipped by its restore anyway
+                left[kind] -= 1
+                kept.append((kind, name))
+        names = kept
+        if not names:
+            return []
+        minutes = max(limits.fn_minutes, limits.fn_window)
+        fields = [str(m) for m in range(minute_now - minutes + 1, minute_now + 1)]
+        oldest_hour = minute_now // 60 - 24 * (limits.fn_days + 1)
+        pipe = self.client.pipeline(transaction=False)
+        for kind, name in names:
+            pipe.hmget(self.stat_key("m", kind, name), fields)
+            pipe.hgetall(self.stat_key("h", kind, name))
+        replies = await pipe.execute()
+        out: list[StatCell] = []
+        for k, (kind, name) in enumerate(names):
+            for field, raw in zip(fields, replies[2 * k], strict=True):
+                if raw is not None:
+                    self._cell(out, kind, name, "m", field.encode(), raw)
+            for field, raw in replies[2 * k + 1].items():
+                try:
+                    if int(field) < oldest_hour:
+                        continue
+                except ValueError:
+                    self.corrupt += 1
+                    continue
+                self._cell(out, kind, name, "h", field, raw)
+        return out
+
+    def _cell(self, out: list[StatCell], kind: str, name: str, res: str, field: bytes | str, raw: bytes | str) -> None:
+        """Decode and check one stored cell (every number bounded, the sketches well formed) into `out`."""
+        try:
+            stored = _cell_decoder.decode(raw)
+            cell = _stat_cell_decoder.decode(
+                _encoder.encode([kind, name, res, int(field), *msgspec.structs.astuple(stored)])
+            )
+            sketch.unflat(list(cell.rt))
+            sketch.unflat(list(cell.wt))
+        except (ValueError, msgspec.DecodeError, msgspec.ValidationError):
+            self.corrupt += 1
+            return
+        out.append(cell)
+
+    async def read_stat(self, res: str, kind: str, name: str, first: int, last: int) -> list[StatCell]:
+        """One stat's stored cells of slots first..last (for /api/functions: the whole retention, from Redis)."""
+        raw = await self.client.hgetall(self.stat_key(res, kind, name))
+        out: list[StatCell] = []
+        for field, value in raw.items():
+            try:
+                slot = int(field)
+            except ValueError:
+                continue
+            if first <= slot <= last:
+                self._cell(out, kind, name, res, field, value)
+        out.sort(key=lambda c: c.slot)
+        return out
+
+    def _save_stats(self, state: State, pipe: aredis.client.Pipeline) -> int:
+        """Queue the writes of the stats whose numbers moved since the last save; return the fields written."""
+        written = 0
+        for stats in (state.fn_stats, state.channel_stats):
+            for stat in stats.values():
+                key = (stat.kind, stat.name)
+                if self._stat_versions.get(key) == stat.version:
+                    continue
+                if key not in self._stat_names:
+                    pipe.sadd(self.stats_key, f"{stat.kind}:{stat.name}")
+                    self._stat_names.add(key)
+                self._stat_versions[key] = stat.version
+                by_res: dict[str, dict[str, bytes]] = {}
+                for res, slot, cell in functions.stored_cells(stat):
+                    by_res.setdefault(res, {})[str(slot)] = _encode_cell(cell)
+                for res, mapping in by_res.items():
+                    pipe.hset(self.stat_key(res, stat.kind, stat.name), mapping=mapping)  # type: ignore[arg-type]
+                    written += len(mapping)
+        if state.now - self._swept >= SWEEP_EVERY:
+            self._swept = state.now
+            minute = state.minute
+            for kind, name in self._stat_names:
+                pipe.eval(_SWEEP, 1, self.stat_key("m", kind, name), minute - self.stats_minutes + 1)
+                pipe.eval(_SWEEP, 1, self.stat_key("h", kind, name), minute // 60 - self.stats_hours + 1)
+        return written
 
     async def _buckets(self, key: str, raw: dict[bytes, bytes], oldest: int) -> dict[int, tuple[int, ...]]:
         """Decode a hash of numbered buckets; drop (from Redis too) the ones older than `oldest`."""
@@ -203,6 +355,9 @@ class Store:
                 persisted.difference_update(old)
                 trimmed = True
 
+        stats_written = self._save_stats(state, pipe)
+        written += stats_written
+
         added, state.failures_added = min(state.failures_added, len(state.failures)), 0
         if added:
             newest_first = [state.failures[i] for i in range(added)]
@@ -230,8 +385,16 @@ class Store:
             state.dirty_channel_minutes |= channel_minutes
             state.failures_added = max(state.failures_added, added)
             self._persisted.update(expired)
+            self._stat_versions = {key: -1 for key in self._stat_versions}  # write every stat again
             raise
         return written
+
+
+def _encode_cell(cell: Cell) -> bytes:
+    completed, failed, retried = cell.counts
+    return _encoder.encode(
+        [completed, failed, retried, cell.rt_max, cell.wt_max, sketch.flat(cell.rt), sketch.flat(cell.wt)]
+    )
 
 
 def _time(raw: bytes | None) -> float | None:

@@ -36,6 +36,7 @@ class Aspect(IntFlag):
     RUNNER_EVENTS = 1 << 13  # the runner event log
     ACTIVITY = 1 << 14  # the audit's live rows
     NOTIFY = 1 << 15  # the alert notifier's targets, outbox, silences and acknowledgements
+    STATS = 1 << 16  # the per-function and per-channel numbers (runs, failures, runtime and wait sketches)
 
 
 COUNTERS: Final = int(Aspect.COUNTERS)
@@ -54,4 +55,5 @@ PLATFORM: Final = int(Aspect.PLATFORM)
 RUNNER_EVENTS: Final = int(Aspect.RUNNER_EVENTS)
 ACTIVITY: Final = int(Aspect.ACTIVITY)
 NOTIFY: Final = int(Aspect.NOTIFY)
+STATS: Final = int(Aspect.STATS)
 ALL: Final = int(~Aspect(0))  # every aspect

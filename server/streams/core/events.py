@@ -352,6 +352,26 @@ class FailureRecord(Struct, frozen=True):
     traceback: str | None = None
 
 
+class StatCell(Struct, frozen=True, array_like=True):
+    """One function's or channel's numbers over one minute or hour, as the store keeps them (docs/protocol.md 1.7).
+
+    `rt` and `wt` are the runtime and wait sketches flat (server/streams/core/sketch.py: index, count, ...); the
+    store checks them with `sketch.unflat` as it decodes.
+    """
+
+    kind: Literal["fn", "channel"]
+    name: Annotated[str, Meta(min_length=1, max_length=300)]
+    res: Literal["m", "h"]
+    slot: Annotated[int, Meta(ge=0, le=MAX_COUNT)]
+    completed: Count
+    failed: Count
+    retried: Count
+    rt_max: Seconds
+    wt_max: Seconds
+    rt: tuple[int, ...]
+    wt: tuple[int, ...]
+
+
 class Restored(Struct, frozen=True):
     """jobpulse's own durable state, read back from the store at start."""
 
@@ -362,6 +382,8 @@ class Restored(Struct, frozen=True):
     hours: dict[int, tuple[int, ...]] = {}
     channel_series: dict[str, dict[int, tuple[int, ...]]] = {}
     synthetic_until: float | None = None  # the history before this is made up (the demo's backfill)
+    stats: tuple[StatCell, ...] = ()  # per-function and per-channel cells (server/streams/core/functions.py)
+    now: float = 0.0  # jobpulse's clock when the store was read: which minute, hour and day are open
 
 
 Event = (

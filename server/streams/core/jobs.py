@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import msgspec
 from msgspec import Struct
 
-from server.streams.core import series
+from server.streams.core import functions, series
 from server.streams.core.aspects import COUNTERS, FAILURES, JOBS, LIVE, SCHEDULED, SERIES
 from server.streams.core.series import COMPLETED, FAILED, PUBLISHED, RETRIED
 
@@ -164,11 +164,11 @@ def _remember(job: Job, ev: JobEvent, cap: int) -> None:
     job.trail = (trail[len(trail) - keep :] if len(trail) > keep else trail) + entry
 
 
-# Events counted in the series as they end an attempt: (bucket column, aspects changed).
+# Events counted in the series as they end an attempt: (bucket column, aspects changed, functions' column).
 _COUNTED = {
-    "completed": (COMPLETED, SERIES | COUNTERS),
-    "failed": (FAILED, SERIES | COUNTERS),
-    "retried": (RETRIED, SERIES),
+    "completed": (COMPLETED, SERIES | COUNTERS, functions.COMPLETED),
+    "failed": (FAILED, SERIES | COUNTERS, functions.FAILED),
+    "retried": (RETRIED, SERIES, functions.RETRIED),
 }
 
 
@@ -184,6 +184,17 @@ def _count(state: State, job: Job, ev: JobEvent, phase: int, at: float) -> int:
     if counted is None:
         return 0
     series.count(state, counted[0], at, ev.channel)
+    if at > state.counted_until:  # else a replayed event the restored stats counted already
+        runtime = ev.duration
+        if runtime is None:
+            started = ev.started_at
+            if started is None and job.attempt == ev.attempt and job.phase == 1:
+                started = job.started_at
+            if started is not None:
+                runtime = functions.measured(ev.ts - started)
+                if runtime is None:
+                    state.health.unmeasured += 1
+        functions.ran(state, ev.fn, ev.channel, ev.runner, counted[2], runtime)
     return counted[1]
 
 
@@ -227,8 +238,17 @@ def _wait(state: State, job: Job, ev: JobEvent, at: float) -> int:
 
 
 def _start(state: State, job: Job, ev: JobEvent, at: float) -> int:
+    started = ev.started_at if ev.started_at is not None else ev.ts
+    # Its wait: since it came due (scheduled) or was queued, when this attempt's queueing was seen.
+    since = job.run_at if job.run_at is not None else job.queued_at
+    if since is not None and job.phase <= 0 and at > state.counted_until:
+        wait = functions.measured(started - since)
+        if wait is None:
+            state.health.unmeasured += 1
+        else:
+            functions.waited(state, job.fn, job.channel, wait)
     job.attempt, job.phase = ev.attempt, 1
-    job.started_at = ev.started_at if ev.started_at is not None else ev.ts
+    job.started_at = started
     job.duration = None
     job.error = job.traceback = None
     return move(state, job, "running")

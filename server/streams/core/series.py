@@ -12,7 +12,8 @@ from array import array
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from server.streams.core.aspects import COUNTERS, SERIES
+from server.streams.core import functions
+from server.streams.core.aspects import COUNTERS, SERIES, STATS
 
 if TYPE_CHECKING:
     from server.streams.core.state import State
@@ -80,12 +81,13 @@ def advance(state: State, at: float) -> int:
     minute = int(at // 60)
     if minute != state.minute:
         _roll(state, minute)
-        return SERIES | COUNTERS
+        return SERIES | COUNTERS | STATS
     return 0
 
 
 def _roll(state: State, minute: int) -> None:
     """Start a new current minute: drop buckets past retention and recompute the rolling sums."""
+    functions.roll_all(state, minute)  # the functions' numbers pending belong to the minute that ends
     state.minute = minute
     series = state.series
     oldest = minute - state.limits.series_minutes + 1

@@ -10,7 +10,7 @@ what the store kept.
 from __future__ import annotations
 
 from server.redact import redact
-from server.streams.core import channels, rules, runners, series
+from server.streams.core import channels, functions, rules, runners, series
 from server.streams.core.aspects import ACTIVITY, ALERTS, ALL, HEALTH, LOGS, NOTIFY, PLATFORM, PULSE, RUNNERS, SERIES
 from server.streams.core.events import (
     AuditNoted,
@@ -34,7 +34,7 @@ MAX_SOURCE_WARNINGS = 100  # conditions a source may hold at once (bounded like 
 
 def tick(state: State, msg: Tick) -> int:
     """The clock moved on: the minute's gauges, the pulse, runners' silence, the alert rules."""
-    changed = series.advance(state, msg.now)
+    changed = series.advance(state, msg.now) | functions.drain(state)
     # Intake counters (events, duplicates, out-of-order) change with nearly every event; they are shown
     # once a tick rather than patched into every batch.
     health = state.health
@@ -200,6 +200,8 @@ def restored(state: State, msg: Restored) -> int:
                 for column, n in enumerate(values[:CHANNEL_WIDTH]):
                     ring.add(minute, column, n)
     series.recompute_sums(state)
+    functions.drain(state)
+    functions.restore(state, msg.stats, int(max(msg.now, state.now) // 60))
     for record in msg.runners:
         beat = record.beat
         if beat.src in state.runners:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from server.streams.core.channels import Channel
+from server.streams.core.functions import Pending, Stat
 from server.streams.core.jobs import INDEX_FIELDS, SETTLED, Failure, Ids, Job
 from server.streams.core.labels import SourceRule
 from server.streams.core.runners import Runner
@@ -46,6 +47,14 @@ class Limits:
     hours_retention: int = 30 * 24  # hourly series kept, for the "days" charts
     max_channel_series: int = 200  # channels with their own per-minute series
     channel_minutes: int = DAY_MINUTES  # per-channel series retention
+    # Per-function and per-channel numbers (server/streams/core/functions.py): functions with their own stat
+    # (the rest count as "(other)"; channels share max_channel_series), the rolling window the Functions table
+    # shows, and how many minute, hour and day summaries the charts keep in memory.
+    max_functions: int = 200
+    fn_window: int = 60
+    fn_minutes: int = 360
+    fn_hours: int = 7 * 24
+    fn_days: int = 30
     runner_events_cap: int = 500
     alert_log_cap: int = 500
     logs_cap: int = 500
@@ -131,6 +140,7 @@ class Health:
         "rejected",
         "shown",
         "stale_events",
+        "unmeasured",
     )
 
     def __init__(self) -> None:
@@ -142,6 +152,7 @@ class Health:
         self.gaps = 0
         self.missed = 0
         self.evicted_jobs = 0
+        self.unmeasured = 0  # runtimes and waits two source clocks made negative: not counted in the sketches
         self.last_event: float | None = None
         # s, our receive time minus the source's `ts` of the last live job event: how far behind the source the
         # fold runs (includes the two clocks' skew; replayed events do not count).
@@ -193,6 +204,7 @@ class State:
         "alerts",
         "beats_this_tick",
         "channel_series",
+        "channel_stats",
         "channels",
         "counted_until",
         "day_end",
@@ -202,6 +214,8 @@ class State:
         "dirty_runners",
         "failures",
         "failures_added",
+        "fn_pending",
+        "fn_stats",
         "health",
         "hours",
         "index",
@@ -289,6 +303,10 @@ class State:
         self.hours: dict[int, list[int]] = {}  # hour -> bucket (counts summed, gauges last)
         self.dirty_hours: set[int] = set()
         self.channel_series: dict[str, MinuteRing] = {}
+        # Per-function and per-channel numbers, by name (server/streams/core/functions.py).
+        self.fn_stats: dict[str, Stat] = {}
+        self.channel_stats: dict[str, Stat] = {}
+        self.fn_pending: dict[tuple[str, str], Pending] = {}  # noted by the job fold, drained each clock tick
         self.dirty_channel_minutes: set[tuple[str, int]] = set()
         self.runner_events: deque[tuple[int, float, str, str, str]] = deque(maxlen=limits.runner_events_cap)
         self.alerts: dict[str, Alert] = {}
