@@ -14,6 +14,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from server import __version__
+from server.streams.core import functions
+from server.streams.core.events import MAX_TIME
+from server.streams.core.widgets import functions as function_widgets
 from server.streams.core.widgets import overview
 
 
@@ -25,6 +28,42 @@ async def widget_api(request: Request) -> Response:
         return JSONResponse({"error": f"unknown widget {name!r}", "widgets": list(hub.feeds)}, status_code=404)
     seq, data = hub.view(name)
     return JSONResponse({"widget": name, "epoch": hub.epoch, "seq": seq, "data": data})
+
+
+async def functions_api(request: Request) -> Response:
+    """GET /api/functions: every function's and channel's numbers over the rolling window (the `functions` widget)."""
+    seq, data = request.app.state.hub.view("functions")
+    return JSONResponse(data)
+
+
+_RES = {"minute": ("m", 60), "hour": ("h", 3600)}
+
+
+async def function_api(request: Request) -> Response:
+    """GET /api/functions/{name}?res=minute|hour&since=&until=&kind=fn|channel: one function's (or channel's) numbers
+    per minute or hour over the whole retention the store keeps in Redis (48 h of minutes, 30 days of hours)."""
+    name = request.path_params["name"]
+    q = request.query_params
+    res = q.get("res", "minute")
+    kind = q.get("kind", functions.FN)
+    if res not in _RES or kind not in (functions.FN, functions.CHANNEL) or not 0 < len(name) <= 300:
+        return JSONResponse({"error": "res is minute or hour, kind is fn or channel"}, status_code=400)
+    code, step = _RES[res]
+    store = request.app.state.aggregator.store
+    now = request.app.state.aggregator.state.now
+    retention = store.stats_minutes * 60 if res == "minute" else store.stats_hours * 3600
+    try:
+        since = float(q.get("since", now - retention))
+        until = float(q.get("until", now))
+    except ValueError:
+        return JSONResponse({"error": "since and until are epoch seconds"}, status_code=400)
+    if not (0 <= since <= MAX_TIME and 0 <= until <= MAX_TIME):
+        return JSONResponse({"error": "since and until are epoch seconds"}, status_code=400)
+    cells = await store.read_stat(code, kind, name, int(since // step), int(until // step))
+    points = [
+        {"t": c.slot * step, **function_widgets.numbers(functions.summary([functions.to_cell(c)]))} for c in cells
+    ]
+    return JSONResponse({"name": name, "kind": kind, "res": res, "step": step, "points": points})
 
 
 async def health_api(request: Request) -> Response:

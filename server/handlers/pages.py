@@ -29,6 +29,7 @@ NAV = (
     ("dashboard", "/admin/jobs", "Dashboard", "d"),
     ("overview", "/admin/jobs/overview", "Overview", "o"),
     ("runners", "/admin/jobs/runners", "Runners", "r"),
+    ("functions", "/admin/jobs/functions", "Functions", "f"),
     ("manage", "/admin/jobs/manage", "Operations", "m"),
     ("table", "/admin/jobs/table", "Jobs", "j"),
     ("status", "/admin/system-status", "Status", "s"),
@@ -71,6 +72,11 @@ def _page(request: Request, template: str, title: str, active: str, **extra: obj
     if new_csrf:
         set_csrf(response, request, csrf)
     return response
+
+
+async def functions_page(request: Request) -> Response:
+    """Functions: per-function and per-channel runs, failures and percentiles, and one function's chart."""
+    return _page(request, "functions.html", "Functions", "functions")
 
 
 async def dashboard_page(request: Request) -> Response:

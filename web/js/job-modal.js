@@ -567,15 +567,25 @@ function renderDetails(pane, data) {
     pane.dataset.status = job.status;
     regateAll(pane);
   }
-  renderOverview(pane, job);
+  renderOverview(pane, job, data.fn_stats);
   renderPayload(pane, job.payload);
   renderHistory(pane, data.history || []);
   renderError(pane, job);
   renderAttempts(pane, data.attempts || {}, job);
 }
 
-/** @param {HTMLElement} pane @param {any} job */
-function renderOverview(pane, job) {
+/**
+ * "; this function's p95 is 4.1 s" beside a finished job's runtime: is this run typical? (`fn_stats`, 3.12).
+ * @param {any} stats @param {number | undefined} took
+ */
+function typical(stats, took) {
+  if (!stats || typeof stats.p95 !== "number" || typeof took !== "number") return "";
+  const slow = took > stats.p95 ? " (slower than 95% of its runs)" : "";
+  return `; this function's p95 is ${duration(stats.p95)} over ${stats.window} min${slow}`;
+}
+
+/** @param {HTMLElement} pane @param {any} job @param {any} [fnStats] its function's percentiles (3.12) */
+function renderOverview(pane, job, fnStats) {
   /** @param {string} key @param {string} text */
   const put = (key, text) => setText(field(pane, key), text);
   put("id", job.job);
@@ -591,7 +601,7 @@ function renderOverview(pane, job) {
   when(pane, "run_at", { until: job.run_at });
   const [tookText, tookLive] = /** @type {HTMLElement[]} */ ([...field(pane, "duration").children]);
   const running = job.status === "running" && typeof job.started === "number";
-  setText(tookText, running ? "running for " : duration(job.duration));
+  setText(tookText, running ? "running for " : duration(job.duration) + typical(fnStats, job.duration));
   tookLive.hidden = !running;
   setTime(tookLive, running ? { since: job.started } : {});
   if (!running) setText(tookLive, "");

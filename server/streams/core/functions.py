@@ -96,6 +96,11 @@ def summary(cells: list[Cell], rt_max: float | None = None, wt_max: float | None
     if wt_max is None:
         wt_max = max((c.wt_max for c in cells if c.wt), default=0.0)
     none4 = (None, None, None, None)
+    # A bucket's representative may lie above the largest value in it: no percentile reads above the maximum.
+    if rt:
+        rt = tuple(min(v, rt_max) for v in rt)
+    if wt:
+        wt = tuple(min(v, wt_max) for v in wt)
     return (
         sum(c.counts[COMPLETED] for c in cells),
         sum(c.counts[FAILED] for c in cells),
@@ -124,7 +129,9 @@ class Stat:
         "minutes",
         "name",
         "related",
+        "row",
         "runners",
+        "total",
         "version",
         "window",
         "window_cells",
@@ -149,6 +156,8 @@ class Stat:
         self.related: dict[str, None] = {}
         self.runners: dict[str, None] = {}
         self.version = 0  # moves on every change: the store writes a stat whose version moved since it last did
+        self.total = Cell()  # every closed minute since this process started (/metrics' histograms: cumulative)
+        self.row: tuple[int, object] = (-1, None)  # (version, the table row of it): projections' memo
         self.last_hour: tuple[int, Cell] | None = None  # the hour closed last, whole (the store writes it once more)
 
 
@@ -194,6 +203,7 @@ def roll(state: State, stat: Stat, minute: int) -> None:
             stat.day_cell.merge(cell)
         stat.window_cells.append((closed, cell))
         stat.window.merge(cell)
+        stat.total.merge(cell)
     hour, day = minute // HOUR, minute // DAY
     if hour != stat.hour:
         if stat.hour >= 0 and not stat.hour_cell.empty:

@@ -205,6 +205,9 @@ def _news(state: State, runner: Runner, beat: Heartbeat, at: float) -> int:
         where = " ".join(p for p in (beat.region, beat.host) if p)
         return runner_event(state, at, runner.id, f"joined{' (' + where + ')' if where else ''}", "info")
     if beat.boot != runner.boot:
+        if beat.version and runner.version and beat.version != runner.version:
+            # A new version on a new boot: a deploy (a function's chart marks it as one).
+            return runner_event(state, at, runner.id, f"restarted on {beat.version} (was {runner.version})", "info")
         return runner_event(state, at, runner.id, "restarted", "info")
     if runner.stopped:
         return runner_event(state, at, runner.id, "beating again after it stopped", "info")

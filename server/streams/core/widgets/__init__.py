@@ -16,7 +16,7 @@ from server.streams.core import search
 from server.streams.core.aspects import Aspect
 from server.streams.core.runners import RUNNER_STATUSES
 from server.streams.core.state import State
-from server.streams.core.widgets import dashboard, fleet, jobs, overview, platform
+from server.streams.core.widgets import dashboard, fleet, functions, jobs, overview, platform
 from server.streams.core.widgets.common import View, ViewLimits, Widget
 from server.streams.core.widgets.dashboard import counters, failures, health, live_jobs, published, runners, scheduled
 
@@ -66,13 +66,15 @@ WIDGETS: tuple[Widget, ...] = (
     ),
     Widget("notifications", Aspect.NOTIFY, platform.notifications),
     Widget("alert_log", Aspect.ALERTS | Aspect.NOTIFY, platform.alert_log),
+    # The Functions page (section 3.12).
+    Widget("functions", Aspect.STATS, functions.table),
     # Recent Maintenance Activity: the audit log's newest entries (section 5.5).
     Widget("activity", Aspect.ACTIVITY, platform.activity),
     # The newest commands that changed something, for the toast every page shows of other operators' actions.
     Widget("notices", Aspect.ACTIVITY, platform.notices),
 )
 WIDGET_NAMES = tuple(w.name for w in WIDGETS)
-VIEW_NAMES = ("kpi", "chart", "fleet", "job", "find", "jobs")
+VIEW_NAMES = ("kpi", "chart", "fleet", "job", "find", "jobs", "function")
 
 Projector = Callable[[], View]
 
@@ -165,7 +167,12 @@ def resolve(key: str, state: State, limits: ViewLimits, query_interval: float) -
     if name == "job":
         _only(params, {"id"})
         job_id = _text(params, "id", 200, required=True)
-        return Aspect.JOBS, lambda: jobs.job(state, limits, job_id), 0.0
+        return Aspect.JOBS | Aspect.STATS, lambda: jobs.job(state, limits, job_id), 0.0
+    if name == "function":
+        _only(params, {"name", "gran"})
+        fn = _text(params, "name", 300, required=True)
+        gran = _choice(params, "gran", tuple(functions.GRANS), "minutes")
+        return Aspect.STATS | Aspect.RUNNER_EVENTS, lambda: functions.function(state, limits, fn, gran), 0.0
     if name == "find":
         _only(params, {"q"})
         needle = _text(params, "q", 200, required=True)

@@ -10,6 +10,7 @@ from typing import Any
 from server.streams.core import search
 from server.streams.core.jobs import Job
 from server.streams.core.state import State
+from server.streams.core.widgets import functions
 from server.streams.core.widgets.common import View, ViewLimits, compact
 
 
@@ -70,6 +71,9 @@ def job(state: State, limits: ViewLimits, job_id: str) -> View:
         "history": [list(h) if h[3] is not None else list(h[:3]) for h in found.history],
         "attempts": _attempts(found),
     }
+    context = functions.job_context(state, found.fn)
+    if context is not None:
+        view["fn_stats"] = context
     return view
 
 
