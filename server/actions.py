@@ -102,6 +102,19 @@ class SilenceArgs(Args, forbid_unknown_fields=True, frozen=True):
     reason: Annotated[str, Meta(max_length=200)] = ""
 
 
+GroupId = Annotated[str, Meta(pattern=r"^[0-9a-f]{16}$")]
+
+
+class GroupArgs(Args, forbid_unknown_fields=True, frozen=True):
+    group: GroupId  # a failure group's fingerprint (server/streams/core/groups.py)
+
+
+class MuteArgs(Args, forbid_unknown_fields=True, frozen=True):
+    group: GroupId
+    minutes: Annotated[int, Meta(ge=1, le=43_200)] = 1_440  # at most 30 days
+    reason: Annotated[str, Meta(max_length=200)] = ""
+
+
 class NoArgs(Args, forbid_unknown_fields=True, frozen=True):
     pass
 
@@ -153,6 +166,11 @@ SPECS: dict[str, Spec] = {
         Spec("alert.ack", AlertArgs, "operator", "operator", False, False, "", local=True),
         Spec("alert.silence", SilenceArgs, "operator", "operator", False, False, "", local=True),
         Spec("alert.unsilence", AlertArgs, "operator", "operator", False, False, "", local=True),
+        # Failure groups (docs/protocol.md 4.4): a retry of every failed job of a group jobpulse holds goes to
+        # each job's source as `job.retry`, one by one; always previewed first. A mute is jobpulse's own.
+        Spec("group.retry", GroupArgs, "operator", "operator", True, True, "retry"),
+        Spec("group.mute", MuteArgs, "operator", "operator", False, False, "", local=True),
+        Spec("group.unmute", GroupArgs, "operator", "operator", False, False, "", local=True),
         # It reaches every target, pagers included: an admin's call.
         Spec("notify.test", NoArgs, "admin", "admin", False, False, "", local=True),
     )
@@ -258,6 +276,8 @@ def target(args: Args) -> str:
         return f"alert:{args.alert}"
     if isinstance(args, NoArgs):
         return "alert targets"
+    if isinstance(args, GroupArgs | MuteArgs):
+        return f"group:{args.group}"
     return "*"
 
 
@@ -383,7 +403,24 @@ def preview(state: State, action: str, args: Args, now: float) -> Preview:
         )
     if isinstance(args, SilenceArgs):
         return Preview(1, [args.alert], f"Silence {args.alert} for {_plural(args.minutes, 'minute')}?")
+    if action == "group.retry" and isinstance(args, GroupArgs):
+        ids = group_failed_jobs(state, args.group)
+        group = state.groups.get(args.group)
+        what = f"{group.type.rsplit('.', 1)[-1]}: {group.message[:80]}" if group is not None else args.group
+        return Preview(
+            len(ids),
+            ids[:SAMPLE],
+            f"Retry {_plural(len(ids), 'failed job')} of the group {what}? Each goes back to its channel as a new "
+            "attempt; jobs that failed since the preview are retried too.",
+        )
     return Preview(1, [], f"{action} {target(args)}?")
+
+
+def group_failed_jobs(state: State, group: str) -> list[str]:
+    """The jobs jobpulse holds whose last failure is of `group` and that are still failed, oldest first."""
+    failed = state.index["status"].get("failed", ())
+    jobs = state.jobs
+    return [j for j in failed if (job := jobs.get(j)) is not None and job.group == group]
 
 
 def _plural(n: int, word: str) -> str:

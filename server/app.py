@@ -31,6 +31,7 @@ from server import logs
 from server.audit import AuditLog, LiveFeed
 from server.auth import Directory
 from server.commander import Commander
+from server.failure_groups import GroupActions
 from server.handlers import api, login, pages, ws
 from server.latency import LatencyRing, timed_http
 from server.metrics import registry_for
@@ -178,7 +179,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         )
         app.state.commander = Commander(
             settings, aggregator.state, aggregator.connectors, store, app.state.audit, secret, live_audit.note,
-            app.state.sessions.alive, local=notifier.actions(),
+            app.state.sessions.alive, local={**notifier.actions(), **GroupActions(aggregator).actions()},
             local_unavailable="no alert target is configured (JOBPULSE_ALERT_WEBHOOKS, JOBPULSE_ALERTMANAGER_URL; "
             "docs/alerts.md)",
         )  # fmt: skip
@@ -213,6 +214,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         Route("/admin/jobs/notifications", pages.notifications_page, name="notifications_page"),
         Route("/admin/jobs/runners", pages.runners_page, name="runners_page"),
         Route("/admin/jobs/functions", pages.functions_page, name="functions_page"),
+        Route("/admin/jobs/failures", pages.failures_page, name="failures_page"),
         Route("/admin/jobs/manage", pages.manage_page, name="manage_page"),
         Route("/admin/jobs/table", pages.table_page, name="table_page"),
         Route("/admin/jobs/logs", pages.logs_page, name="logs_page"),
@@ -229,6 +231,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         Route("/api/widgets/{name}", api.widget_api, name="widget_api"),
         Route("/api/jobs/health", api.health_api, name="health_api"),
         Route("/api/functions", api.functions_api, name="functions_api"),
+        Route("/api/failure-groups", api.failure_groups_api, name="failure_groups_api"),
         Route("/api/functions/{name:path}", api.function_api, name="function_api"),
         Route("/api/stats", api.stats_api, name="stats_api"),
         Route("/metrics", api.metrics, name="metrics"),

@@ -43,6 +43,8 @@ log = logging.getLogger("jobpulse.commands")
 RATE_WINDOW_S = 60.0
 MAX_RATE_USERS = 10_000  # users tracked by the rate limiter (proxy mode can bring many names)
 MAX_BATCH_JOBS = 1_000
+MAX_GROUP_RETRY = 1_000  # jobs one `group.retry` retries at most (the oldest first; run it again for more)
+GROUP_RETRY_CONCURRENCY = 16  # job.retry calls in flight at once for a group retry
 
 
 UNKNOWN_ACTION = "(unknown action)"  # what the audit log says of an action jobpulse does not have
@@ -207,6 +209,8 @@ class Commander:
             if cmd.action not in self.local:
                 raise Refused("unavailable", f"{cmd.action}: {self.local_unavailable}")
             return spec, args, decision.two_phase, {}
+        if isinstance(args, actions.GroupArgs):
+            return spec, args, decision.two_phase, {}  # each job goes to its own source (_retry_group)
         routes = self._route(cmd.action, args)
         if isinstance(args, actions.BatchArgs):
             channels = len(self.state.channels) if args.channels == "*" else len(args.channels)
@@ -259,6 +263,8 @@ class Commander:
             if not cmd.confirm:
                 raise Refused("confirm_required", f"{cmd.action} is two-phase: send phase 'preview' first")
             await self._consume_confirm(principal, cmd.action, canonical, cmd.confirm, now)
+        if isinstance(args, actions.GroupArgs) and cmd.action == "group.retry":
+            return await self._retry_group(args.group)
         if spec.local:
             try:
                 done = await self.local[cmd.action](args, principal, now)
@@ -332,6 +338,44 @@ class Commander:
             raise Refused(codes.pop() if len(codes) == 1 else "failed", "; ".join(errors)[:500])
         count = sum(counts) if counts else None
         return Outcome("done", {"count": count, "sources": parts}, "; ".join(messages + errors), count)
+
+    async def _retry_group(self, group: str) -> Outcome:
+        """`group.retry`: `job.retry` for each failed job of the group jobpulse holds now, each at its own source.
+
+        One job's refusal (its source cannot retry, it is no longer failed there) does not stop the others; the
+        ack counts both and names the first refusals.
+        """
+        ids = actions.group_failed_jobs(self.state, group)[:MAX_GROUP_RETRY]
+        if not ids:
+            raise Refused("not_found", f"no failed job of group {group} is held (retried already, or evicted)")
+        limit = asyncio.Semaphore(GROUP_RETRY_CONCURRENCY)
+
+        async def one(job_id: str) -> Performed | Refused:
+            async with limit:
+                args = actions.JobArgs(job=job_id)
+                try:
+                    routes = self._route("job.retry", args)
+                except Refused as exc:
+                    return exc
+                label, own = next(iter(routes.items()))
+                return await self._perform("job.retry", label, own)
+
+        done = await asyncio.gather(*(one(j) for j in ids))
+        retried = [j for j, r in zip(ids, done, strict=True) if not isinstance(r, Refused)]
+        refused = [(j, r) for j, r in zip(ids, done, strict=True) if isinstance(r, Refused)]
+        if not retried:
+            first = refused[0][1]
+            raise Refused(first.code, f"none of {len(ids)} jobs could be retried: {first.message}"[:500])
+        message = f"Retried {len(retried):,} failed job{'s' if len(retried) != 1 else ''} of the group"
+        if refused:
+            message += f"; {len(refused):,} could not be: {refused[0][1].message}"[:300]
+        result = {
+            "count": len(retried),
+            "refused": len(refused),
+            "jobs": retried[: actions.SAMPLE],
+            "errors": [{"job": j, "code": r.code, "message": r.message[:200]} for j, r in refused[:5]],
+        }
+        return Outcome("done", result, message, len(retried))
 
     async def _perform(self, action: str, label: str, args: Args) -> Performed | Refused:
         """Source `label` does `action` with `args` (its own ids); a refusal is returned, not raised, so the

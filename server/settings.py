@@ -136,6 +136,19 @@ class Settings:
         "JOBPULSE_STATS_CHART_HOURS", 168, "per-hour percentiles a function's chart shows (in memory; 7 days)"
     )
     stats_days: int = _setting("JOBPULSE_STATS_DAYS", 30, "per-day percentiles a function's chart shows")
+    max_groups: int = _setting("JOBPULSE_MAX_GROUPS", 500, "failure groups kept (the one seen least lately goes first)")
+    group_new_s: float = _setting(
+        "JOBPULSE_GROUP_NEW_S", 3600.0, "a failure group is new this long after it first appears (hot issue)"
+    )
+    group_new_min: int = _setting(
+        "JOBPULSE_GROUP_NEW_MIN", 3, "failures a new group needs before it raises a hot issue"
+    )
+    group_spike_min: int = _setting(
+        "JOBPULSE_GROUP_SPIKE_MIN", 10, "failures of a group in 5 min that can make a spike (hot issue)"
+    )
+    group_spike_factor: float = _setting(
+        "JOBPULSE_GROUP_SPIKE_FACTOR", 3.0, "... and how many times its 5-minute rate over the hour before"
+    )
     sla: str = _setting("JOBPULSE_SLA", "*=300", "oldest-queued-age SLA per channel, s: email=60,reports=1800,*=300")
     stuck_after_s: float = _setting("JOBPULSE_STUCK_AFTER_S", 600.0, "a job running longer is stuck (hot issue)")
     fail_rate: float = _setting("JOBPULSE_FAIL_RATE", 0.2, "failed share of finished jobs that makes a channel failing")
@@ -316,7 +329,8 @@ class Settings:
                     raise ValueError(f"{self.env_name(name)} must be > 0")
         positive: tuple[str, ...] = ("tick_ms", "clock_ms", "max_jobs", "max_runners", "failures_cap", "dedupe_window")
         positive += ("patch_ring", "workers", "logins_in_flight", "max_functions", "stats_minutes")
-        positive += ("stats_chart_minutes", "stats_chart_hours", "stats_days")
+        positive += ("stats_chart_minutes", "stats_chart_hours", "stats_days", "max_groups", "group_new_min")
+        positive += ("group_spike_min", "group_spike_factor")
         if self.stats_window_min < 2:
             raise ValueError("JOBPULSE_STATS_WINDOW_MIN must be at least 2")
         if self.tick_max_ms < self.tick_ms:
@@ -446,6 +460,11 @@ class Settings:
             fn_minutes=self.stats_chart_minutes,
             fn_hours=self.stats_chart_hours,
             fn_days=self.stats_days,
+            max_groups=self.max_groups,
+            group_new_s=self.group_new_s,
+            group_new_min=self.group_new_min,
+            group_spike_min=self.group_spike_min,
+            group_spike_factor=self.group_spike_factor,
             logs_cap=self.logs_cap,
             activity_rows=self.activity_rows,
             sources=self.source_rules(),

@@ -16,8 +16,7 @@ from starlette.responses import JSONResponse, Response
 from server import __version__
 from server.streams.core import functions
 from server.streams.core.events import MAX_TIME
-from server.streams.core.widgets import functions as function_widgets
-from server.streams.core.widgets import overview
+from server.streams.core.widgets import functions as function_widgets, overview
 
 
 async def widget_api(request: Request) -> Response:
@@ -32,7 +31,13 @@ async def widget_api(request: Request) -> Response:
 
 async def functions_api(request: Request) -> Response:
     """GET /api/functions: every function's and channel's numbers over the rolling window (the `functions` widget)."""
-    seq, data = request.app.state.hub.view("functions")
+    _, data = request.app.state.hub.view("functions")
+    return JSONResponse(data)
+
+
+async def failure_groups_api(request: Request) -> Response:
+    """GET /api/failure-groups: failures grouped by cause, the groups seen most lately first (the widget's data)."""
+    _, data = request.app.state.hub.view("failure_groups")
     return JSONResponse(data)
 
 

@@ -30,6 +30,7 @@ NAV = (
     ("overview", "/admin/jobs/overview", "Overview", "o"),
     ("runners", "/admin/jobs/runners", "Runners", "r"),
     ("functions", "/admin/jobs/functions", "Functions", "f"),
+    ("failures", "/admin/jobs/failures", "Failures", "x"),
     ("manage", "/admin/jobs/manage", "Operations", "m"),
     ("table", "/admin/jobs/table", "Jobs", "j"),
     ("status", "/admin/system-status", "Status", "s"),
@@ -77,6 +78,11 @@ def _page(request: Request, template: str, title: str, active: str, **extra: obj
 async def functions_page(request: Request) -> Response:
     """Functions: per-function and per-channel runs, failures and percentiles, and one function's chart."""
     return _page(request, "functions.html", "Functions", "functions")
+
+
+async def failures_page(request: Request) -> Response:
+    """Failures: failed jobs grouped by cause; a group's samples, retry and mute."""
+    return _page(request, "failures.html", "Failures", "failures")
 
 
 async def dashboard_page(request: Request) -> Response:

@@ -33,6 +33,7 @@ from server.streams.core.events import (
     REJECT_REASONS,
     Depth,
     Event,
+    GroupMutes,
     Heartbeat,
     JobEvent,
     LogRecorded,
@@ -329,5 +330,13 @@ class Aggregator:
                     await self._restore()  # never write before reading, or history would be overwritten
                     continue
                 await self.store.save(self.state)
+                await self.read_mutes()
             except (aredis.RedisError, OSError) as exc:
                 log.warning("could not write to the store: %s", exc)
+
+    async def read_mutes(self) -> None:
+        """Fold the failure-group mutes every process shares (an operator's mute in another process shows here
+        within one persist round; this process's own at once, server/groups.py)."""
+        mutes = await self.store.mutes()
+        self.feed(GroupMutes(mutes), self.clock())
+        self.chunk_end()

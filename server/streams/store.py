@@ -14,8 +14,9 @@ import msgspec
 import redis.asyncio as aredis
 
 from server.streams.core import functions, sketch
-from server.streams.core.events import MAX_TIME, FailureRecord, Restored, RunnerRecord, StatCell
+from server.streams.core.events import MAX_TIME, FailureRecord, GroupMute, GroupRecord, Restored, RunnerRecord, StatCell
 from server.streams.core.functions import Cell
+from server.streams.core.groups import Group
 from server.streams.core.runners import runner_record
 from server.streams.core.series import BUCKET_WIDTH
 from server.streams.core.state import Limits, State
@@ -41,6 +42,8 @@ class _StoredCell(msgspec.Struct, array_like=True):
 
 
 _cell_decoder = msgspec.json.Decoder(_StoredCell)
+_group_decoder = msgspec.json.Decoder(GroupRecord)
+_mute_decoder = msgspec.json.Decoder(GroupMute)
 _stat_cell_decoder = msgspec.json.Decoder(StatCell)
 
 # Deletes a stat hash's slots older than ARGV[1] inside Redis: the sweep costs no round trip per field.
@@ -74,6 +77,8 @@ class Store:
         # Per-function and per-channel cells (server/streams/core/functions.py): SET of "kind:name", and for each
         # a HASH slot -> cell by resolution: `stats:m:kind:name` (minutes) and `stats:h:kind:name` (hours).
         self.stats_key = f"{prefix}:jp:stats"
+        self.groups_key = f"{prefix}:jp:groups"  # HASH fingerprint -> GroupRecord
+        self.mutes_key = f"{prefix}:jp:groups:muted"  # HASH fingerprint -> GroupMute (every process reads it)
         self.stats_minutes = stats_minutes
         self.stats_hours = stats_hours
         self._stat_versions: dict[tuple[str, str], int] = {}  # the version of each stat as last written
@@ -104,6 +109,7 @@ class Store:
         pipe.smembers(self.channels_key)
         pipe.hget(self.meta_key, "synthetic_until")
         pipe.smembers(self.stats_key)
+        pipe.hgetall(self.groups_key)
         (
             raw_series,
             raw_runners,
@@ -113,6 +119,7 @@ class Store:
             raw_channels,
             raw_synthetic,
             raw_stats,
+            raw_groups,
         ) = await pipe.execute()
 
         minute_now = int(now // 60)
@@ -151,6 +158,12 @@ class Store:
         if raw_synthetic is not None and synthetic_until is None:
             self.corrupt += 1
         stats = await self._load_stats(raw_stats, minute_now, limits)
+        groups = []
+        for value in raw_groups.values():
+            try:
+                groups.append(_group_decoder.decode(value))
+            except msgspec.DecodeError:
+                self.corrupt += 1
         if self.corrupt:
             log.warning("store: skipped %d entries that did not decode", self.corrupt)
         return Restored(
@@ -163,7 +176,35 @@ class Store:
             synthetic_until=synthetic_until,
             stats=tuple(stats),
             now=now,
+            groups=tuple(groups),
         )
+
+    async def mutes(self) -> tuple[GroupMute, ...]:
+        """The failure groups muted now (expired mutes are left for `unmute` or the next `mute` to clear)."""
+        raw = await self.client.hgetall(self.mutes_key)
+        out = []
+        for value in raw.values():
+            try:
+                out.append(_mute_decoder.decode(value))
+            except msgspec.DecodeError:
+                self.corrupt += 1
+        return tuple(sorted(out, key=lambda m: m.group))
+
+    async def mute(self, mute: GroupMute, now: float) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self.mutes_key, mute.group, _encoder.encode(mute))
+        for group, value in (await self.client.hgetall(self.mutes_key)).items():
+            if (group.decode(errors="replace") if isinstance(group, bytes) else group) == mute.group:
+                continue
+            try:
+                if _mute_decoder.decode(value).until <= now:
+                    pipe.hdel(self.mutes_key, group)
+            except msgspec.DecodeError:
+                pipe.hdel(self.mutes_key, group)
+        await pipe.execute()
+
+    async def unmute(self, group: str) -> bool:
+        return bool(await self.client.hdel(self.mutes_key, group))
 
     def stat_key(self, res: str, kind: str, name: str) -> str:
         return f"{self.stats_key}:{res}:{kind}:{name}"
@@ -357,6 +398,15 @@ class Store:
 
         stats_written = self._save_stats(state, pipe)
         written += stats_written
+        group_ids, state.dirty_groups = state.dirty_groups, set()
+        if group_ids:
+            present = {g: _encoder.encode(_group_record(state.groups[g])) for g in group_ids if g in state.groups}
+            gone = [g for g in group_ids if g not in state.groups]
+            if present:
+                pipe.hset(self.groups_key, mapping=present)  # type: ignore[arg-type]
+                written += len(present)
+            if gone:
+                pipe.hdel(self.groups_key, *gone)
 
         added, state.failures_added = min(state.failures_added, len(state.failures)), 0
         if added:
@@ -384,10 +434,18 @@ class Store:
             state.dirty_hours |= hours
             state.dirty_channel_minutes |= channel_minutes
             state.failures_added = max(state.failures_added, added)
+            state.dirty_groups |= group_ids
             self._persisted.update(expired)
             self._stat_versions = {key: -1 for key in self._stat_versions}  # write every stat again
             raise
         return written
+
+
+def _group_record(g: Group) -> GroupRecord:
+    return GroupRecord(
+        g.id, g.type, g.message, g.frame, g.example, g.count, g.first, g.last, dict(g.functions), dict(g.channels),
+        {str(m): n for m, n in g.minutes.items()}, [tuple(s) for s in g.samples],  # type: ignore[misc]
+    )  # fmt: skip
 
 
 def _encode_cell(cell: Cell) -> bytes:

@@ -37,6 +37,7 @@ class Aspect(IntFlag):
     ACTIVITY = 1 << 14  # the audit's live rows
     NOTIFY = 1 << 15  # the alert notifier's targets, outbox, silences and acknowledgements
     STATS = 1 << 16  # the per-function and per-channel numbers (runs, failures, runtime and wait sketches)
+    GROUPS = 1 << 17  # the failure groups and their mutes
 
 
 COUNTERS: Final = int(Aspect.COUNTERS)
@@ -56,4 +57,5 @@ RUNNER_EVENTS: Final = int(Aspect.RUNNER_EVENTS)
 ACTIVITY: Final = int(Aspect.ACTIVITY)
 NOTIFY: Final = int(Aspect.NOTIFY)
 STATS: Final = int(Aspect.STATS)
+GROUPS: Final = int(Aspect.GROUPS)
 ALL: Final = int(~Aspect(0))  # every aspect

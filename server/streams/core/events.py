@@ -372,6 +372,39 @@ class StatCell(Struct, frozen=True, array_like=True):
     wt: tuple[int, ...]
 
 
+class GroupRecord(Struct, frozen=True):
+    """A failure group as the store keeps it (server/streams/core/groups.py; docs/protocol.md 1.7)."""
+
+    id: Annotated[str, Meta(pattern=r"^[0-9a-f]{16}$")]
+    type: Annotated[str, Meta(max_length=200)]
+    message: Annotated[str, Meta(max_length=300)]
+    frame: Annotated[str, Meta(max_length=600)]
+    example: Annotated[str, Meta(max_length=500)]
+    count: Count
+    first: Time
+    last: Time
+    functions: Annotated[dict[Annotated[str, Meta(max_length=300)], Count], Meta(max_length=20)]
+    channels: Annotated[dict[Annotated[str, Meta(max_length=200)], Count], Meta(max_length=20)]
+    minutes: Annotated[dict[str, Count], Meta(max_length=60)]
+    samples: Annotated[list[tuple[Id, Time, Annotated[str, Meta(max_length=300)], Annotated[str, Meta(max_length=200)],
+                                  Annotated[str, Meta(max_length=200)]]], Meta(max_length=5)]  # fmt: skip
+
+
+class GroupMute(Struct, frozen=True):
+    """One muted failure group: it raises no hot issue until `until`."""
+
+    group: str
+    until: float
+    by: str
+    reason: str = ""
+
+
+class GroupMutes(Struct, frozen=True):
+    """The failure groups muted now, as every process reads them from the store (server/groups.py)."""
+
+    mutes: tuple[GroupMute, ...]
+
+
 class Restored(Struct, frozen=True):
     """jobpulse's own durable state, read back from the store at start."""
 
@@ -384,6 +417,7 @@ class Restored(Struct, frozen=True):
     synthetic_until: float | None = None  # the history before this is made up (the demo's backfill)
     stats: tuple[StatCell, ...] = ()  # per-function and per-channel cells (server/streams/core/functions.py)
     now: float = 0.0  # jobpulse's clock when the store was read: which minute, hour and day are open
+    groups: tuple[GroupRecord, ...] = ()  # the failure groups (server/streams/core/groups.py)
 
 
 Event = (
@@ -398,6 +432,7 @@ Event = (
     | ShellStats
     | AuditNoted
     | NotifyStatus
+    | GroupMutes
 )
 
 REJECT_REASONS = ("too_large", "json", "schema", "version", "unknown_type", "batch", "error")

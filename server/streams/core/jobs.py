@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import msgspec
 from msgspec import Struct
 
-from server.streams.core import functions, series
+from server.streams.core import functions, groups, series
 from server.streams.core.aspects import COUNTERS, FAILURES, JOBS, LIVE, SCHEDULED, SERIES
 from server.streams.core.series import COMPLETED, FAILED, PUBLISHED, RETRIED
 
@@ -80,6 +80,7 @@ class Job(Struct, gc=False):
     error: str | None = None
     traceback: str | None = None
     reason: str | None = None
+    group: str | None = None  # the failure group of its last failure (server/streams/core/groups.py)
     updated: float = 0.0  # jobpulse's clock
     # The job's events, oldest first, at most Limits.job_history, flat: ts, event, attempt, runner, ts, ... One
     # tuple of atoms, replaced on each event: the collector untracks it at its first look. A list would stay
@@ -279,6 +280,8 @@ def _finish(state: State, job: Job, ev: JobEvent, at: float) -> int:
     changed = move(state, job, name)
     if name != "failed":
         return changed
+    if at > state.counted_until:  # else a replay the restored groups counted already
+        changed |= groups.failed(state, job, at)
     state.failures.appendleft(
         Failure(ev.id, job.id, job.fn, job.channel, job.error or "", at, job.runner, ev.attempt, job.traceback)
     )

@@ -26,12 +26,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from server.streams.core import channels, jobs, runners, shell
+from server.streams.core import channels, groups, jobs, runners, shell
 from server.streams.core.aspects import HEALTH
 from server.streams.core.events import (
     AuditNoted,
     Depth,
     Event,
+    GroupMutes,
     Heartbeat,
     JobEvent,
     LogRecorded,
@@ -73,6 +74,7 @@ _SHELL: dict[type, Callable[[State, Any], int]] = {
     ShellStats: shell.shell_stats,
     AuditNoted: shell.audit_noted,
     NotifyStatus: shell.notify_status,
+    GroupMutes: groups.mutes,
 }
 
 

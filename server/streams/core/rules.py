@@ -14,6 +14,9 @@ Rules:
 - stuck_jobs: jobs of a channel have been running longer than `stuck_after` (warning).
 - backlog_sla: a channel's oldest queued job is older than the channel's SLA (critical at twice the SLA).
 - silent_runner: a runner stopped beating without saying it stopped (stale: warning; offline: critical).
+- failure_group: a new cause of failures (a failure group first seen within `group_new_s` with at least
+  `group_new_min` failures), or a spike of a known one (at least `group_spike_min` failures in 5 minutes and
+  `group_spike_factor` times its rate over the hour before); muted groups raise nothing (warning).
 - source_warning: a condition the source's connector reports about the job system itself (SourceWarning; the
   mojo source: django-mojo's scheduler holds no lock, or holds it and does not loop).
 """
@@ -22,12 +25,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from server.streams.core import groups
 from server.streams.core.labels import SEP
 from server.streams.core.series import COMPLETED, FAILED
 from server.streams.core.state import Alert, State
 
 LIVE_RUNNER = frozenset({"online", "busy", "draining"})
-RULES = ("source_down", "source_warning", "no_runner", "failing_channel", "stuck_jobs", "backlog_sla", "silent_runner")
+RULES = ("source_down", "source_warning", "no_runner", "failing_channel", "stuck_jobs", "backlog_sla", "silent_runner",
+         "failure_group")  # fmt: skip
 SEVERITY_RANK = {"critical": 0, "warning": 1}
 
 Condition = tuple[str, str, str, str, str]  # rule, key, severity, title, detail
@@ -96,6 +101,36 @@ def conditions(state: State, now: float) -> Iterator[Condition]:
         severity = "critical" if runner.status == "offline" else "warning"
         yield ("silent_runner", runner.id, severity, f"runner {runner.id} silent",
                f"no heartbeat{silent}; it did not say it stopped")  # fmt: skip
+
+    yield from _failure_groups(state, now)
+
+
+SPIKE_MINUTES = 5
+
+
+def _failure_groups(state: State, now: float) -> Iterator[Condition]:
+    """A new cause of failures, or a known one failing far more often than over the last hour (not muted)."""
+    limits = state.limits
+    minute = int(now // 60)
+    for group in reversed(state.groups.values()):  # last seen first: the ones that can hold come first
+        if group.last < now - max(limits.group_new_s, SPIKE_MINUTES * 60):
+            break  # ordered by last seen: nothing older can be new or spiking
+        if groups.muted(state, group.id):
+            continue
+        where = ", ".join(list(group.functions)[:2])
+        what = f"{group.type.rsplit('.', 1)[-1]}" + (f" in {where}" if where else "")
+        if group.first >= now - limits.group_new_s and group.count >= limits.group_new_min:
+            detail = f"{group.count} failures since {_span(now - group.first)} ago: {group.message[:120]}"
+            yield "failure_group", group.id, "warning", f"New failure: {what}", detail
+            continue
+        last5 = groups.recent(group, minute, SPIKE_MINUTES)
+        if last5 < limits.group_spike_min:
+            continue
+        before = groups.recent(group, minute - SPIKE_MINUTES, groups.TREND_MINUTES - SPIKE_MINUTES)
+        baseline = before / ((groups.TREND_MINUTES - SPIKE_MINUTES) / SPIKE_MINUTES)  # per 5 minutes
+        if last5 >= limits.group_spike_factor * max(baseline, 1.0):
+            detail = f"{last5} failures in {SPIKE_MINUTES} min (about {baseline:.0f} per {SPIKE_MINUTES} min before)"
+            yield "failure_group", group.id, "warning", f"Failure spike: {what}", detail
 
 
 def evaluate(state: State, now: float) -> bool:

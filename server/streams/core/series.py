@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from server.streams.core import functions
-from server.streams.core.aspects import COUNTERS, SERIES, STATS
+from server.streams.core.aspects import COUNTERS, GROUPS, SERIES, STATS
 
 if TYPE_CHECKING:
     from server.streams.core.state import State
@@ -81,7 +81,7 @@ def advance(state: State, at: float) -> int:
     minute = int(at // 60)
     if minute != state.minute:
         _roll(state, minute)
-        return SERIES | COUNTERS | STATS
+        return SERIES | COUNTERS | STATS | GROUPS  # failure groups: their trends slide, "new" ones age
     return 0
 
 

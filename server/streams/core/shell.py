@@ -10,7 +10,7 @@ what the store kept.
 from __future__ import annotations
 
 from server.redact import redact
-from server.streams.core import channels, functions, rules, runners, series
+from server.streams.core import channels, functions, groups, rules, runners, series
 from server.streams.core.aspects import ACTIVITY, ALERTS, ALL, HEALTH, LOGS, NOTIFY, PLATFORM, PULSE, RUNNERS, SERIES
 from server.streams.core.events import (
     AuditNoted,
@@ -202,6 +202,7 @@ def restored(state: State, msg: Restored) -> int:
     series.recompute_sums(state)
     functions.drain(state)
     functions.restore(state, msg.stats, int(max(msg.now, state.now) // 60))
+    groups.restore(state, msg.groups)
     for record in msg.runners:
         beat = record.beat
         if beat.src in state.runners:

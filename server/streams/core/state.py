@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from server.streams.core.channels import Channel
+from server.streams.core.fingerprint import Cause
 from server.streams.core.functions import Pending, Stat
+from server.streams.core.groups import Group
 from server.streams.core.jobs import INDEX_FIELDS, SETTLED, Failure, Ids, Job
 from server.streams.core.labels import SourceRule
 from server.streams.core.runners import Runner
@@ -55,6 +57,14 @@ class Limits:
     fn_minutes: int = 360
     fn_hours: int = 7 * 24
     fn_days: int = 30
+    # Failure groups (server/streams/core/groups.py) and their hot-issue rule (server/streams/core/rules.py):
+    # a group is new for group_new_s after it first appears, and raises one once it has group_new_min failures;
+    # a spike is group_spike_min failures in 5 minutes and group_spike_factor times its rate over the hour.
+    max_groups: int = 500
+    group_new_s: float = 3600.0
+    group_new_min: int = 3
+    group_spike_min: int = 10
+    group_spike_factor: float = 3.0
     runner_events_cap: int = 500
     alert_log_cap: int = 500
     logs_cap: int = 500
@@ -203,12 +213,14 @@ class State:
         "alert_log",
         "alerts",
         "beats_this_tick",
+        "cause_memo",
         "channel_series",
         "channel_stats",
         "channels",
         "counted_until",
         "day_end",
         "dirty_channel_minutes",
+        "dirty_groups",
         "dirty_hours",
         "dirty_minutes",
         "dirty_runners",
@@ -216,6 +228,8 @@ class State:
         "failures_added",
         "fn_pending",
         "fn_stats",
+        "group_mutes",
+        "groups",
         "health",
         "hours",
         "index",
@@ -306,6 +320,12 @@ class State:
         # Per-function and per-channel numbers, by name (server/streams/core/functions.py).
         self.fn_stats: dict[str, Stat] = {}
         self.channel_stats: dict[str, Stat] = {}
+        # Failure groups by fingerprint, ordered by last seen (server/streams/core/groups.py); the ones changed
+        # since the store's last save; the mutes (group -> until, by, reason); the causes parsed lately.
+        self.groups: dict[str, Group] = {}
+        self.dirty_groups: set[str] = set()
+        self.group_mutes: dict[str, tuple[float, str, str]] = {}
+        self.cause_memo: dict[tuple[str | None, str | None], Cause] = {}
         self.fn_pending: dict[tuple[str, str], Pending] = {}  # noted by the job fold, drained each clock tick
         self.dirty_channel_minutes: set[tuple[str, int]] = set()
         self.runner_events: deque[tuple[int, float, str, str, str]] = deque(maxlen=limits.runner_events_cap)

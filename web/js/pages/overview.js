@@ -8,6 +8,7 @@
 import { mount, register, start, unmount } from "../app.js";
 import { kpiParams, scopePage, setupPicker, source } from "../source-scope.js";
 import { viewKey } from "../views.js";
+import * as failureGroups from "../widgets/failure-groups.js";
 import * as health from "../widgets/health.js";
 import * as backlogs from "../widgets/overview/backlogs.js";
 import * as hotIssues from "../widgets/overview/hot-issues.js";
@@ -23,6 +24,7 @@ register("pulse", pulse.render);
 register("backlogs", backlogs.render);
 register("hot_issues", hotIssues.render);
 register("snapshot", snapshot.render);
+register("failure_groups", failureGroups.render);
 register("kpi", kpi.render);
 
 const GRANS = ["minutes", "hours", "days"];

@@ -16,7 +16,7 @@ from server.streams.core import search
 from server.streams.core.aspects import Aspect
 from server.streams.core.runners import RUNNER_STATUSES
 from server.streams.core.state import State
-from server.streams.core.widgets import dashboard, fleet, functions, jobs, overview, platform
+from server.streams.core.widgets import dashboard, fleet, functions, groups, jobs, overview, platform
 from server.streams.core.widgets.common import View, ViewLimits, Widget
 from server.streams.core.widgets.dashboard import counters, failures, health, live_jobs, published, runners, scheduled
 
@@ -68,6 +68,8 @@ WIDGETS: tuple[Widget, ...] = (
     Widget("alert_log", Aspect.ALERTS | Aspect.NOTIFY, platform.alert_log),
     # The Functions page (section 3.12).
     Widget("functions", Aspect.STATS, functions.table),
+    # The Failures page and the Overview's top failure groups (section 3.13).
+    Widget("failure_groups", Aspect.GROUPS, groups.failure_groups),
     # Recent Maintenance Activity: the audit log's newest entries (section 5.5).
     Widget("activity", Aspect.ACTIVITY, platform.activity),
     # The newest commands that changed something, for the toast every page shows of other operators' actions.

@@ -154,4 +154,3 @@ def job_context(state: State, fn: str) -> View | None:
     if runtime is None:
         return None
     return {"p50": runtime[0], "p95": runtime[2], "window": state.limits.fn_window, "runs": row["runs"]}
-

@@ -274,6 +274,7 @@ _CTA: dict[str, tuple[str, Callable[[str], str]]] = {
     "backlog_sla": ("Show backlog", lambda key: table_link(f"status:queued channel:{key}", "queued")),
     "silent_runner": ("Open runner", lambda key: "/admin/jobs/runners?q=" + quote(key, safe="")),
     "source_warning": ("Show scheduled jobs", lambda key: table_link("status:scheduled")),  # the scheduler: who waits
+    "failure_group": ("Open the group", lambda key: f"/admin/jobs/failures#g-{key}"),
 }
 
 
