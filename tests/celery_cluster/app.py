@@ -13,6 +13,8 @@ from typing import Any
 
 from celery import Celery
 
+from tests.celery_cluster import billing
+
 NAME = __name__
 
 
@@ -52,6 +54,18 @@ def make_app(broker: str) -> Celery:
             raise self.retry(exc=RuntimeError(f"{key}: not yet"))
         return key
 
+    @app.task(shared=False, name=f"{NAME}.charge")
+    def charge(customer: str) -> str:
+        return billing.plan_of(customer)
+
+    @app.task(shared=False, name=f"{NAME}.import_row")
+    def import_row(text: str) -> int:
+        return billing.amount_of(text)
+
+    @app.task(shared=False, name=f"{NAME}.sync_rates")
+    def sync_rates(port: int) -> int:
+        return len(billing.fetch_rates(port))
+
     return app
 
 
@@ -60,7 +74,7 @@ class Tasks:
 
     def __init__(self, broker: str) -> None:
         self.app = make_app(broker)
-        for name in ("add", "fail", "sleep", "send_mail", "flaky"):
+        for name in ("add", "fail", "sleep", "send_mail", "flaky", "charge", "import_row", "sync_rates"):
             setattr(self, name, self.app.tasks[f"{NAME}.{name}"])
 
     def __getattr__(self, name: str) -> Any:  # the task attributes set above, for the type checker

@@ -40,7 +40,7 @@ _NORMALISE = (
     (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<n>"),
     (re.compile(r"\b[A-Za-z]{2,8}_[A-Za-z0-9]{8,}\b"), "<id>"),  # req_87a0f592389e, cus_NffrFeUfNV2Hib
     (re.compile(r"\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{6,}\b"), "<n>"),
-    (re.compile(r"[+-]?\b\d+(\.\d+)?([eE][+-]?\d+)?"), "<n>"),
+    (re.compile(r"(?<![A-Za-z])\d+(\.\d+)?([eE][+-]?\d+)?"), "<n>"),  # cus_0 too, not utf8
     (re.compile(r"\s+"), " "),
 )
 
@@ -124,7 +124,9 @@ def cause(error: str | None, traceback: str | None) -> Cause:
         if match:
             exc_type, message = match.group("type"), match.group("msg")
             quoted = re.fullmatch(r"'(.*)',?|\"(.*)\",?", message, re.S)
-            if quoted:  # the repr of one string argument: its text is the message
+            # The repr of one string argument: its text is the message (a KeyError's message is the key's repr,
+            # quotes and all, as its traceback line shows it).
+            if quoted and not exc_type.endswith("KeyError"):
                 message = quoted.group(1) if quoted.group(1) is not None else quoted.group(2)
         else:
             head, sep, rest = text.partition(":")

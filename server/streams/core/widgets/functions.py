@@ -21,10 +21,10 @@ MARKS = 50  # restarts and deploys a chart marks at most
 
 
 def _r(value: float | None) -> float | None:
-    """Seconds to the millisecond (a sketch's value carries 2% error: more digits would be noise and bytes)."""
+    """Seconds to 4 significant digits (a sketch's value carries 2% error: more digits would be noise and bytes)."""
     if value is None:
         return None
-    return round(value, 3) if value >= 0.01 else round(value, 6)
+    return float(f"{value:.4g}")
 
 
 def numbers(s: Summary) -> View:
