@@ -118,7 +118,7 @@ def test_functions_and_failure_groups_match_what_the_simulator_did_and_survive_a
     native: LiveServer, redis_url: str, prefix: str
 ) -> None:
     async def run() -> list[Obj]:
-        async with fleet_running(redis_url, prefix, rate=60.0, runners=4, channels=4) as (fleet, feed):
+        async with fleet_running(redis_url, prefix, rate=60.0, runners=4, channels=4) as (_fleet, feed):
             await eventually(lambda: sum(1 for o in feed.objects if o.get("event") == "failed") >= 3, 30)
             await asyncio.sleep(2.0)
         return feed.objects

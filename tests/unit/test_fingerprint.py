@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 from server import actions
 from server.simulator import tracebacks
 from server.streams.core import fingerprint, groups, rules
-from server.streams.core.events import GroupMute, GroupMutes, JobEvent, Tick
+from server.streams.core.events import GroupMute, GroupMutes, JobEvent, JobEventName, Tick
 from server.streams.core.fingerprint import cause, normalise
 from server.streams.core.reducer import fold, initial_state
 from server.streams.core.state import Limits, State
@@ -111,9 +111,10 @@ def test_any_text_gives_a_bounded_fingerprint(error: str, traceback: str | None)
 
 
 def failed(state: State, k: int, fn: str, error: str, at: float, channel: str = "q") -> None:
-    for event, ts in (("queued", at - 2), ("started", at - 1), ("failed", at)):
+    steps: tuple[tuple[JobEventName, float], ...] = (("queued", at - 2), ("started", at - 1), ("failed", at))
+    for event, ts in steps:
         ev = JobEvent(v=1, id=f"{k}{event}", src="p", seq=0, ts=ts, event=event, job=f"j{k}", channel=channel, fn=fn,
-                      runner="r1", error=error if event == "failed" else None)  # type: ignore[arg-type]  # fmt: skip
+                      runner="r1", error=error if event == "failed" else None)  # fmt: skip
         fold(state, ev, ts)
 
 
