@@ -51,13 +51,17 @@ function remember() {
   history.replaceState(null, "", url);
 }
 
+/** The widget key the chart shows, or "" when it is closed. */
+let shown = "";
+
 /** Show `name`'s chart (or close it with ""). @param {string} name */
 function openFunction(name) {
   picked = name;
   remember();
   if (!name) {
-    chart.destroy(detail);
+    chart.reset(detail, "");
     unmount(detail);
+    shown = "";
     detail.hidden = true;
     return;
   }
@@ -67,8 +71,13 @@ function openFunction(name) {
   for (const button of detail.querySelectorAll("[data-fn-gran]")) {
     button.setAttribute("aria-pressed", String(/** @type {HTMLElement} */ (button).dataset.fnGran === gran));
   }
-  chart.destroy(detail);
-  mount(detail, viewKey("function", { name, gran }));
+  const key = viewKey("function", { name, gran });
+  // The same function at the same resolution (its name or the pressed button clicked again): the chart stays. A
+  // remount would not bring the data back (mount ignores the key it already shows), only blank the chart.
+  if (key === shown) return;
+  shown = key;
+  chart.reset(detail, name);
+  mount(detail, key);
 }
 
 table.view.open = (name, kind) => {
@@ -135,7 +144,9 @@ search.addEventListener("input", () => {
   table.view.q = search.value;
   table.redraw();
 });
-window.addEventListener("resize", () => chart.redraw(detail));
+window.addEventListener("resize", () => {
+  if (!detail.hidden) chart.redraw(detail);
+});
 
 if (picked) openFunction(picked);
 start();

@@ -3,8 +3,11 @@
  * One function's chart (`function?gran=…&name=…`, docs/protocol.md 3.12): its runtime or wait percentiles
  * (p50, p90, p95, p99, max) or its runs and failures per minute, hour or day, with its runners' restarts and
  * deploys drawn as vertical lines. uPlot is loaded on first use (as the Overview's chart modal does). Points
- * arrive keyed by slot, so a tick patches the open slot only.
+ * arrive keyed by slot, so a tick patches the open slot only; only slots with numbers are sent, so the chart lays
+ * them on a grid of every slot from its first point (at least MIN_SLOTS back, never before `since`) to now: an
+ * idle slot is a gap in a percentile line and a zero in the runs.
  */
+import { now } from "../clock.js";
 import { clockTime, count, field, setText } from "../format.js";
 import { duration } from "./jobs/common.js";
 import { loadUPlot } from "./overview/chart.js";
@@ -25,6 +28,9 @@ const RUNS = [
 ];
 // A point: [runs, completed, failed, retried, runtime p50, p90, p95, p99, max, wait p50, p90, p95, p99, max].
 const OFFSET = /** @type {Record<string, number>} */ ({ runtime: 4, wait: 9, runs: 1 });
+const MIN_SLOTS = 60; // the grid spans at least this many slots (an hour of minutes), so a lone point is not alone
+const MAX_SLOTS = 2000; // and at most this many (a clock far off cannot make it huge)
+const FLOOR = 1e-5; // the log scale has no zero: a 0 s runtime (the sketch reads 0.1 ms and less as 0) is drawn here
 
 /** @type {WeakMap<HTMLElement, {plot: any, shape: string, marks: number[]}>} */
 const plots = new WeakMap();
@@ -61,14 +67,36 @@ export function destroy(root) {
   plots.delete(root);
 }
 
+/**
+ * Start afresh for `name` (another function or resolution is about to be shown, or "" when the chart closes):
+ * no plot, no data held (a resize or a measure change must not draw the previous one), the new name at once and
+ * no numbers of the previous one. @param {HTMLElement} root @param {string} name
+ */
+export function reset(root, name) {
+  destroy(root);
+  wanted.delete(root);
+  setText(field(root, "name"), name);
+  setText(field(root, "summary"), name ? "Loading…" : "");
+  setText(field(root, "marks"), "");
+  field(root, "empty").hidden = true;
+}
+
 /** @param {HTMLElement} root @param {any} UPlot @param {any} data */
 function draw(root, UPlot, data) {
   const measure = state.measure;
   const slots = Object.keys(data.points).map(Number).sort((a, b) => a - b);
-  const xs = slots.map((t) => t);
+  const xs = grid(slots, data.step, data.since);
   const lines = measure === "runs" ? RUNS : PCT;
   const at = OFFSET[measure];
-  const ys = lines.map((_, i) => slots.map((t) => data.points[String(t)][at + i] ?? null));
+  const idle = measure === "runs" ? 0 : null; // a slot without numbers: no runs, no percentile
+  const ys = lines.map((_, i) =>
+    xs.map((t) => {
+      const point = data.points[String(t)];
+      const v = point ? point[at + i] : undefined;
+      if (typeof v !== "number") return idle;
+      return measure === "runs" ? v : Math.max(v, FLOOR);
+    }),
+  );
   const host = field(root, "plot");
   const marks = (data.marks || []).map((/** @type {any[]} */ m) => m[0]);
   const shape = `${measure}|${data.gran}|${host.clientWidth}`;
@@ -104,6 +132,30 @@ function dur(v) {
 }
 
 /**
+ * Every slot start from the first point (or MIN_SLOTS before the last, if earlier; never before `since`) to the
+ * slot open now on the server's clock (or the last point, if later).
+ * @param {number[]} slots the slots with numbers, sorted @param {number} step @param {number} since
+ */
+function grid(slots, step, since) {
+  if (!slots.length || !(step > 0)) return slots;
+  const last = Math.max(slots[slots.length - 1], Math.floor(now() / step) * step);
+  let first = Math.min(slots[0], last - (MIN_SLOTS - 1) * step);
+  if (typeof since === "number" && since > first) first = Math.min(since, slots[0]);
+  first = Math.max(first, last - (MAX_SLOTS - 1) * step);
+  /** @type {number[]} */
+  const out = [];
+  for (let t = first; t <= last; t += step) out.push(t);
+  return out;
+}
+
+/** Seconds on the axis or in the legend: a duration, in µs below a millisecond (where a duration says "0 ms"), 0 at
+ * FLOOR. @param {number} t */
+function tick(t) {
+  if (t <= FLOOR) return "0 ms";
+  return t < 0.001 ? `${Number((t * 1e6).toPrecision(2))} µs` : duration(t);
+}
+
+/**
  * @param {any} data @param {{label: string, colour: string, dash: number[] | undefined}[]} lines
  * @param {HTMLElement} host @param {string} measure @param {{marks: number[]}} box
  */
@@ -128,7 +180,7 @@ function options(data, lines, host, measure, box) {
         dash: l.dash,
         spanGaps: false,
         value: (/** @type {any} */ _u, /** @type {number | null} */ v) =>
-          v === null || v === undefined ? "–" : seconds ? duration(v) : count(v),
+          v === null || v === undefined ? "–" : seconds ? tick(v) : count(v),
       })),
     ],
     axes: [
@@ -138,7 +190,7 @@ function options(data, lines, host, measure, box) {
         label: seconds ? `${measure} (s, log scale)` : `runs per ${per}`,
         size: 60,
         labelSize: 20,
-        values: (/** @type {any} */ _u, /** @type {number[]} */ ticks) => ticks.map((t) => (seconds ? duration(t) : count(t))),
+        values: (/** @type {any} */ _u, /** @type {number[]} */ ticks) => ticks.map((t) => (seconds ? tick(t) : count(t))),
       },
     ],
     hooks: {

@@ -21,6 +21,8 @@ export const view = {
   open: () => {},
 };
 
+const EMPTY = "No job has finished in the window yet: rows appear as jobs run.";
+
 /** @type {HTMLElement | null} */
 let lastRoot = null;
 /** @type {any} */
@@ -76,8 +78,12 @@ function draw(root, data) {
   const runs = names.reduce((n, name) => n + rows[name].runs, 0);
   const total = Object.keys(rows).length;
   const shown = names.length === total ? `${count(total)}` : `${count(names.length)} of ${count(total)}`;
-  setText(field(root, "summary"), `${shown} ${functions ? "functions" : "channels"} · ${count(runs)} runs in ${data.window} min`);
-  field(root, "empty").hidden = names.length > 0;
+  const noun = functions ? (total === 1 ? "function" : "functions") : total === 1 ? "channel" : "channels";
+  setText(field(root, "summary"), `${shown} ${noun} · ${count(runs)} ${runs === 1 ? "run" : "runs"} in ${data.window} min`);
+  const empty = field(root, "empty");
+  empty.hidden = names.length > 0;
+  // Nothing ran, or the filters leave nothing: not the same news.
+  setText(empty, total ? `No ${functions ? "function" : "channel"} matches the filters.` : EMPTY);
   const win = document.getElementById("fn-window");
   if (win) setText(win, String(data.window));
   for (const button of root.querySelectorAll("button.sort")) {
