@@ -7,13 +7,16 @@ nothing per event. The text format is prometheus-client's own.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from server.handlers.ws import BAD_FRAME
+from server.streams.core import sketch
+from server.streams.core.functions import Cell
 from server.streams.core.rules import LIVE_RUNNER
 from server.streams.core.runners import RUNNER_STATUSES
 from server.streams.core.series import DAY_MINUTES
@@ -167,6 +170,64 @@ class JobpulseCollector(Collector):
             done.add_metric([name, "completed"], ring.sum(first, last, 1))
             done.add_metric([name, "failed"], ring.sum(first, last, 2))
         yield done
+        yield from _histograms(state, self.app_state.settings.metrics_functions)
+        yield from _group_metrics(state)
+
+
+# The histograms' buckets (s): a job's runtime or wait from 5 ms to an hour.
+BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+          3600.0)  # fmt: skip
+
+
+def _buckets(cells: list[Cell], which: str) -> tuple[list[tuple[str, float]], float]:
+    """Prometheus' cumulative buckets and sum from sketches: each sketch bucket counts at the first bound at or
+    above its upper edge, so a bound's count is exact up to the sketch's 2% edge; the sum is estimated from the
+    buckets' values (within 2%)."""
+    counts = [0] * (len(BOUNDS) + 1)
+    total = 0.0
+    for cell in cells:
+        for i, n in (cell.rt if which == "rt" else cell.wt).items():
+            upper = sketch.GAMMA**i if i > sketch.ZERO else sketch.MIN_VALUE
+            counts[bisect_left(BOUNDS, upper * (1 - 1e-12))] += n
+            total += n * sketch.value_of(i)
+    out: list[tuple[str, float]] = []
+    running = 0
+    for bound, n in zip((*(repr(b) for b in BOUNDS), "+Inf"), counts, strict=True):
+        running += n
+        out.append((bound, float(running)))
+    return out, total
+
+
+def _histograms(state: Any, cap: int) -> Iterator[Any]:
+    """Runtime and wait histograms per channel, and per function for the `cap` busiest (cardinality)."""
+    for label, stats, keep in (
+        ("channel", state.channel_stats, len(state.channel_stats)),
+        ("function", state.fn_stats, cap),
+    ):
+        busiest = sorted(stats.values(), key=lambda s: -sum(s.total.counts) - sum(s.minute_cell.counts))[:keep]
+        for which, metric, what in (("rt", "runtime", "start to end"), ("wt", "wait", "queued or due to start")):
+            family = HistogramMetricFamily(
+                f"jobpulse_{label}_{metric}_seconds", f"Job {metric} ({what}) per {label}, since jobpulse started",
+                labels=[label],
+            )  # fmt: skip
+            for stat in sorted(busiest, key=lambda s: s.name):
+                buckets, total = _buckets([stat.total, stat.minute_cell], which)
+                family.add_metric([stat.name], buckets, total)
+            yield family
+
+
+def _group_metrics(state: Any) -> Iterator[Any]:
+    unmeasured = CounterMetricFamily(
+        "jobpulse_unmeasured", "Runtimes and waits two source clocks made negative (not in the sketches)"
+    )
+    unmeasured.add_metric([], state.health.unmeasured)
+    yield unmeasured
+    groups = GaugeMetricFamily("jobpulse_failure_groups", "Failure groups held, by whether they are muted",
+                               labels=["muted"])  # fmt: skip
+    muted = sum(1 for g in state.groups if g in state.group_mutes and state.group_mutes[g][0] > state.now)
+    groups.add_metric(["true"], muted)
+    groups.add_metric(["false"], len(state.groups) - muted)
+    yield groups
 
 
 def _alert_metrics(notifier: Any) -> Iterator[Any]:

@@ -136,6 +136,9 @@ class Settings:
         "JOBPULSE_STATS_CHART_HOURS", 168, "per-hour percentiles a function's chart shows (in memory; 7 days)"
     )
     stats_days: int = _setting("JOBPULSE_STATS_DAYS", 30, "per-day percentiles a function's chart shows")
+    metrics_functions: int = _setting(
+        "JOBPULSE_METRICS_FUNCTIONS", 20, "busiest functions with their own /metrics histograms (cardinality cap)"
+    )
     max_groups: int = _setting("JOBPULSE_MAX_GROUPS", 500, "failure groups kept (the one seen least lately goes first)")
     group_new_s: float = _setting(
         "JOBPULSE_GROUP_NEW_S", 3600.0, "a failure group is new this long after it first appears (hot issue)"

@@ -252,3 +252,17 @@ def test_merging_cells_is_what_two_processes_sharing_the_work_would_store() -> N
 def test_the_sketch_constants_state_what_the_docs_say() -> None:
     assert sketch.ALPHA == 0.02
     assert math.isclose(sketch.value_of(sketch.index(10.0)), 10.0, rel_tol=sketch.ALPHA)
+
+
+def test_metrics_histograms_count_each_value_under_its_bound_and_are_cumulative() -> None:
+    from server.metrics import BOUNDS, _buckets
+
+    cell = Cell()
+    values = [0.003, 0.02, 0.2, 0.2, 0.7, 3.0, 40.0, 7200.0]  # none within 2% of a bound
+    for v in values:
+        sketch.add(cell.rt, v)
+    buckets, total = _buckets([cell], "rt")
+    assert [le for le, _ in buckets] == [*(repr(b) for b in BOUNDS), "+Inf"]
+    for (le, n), bound in zip(buckets, (*BOUNDS, math.inf), strict=True):
+        assert n == sum(1 for v in values if v <= bound), le
+    assert total == pytest.approx(sum(values), rel=sketch.ALPHA)

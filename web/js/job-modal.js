@@ -575,7 +575,7 @@ function renderDetails(pane, data) {
 }
 
 /**
- * "; this function's p95 is 4.1 s" beside a finished job's runtime: is this run typical? (`fn_stats`, 3.12).
+ * "; this function's p95 is 4.1 s" beside a finished job's runtime: is this run typical? (`fn_stats`, protocol 3.13).
  * @param {any} stats @param {number | undefined} took
  */
 function typical(stats, took) {
@@ -585,7 +585,7 @@ function typical(stats, took) {
   return `; this function's p95 is ${duration(stats.p95)} over ${stats.window} min${slow}`;
 }
 
-/** @param {HTMLElement} pane @param {any} job @param {any} [fnStats] its function's percentiles (3.12) */
+/** @param {HTMLElement} pane @param {any} job @param {any} [fnStats] its function's percentiles (protocol 3.13) */
 function renderOverview(pane, job, fnStats) {
   /** @param {string} key @param {string} text */
   const put = (key, text) => setText(field(pane, key), text);

@@ -1,6 +1,6 @@
 // @ts-check
 /**
- * One function's chart (`function?gran=…&name=…`, docs/protocol.md 3.12): its runtime or wait percentiles
+ * One function's chart (`function?gran=…&name=…`, docs/protocol.md 3.13): its runtime or wait percentiles
  * (p50, p90, p95, p99, max) or its runs and failures per minute, hour or day, with its runners' restarts and
  * deploys drawn as vertical lines. uPlot is loaded on first use (as the Overview's chart modal does). Points
  * arrive keyed by slot, so a tick patches the open slot only; only slots with numbers are sent, so the chart lays

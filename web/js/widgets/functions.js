@@ -1,6 +1,6 @@
 // @ts-check
 /**
- * The Functions table (`functions`, docs/protocol.md 3.12): each function's (or channel's) runs, failures,
+ * The Functions table (`functions`, docs/protocol.md 3.13): each function's (or channel's) runs, failures,
  * fail rate and runtime and wait percentiles over the rolling window, live. The page's filters (kind,
  * channel, source, search) and sort order live here; rows are keyed, so a function that ran changes its
  * own row only. Clicking a row (or Enter on it) asks the page to open that function's chart.

@@ -66,7 +66,7 @@ WIDGETS: tuple[Widget, ...] = (
     ),
     Widget("notifications", Aspect.NOTIFY, platform.notifications),
     Widget("alert_log", Aspect.ALERTS | Aspect.NOTIFY, platform.alert_log),
-    # The Functions page (section 3.12).
+    # The Functions page (section 3.13).
     Widget("functions", Aspect.STATS, functions.table),
     # The Failures page and the Overview's top failure groups (section 3.13).
     Widget("failure_groups", Aspect.GROUPS, groups.failure_groups),

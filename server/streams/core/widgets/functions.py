@@ -1,7 +1,7 @@
 """The Functions page's widgets: the table of functions and channels, and one function's percentiles over time.
 
 Pure layer: standard library only; no clock (time is `state.now`). Shapes are
-documented in docs/protocol.md section 3.12. Numbers come from
+documented in docs/protocol.md section 3.13. Numbers come from
 server/streams/core/functions.py; percentiles are the sketch's (within 2%).
 """
 
