@@ -20,7 +20,9 @@ in a long-lived process. What exists before the warm-up is frozen out of the
 collector, as the server's start-up does; the jobs are not (they come later, live).
 
 Reported, as the median and spread of `--repeats` runs: each variant's µs per
-event and jobpulse/decode; the longest collector pause during the jobpulse run
+event and jobpulse/decode; jobpulse without the per-function numbers and the
+failure groups (issue #19's per-event work switched off, in a run of its own
+beside each run) and what they add an event, run against run; the longest collector pause during the jobpulse run
 (any generation, the server's own GC policy in force); a forced full collection
 with the table held (the worst stall a full collection can cause) and the number
 of objects the collector tracks.
@@ -71,6 +73,14 @@ async def one_run(args: argparse.Namespace) -> dict[str, Any]:
     from server.streams.core.widgets import WIDGETS
     from server.streams.sources.native.connector import NativeConnector
 
+    if args.no_stats:
+        # The same fold without issue #19's per-event work (the functions' numbers and the failure groups): the
+        # baseline the added cost is measured against, in the same kind of fresh process.
+        from server.streams.core import functions, groups
+
+        functions.ran = functions.waited = lambda *a: None  # type: ignore[assignment]
+        functions.drain = lambda state: 0  # type: ignore[assignment]
+        groups.failed = lambda state, job, at: 0  # type: ignore[assignment]
     settings = Settings(log_level="warning", max_jobs=args.jobs)
     settings.check()
     aggregator = Aggregator(settings, time.time)
@@ -170,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="events per hub tick (default 5,000: 200,000 ev/s at the 25 ms tick)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-stats", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.jobs = args.jobs or (20_000 if args.quick else 100_000)
     args.events = args.events or (50_000 if args.quick else 200_000)
@@ -186,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.jobs:,} jobs held, {args.events:,} events measured, chunk {args.chunk}, "
           f"a hub tick every {args.tick_events:,} events, {args.repeats} runs")  # fmt: skip
     runs = []
+    bare: list[dict[str, Any]] = []
     child = [sys.executable, "-m", "bench.fold", "--child", "--jobs", str(args.jobs), "--events", str(args.events),
              "--chunk", str(args.chunk), "--tick-events", str(args.tick_events)]  # fmt: skip
     for n in range(args.repeats):
@@ -195,6 +207,13 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"run {n + 1} failed")
         runs.append(json.loads(done.stdout.splitlines()[-1]))
         print(f"  run {n + 1}: " + ", ".join(f"{k} {common.fmt(runs[-1][k], d)}" for k, _, d in FIGURES), flush=True)
+        done = subprocess.run([*child, "--no-stats"], capture_output=True, text=True, timeout=600, cwd=common.REPO)
+        if done.returncode:
+            sys.stderr.write(done.stderr)
+            raise SystemExit(f"run {n + 1} without stats failed")
+        bare.append(json.loads(done.stdout.splitlines()[-1]))
+        print(f"  run {n + 1} without the functions' numbers and failure groups: jobpulse_us "
+              f"{common.fmt(bare[-1]['jobpulse_us'], 2)}", flush=True)  # fmt: skip
     rows = []
     summary: dict[str, dict[str, float]] = {}
     for key, label, digits in FIGURES:
@@ -203,12 +222,27 @@ def main(argv: list[str] | None = None) -> int:
         summary[key] = {"median": median, "min": min(values), "max": max(values)}
         spread = f"{common.fmt(min(values), digits)}-{common.fmt(max(values), digits)}"
         rows.append([label, common.fmt(median, digits), spread])
+    # Issue #19's added cost an event: each run against the run without it beside it (same machine moment).
+    added = [r["jobpulse_us"] - b["jobpulse_us"] for r, b in zip(runs, bare, strict=True)]
+    without = [b["jobpulse_us"] for b in bare]
+    summary["without_stats_us"] = {"median": statistics.median(without), "min": min(without), "max": max(without)}
+    summary["stats_added_us"] = {"median": statistics.median(added), "min": min(added), "max": max(added)}
+    rows.append(
+        [
+            "jobpulse without functions' numbers and failure groups µs/event",
+            common.fmt(statistics.median(without), 2),
+            f"{common.fmt(min(without), 2)}-{common.fmt(max(without), 2)}",
+        ]
+    )
+    rows.append(["added by them µs/event (paired runs)", common.fmt(statistics.median(added), 2),
+                 f"{common.fmt(min(added), 2)}-{common.fmt(max(added), 2)}"])  # fmt: skip
     print()
     print(common.table(["figure", "median", "spread (min-max)"], rows))
     print(f"\njobs held {runs[0]['jobs_held']:,}; collections in a run (gen 0/1/2): {runs[0]['collections']}")
     if args.json:
         args.json.write_text(json.dumps({"facts": facts, "args": {k: v for k, v in vars(args).items() if k != "json"},
-                                         "runs": runs, "summary": summary}, indent=1, default=str))  # fmt: skip
+                                         "runs": runs, "bare": bare, "summary": summary}, indent=1,
+                                        default=str))  # fmt: skip
     return 0
 
 

@@ -20,7 +20,8 @@ viewport (default 1920x1080, light colour scheme; the wall is dark always), wait
 is live and its widgets are drawn, and saves the viewport as a PNG (recompressed at zlib level 9).
 
 Pages (name: path): dashboard: /admin/jobs, overview: /admin/jobs/overview, runners: /admin/jobs/runners,
-manage: /admin/jobs/manage, table: /admin/jobs/table, status: /admin/system-status, logs: /admin/jobs/logs,
+manage: /admin/jobs/manage, table: /admin/jobs/table, functions: /admin/jobs/functions (with one function's
+chart open), failures: /admin/jobs/failures, status: /admin/system-status, logs: /admin/jobs/logs,
 notifications: /admin/jobs/notifications, audit: /admin/jobs/audit, wall: /wall, login: /login. Alerts go to a
 `jobpulse alert-sink` started for the run. jobpulse runs with real sign-in: the script signs
 in as an admin made for the run, then runs a few real commands (a ping, a drain, a test batch, a purge
@@ -65,6 +66,8 @@ PAGES = {
     "runners": "/admin/jobs/runners",
     "manage": "/admin/jobs/manage",
     "table": "/admin/jobs/table",
+    "functions": "/admin/jobs/functions?fn=mail.send_receipt",
+    "failures": "/admin/jobs/failures",
     "status": "/admin/system-status",
     "logs": "/admin/jobs/logs",
     "notifications": "/admin/jobs/notifications",

@@ -20,14 +20,6 @@ from tests.outage import HEALED_BOUND_S, HEALED_GOAL_S, SAID_BOUND_S, SAID_GOAL_
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(scope="module")
-def broker() -> Iterator[str]:
-    """A private redis-server: Celery's event channels are named by database number, not by prefix."""
-    server = RedisServer().start()
-    yield server.url
-    server.stop()
-
-
 @pytest.fixture
 def cluster(broker: str, prefix: str) -> Iterator[tuple[LiveServer, Any]]:
     from tests.celery_cluster.app import Tasks
