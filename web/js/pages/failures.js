@@ -10,20 +10,33 @@ import * as groups from "../widgets/failure-groups.js";
 import * as health from "../widgets/health.js";
 
 register("health", health.render);
-// A link to one group (a hot issue's "Open the group": #g-<fingerprint>) opens its samples once it is drawn.
-let wanted = location.hash.startsWith("#g-") ? location.hash.slice(1) : "";
+// A link to one group (a hot issue's "Open the group": #g-<fingerprint>) opens its samples once it is drawn,
+// on arrival or when the hash changes on the page.
+let wanted = "";
+const want = () => {
+  wanted = location.hash.startsWith("#g-") ? location.hash.slice(1) : "";
+  openWanted();
+};
+const openWanted = () => {
+  const li = wanted ? document.getElementById(wanted) : null;
+  if (!li) return;
+  wanted = "";
+  const samples = /** @type {HTMLButtonElement | null} */ (li.querySelector("button[data-samples]"));
+  if (samples && samples.getAttribute("aria-expanded") !== "true") samples.click();
+  li.scrollIntoView({ block: "start" });
+};
 register("failure_groups", (root, data) => {
   groups.render(root, data);
-  const li = wanted ? document.getElementById(wanted) : null;
-  if (li) {
-    wanted = "";
-    li.querySelector("button[data-samples]")?.dispatchEvent(new MouseEvent("click", { bubbles: true }));
-    li.scrollIntoView({ block: "start" });
-  }
+  openWanted();
 });
+window.addEventListener("hashchange", want);
+want();
 
 const search = /** @type {HTMLInputElement} */ (document.getElementById("fg-q"));
 const showMuted = /** @type {HTMLInputElement} */ (document.getElementById("fg-muted"));
+// What the browser restored into the filters (back, reload) is what the list shows.
+groups.view.q = search.value;
+groups.view.muted = showMuted.checked;
 search.addEventListener("input", () => {
   groups.view.q = search.value;
   groups.redraw();

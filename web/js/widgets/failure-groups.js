@@ -5,6 +5,7 @@
  * groups are marked in words. The Failures page shows every group the widget carries, with Retry and Mute;
  * the Overview's card (`compact`) the five that failed most in the last hour. Rows are keyed by fingerprint.
  */
+import { now } from "../clock.js";
 import { can } from "../commands.js";
 import { clockTime, count, el, field, setText } from "../format.js";
 import { gate } from "../gate.js";
@@ -16,6 +17,8 @@ export const view = { q: "", muted: true, compact: false };
 
 /** @type {Map<HTMLElement, any>} */
 const last = new Map();
+/** @type {WeakMap<HTMLElement, Map<string, HTMLElement>>} lines the filters hide, kept to come back as they were */
+const spare = new WeakMap();
 
 /** @param {HTMLElement} root @param {any} data */
 export function render(root, data) {
@@ -46,7 +49,7 @@ function draw(root, data) {
   if (compact) ids = ids.sort((/** @type {string} */ a, /** @type {string} */ b) => data.rows[b].hour - data.rows[a].hour).slice(0, 5);
   const list = field(root, "groups");
   /** @type {Map<string, HTMLElement>} */
-  const existing = new Map();
+  const existing = new Map(spare.get(root));
   for (const li of /** @type {HTMLCollectionOf<HTMLElement>} */ (list.children)) existing.set(li.dataset.key || "", li);
   let cursor = list.firstElementChild;
   for (const id of ids) {
@@ -57,11 +60,28 @@ function draw(root, data) {
     if (li !== cursor) list.insertBefore(li, cursor);
     else cursor = cursor.nextElementSibling;
   }
-  for (const li of existing.values()) li.remove();
-  field(root, "empty").hidden = ids.length > 0;
+  // A line the filters hide now is kept (its samples open or not) for when it shows again; a group gone, not.
+  /** @type {Map<string, HTMLElement>} */
+  const kept = new Map();
+  for (const [id, li] of existing) {
+    li.remove();
+    if (data.rows[id]) kept.set(id, li);
+  }
+  spare.set(root, kept);
+  const empty = field(root, "empty");
+  empty.hidden = ids.length > 0;
+  // The template's text says nothing failed; with groups there but none shown, say what hides them.
+  empty.dataset.none ??= empty.textContent || "";
+  let none = empty.dataset.none || "";
+  if (!compact && data.total > 0) {
+    if (!q) none = "Every failure group is muted: check “Show muted groups” to see them.";
+    else none = view.muted ? "No failure group matches the search." : "No failure group that is not muted matches the search.";
+  }
+  setText(empty, none);
   const muted = data.order.filter((/** @type {string} */ id) => data.rows[id].muted).length;
+  const hour = data.order.filter((/** @type {string} */ id) => !data.rows[id].muted && data.rows[id].hour > 0).length;
   const summary = compact
-    ? `${count(data.total)} groups`
+    ? `${count(hour)} group${hour === 1 ? "" : "s"} failing`
     : `${count(ids.length)} shown of ${count(data.total)} group${data.total === 1 ? "" : "s"}${muted ? ` · ${count(muted)} muted` : ""}`;
   setText(field(root, "summary"), summary);
 }
@@ -72,7 +92,8 @@ function button(action, label, id) {
   b.type = "button";
   b.dataset.action = action;
   b.dataset.group = id;
-  gate(b, () => can(action));
+  // The page's note (#fg-note) lists why disabled buttons are: "Retry failed jobs…, Mute 24 h: needs the operator role".
+  gate(b, () => can(action), { note: "fg-note" });
   return b;
 }
 
@@ -118,7 +139,11 @@ function fill(li, g, data, compact) {
   const badges = part("fg-badges");
   badges.replaceChildren();
   if (g.new) badges.append(el("span", "badge info", "New"));
-  if (g.muted) badges.append(el("span", "badge idle", `Muted until ${clockTime(g.muted.until)}`));
+  if (g.muted) {
+    const badge = el("span", "badge idle", `Muted until ${untilText(g.muted.until)}`);
+    badge.title = `Muted by ${g.muted.by}${g.muted.reason ? `: ${g.muted.reason}` : ""}`;
+    badges.append(badge);
+  }
   li.classList.toggle("muted-group", Boolean(g.muted));
   setText(part("fg-count"), count(g.count));
   setText(part("fg-hour"), `${count(g.hour)} in the last hour`);
@@ -147,13 +172,22 @@ function fill(li, g, data, compact) {
   );
 }
 
+/** When a mute ends: its time, and its day when that is not today (a 24 h mute ends tomorrow). @param {number} ts */
+function untilText(ts) {
+  const day = new Date(ts * 1000);
+  if (day.toDateString() === new Date(now() * 1000).toDateString()) return clockTime(ts);
+  return `${day.toLocaleDateString([], { weekday: "short", day: "numeric", month: "short" })} ${clockTime(ts)}`;
+}
+
 /**
- * The hour's failures per minute, as bars; a minute without failures is empty.
+ * The hour's failures per minute, as bars, the current minute at the right edge; a minute without failures is
+ * empty. (Anchored on now, not on the group's last failure: a group that stopped failing half an hour ago has
+ * its bars in the left half.)
  * @param {SVGSVGElement} svg @param {Record<string, number>} trend @param {number} minutes @param {number} lastSeen
  */
 function drawSpark(svg, trend, minutes, lastSeen) {
   const keys = Object.keys(trend).map(Number);
-  const end = Math.max(...keys, Math.floor(lastSeen / 60) * 60);
+  const end = Math.max(...keys, Math.floor(Math.max(now(), lastSeen) / 60) * 60);
   const top = Math.max(1, ...Object.values(trend));
   let d = "";
   for (const key of keys) {
