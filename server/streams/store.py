@@ -9,6 +9,7 @@ source can share one store, and a repeated save is harmless.
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
 import msgspec
 import redis.asyncio as aredis
@@ -43,6 +44,10 @@ class _StoredCell(msgspec.Struct, array_like=True):
 
 _cell_decoder = msgspec.json.Decoder(_StoredCell)
 _group_decoder = msgspec.json.Decoder(GroupRecord)
+_Name = Annotated[str, msgspec.Meta(max_length=300)]
+_related_decoder = msgspec.json.Decoder(
+    tuple[Annotated[list[_Name], msgspec.Meta(max_length=100)], Annotated[list[_Name], msgspec.Meta(max_length=32)]]
+)
 _mute_decoder = msgspec.json.Decoder(GroupMute)
 _stat_cell_decoder = msgspec.json.Decoder(StatCell)
 
@@ -77,6 +82,7 @@ class Store:
         # Per-function and per-channel cells (server/streams/core/functions.py): SET of "kind:name", and for each
         # a HASH slot -> cell by resolution: `stats:m:kind:name` (minutes) and `stats:h:kind:name` (hours).
         self.stats_key = f"{prefix}:jp:stats"
+        self.related_key = f"{prefix}:jp:stats:related"  # HASH "kind:name" -> [[related names], [runners]]
         self.groups_key = f"{prefix}:jp:groups"  # HASH fingerprint -> GroupRecord
         self.mutes_key = f"{prefix}:jp:groups:muted"  # HASH fingerprint -> GroupMute (every process reads it)
         self.stats_minutes = stats_minutes
@@ -110,6 +116,7 @@ class Store:
         pipe.hget(self.meta_key, "synthetic_until")
         pipe.smembers(self.stats_key)
         pipe.hgetall(self.groups_key)
+        pipe.hgetall(self.related_key)
         (
             raw_series,
             raw_runners,
@@ -120,6 +127,7 @@ class Store:
             raw_synthetic,
             raw_stats,
             raw_groups,
+            raw_related,
         ) = await pipe.execute()
 
         minute_now = int(now // 60)
@@ -177,7 +185,19 @@ class Store:
             stats=tuple(stats),
             now=now,
             groups=tuple(groups),
+            related=self._related(raw_related),
         )
+
+    def _related(self, raw: dict[bytes, bytes]) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+        out = {}
+        for key, value in raw.items():
+            try:
+                names, runners = _related_decoder.decode(value)
+            except msgspec.DecodeError:
+                self.corrupt += 1
+                continue
+            out[key.decode(errors="replace")] = (tuple(names), tuple(runners))
+        return out
 
     async def mutes(self) -> tuple[GroupMute, ...]:
         """The failure groups muted now (expired mutes are left for `unmute` or the next `mute` to clear)."""
@@ -297,6 +317,8 @@ class Store:
                 for res, mapping in by_res.items():
                     pipe.hset(self.stat_key(res, stat.kind, stat.name), mapping=mapping)  # type: ignore[arg-type]
                     written += len(mapping)
+                related = _encoder.encode([list(stat.related), list(stat.runners)])
+                pipe.hset(self.related_key, f"{stat.kind}:{stat.name}", related)
         if state.now - self._swept >= SWEEP_EVERY:
             self._swept = state.now
             minute = state.minute

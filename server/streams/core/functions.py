@@ -21,6 +21,7 @@ and the summaries (`restore`).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from math import ceil, log
 from typing import TYPE_CHECKING
 
@@ -381,7 +382,12 @@ def stored_cells(stat: Stat) -> list[tuple[str, int, Cell]]:
     return out
 
 
-def restore(state: State, cells: tuple[StatCell, ...], minute_now: int) -> None:
+def restore(
+    state: State,
+    cells: tuple[StatCell, ...],
+    minute_now: int,
+    related: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] | None = None,
+) -> None:
     """Bring back the stats the store kept: summaries of closed minutes and hours, and the open minute, hour and day.
 
     A stored hour includes the minutes stored within it, the open one too (see `stored_cells`); the open minute
@@ -398,6 +404,9 @@ def restore(state: State, cells: tuple[StatCell, ...], minute_now: int) -> None:
         if name in stats or len(stats) >= cap:
             continue  # counting already (the store was down at start): its live numbers stand
         stat = stats[name] = Stat(kind, name)
+        names, ran = (related or {}).get(f"{kind}:{name}", ((), ()))
+        stat.related = dict.fromkeys(names[:RELATED_KEPT])
+        stat.runners = dict.fromkeys(ran[-RUNNERS_KEPT:])
         minutes = sorted((c for c in mine if c.res == "m"), key=lambda c: c.slot)
         hours = sorted((c for c in mine if c.res == "h"), key=lambda c: c.slot)
         days: dict[int, Cell] = {}

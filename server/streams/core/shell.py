@@ -201,7 +201,7 @@ def restored(state: State, msg: Restored) -> int:
                     ring.add(minute, column, n)
     series.recompute_sums(state)
     functions.drain(state)
-    functions.restore(state, msg.stats, int(max(msg.now, state.now) // 60))
+    functions.restore(state, msg.stats, int(max(msg.now, state.now) // 60), msg.related)
     groups.restore(state, msg.groups)
     for record in msg.runners:
         beat = record.beat
