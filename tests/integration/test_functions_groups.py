@@ -292,3 +292,42 @@ def test_two_processes_folding_one_source_agree_and_share_the_store(redis_url: s
         for server in (first, second):
             output = server.finish()
             assert "Traceback" not in output, output
+
+
+async def test_the_store_skips_and_counts_what_does_not_decode_and_keeps_the_rest(redis_url: str, prefix: str) -> None:
+    """What Redis hands back is untrusted: bad cells (a bucket index out of range, a negative count, a time past
+    MAX_TIME, not JSON), a bad group, bad related names and a bad mute are skipped and counted; good ones load."""
+    import redis.asyncio as aredis
+
+    from server.streams.core import functions
+    from server.streams.core.reducer import fold, initial_state
+    from server.streams.store import Store
+
+    client = aredis.Redis.from_url(redis_url)
+    try:
+        state = initial_state()
+        now = 1_796_000_000.0
+        minute = int(now // 60)
+        m = f"{prefix}:jp:stats:m:fn:app.ok"
+        await client.sadd(f"{prefix}:jp:stats", "fn:app.ok", "nokind", "fn:")
+        await client.hset(m, mapping={
+            str(minute): json.dumps([3, 1, 0, 2.5, 0.1, [24, 2, 40, 2], [-100, 4]]),  # good
+            str(minute - 1): json.dumps([1, 0, 0, 1.0, 0.0, [99999, 1], []]),  # index out of range
+            str(minute - 2): json.dumps([-1, 0, 0, 1.0, 0.0, [], []]),  # negative count
+            str(minute - 3): json.dumps([1, 0, 0, 1e300, 0.0, [24, 1], []]),  # a time past MAX_TIME
+            str(minute - 4): b"not json",
+            str(minute - 5): json.dumps([1, 0, 0, 1.0, 0.0, [24], []]),  # odd length
+        })  # fmt: skip
+        await client.hset(f"{prefix}:jp:groups", mapping={"0123456789abcdef": b'{"id": 5}', "x": b"[]"})
+        await client.hset(f"{prefix}:jp:stats:related", "fn:app.ok", json.dumps([["email"] * 500, []]))
+        store = Store(client, prefix, 2880, 100)
+        restored = await store.load(now, state.limits)
+        assert [c.slot for c in restored.stats] == [minute]
+        assert restored.groups == () and restored.related == {}
+        assert store.corrupt == 2 + 5 + 2 + 1  # two bad names, five bad cells, two bad groups, one bad related
+        fold(state, restored, now)
+        assert functions.window_summary(state.fn_stats["app.ok"])[:3] == (3, 1, 0)
+        await client.hset(f"{prefix}:jp:groups:muted", "0123456789abcdef", b"{]")
+        assert await store.mutes() == ()
+    finally:
+        await client.aclose()
