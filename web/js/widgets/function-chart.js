@@ -149,8 +149,9 @@ function grid(slots, step, since) {
 }
 
 /** Seconds on the axis or in the legend: a duration, in µs below a millisecond (where a duration says "0 ms"), 0 at
- * FLOOR. @param {number} t */
+ * FLOOR; no label for a tick uPlot's log-scale filter left out (null). @param {number | null} t */
 function tick(t) {
+  if (t === null || t === undefined) return "";
   if (t <= FLOOR) return "0 ms";
   return t < 0.001 ? `${Number((t * 1e6).toPrecision(2))} µs` : duration(t);
 }
@@ -190,7 +191,7 @@ function options(data, lines, host, measure, box) {
         label: seconds ? `${measure} (s, log scale)` : `runs per ${per}`,
         size: 60,
         labelSize: 20,
-        values: (/** @type {any} */ _u, /** @type {number[]} */ ticks) => ticks.map((t) => (seconds ? tick(t) : count(t))),
+        values: (/** @type {any} */ _u, /** @type {number[]} */ ticks) => ticks.map((t) => (t === null ? "" : seconds ? tick(t) : count(t))),
       },
     ],
     hooks: {

@@ -115,7 +115,7 @@ def _marks(state: State, stat: Stat, since: float) -> list[list[Any]]:
             continue
         if message.startswith("restarted on "):
             out.append([at, runner, message, "deploy"])
-        elif message.startswith(("restarted", "joined", "stopped")):
+        elif message.startswith(("restarted", "joined")) or message == "stopped" or message.startswith("stopped ("):
             out.append([at, runner, message, "restart"])
         if len(out) >= MARKS:
             break
