@@ -266,3 +266,28 @@ def test_metrics_histograms_count_each_value_under_its_bound_and_are_cumulative(
     for (le, n), bound in zip(buckets, (*BOUNDS, math.inf), strict=True):
         assert n == sum(1 for v in values if v <= bound), le
     assert total == pytest.approx(sum(values), rel=sketch.ALPHA)
+
+
+def test_a_functions_chart_marks_its_runners_restarts_and_deploys() -> None:
+    from server.streams.core.events import Heartbeat
+    from server.streams.core.widgets import functions as function_widgets
+    from server.streams.core.widgets.common import ViewLimits
+
+    state = initial_state()
+
+    def beat(runner: str, boot: float, version: str, ts: float) -> None:
+        fold(state, Heartbeat(v=1, src=runner, seq=0, ts=ts, boot=boot, interval=5, version=version), ts)
+
+    beat("r1", T0, "1.4.1", T0)
+    beat("r2", T0, "1.4.1", T0)
+    run(state, job_events(1, "app.send", "email", T0 + 1, 0.5, 1.0))  # run by r1
+    beat("r1", T0 + 100, "1.4.2", T0 + 100)  # a deploy: a new boot on a new version
+    beat("r2", T0 + 100, "1.4.1", T0 + 101)  # another runner's restart: not this function's
+    beat("r1", T0 + 200, "1.4.2", T0 + 200)  # a plain restart
+    view = function_widgets.function(state, ViewLimits(), "app.send", "minutes")
+    marks = [(m[1], m[2], m[3]) for m in view["marks"]]  # newest first; r2 never ran it
+    assert marks == [("r1", "restarted", "restart"), ("r1", "restarted on 1.4.2 (was 1.4.1)", "deploy"),
+                     ("r1", "joined", "restart")]  # fmt: skip
+    assert function_widgets.function(state, ViewLimits(), "nobody", "days") == {
+        "name": "nobody", "gran": "days", "found": False
+    }  # fmt: skip
