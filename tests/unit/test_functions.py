@@ -291,3 +291,15 @@ def test_a_functions_chart_marks_its_runners_restarts_and_deploys() -> None:
     assert function_widgets.function(state, ViewLimits(), "nobody", "days") == {
         "name": "nobody", "gran": "days", "found": False
     }  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(realistic, max_size=200), st.lists(realistic, max_size=40))
+def test_the_windows_merged_walk_reads_what_a_merged_sketch_reads(window: list[float], minute: list[float]) -> None:
+    a: sketch.Sketch = {}
+    b: sketch.Sketch = {}
+    for v in window:
+        sketch.add(a, v)
+    for v in minute:
+        sketch.add(b, v)
+    assert sketch.merged_quantiles(*sketch.sorted_counts(a), b) == sketch.quantiles([a, b])

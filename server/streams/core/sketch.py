@@ -96,6 +96,48 @@ def quantiles(sketches: Iterable[Mapping[int, int]], qs: tuple[float, ...] = QUA
     return tuple(out)  # pragma: no cover - every rank is below n
 
 
+def sorted_counts(sketch: Mapping[int, int]) -> tuple[list[int], list[int], int]:
+    """The sketch's bucket indexes in order, their counts, and the total: what `merged_quantiles` walks."""
+    keys = sorted(sketch)
+    counts = [sketch[i] for i in keys]
+    return keys, counts, sum(counts)
+
+
+def merged_quantiles(
+    keys: list[int], counts: list[int], n: int, extra: Mapping[int, int], qs: tuple[float, ...] = QUANTILES
+) -> tuple[float, ...] | None:
+    """`quantiles` of a sketch given as `sorted_counts` merged with a small `extra` one, without building the
+    merge: one walk over both in index order (the Functions table reads its rolling window, whose sorted counts
+    change once a minute, with the open minute, every tick)."""
+    total = n + sum(extra.values())
+    if not total:
+        return None
+    extra_keys = sorted(extra)
+    want = iter(int(q * (total - 1)) for q in qs)
+    rank = next(want)
+    out: list[float] = []
+    seen = 0
+    i = j = 0
+    while True:
+        if j >= len(extra_keys) or (i < len(keys) and keys[i] <= extra_keys[j]):
+            k, c = keys[i], counts[i]
+            i += 1
+            if j < len(extra_keys) and extra_keys[j] == k:
+                c += extra[k]
+                j += 1
+        else:
+            k = extra_keys[j]
+            c = extra[k]
+            j += 1
+        seen += c
+        while rank < seen:
+            out.append(value_of(k))
+            nxt = next(want, None)
+            if nxt is None:
+                return tuple(out)
+            rank = nxt
+
+
 def flat(sketch: Mapping[int, int]) -> list[int]:
     """The sketch as [index, count, index, count, ...] sorted by index: how the store keeps it."""
     out: list[int] = []
