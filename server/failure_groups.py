@@ -58,6 +58,8 @@ class GroupActions:
             await self.aggregator.read_mutes()
         except (aredis.RedisError, OSError) as exc:
             raise CommandError(f"jobpulse's store is not reachable: {exc}", "unavailable") from None
+        known = self.aggregator.state.groups.get(args.group)
+        name = self._title(args.group) if known is not None else f"group {args.group}"
         if not gone:
-            raise CommandError(f"group {args.group} is not muted", "not_found")
-        return Performed({"group": args.group}, f"Group {args.group} is no longer muted", 1)
+            raise CommandError(f"{name} is not muted", "not_found")
+        return Performed({"group": args.group}, f"{name} is no longer muted: it can raise hot issues again", 1)

@@ -66,10 +66,11 @@ document.addEventListener("click", (event) => {
   const action = /** @type {string} */ (button.dataset.action);
   if (action === "group.retry") {
     void perform(action, { group }, { button, title: "Retry the group's failed jobs", verb: "Retry" });
-  } else if (action === "group.mute") {
-    void perform(action, { group, minutes: 1440 }, { button });
-  } else if (action === "group.unmute") {
-    void perform(action, { group }, { button });
+  } else if (action === "group.mute" || action === "group.unmute") {
+    const args = action === "group.mute" ? { group, minutes: 1440 } : { group };
+    void perform(action, args, { button }).then((ack) => {
+      if (ack?.ok) groups.focusWhenShown(group, action === "group.mute" ? "group.unmute" : "group.mute");
+    });
   }
 });
 

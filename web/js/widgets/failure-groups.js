@@ -30,6 +30,29 @@ export function redraw() {
   for (const [root, data] of last) draw(root, data);
 }
 
+/** @type {{group: string, action: string} | null} a button to give the focus to once it shows */
+let pendingFocus = null;
+
+/**
+ * Mute and Unmute take turns in one place: once one is done, the other gets the focus the first had (it was
+ * lost when the button went busy, then hidden) as soon as the update that shows it arrives.
+ * @param {string} group @param {string} action the button's action
+ */
+export function focusWhenShown(group, action) {
+  pendingFocus = { group, action };
+  takeFocus();
+}
+
+function takeFocus() {
+  if (!pendingFocus) return;
+  const line = `li.fg-group[data-key="${pendingFocus.group}"]`;
+  const target = document.querySelector(`${line} button[data-action="${pendingFocus.action}"]`);
+  if (!(target instanceof HTMLElement) || target.hidden) return;
+  pendingFocus = null;
+  const at = document.activeElement;
+  if (!at || at === document.body || at.closest(`${line} .fg-tools`)) target.focus();
+}
+
 /** @param {any} g @param {string} q */
 function matches(g, q) {
   if (!q) return true;
@@ -68,6 +91,7 @@ function draw(root, data) {
     if (data.rows[id]) kept.set(id, li);
   }
   spare.set(root, kept);
+  if (!compact) takeFocus();
   const empty = field(root, "empty");
   empty.hidden = ids.length > 0;
   // The template's text says nothing failed; with groups there but none shown, say what hides them.
@@ -137,12 +161,16 @@ function fill(li, g, data, compact) {
   setText(part("fg-type"), g.type);
   setText(part("fg-message"), g.message ? `: ${g.message}` : "");
   const badges = part("fg-badges");
-  badges.replaceChildren();
-  if (g.new) badges.append(el("span", "badge info", "New"));
-  if (g.muted) {
-    const badge = el("span", "badge idle", `Muted until ${untilText(g.muted.until)}`);
-    badge.title = `Muted by ${g.muted.by}${g.muted.reason ? `: ${g.muted.reason}` : ""}`;
-    badges.append(badge);
+  const marks = JSON.stringify([g.new, g.muted]);
+  if (badges.dataset.marks !== marks) {
+    badges.dataset.marks = marks;
+    badges.replaceChildren();
+    if (g.new) badges.append(el("span", "badge info", "New"));
+    if (g.muted) {
+      const badge = el("span", "badge idle", `Muted until ${untilText(g.muted.until)}`);
+      badge.title = `Muted by ${g.muted.by}${g.muted.reason ? `: ${g.muted.reason}` : ""}`;
+      badges.append(badge);
+    }
   }
   li.classList.toggle("muted-group", Boolean(g.muted));
   setText(part("fg-count"), count(g.count));
@@ -158,7 +186,12 @@ function fill(li, g, data, compact) {
   unmute.hidden = !g.muted;
   mute.hidden = Boolean(g.muted);
   setText(part("fg-example"), g.example);
+  // Rebuilt only when they changed: every update of any group fills every line, and a sample button replaced
+  // under the pointer or the keyboard's focus loses the click, or the focus.
   const samples = part("fg-sample-list");
+  const newest = JSON.stringify(g.samples);
+  if (samples.dataset.samples === newest) return;
+  samples.dataset.samples = newest;
   samples.replaceChildren(
     ...g.samples.map((/** @type {any[]} */ s) => {
       const item = el("li");
