@@ -20,12 +20,13 @@ in a long-lived process. What exists before the warm-up is frozen out of the
 collector, as the server's start-up does; the jobs are not (they come later, live).
 
 Reported, as the median and spread of `--repeats` runs: each variant's µs per
-event and jobpulse/decode; jobpulse without the per-function numbers and the
-failure groups (issue #19's per-event work switched off, in a run of its own
-beside each run) and what they add an event, run against run; the longest collector pause during the jobpulse run
-(any generation, the server's own GC policy in force); a forced full collection
-with the table held (the worst stall a full collection can cause) and the number
-of objects the collector tracks.
+event and jobpulse/decode; what issue #19's per-event work (the functions'
+numbers and the failure groups) adds an event, measured by a second jobpulse in
+the same process with that work switched off, fed the same messages chunk by
+chunk in alternation with the first (so the machine's noise falls on both); the
+longest collector pause during the jobpulse run (any generation, the server's own
+GC policy in force); a forced full collection with the table held (the worst
+stall a full collection can cause) and the number of objects the collector tracks.
 
     python -m bench.fold               # 100,000 jobs, 200,000 events, 5 repeats (about 2 minutes)
     python -m bench.fold --quick       # 20,000 jobs, 50,000 events, 3 repeats (about 20 s)
@@ -64,6 +65,91 @@ class _Pauses:
             self.pauses.append((info["generation"], time.perf_counter() - self.started))
 
 
+def clock_tick(aggregator: Any) -> None:
+    """The clock tick the server folds every JOBPULSE_CLOCK_MS (here once a hub tick): it drains the functions'
+    numbers the fold noted, and runs the rules."""
+    from server.streams.core.events import Tick
+
+    now = time.time()
+    aggregator.feed(Tick(now=now), now)
+    aggregator.chunk_end()
+
+
+class _Switch:
+    """Issue #19's per-event work (the functions' numbers, the failure groups), switched off or back on."""
+
+    def __init__(self) -> None:
+        from server.streams.core import functions, groups
+
+        self.functions: Any = functions
+        self.groups: Any = groups
+        self.real = (functions.ran, functions.waited, functions.drain, groups.failed)
+
+    def set(self, on: bool) -> None:
+        f, g = self.functions, self.groups
+        if on:
+            f.ran, f.waited, f.drain, g.failed = self.real
+        else:
+            f.ran = f.waited = lambda *a: None
+            f.drain = lambda state: 0
+            g.failed = lambda state, job, at: 0
+
+
+async def stats_cost(args: argparse.Namespace) -> dict[str, Any]:
+    """What the functions' numbers and failure groups add an event: two jobpulses (each with a full job table
+    and a client on every dashboard widget), one with that work off, fed the same messages in alternating chunks
+    of a hub tick, each chunk's CPU time added to its own."""
+    from bench.workload import Stream
+    from server.app import build_hub
+    from server.settings import Settings
+    from server.streams.aggregator import Aggregator
+    from server.streams.core.widgets import WIDGETS
+    from server.streams.sources.native.connector import NativeConnector
+
+    switch = _Switch()
+
+    def make() -> tuple[Any, Any, Any]:
+        settings = Settings(log_level="warning", max_jobs=args.jobs)
+        aggregator = Aggregator(settings, time.time)
+        hub = build_hub(settings, aggregator)
+        connector = aggregator.connectors[next(iter(aggregator.connectors))]
+        assert isinstance(connector, NativeConnector)
+        client = hub.attach(Collector())
+        assert hub.subscribe(client, [w.name for w in WIDGETS], None, {}) == []
+        return aggregator, hub, connector
+
+    sides = {"with": make(), "without": make()}
+    chunk, tick, channel = args.chunk, args.tick_events, b"bench:events"
+
+    def feed(side: str, messages: Sequence[bytes]) -> None:
+        aggregator, hub, connector = sides[side]
+        switch.set(side == "with")
+        for i in range(0, len(messages), chunk):
+            for data in messages[i : i + chunk]:
+                connector._on_message(channel, data)
+            connector._on_chunk_end()
+        clock_tick(aggregator)
+        hub.flush()
+
+    stream = Stream("f", payload=True)
+    for _ in range(0, args.warm, tick):
+        part = tuple(stream.take(tick, time.time()))
+        feed("with", part)
+        feed("without", part)
+    spent = {"with": 0.0, "without": 0.0}
+    measured = 0
+    for k in range(max(1, args.events // tick)):
+        part = tuple(stream.take(tick, time.time()))
+        measured += len(part)
+        for side in ("with", "without") if k % 2 == 0 else ("without", "with"):
+            started = time.process_time()
+            feed(side, part)
+            spent[side] += time.process_time() - started
+    switch.set(True)
+    with_us, without_us = (spent[s] / measured * 1e6 for s in ("with", "without"))
+    return {"with_us": with_us, "without_us": without_us, "added_us": with_us - without_us}
+
+
 async def one_run(args: argparse.Namespace) -> dict[str, Any]:
     from bench.workload import Stream
     from server.app import build_hub, freeze_startup
@@ -73,14 +159,6 @@ async def one_run(args: argparse.Namespace) -> dict[str, Any]:
     from server.streams.core.widgets import WIDGETS
     from server.streams.sources.native.connector import NativeConnector
 
-    if args.no_stats:
-        # The same fold without issue #19's per-event work (the functions' numbers and the failure groups): the
-        # baseline the added cost is measured against, in the same kind of fresh process.
-        from server.streams.core import functions, groups
-
-        functions.ran = functions.waited = lambda *a: None  # type: ignore[assignment]
-        functions.drain = lambda state: 0
-        groups.failed = lambda state, job, at: 0
     settings = Settings(log_level="warning", max_jobs=args.jobs)
     settings.check()
     aggregator = Aggregator(settings, time.time)
@@ -103,6 +181,7 @@ async def one_run(args: argparse.Namespace) -> dict[str, Any]:
                 on_message(channel, data)
             on_chunk_end()
             if (i // chunk + 1) * chunk % tick < chunk:
+                clock_tick(aggregator)
                 hub.flush()
 
     now = time.time()
@@ -156,9 +235,14 @@ def run_child(args: argparse.Namespace) -> None:
     """One run in a fresh interpreter (so no run inherits another's heap), result as JSON on stdout."""
     import uvloop
 
-    print(json.dumps(uvloop.run(one_run(args))))
+    print(json.dumps(uvloop.run(stats_cost(args) if args.stats_cost else one_run(args))))
 
 
+STATS_FIGURES = (
+    ("with_us", "jobpulse µs/event, the functions' numbers and failure groups on", 2),
+    ("without_us", "jobpulse µs/event, them off (same process, same messages)", 2),
+    ("added_us", "added by them, µs/event (goal: at most 0.5)", 2),
+)
 FIGURES = (
     ("decode_us", "decode µs/event (baseline)", 2),
     ("jobpulse_us", "jobpulse µs/event", 2),
@@ -180,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="events per hub tick (default 5,000: 200,000 ev/s at the 25 ms tick)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--no-stats", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--stats-cost", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.jobs = args.jobs or (20_000 if args.quick else 100_000)
     args.events = args.events or (50_000 if args.quick else 200_000)
@@ -197,7 +281,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.jobs:,} jobs held, {args.events:,} events measured, chunk {args.chunk}, "
           f"a hub tick every {args.tick_events:,} events, {args.repeats} runs")  # fmt: skip
     runs = []
-    bare: list[dict[str, Any]] = []
     child = [sys.executable, "-m", "bench.fold", "--child", "--jobs", str(args.jobs), "--events", str(args.events),
              "--chunk", str(args.chunk), "--tick-events", str(args.tick_events)]  # fmt: skip
     for n in range(args.repeats):
@@ -207,41 +290,29 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"run {n + 1} failed")
         runs.append(json.loads(done.stdout.splitlines()[-1]))
         print(f"  run {n + 1}: " + ", ".join(f"{k} {common.fmt(runs[-1][k], d)}" for k, _, d in FIGURES), flush=True)
-        done = subprocess.run([*child, "--no-stats"], capture_output=True, text=True, timeout=600, cwd=common.REPO)
+    costs = []
+    for n in range(args.repeats):
+        done = subprocess.run([*child, "--stats-cost"], capture_output=True, text=True, timeout=900, cwd=common.REPO)
         if done.returncode:
             sys.stderr.write(done.stderr)
-            raise SystemExit(f"run {n + 1} without stats failed")
-        bare.append(json.loads(done.stdout.splitlines()[-1]))
-        print(f"  run {n + 1} without the functions' numbers and failure groups: jobpulse_us "
-              f"{common.fmt(bare[-1]['jobpulse_us'], 2)}", flush=True)  # fmt: skip
+            raise SystemExit(f"stats cost run {n + 1} failed")
+        costs.append(json.loads(done.stdout.splitlines()[-1]))
+        print(f"  stats cost run {n + 1}: " + ", ".join(f"{k} {common.fmt(costs[-1][k], d)}" for k, _, d in
+                                                        STATS_FIGURES), flush=True)  # fmt: skip
     rows = []
     summary: dict[str, dict[str, float]] = {}
-    for key, label, digits in FIGURES:
-        values = [float(run[key]) for run in runs]
+    for key, label, digits in FIGURES + STATS_FIGURES:
+        values = [float(run[key]) for run in (costs if (key, label, digits) in STATS_FIGURES else runs)]
         median = statistics.median(values)
         summary[key] = {"median": median, "min": min(values), "max": max(values)}
         spread = f"{common.fmt(min(values), digits)}-{common.fmt(max(values), digits)}"
         rows.append([label, common.fmt(median, digits), spread])
-    # Issue #19's added cost an event: each run against the run without it beside it (same machine moment).
-    added = [r["jobpulse_us"] - b["jobpulse_us"] for r, b in zip(runs, bare, strict=True)]
-    without = [b["jobpulse_us"] for b in bare]
-    summary["without_stats_us"] = {"median": statistics.median(without), "min": min(without), "max": max(without)}
-    summary["stats_added_us"] = {"median": statistics.median(added), "min": min(added), "max": max(added)}
-    rows.append(
-        [
-            "jobpulse without functions' numbers and failure groups µs/event",
-            common.fmt(statistics.median(without), 2),
-            f"{common.fmt(min(without), 2)}-{common.fmt(max(without), 2)}",
-        ]
-    )
-    rows.append(["added by them µs/event (paired runs)", common.fmt(statistics.median(added), 2),
-                 f"{common.fmt(min(added), 2)}-{common.fmt(max(added), 2)}"])  # fmt: skip
     print()
     print(common.table(["figure", "median", "spread (min-max)"], rows))
     print(f"\njobs held {runs[0]['jobs_held']:,}; collections in a run (gen 0/1/2): {runs[0]['collections']}")
     if args.json:
         args.json.write_text(json.dumps({"facts": facts, "args": {k: v for k, v in vars(args).items() if k != "json"},
-                                         "runs": runs, "bare": bare, "summary": summary}, indent=1,
+                                         "runs": runs, "stats_cost": costs, "summary": summary}, indent=1,
                                         default=str))  # fmt: skip
     return 0
 

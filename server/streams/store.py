@@ -45,9 +45,7 @@ class _StoredCell(msgspec.Struct, array_like=True):
 _cell_decoder = msgspec.json.Decoder(_StoredCell)
 _group_decoder = msgspec.json.Decoder(GroupRecord)
 _Name = Annotated[str, msgspec.Meta(max_length=300)]
-_related_decoder = msgspec.json.Decoder(
-    tuple[Annotated[list[_Name], msgspec.Meta(max_length=100)], Annotated[list[_Name], msgspec.Meta(max_length=32)]]
-)
+_related_decoder = msgspec.json.Decoder(Annotated[list[_Name], msgspec.Meta(max_length=100)])
 _mute_decoder = msgspec.json.Decoder(GroupMute)
 _stat_cell_decoder = msgspec.json.Decoder(StatCell)
 
@@ -82,7 +80,7 @@ class Store:
         # Per-function and per-channel cells (server/streams/core/functions.py): SET of "kind:name", and for each
         # a HASH slot -> cell by resolution: `stats:m:kind:name` (minutes) and `stats:h:kind:name` (hours).
         self.stats_key = f"{prefix}:jp:stats"
-        self.related_key = f"{prefix}:jp:stats:related"  # HASH "kind:name" -> [[related names], [runners]]
+        self.related_key = f"{prefix}:jp:stats:related"  # HASH "kind:name" -> [related names]
         self.groups_key = f"{prefix}:jp:groups"  # HASH fingerprint -> GroupRecord
         self.mutes_key = f"{prefix}:jp:groups:muted"  # HASH fingerprint -> GroupMute (every process reads it)
         self.stats_minutes = stats_minutes
@@ -188,15 +186,15 @@ class Store:
             related=self._related(raw_related),
         )
 
-    def _related(self, raw: dict[bytes, bytes]) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    def _related(self, raw: dict[bytes, bytes]) -> dict[str, tuple[str, ...]]:
         out = {}
         for key, value in raw.items():
             try:
-                names, runners = _related_decoder.decode(value)
+                names = _related_decoder.decode(value)
             except msgspec.DecodeError:
                 self.corrupt += 1
                 continue
-            out[key.decode(errors="replace")] = (tuple(names), tuple(runners))
+            out[key.decode(errors="replace")] = tuple(names)
         return out
 
     async def mutes(self) -> tuple[GroupMute, ...]:
@@ -317,7 +315,7 @@ class Store:
                 for res, mapping in by_res.items():
                     pipe.hset(self.stat_key(res, stat.kind, stat.name), mapping=mapping)  # type: ignore[arg-type]
                     written += len(mapping)
-                related = _encoder.encode([list(stat.related), list(stat.runners)])
+                related = _encoder.encode(list(stat.related))
                 pipe.hset(self.related_key, f"{stat.kind}:{stat.name}", related)
         if state.now - self._swept >= SWEEP_EVERY:
             self._swept = state.now

@@ -319,7 +319,7 @@ async def test_the_store_skips_and_counts_what_does_not_decode_and_keeps_the_res
             str(minute - 5): json.dumps([1, 0, 0, 1.0, 0.0, [24], []]),  # odd length
         })  # fmt: skip
         await client.hset(f"{prefix}:jp:groups", mapping={"0123456789abcdef": b'{"id": 5}', "x": b"[]"})
-        await client.hset(f"{prefix}:jp:stats:related", "fn:app.ok", json.dumps([["email"] * 500, []]))
+        await client.hset(f"{prefix}:jp:stats:related", "fn:app.ok", json.dumps(["email"] * 500))
         store = Store(client, prefix, 2880, 100)
         restored = await store.load(now, state.limits)
         assert [c.slot for c in restored.stats] == [minute]

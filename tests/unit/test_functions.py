@@ -122,7 +122,7 @@ def run(state: State, events: Iterable[JobEvent]) -> None:
 def note(state: State, fn: str, channel: str, column: int, runtime: float, at: float) -> None:
     """One attempt's end noted at `at`, as the job fold does, then drained as the clock tick does."""
     advance(state, at)
-    functions.ran(state, fn, channel, None, column, runtime)
+    functions.ran(state, fn, channel, column, runtime)
     functions.drain(state)
 
 

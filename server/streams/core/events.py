@@ -418,9 +418,8 @@ class Restored(Struct, frozen=True):
     stats: tuple[StatCell, ...] = ()  # per-function and per-channel cells (server/streams/core/functions.py)
     now: float = 0.0  # jobpulse's clock when the store was read: which minute, hour and day are open
     groups: tuple[GroupRecord, ...] = ()  # the failure groups (server/streams/core/groups.py)
-    # Per stat ("fn:<name>", "channel:<name>"): its related names (a function's channels, a channel's functions)
-    # and, for a function, the runners that ran it lately.
-    related: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+    # Per stat ("fn:<name>", "channel:<name>"): its related names (a function's channels, a channel's functions).
+    related: dict[str, tuple[str, ...]] = {}
 
 
 Event = (

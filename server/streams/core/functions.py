@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 OTHER = "(other)"  # the stat the functions and channels past the caps count into
 FN, CHANNEL = "fn", "channel"
 HOUR, DAY = 60, 1440  # minutes
-RUNNERS_KEPT = 32  # the runners that ran a function lately, for the restarts its chart marks
 RELATED_KEPT = 100  # a function's channels, or a channel's functions, kept by name
 COMPLETED, FAILED, RETRIED = 0, 1, 2  # a cell's count columns
 
@@ -139,7 +138,6 @@ class Stat:
         "name",
         "related",
         "row",
-        "runners",
         "total",
         "version",
         "window",
@@ -162,10 +160,9 @@ class Stat:
         self.minutes: dict[int, Summary] = {}  # closed minutes' summaries, oldest first
         self.hours: dict[int, Summary] = {}
         self.days: dict[int, Summary] = {}
-        # A function's channels, or a channel's functions (the Functions table filters by channel); the runners
-        # that ran a function lately, for the restarts its chart marks. Ordered sets, capped.
+        # A function's channels, or a channel's functions (the Functions table filters by channel): an ordered
+        # set, capped.
         self.related: dict[str, None] = {}
-        self.runners: dict[str, None] = {}
         self.version = 0  # moves on every change: the store writes a stat whose version moved since it last did
         self.total = Cell()  # every closed minute since this process started (/metrics' histograms: cumulative)
         self.row: tuple[int, object] = (-1, None)  # (version, the table row of it): projections' memo
@@ -250,16 +247,15 @@ def _trim(slots: dict[int, Summary], oldest: int) -> None:
 class Pending:
     """What the job fold measured for one (function, channel) since the last drain: the hot path only appends."""
 
-    __slots__ = ("counts", "rt", "runners", "wt")
+    __slots__ = ("counts", "rt", "wt")
 
     def __init__(self) -> None:
         self.counts = [0, 0, 0]
         self.rt: list[float] = []
         self.wt: list[float] = []
-        self.runners: dict[str, None] = {}
 
 
-def ran(state: State, fn: str, channel: str, runner: str | None, column: int, runtime: float | None) -> None:
+def ran(state: State, fn: str, channel: str, column: int, runtime: float | None) -> None:
     """An attempt ended after `runtime` seconds (None: not known); `column` is COMPLETED, FAILED or RETRIED.
 
     The hot path: it only notes the numbers; `drain` sketches them a second later, all at once (a bucket index
@@ -272,8 +268,6 @@ def ran(state: State, fn: str, channel: str, runner: str | None, column: int, ru
     pending.counts[column] += 1
     if runtime is not None:
         pending.rt.append(runtime)
-    if runner is not None:
-        pending.runners[runner] = None
 
 
 def waited(state: State, fn: str, channel: str, wait: float) -> None:
@@ -325,12 +319,6 @@ def drain(state: State) -> int:
             if other not in related and len(related) < RELATED_KEPT:
                 related[other] = None
             stat.version += 1
-        runners = fstat.runners
-        for runner in pending.runners:
-            runners.pop(runner, None)
-            runners[runner] = None  # newest last
-        while len(runners) > RUNNERS_KEPT:
-            del runners[next(iter(runners))]
     state.fn_pending = {}
     return STATS
 
@@ -417,7 +405,7 @@ def restore(
     state: State,
     cells: tuple[StatCell, ...],
     minute_now: int,
-    related: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] | None = None,
+    related: Mapping[str, tuple[str, ...]] | None = None,
 ) -> None:
     """Bring back the stats the store kept: summaries of closed minutes and hours, and the open minute, hour and day.
 
@@ -435,9 +423,7 @@ def restore(
         if name in stats or len(stats) >= cap:
             continue  # counting already (the store was down at start): its live numbers stand
         stat = stats[name] = Stat(kind, name)
-        names, ran = (related or {}).get(f"{kind}:{name}", ((), ()))
-        stat.related = dict.fromkeys(names[:RELATED_KEPT])
-        stat.runners = dict.fromkeys(ran[-RUNNERS_KEPT:])
+        stat.related = dict.fromkeys((related or {}).get(f"{kind}:{name}", ())[:RELATED_KEPT])
         minutes = sorted((c for c in mine if c.res == "m"), key=lambda c: c.slot)
         hours = sorted((c for c in mine if c.res == "h"), key=lambda c: c.slot)
         days: dict[int, Cell] = {}

@@ -195,7 +195,7 @@ def _count(state: State, job: Job, ev: JobEvent, phase: int, at: float) -> int:
                 runtime = functions.measured(ev.ts - started)
                 if runtime is None:
                     state.health.unmeasured += 1
-        functions.ran(state, ev.fn, ev.channel, ev.runner, counted[2], runtime)
+        functions.ran(state, ev.fn, ev.channel, counted[2], runtime)
     return counted[1]
 
 

@@ -7,6 +7,7 @@ server/streams/core/functions.py; percentiles are the sketch's (within 2%).
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any
 
 from server.streams.core import functions
@@ -104,9 +105,24 @@ def _points(stat: Stat, gran: str) -> dict[str, list[Any]]:
     return out
 
 
+RUNNER_JOBS = 500  # a function's newest jobs whose runners count as "its runners"
+
+
+def runners_of(state: State, fn: str) -> set[str]:
+    """The runners of the function's newest jobs jobpulse holds (from the search index; nothing on the hot path)."""
+    ids = state.index["fn"].get(fn, ())
+    jobs = state.jobs
+    out: set[str] = set()
+    for job_id in islice(reversed(ids), RUNNER_JOBS):
+        job = jobs.get(job_id)
+        if job is not None and job.runner is not None:
+            out.add(job.runner)
+    return out
+
+
 def _marks(state: State, stat: Stat, since: float) -> list[list[Any]]:
     """Restarts and deploys of the runners that ran the function lately, newest first: [at, runner, text, kind]."""
-    ran = stat.runners
+    ran = runners_of(state, stat.name)
     out: list[list[Any]] = []
     for _, at, runner, message, _severity in state.runner_events:
         if at < since:
