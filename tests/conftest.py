@@ -12,6 +12,7 @@ run stops saying how; a part's tests are left out only by marker
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -247,17 +249,32 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def _listens(pid: int, port: int) -> bool:
+    """Whether process `pid` holds a TCP socket listening on `port` (Linux: /proc)."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:] + Path("/proc/net/tcp6").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    for line in lines:
+        parts = line.split()
+        if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port and parts[9] in inodes:
+            return True
+    return False
+
+
 class LiveServer:
     """A real jobpulse (uvicorn) subprocess on a free port, reading the test's Redis and prefix."""
 
     def __init__(self, redis_url: str, prefix: str, env: dict[str, str] | None = None, cli: bool = False) -> None:
-        from server.redis_server import free_port
-
         self.cli = cli  # run it as `jobpulse serve` runs uvicorn (its protocol choices), not by uvicorn's own CLI
 
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
+        self._take_port()
         self.prefix = prefix
         self.redis_url = redis_url
         self.env = {
@@ -270,6 +287,7 @@ class LiveServer:
             **(env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None
+        self._moves = 0  # times start() took another port because its own was taken before it could bind
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server; closed in stop()
 
     def start(self, timeout: float = 15.0) -> LiveServer:
@@ -285,16 +303,30 @@ class LiveServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if "address already in use" in self.output().lower() and self._moves < 3:
+                    # Another worker's server took the port between free_port() and our bind: move.
+                    self._moves += 1
+                    self._take_port()
+                    return self.start(timeout)
                 raise RuntimeError(f"jobpulse exited with {self.process.returncode}:\n{self.output()}")
             try:
                 with urllib.request.urlopen(self.url + "/readyz", timeout=1) as response:
-                    if response.status == 200:
+                    # Ready, and the answer is this process's: another worker's server may hold a port that was
+                    # free a moment ago (then this one fails to bind, exits, and moves to another port above).
+                    if response.status == 200 and _listens(self.process.pid, self.port):
                         return self
             except (OSError, urllib.error.HTTPError):
                 pass
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"jobpulse did not become ready within {timeout} s:\n{self.output()}")
+
+    def _take_port(self) -> None:
+        from server.redis_server import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
 
     def api_headers(self) -> dict[str, str]:
         """Headers for its HTTP API: an admin token when it signs users in, none in dev mode."""
