@@ -11,7 +11,9 @@ exactly the code jobpulse runs per message, in one process:
   the source's label, the fold, its indexes), its `_on_chunk_end` once per
   `--chunk` messages (as after one socket read), and the hub's `flush` once
   per `--tick-events` events with one client subscribed to every dashboard
-  widget (so every widget is projected, diffed and encoded as it is live).
+  widget (so every widget is projected, diffed and encoded as it is live), and
+  the clock tick (which drains the functions' numbers and runs the rules) once
+  per `--clock-events` events (the 1 s JOBPULSE_CLOCK_MS at 100,000 ev/s).
 
 The messages are `bench/workload.py`'s fleet (90.6% job events, with payloads).
 Before the measured run, the fold takes `--warm` events, so the job table holds
@@ -121,21 +123,25 @@ async def stats_cost(args: argparse.Namespace) -> dict[str, Any]:
     sides = {"with": make(), "without": make()}
     chunk, tick, channel = args.chunk, args.tick_events, b"bench:events"
 
-    def feed(side: str, messages: Sequence[bytes]) -> None:
+    def feed(side: str, messages: Sequence[bytes], tick_clock: bool) -> None:
         aggregator, hub, connector = sides[side]
         switch.set(side == "with")
         for i in range(0, len(messages), chunk):
             for data in messages[i : i + chunk]:
                 connector._on_message(channel, data)
             connector._on_chunk_end()
-        clock_tick(aggregator)
+        if tick_clock:
+            clock_tick(aggregator)
         hub.flush()
 
+    # The clock ticks every JOBPULSE_CLOCK_MS (1 s): once every `--clock-events` events (the rate it stands for).
+    per_clock = max(1, args.clock_events // tick)
+
     stream = Stream("f", payload=True)
-    for _ in range(0, args.warm, tick):
+    for n, _ in enumerate(range(0, args.warm, tick)):
         part = tuple(stream.take(tick, time.time()))
-        feed("with", part)
-        feed("without", part)
+        feed("with", part, n % per_clock == 0)
+        feed("without", part, n % per_clock == 0)
     spent = {"with": 0.0, "without": 0.0}
     measured = 0
     for k in range(max(1, args.events // tick)):
@@ -143,7 +149,7 @@ async def stats_cost(args: argparse.Namespace) -> dict[str, Any]:
         measured += len(part)
         for side in ("with", "without") if k % 2 == 0 else ("without", "with"):
             started = time.process_time()
-            feed(side, part)
+            feed(side, part, (k + 1) % per_clock == 0)
             spent[side] += time.process_time() - started
     switch.set(True)
     with_us, without_us = (spent[s] / measured * 1e6 for s in ("with", "without"))
@@ -180,8 +186,10 @@ async def one_run(args: argparse.Namespace) -> dict[str, Any]:
             for data in messages[i : i + chunk]:
                 on_message(channel, data)
             on_chunk_end()
-            if (i // chunk + 1) * chunk % tick < chunk:
+            done = (i // chunk + 1) * chunk
+            if done % args.clock_events < chunk:
                 clock_tick(aggregator)
+            if done % tick < chunk:
                 hub.flush()
 
     now = time.time()
@@ -260,6 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=None, help="events in the measured run (default 200,000)")
     parser.add_argument("--repeats", type=int, default=None, help="runs, each in a fresh process (default 5)")
     parser.add_argument("--chunk", type=int, default=20, help="messages per socket read (default 20)")
+    parser.add_argument(
+        "--clock-events",
+        type=int,
+        default=100_000,
+        help="events per clock tick (default 100,000: 100,000 ev/s at the 1 s JOBPULSE_CLOCK_MS)",
+    )
     parser.add_argument("--tick-events", type=int, default=5000,
                         help="events per hub tick (default 5,000: 200,000 ev/s at the 25 ms tick)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -282,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
           f"a hub tick every {args.tick_events:,} events, {args.repeats} runs")  # fmt: skip
     runs = []
     child = [sys.executable, "-m", "bench.fold", "--child", "--jobs", str(args.jobs), "--events", str(args.events),
-             "--chunk", str(args.chunk), "--tick-events", str(args.tick_events)]  # fmt: skip
+             "--chunk", str(args.chunk), "--tick-events", str(args.tick_events),
+             "--clock-events", str(args.clock_events)]  # fmt: skip
     for n in range(args.repeats):
         done = subprocess.run(child, capture_output=True, text=True, timeout=600, cwd=common.REPO)
         if done.returncode:
