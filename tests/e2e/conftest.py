@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests import provision
+from tests.e2e.support import watch
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -65,3 +66,13 @@ def page(browser: Browser) -> Iterator[Page]:
     finally:
         context.close()
     assert not errors, "the page threw:\n" + "\n".join(errors)
+
+
+@pytest.fixture
+def console_errors(page: Page) -> Iterator[list[str]]:
+    """An error the page (or another tab the test watches) logs in its console fails the test. A module takes it
+    for every test with `pytestmark = pytest.mark.usefixtures("console_errors")`."""
+    errors: list[str] = []
+    watch(page, errors)
+    yield errors
+    assert not errors, "the page logged errors:\n" + "\n".join(errors)

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import redis
-from playwright.sync_api import CDPSession, ElementHandle, Locator, Page, Response, WebSocket, expect
+from playwright.sync_api import CDPSession, ConsoleMessage, ElementHandle, Locator, Page, Response, WebSocket, expect
 
 __all__ = [
     "FIRST_LOAD_BUDGET",
@@ -312,3 +312,28 @@ class Source:
         self.client.hset(f"{self.prefix}:depth", mapping=entries)
         self.publish(message)
         return message
+
+
+def watch(tab: Page, errors: list[str]) -> Page:
+    """Note in `errors` what `tab` logs as an error in its console."""
+
+    def note(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            errors.append(f"{message.text} at {message.location}")
+
+    tab.on("console", note)
+    return tab
+
+
+def watch_all(tab: Page, errors: list[str]) -> Page:
+    """Note in `errors` what a tab other than the `page` fixture's (which does it itself) throws, and logs."""
+    tab.on("pageerror", lambda error: errors.append(f"{error.name}: {error.message}\n{error.stack}"))
+    return watch(tab, errors)
+
+
+def open_live(page: Page, url: str) -> Page:
+    """Go to `url` (probing its websocket) and wait until the page's socket is live."""
+    install_ws_probe(page)
+    page.goto(url)
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=15_000)
+    return page

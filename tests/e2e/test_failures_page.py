@@ -28,14 +28,24 @@ import redis
 
 from server.streams.core.fingerprint import cause
 from tests.conftest import LiveServer, SimulatedFleet, users_env
-from tests.e2e.support import FirstLoad, Locator, Page, Source, expect, install_ws_probe, tag, tagged
+from tests.e2e.support import (
+    FirstLoad,
+    Locator,
+    Page,
+    Source,
+    expect,
+    open_live,
+    tag,
+    tagged,
+    watch_all,
+)
 from tests.e2e.test_actions import commands_sent, sign_in, toast
 from tests.e2e.test_phone import PHONE, fits
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, ConsoleMessage
+    from playwright.sync_api import Browser
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("console_errors")]
 
 FAILURES = "/admin/jobs/failures"
 OVERVIEW = "/admin/jobs/overview"
@@ -165,40 +175,11 @@ def source(redis_url: str, prefix: str) -> Iterator[Source]:
         yield source
 
 
-def watch(tab: Page, errors: list[str]) -> Page:
-    """Note in `errors` what `tab` logs as an error in its console."""
-
-    def note(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            errors.append(f"{message.text} at {message.location}")
-
-    tab.on("console", note)
-    return tab
-
-
-def watch_all(tab: Page, errors: list[str]) -> Page:
-    """Note in `errors` what a tab other than the `page` fixture's (which does it itself) throws, and logs."""
-    tab.on("pageerror", lambda error: errors.append(f"{error.name}: {error.message}\n{error.stack}"))
-    return watch(tab, errors)
-
-
-@pytest.fixture(autouse=True)
-def console_errors(page: Page) -> Iterator[list[str]]:
-    """An error the page (or another tab the test watches) logs in its console fails the test."""
-    errors: list[str] = []
-    watch(page, errors)
-    yield errors
-    assert not errors, "the page logged errors:\n" + "\n".join(errors)
-
-
 # -- helpers -----------------------------------------------------------------------------------------------
 
 
 def open_page(page: Page, server: LiveServer, path: str = FAILURES) -> Page:
-    install_ws_probe(page)
-    page.goto(server.url + path)
-    expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=15_000)
-    return page
+    return open_live(page, server.url + path)
 
 
 def groups(page: Page) -> Locator:

@@ -24,13 +24,23 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.conftest import LiveServer
-from tests.e2e.support import FirstLoad, Locator, Page, Source, expect, install_ws_probe, still_tagged, tag, tagged
+from tests.e2e.support import (
+    FirstLoad,
+    Locator,
+    Page,
+    Source,
+    expect,
+    open_live,
+    still_tagged,
+    tag,
+    tagged,
+)
 from tests.e2e.test_phone import PHONE, fits
 
 if TYPE_CHECKING:
-    from playwright.sync_api import ConsoleMessage, ViewportSize
+    from playwright.sync_api import ViewportSize
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("console_errors")]
 
 FUNCTIONS = "/admin/jobs/functions"
 TABLE = "/admin/jobs/table"
@@ -162,28 +172,11 @@ def source(redis_url: str, prefix: str) -> Iterator[Source]:
         yield source
 
 
-@pytest.fixture(autouse=True)
-def console_errors(page: Page) -> Iterator[list[str]]:
-    """An error the page logs in its console fails the test (beside the `page` fixture's uncaught errors)."""
-    errors: list[str] = []
-
-    def note(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            errors.append(f"{message.text} at {message.location}")
-
-    page.on("console", note)
-    yield errors
-    assert not errors, "the page logged errors:\n" + "\n".join(errors)
-
-
 # -- helpers ---------------------------------------------------------------------------------------------
 
 
 def open_page(page: Page, server: LiveServer, query: str = "") -> Page:
-    install_ws_probe(page)
-    page.goto(server.url + FUNCTIONS + query)
-    expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=15_000)
-    return page
+    return open_live(page, server.url + FUNCTIONS + query)
 
 
 def rows(page: Page) -> Locator:

@@ -294,7 +294,6 @@ def drain(state: State) -> int:
     state.fn_pending = {}
     minute = state.minute
     fn_stats, channel_stats = state.fn_stats, state.channel_stats
-    _log, _ceil, k, low, zero = log, ceil, INV_LOG_GAMMA, MIN_VALUE, ZERO
     for (fn, channel), pending in pending_all.items():
         fstat = fn_stats.get(fn) or _stat(state, FN, fn)
         cstat = channel_stats.get(channel) or _stat(state, CHANNEL, channel)
@@ -308,32 +307,14 @@ def drain(state: State) -> int:
             counts[0] += a
             counts[1] += b
             counts[2] += c
-        values = pending.rt
-        if values:
-            fsk, csk = fcell.rt, ccell.rt
-            fget, cget = fsk.get, csk.get
-            for v in values:
-                i = _ceil(_log(v) * k) if v > low else zero
-                fsk[i] = fget(i, 0) + 1
-                csk[i] = cget(i, 0) + 1
-            top = max(values)
-            if top > fcell.rt_max:
-                fcell.rt_max = top
-            if top > ccell.rt_max:
-                ccell.rt_max = top
-        values = pending.wt
-        if values:
-            fsk, csk = fcell.wt, ccell.wt
-            fget, cget = fsk.get, csk.get
-            for v in values:
-                i = _ceil(_log(v) * k) if v > low else zero
-                fsk[i] = fget(i, 0) + 1
-                csk[i] = cget(i, 0) + 1
-            top = max(values)
-            if top > fcell.wt_max:
-                fcell.wt_max = top
-            if top > ccell.wt_max:
-                ccell.wt_max = top
+        if pending.rt:
+            top = _sketch(pending.rt, fcell.rt, ccell.rt)
+            fcell.rt_max = max(fcell.rt_max, top)
+            ccell.rt_max = max(ccell.rt_max, top)
+        if pending.wt:
+            top = _sketch(pending.wt, fcell.wt, ccell.wt)
+            fcell.wt_max = max(fcell.wt_max, top)
+            ccell.wt_max = max(ccell.wt_max, top)
         related = fstat.related
         if channel not in related and len(related) < RELATED_KEPT:
             related[channel] = None
@@ -343,6 +324,18 @@ def drain(state: State) -> int:
         fstat.version += 1
         cstat.version += 1
     return STATS
+
+
+def _sketch(values: array[float], fsk: Sketch, csk: Sketch) -> float:
+    """Add `values` to both sketches (the function's and the channel's); return their largest. The loop of this
+    module at full rate: its names are all local."""
+    _log, _ceil, k, low, zero = log, ceil, INV_LOG_GAMMA, MIN_VALUE, ZERO
+    fget, cget = fsk.get, csk.get
+    for v in values:
+        i = _ceil(_log(v) * k) if v > low else zero
+        fsk[i] = fget(i, 0) + 1
+        csk[i] = cget(i, 0) + 1
+    return max(values)
 
 
 def roll_all(state: State, minute: int) -> None:

@@ -64,12 +64,8 @@ def subtract(from_: Sketch, other: Mapping[int, int]) -> None:
             from_.pop(i, None)
 
 
-def total(sketch: Mapping[int, int]) -> int:
-    return sum(sketch.values())
-
-
 def quantiles(sketches: Iterable[Mapping[int, int]], qs: tuple[float, ...] = QUANTILES) -> tuple[float, ...] | None:
-    """The `qs` quantiles of the merged `sketches` (without merging them into a new dict), or None when empty.
+    """The `qs` quantiles of the `sketches` merged, or None when they hold nothing.
 
     The q quantile is the value of rank floor(q·(n-1)) among the n values sorted (0-based): the lower median for
     q = 0.5. Each one read back is within ALPHA of that value (or under MIN_VALUE when it is).
@@ -77,23 +73,7 @@ def quantiles(sketches: Iterable[Mapping[int, int]], qs: tuple[float, ...] = QUA
     merged: dict[int, int] = {}
     for sketch in sketches:
         merge(merged, sketch)
-    n = sum(merged.values())
-    if not n:
-        return None
-    ranks = [int(q * (n - 1)) for q in qs]
-    out: list[float] = []
-    seen = 0
-    want = iter(ranks)
-    rank = next(want)
-    for i in sorted(merged):
-        seen += merged[i]
-        while rank < seen:
-            out.append(value_of(i))
-            nxt = next(want, None)
-            if nxt is None:
-                return tuple(out)
-            rank = nxt
-    return tuple(out)  # pragma: no cover - every rank is below n
+    return merged_quantiles(*sorted_counts(merged), {}, qs)
 
 
 def sorted_counts(sketch: Mapping[int, int]) -> tuple[list[int], list[int], int]:
