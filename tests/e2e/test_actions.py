@@ -365,9 +365,12 @@ def test_the_scheduler_runs_a_scheduled_job_now_and_cancels_another(
     """The Scheduled Jobs card's "Open Scheduler": every scheduled job by when it is due, live; Run now has the job
     system queue one now (it leaves the schedule), Cancel cancels another; both land in the audit log."""
     sign_in(page, server, "oscar", "/admin/jobs")
+    # The button's handler comes with the page's module: on a loaded machine a click before it ran did nothing (a CI
+    # run). The socket live says the module ran; the dialog's own code then loads on first use.
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=15_000)
     page.locator("#open-scheduler").click()
     scheduler = page.locator("dialog.scheduler")
-    expect(scheduler).to_be_visible()
+    expect(scheduler).to_be_visible(timeout=15_000)
     rows = scheduler.locator("tbody tr")
     expect(rows.first).to_be_visible(timeout=30_000)  # the fleet schedules retries and jobs ahead
     dues = scheduler.locator(".sc-until").evaluate_all("(nodes) => nodes.map((n) => Number(n.dataset.until))")
