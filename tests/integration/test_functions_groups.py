@@ -210,9 +210,14 @@ def test_a_real_celery_workers_failures_group_by_cause_and_a_group_is_retried_an
         assert key_error["frame"] == "celery_cluster/billing.py in plan_of" and key_error["count"] == 5
         assert key_error["functions"] == [["tests.celery_cluster.app.charge", 5]]
         assert key_error["new"] is True and len(key_error["samples"]) == 5
+
         # The functions' numbers are drained from the fold each clock tick (250 ms here): wait for the tick.
-        functions = asyncio.run(_poll(lambda: (f := api(server, "/api/functions", headers)["functions"]).get(
-            "tests.celery_cluster.app.add", {}).get("completed") == 10 and f, 10))  # fmt: skip
+        def drained() -> Obj | None:
+            f = api(server, "/api/functions", headers)["functions"]
+            done = f.get("tests.celery_cluster.app.add", {}).get("completed") == 10
+            return f if done and f.get("tests.celery_cluster.app.charge", {}).get("failed") == 5 else None
+
+        functions = asyncio.run(_poll(drained, 10))
         assert functions["tests.celery_cluster.app.add"]["completed"] == 10
         assert functions["tests.celery_cluster.app.charge"]["fail_rate"] == 1.0
         assert functions["tests.celery_cluster.app.add"]["runtime"] is not None

@@ -462,15 +462,18 @@ async def test_the_tick_stretches_while_the_loop_is_saturated_and_comes_back():
             await asyncio.sleep(0)
 
     folded = 0
+    widest = 0.0  # the longest tick seen in the last window
 
     async def changes(seconds: float) -> int:
         """Keep the hub dirty for `seconds` (a new depth every 2 ms); how many flushes it made meanwhile."""
-        nonlocal folded
+        nonlocal folded, widest
         before = rig.hub.stats.flushes
+        widest = 0.0
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             folded += 1
             rig.fold(depth(ts=T0 + folded, email=(folded, 0, 0)))
+            widest = max(widest, rig.hub.stats.tick_interval)
             await asyncio.sleep(0.002)
         return rig.hub.stats.flushes - before
 
@@ -484,7 +487,9 @@ async def test_the_tick_stretches_while_the_loop_is_saturated_and_comes_back():
         # the goal; it is checked after 0.8 s of saturation, over three times that.
         await changes(0.3)
         busy = await changes(0.5)
-        assert rig.hub.stats.tick_interval == 0.08
+        # It reached tick_max while saturated. Read over the window, not at its last instant: on a VM whose host
+        # steals time, one tick may read the loop as idle and halve the tick for a moment (a CI run saw 0.04).
+        assert widest == 0.08
         assert rig.hub.stats.stretched_flushes > stretched
         # A ratio against the easy window measured in the same run, not a bare count: the point of the stretch.
         assert busy < easy / 2, (busy, easy)

@@ -25,7 +25,9 @@ def test_a_spinning_thread_reads_as_busy_and_a_sleeping_one_as_idle():
         idle = pressure.sample()
     finally:
         pressure.close()
-    assert busy > 0.9, busy
+    # Not 1: on a VM the host may take the vCPU away, time the guest sees as neither running nor queued (a CI run
+    # read 0.89); far above the idle reading all the same.
+    assert busy > 0.75, busy
     assert idle < 0.2, idle
 
 
