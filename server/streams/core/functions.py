@@ -367,7 +367,7 @@ class WindowRead:
 
 
 def window_summary(stat: Stat) -> Summary:
-    """The rolling window's numbers: its closed minutes and the open one (about 30 µs: the Functions table reads
+    """The rolling window's numbers: its closed minutes and the open one (about 80 µs: the Functions table reads
     every stat that counted something since the last tick)."""
     read = stat.window_read
     if read is None:
