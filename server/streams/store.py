@@ -15,7 +15,18 @@ import msgspec
 import redis.asyncio as aredis
 
 from server.streams.core import functions, sketch
-from server.streams.core.events import MAX_TIME, FailureRecord, GroupMute, GroupRecord, Restored, RunnerRecord, StatCell
+from server.streams.core.events import (
+    MAX_COUNT,
+    MAX_TIME,
+    Count,
+    FailureRecord,
+    GroupMute,
+    GroupRecord,
+    Restored,
+    RunnerRecord,
+    Seconds,
+    StatCell,
+)
 from server.streams.core.functions import Cell
 from server.streams.core.groups import Group
 from server.streams.core.runners import runner_record
@@ -31,13 +42,14 @@ _encoder = msgspec.json.Encoder()
 
 
 class _StoredCell(msgspec.Struct, array_like=True):
-    """A stat cell's value in Redis: [completed, failed, retried, rt_max, wt_max, [rt flat], [wt flat]]."""
+    """A stat cell's value in Redis: [completed, failed, retried, rt_max, wt_max, [rt flat], [wt flat]]; every number
+    bounded as it decodes (the sketches' buckets by `sketch.unflat`)."""
 
-    completed: int
-    failed: int
-    retried: int
-    rt_max: float
-    wt_max: float
+    completed: Count
+    failed: Count
+    retried: Count
+    rt_max: Seconds
+    wt_max: Seconds
     rt: list[int]
     wt: list[int]
 
@@ -47,7 +59,6 @@ _group_decoder = msgspec.json.Decoder(GroupRecord)
 _Name = Annotated[str, msgspec.Meta(max_length=300)]
 _related_decoder = msgspec.json.Decoder(Annotated[list[_Name], msgspec.Meta(max_length=100)])
 _mute_decoder = msgspec.json.Decoder(GroupMute)
-_stat_cell_decoder = msgspec.json.Decoder(StatCell)
 
 # Deletes a stat hash's slots older than ARGV[1] inside Redis: the sweep costs no round trip per field.
 _SWEEP = """
@@ -273,15 +284,15 @@ class Store:
         """Decode and check one stored cell (every number bounded, the sketches well formed) into `out`."""
         try:
             stored = _cell_decoder.decode(raw)
-            cell = _stat_cell_decoder.decode(
-                _encoder.encode([kind, name, res, int(field), *msgspec.structs.astuple(stored)])
-            )
-            sketch.unflat(list(cell.rt))
-            sketch.unflat(list(cell.wt))
-        except (ValueError, msgspec.DecodeError, msgspec.ValidationError):
+            slot = int(field)
+            if not 0 <= slot <= MAX_COUNT:
+                raise ValueError("slot out of range")
+            rt, wt = sketch.unflat(stored.rt), sketch.unflat(stored.wt)
+        except (ValueError, msgspec.DecodeError):
             self.corrupt += 1
             return
-        out.append(cell)
+        out.append(StatCell(kind, name, res, slot, stored.completed, stored.failed, stored.retried,  # type: ignore[arg-type]
+                            stored.rt_max, stored.wt_max, rt, wt))  # fmt: skip
 
     async def read_stat(self, res: str, kind: str, name: str, first: int, last: int) -> list[StatCell]:
         """One stat's stored cells of slots first..last (for /api/functions: the whole retention, from Redis)."""

@@ -22,6 +22,13 @@ durations = st.floats(min_value=0.0, max_value=MAX_TIME, allow_nan=False)
 realistic = st.floats(min_value=-4.0, max_value=5.0).map(lambda e: 10.0**e)
 
 
+def sketch_of(values: list[float]) -> sketch.Sketch:
+    out: sketch.Sketch = {}
+    for v in values:
+        sketch.add(out, v)
+    return out
+
+
 def exact(values: list[float], q: float) -> float:
     return sorted(values)[int(q * (len(values) - 1))]
 
@@ -36,10 +43,7 @@ def within(read: float, true: float) -> bool:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(durations, realistic), min_size=1, max_size=400))
 def test_every_quantile_is_within_the_stated_error_of_the_exact_one(values: list[float]) -> None:
-    s: sketch.Sketch = {}
-    for v in values:
-        sketch.add(s, v)
-    read = sketch.quantiles([s], (0.0, 0.5, 0.9, 0.95, 0.99, 1.0))
+    read = sketch.quantiles([sketch_of(values)], (0.0, 0.5, 0.9, 0.95, 0.99, 1.0))
     assert read is not None
     for q, got in zip((0.0, 0.5, 0.9, 0.95, 0.99, 1.0), read, strict=True):
         assert within(got, exact(values, q)), (q, got, exact(values, q))
@@ -64,12 +68,7 @@ def test_sketches_merge_exactly_like_one_sketch_of_every_value(parts: list[list[
 @settings(max_examples=200, deadline=None)
 @given(st.lists(realistic, max_size=80), st.lists(realistic, max_size=80))
 def test_subtracting_a_merged_sketch_gives_back_the_other(a: list[float], b: list[float]) -> None:
-    sa: sketch.Sketch = {}
-    sb: sketch.Sketch = {}
-    for v in a:
-        sketch.add(sa, v)
-    for v in b:
-        sketch.add(sb, v)
+    sa, sb = sketch_of(a), sketch_of(b)
     both = dict(sa)
     sketch.merge(both, sb)
     sketch.subtract(both, sb)
@@ -214,10 +213,10 @@ def stored(stat: functions.Stat) -> tuple[StatCell, ...]:
     out = []
     for res, slot, cell in functions.stored_cells(stat):
         completed, failed, retried = cell.counts
-        flat_rt, flat_wt = tuple(sketch.flat(cell.rt)), tuple(sketch.flat(cell.wt))
+        rt, wt = dict(cell.rt), dict(cell.wt)
         kind: Literal["fn", "channel"] = "fn" if stat.kind == "fn" else "channel"
         out.append(StatCell(kind, stat.name, "m" if res == "m" else "h", slot, completed, failed, retried,
-                            cell.rt_max, cell.wt_max, flat_rt, flat_wt))  # fmt: skip
+                            cell.rt_max, cell.wt_max, rt, wt))  # fmt: skip
     return tuple(out)
 
 
@@ -296,10 +295,5 @@ def test_a_functions_chart_marks_its_runners_restarts_and_deploys() -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.lists(realistic, max_size=200), st.lists(realistic, max_size=40))
 def test_the_windows_merged_walk_reads_what_a_merged_sketch_reads(window: list[float], minute: list[float]) -> None:
-    a: sketch.Sketch = {}
-    b: sketch.Sketch = {}
-    for v in window:
-        sketch.add(a, v)
-    for v in minute:
-        sketch.add(b, v)
+    a, b = sketch_of(window), sketch_of(minute)
     assert sketch.merged_quantiles(*sketch.sorted_counts(a), b) == sketch.quantiles([a, b])

@@ -355,8 +355,8 @@ class FailureRecord(Struct, frozen=True):
 class StatCell(Struct, frozen=True, array_like=True):
     """One function's or channel's numbers over one minute or hour, as the store keeps them (docs/protocol.md 1.7).
 
-    `rt` and `wt` are the runtime and wait sketches flat (server/streams/core/sketch.py: index, count, ...); the
-    store checks them with `sketch.unflat` as it decodes.
+    `rt` and `wt` are the runtime and wait sketches (server/streams/core/sketch.py: bucket index -> count), checked
+    by the store with `sketch.unflat` as it decodes them from their flat form.
     """
 
     kind: Literal["fn", "channel"]
@@ -368,8 +368,8 @@ class StatCell(Struct, frozen=True, array_like=True):
     retried: Count
     rt_max: Seconds
     wt_max: Seconds
-    rt: tuple[int, ...]
-    wt: tuple[int, ...]
+    rt: dict[int, int]
+    wt: dict[int, int]
 
 
 class GroupRecord(Struct, frozen=True):

@@ -381,19 +381,13 @@ def window_summary(stat: Stat) -> Summary:
     return _summary(counts, rt, wt, rt_max, wt_max)
 
 
-def open_hour(stat: Stat) -> Summary:
-    """The open hour's numbers, with the open minute."""
-    cells = [stat.hour_cell]
-    if stat.minute // HOUR == stat.hour:
+def open_slot(stat: Stat, minutes: int) -> tuple[int, Summary]:
+    """The open hour (`minutes` HOUR) or day (DAY) and its numbers, with the open minute."""
+    slot, cell = (stat.hour, stat.hour_cell) if minutes == HOUR else (stat.day, stat.day_cell)
+    cells = [cell]
+    if stat.minute // minutes == slot:
         cells.append(stat.minute_cell)
-    return summary(cells)
-
-
-def open_day(stat: Stat) -> Summary:
-    cells = [stat.day_cell]
-    if stat.minute // DAY == stat.day:
-        cells.append(stat.minute_cell)
-    return summary(cells)
+    return slot, summary(cells)
 
 
 def stored_cells(stat: Stat) -> list[tuple[str, int, Cell]]:
@@ -483,6 +477,6 @@ def to_cell(c: StatCell) -> Cell:
     """A store cell (checked by the store as it decoded it) as a live one."""
     cell = Cell()
     cell.counts = [c.completed, c.failed, c.retried]
-    cell.rt, cell.wt = sketch.unflat(list(c.rt)), sketch.unflat(list(c.wt))
+    cell.rt, cell.wt = dict(c.rt), dict(c.wt)  # the cell grows; the store's record stays as it was read
     cell.rt_max, cell.wt_max = c.rt_max, c.wt_max
     return cell
