@@ -97,30 +97,36 @@ class _Switch:
             g.failed = lambda state, job, at: 0
 
 
-async def stats_cost(args: argparse.Namespace) -> dict[str, Any]:
-    """What the functions' numbers and failure groups add an event: two jobpulses (each with a full job table
-    and a client on every dashboard widget), one with that work off, fed the same messages in alternating chunks
-    of a hub tick, each chunk's CPU time added to its own."""
-    from bench.workload import Stream
+def jobpulse(args: argparse.Namespace) -> tuple[Any, Any, Any, Collector]:
+    """A jobpulse as the server builds it (aggregator, hub, the native connector) with one client watching every
+    dashboard widget, and that client's sink."""
     from server.app import build_hub
     from server.settings import Settings
     from server.streams.aggregator import Aggregator
     from server.streams.core.widgets import WIDGETS
     from server.streams.sources.native.connector import NativeConnector
 
+    settings = Settings(log_level="warning", max_jobs=args.jobs)
+    settings.check()
+    aggregator = Aggregator(settings, time.time)
+    hub = build_hub(settings, aggregator)
+    connector = aggregator.connectors[next(iter(aggregator.connectors))]
+    assert isinstance(connector, NativeConnector)
+    sink = Collector()
+    client = hub.attach(sink)
+    assert hub.subscribe(client, [w.name for w in WIDGETS], None, {}) == []
+    return aggregator, hub, connector, sink
+
+
+async def stats_cost(args: argparse.Namespace) -> dict[str, Any]:
+    """What the functions' numbers and failure groups add an event: two jobpulses (each with a full job table
+    and a client on every dashboard widget), one with that work off, fed the same messages in alternating chunks
+    of a hub tick, each chunk's CPU time added to its own."""
+    from bench.workload import Stream
+
     switch = _Switch()
 
-    def make() -> tuple[Any, Any, Any]:
-        settings = Settings(log_level="warning", max_jobs=args.jobs)
-        aggregator = Aggregator(settings, time.time)
-        hub = build_hub(settings, aggregator)
-        connector = aggregator.connectors[next(iter(aggregator.connectors))]
-        assert isinstance(connector, NativeConnector)
-        client = hub.attach(Collector())
-        assert hub.subscribe(client, [w.name for w in WIDGETS], None, {}) == []
-        return aggregator, hub, connector
-
-    sides = {"with": make(), "without": make()}
+    sides = {"with": jobpulse(args)[:3], "without": jobpulse(args)[:3]}
     chunk, tick, channel = args.chunk, args.tick_events, b"bench:events"
 
     def feed(side: str, messages: Sequence[bytes], tick_clock: bool) -> None:
@@ -158,24 +164,13 @@ async def stats_cost(args: argparse.Namespace) -> dict[str, Any]:
 
 async def one_run(args: argparse.Namespace) -> dict[str, Any]:
     from bench.workload import Stream
-    from server.app import build_hub, freeze_startup
-    from server.settings import Settings
-    from server.streams.aggregator import Aggregator
+    from server.app import freeze_startup
     from server.streams.core.events import parse_message
-    from server.streams.core.widgets import WIDGETS
-    from server.streams.sources.native.connector import NativeConnector
 
-    settings = Settings(log_level="warning", max_jobs=args.jobs)
-    settings.check()
-    aggregator = Aggregator(settings, time.time)
-    hub = build_hub(settings, aggregator)
-    connector = aggregator.connectors[next(iter(aggregator.connectors))]
-    assert isinstance(connector, NativeConnector)
+    aggregator, hub, connector, sink = jobpulse(args)
+    settings = aggregator.settings
     on_message, on_chunk_end = connector._on_message, connector._on_chunk_end
     channel = b"bench:events"
-    sink = Collector()
-    client = hub.attach(sink)
-    assert hub.subscribe(client, [w.name for w in WIDGETS], None, {}) == []
     stream = Stream("f", payload=True)
     freeze_startup()  # as the server's lifespan does once start-up is done: before any job arrives
 

@@ -171,7 +171,7 @@ class JobpulseCollector(Collector):
             done.add_metric([name, "failed"], ring.sum(first, last, 2))
         yield done
         yield from _histograms(state, self.app_state.settings.metrics_functions)
-        yield from _group_metrics(state)
+        yield from _fold_counts(state)
 
 
 # The histograms' buckets (s): a job's runtime or wait from 5 ms to an hour.
@@ -216,7 +216,8 @@ def _histograms(state: Any, cap: int) -> Iterator[Any]:
             yield family
 
 
-def _group_metrics(state: Any) -> Iterator[Any]:
+def _fold_counts(state: Any) -> Iterator[Any]:
+    """Runtimes and waits left unmeasured, and the failure groups held (muted or not)."""
     unmeasured = CounterMetricFamily(
         "jobpulse_unmeasured", "Runtimes and waits two source clocks made negative (not in the sketches)"
     )

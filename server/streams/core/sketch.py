@@ -37,7 +37,7 @@ def index(value: float) -> int:
 
 def add(sketch: Sketch, value: float) -> None:
     """Count `value` (seconds, 0..MAX_TIME: the fold's callers have bounded it)."""
-    i = ceil(log(value) * INV_LOG_GAMMA) if value > MIN_VALUE else ZERO
+    i = index(value)
     sketch[i] = sketch.get(i, 0) + 1
 
 

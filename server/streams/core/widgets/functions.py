@@ -84,20 +84,15 @@ def _points(stat: Stat, gran: str) -> dict[str, list[Any]]:
     if gran == "minutes":
         closed = stat.minutes
         open_slot, open_summary = stat.minute, functions.summary([stat.minute_cell])
-        step = 60
-    elif gran == "hours":
-        closed = stat.hours
-        open_slot, open_summary = stat.hour, functions.open_hour(stat)
-        step = 3600
     else:
-        closed = stat.days
-        open_slot, open_summary = stat.day, functions.open_day(stat)
-        step = 86400
-    out: dict[str, list[Any]] = {}
+        closed = stat.hours if gran == "hours" else stat.days
+        open_slot, open_summary = functions.open_slot(stat, functions.HOUR if gran == "hours" else functions.DAY)
+    step = GRANS[gran]
     items = list(closed.items())
-    if open_slot >= 0 and (open_summary[0] or open_summary[1] or open_summary[2] or open_summary[3] is not None
-                           or open_summary[8] is not None):  # fmt: skip
+    # The open slot once it holds anything: a count, or a measured runtime or wait.
+    if open_slot >= 0 and (any(open_summary[:3]) or open_summary[3] is not None or open_summary[8] is not None):
         items.append((open_slot, open_summary))
+    out: dict[str, list[Any]] = {}
     for slot, s in items:
         n = numbers(s)
         rt, wt = n["runtime"] or [None] * 5, n["wait"] or [None] * 5
